@@ -1,0 +1,2 @@
+/** Arbor's version, written into manifests, checkpoints and evaluation results. */
+export const VERSION = "0.1.0";

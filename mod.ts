@@ -1,0 +1,22 @@
+/**
+ * Arbor: hierarchical sparse autoencoders (Tree SAE and baselines) on WebGPU.
+ *
+ * The library API a user scripts against; the CLI in `cli/` is built on it.
+ * @module
+ */
+export { VERSION } from "./lib/version.ts";
+export { ArborError, DataError, GpuError } from "./lib/errors.ts";
+export { getGpu, type Gpu, type GpuOptions, GpuUnavailableError } from "./lib/gpu/device.ts";
+export { type Dispatch, getPipeline, type Kernel, loadWgsl, runKernels, withErrorScope } from "./lib/gpu/kernel.ts";
+export {
+  createStorage,
+  readBuffer,
+  readF32,
+  readU32,
+  uniforms,
+  uploadStorage,
+  writeBuffer,
+} from "./lib/gpu/buffer.ts";
+export { timeGpu } from "./lib/gpu/timer.ts";
+export { unpackF16, uploadF16AsF32 } from "./lib/gpu/unpack_f16.ts";
+export { f16BitsToF32, f32ToF16Bits, fromF16, toF16 } from "./lib/util/f16.ts";
