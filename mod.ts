@@ -7,7 +7,14 @@
 export { VERSION } from "./lib/version.ts";
 export { ArborError, DataError, GpuError } from "./lib/errors.ts";
 export { getGpu, type Gpu, type GpuOptions, GpuUnavailableError } from "./lib/gpu/device.ts";
-export { type Dispatch, getPipeline, type Kernel, loadWgsl, runKernels, withErrorScope } from "./lib/gpu/kernel.ts";
+export {
+  type Dispatch,
+  getPipeline,
+  type Kernel,
+  loadWgsl,
+  runKernels,
+  withErrorScope,
+} from "./lib/gpu/kernel.ts";
 export {
   createStorage,
   readBuffer,

@@ -44,7 +44,11 @@ export interface CommandSpec {
 /** Flags every subcommand accepts. */
 export const GLOBAL_FLAGS: Record<string, FlagSpec> = {
   help: { type: "boolean", short: "h", help: "show this help and exit" },
-  quiet: { type: "boolean", short: "q", help: "print only results and errors (hides the adapter line)" },
+  quiet: {
+    type: "boolean",
+    short: "q",
+    help: "print only results and errors (hides the adapter line)",
+  },
 };
 
 /** Parsed flags: values converted to their declared types. */

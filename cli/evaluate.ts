@@ -16,7 +16,9 @@ export const command: Command = {
   spec,
   run() {
     return Promise.reject(
-      new NotImplementedError("evaluate: the engine for this command has not landed yet (issue #7)"),
+      new NotImplementedError(
+        "evaluate: the engine for this command has not landed yet (issue #7)",
+      ),
     );
   },
 };

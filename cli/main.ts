@@ -61,7 +61,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   const load = COMMANDS[name];
   if (!load) {
-    console.error(`arbor: unknown command "${name}" (commands: ${Object.keys(COMMANDS).join(", ")})`);
+    console.error(
+      `arbor: unknown command "${name}" (commands: ${Object.keys(COMMANDS).join(", ")})`,
+    );
     return 2;
   }
   const command = await load();

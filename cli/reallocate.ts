@@ -16,7 +16,9 @@ export const command: Command = {
   spec,
   run() {
     return Promise.reject(
-      new NotImplementedError("reallocate: the engine for this command has not landed yet (issue #4)"),
+      new NotImplementedError(
+        "reallocate: the engine for this command has not landed yet (issue #4)",
+      ),
     );
   },
 };

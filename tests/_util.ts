@@ -40,14 +40,17 @@ export function assertClose(
   { atol = 1e-5, rtol = 1e-5, label = "values" } = {},
 ) {
   if (actual.length !== expected.length) {
-    throw new AssertionError({ message: `${label}: length ${actual.length} != ${expected.length}` });
+    throw new AssertionError({
+      message: `${label}: length ${actual.length} != ${expected.length}`,
+    });
   }
   const bad: string[] = [];
   let maxDiff = 0;
   let count = 0;
   for (let i = 0; i < expected.length; i++) {
     const d = Math.abs(actual[i] - expected[i]);
-    const ok = d <= atol + rtol * Math.abs(expected[i]) || (Number.isNaN(actual[i]) && Number.isNaN(expected[i]));
+    const ok = d <= atol + rtol * Math.abs(expected[i]) ||
+      (Number.isNaN(actual[i]) && Number.isNaN(expected[i]));
     if (!ok || Number.isNaN(d)) {
       count++;
       if (bad.length < 5) bad.push(`[${i}] got ${actual[i]} want ${expected[i]}`);
@@ -56,7 +59,9 @@ export function assertClose(
   }
   if (count) {
     throw new AssertionError({
-      message: `${label}: ${count}/${expected.length} mismatches (max diff ${maxDiff}): ${bad.join(", ")}`,
+      message: `${label}: ${count}/${expected.length} mismatches (max diff ${maxDiff}): ${
+        bad.join(", ")
+      }`,
     });
   }
 }

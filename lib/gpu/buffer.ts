@@ -44,7 +44,11 @@ export function writeBuffer(gpu: Gpu, buffer: GPUBuffer, data: ArrayBufferView, 
 }
 
 /** A uniform buffer from 32-bit fields: numbers are written as u32 unless listed in `floats`. */
-export function uniforms(gpu: Gpu, fields: Record<string, number>, floats: string[] = []): GPUBuffer {
+export function uniforms(
+  gpu: Gpu,
+  fields: Record<string, number>,
+  floats: string[] = [],
+): GPUBuffer {
   const names = Object.keys(fields);
   const size = Math.max(16, Math.ceil(names.length / 4) * 16);
   const data = new ArrayBuffer(size);

@@ -88,8 +88,10 @@ async function createGpu(options: GpuOptions): Promise<Gpu> {
   // deno-lint-ignore no-explicit-any
   const info = (adapter as any).info ?? {};
   const backend = Deno.env.get("DENO_WEBGPU_BACKEND") ?? "default";
-  const isFallback = Boolean(info.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean })
-    .isFallbackAdapter);
+  const isFallback = Boolean(
+    info.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean })
+      .isFallbackAdapter,
+  );
   const name = info.description || info.device || info.vendor || "unknown adapter";
   const description = `${name} [backend: ${backend}${isFallback ? ", software" : ""}]`;
   if (!options.quiet) console.error(`arbor: WebGPU adapter: ${description}`);

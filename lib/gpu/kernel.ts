@@ -44,7 +44,7 @@ export function kernelName(k: Kernel): string {
 const pipelines = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
 const modules = new WeakMap<GPUDevice, Map<string, Promise<GPUShaderModule>>>();
 
-async function shaderModule(gpu: Gpu, file: string): Promise<GPUShaderModule> {
+function shaderModule(gpu: Gpu, file: string): Promise<GPUShaderModule> {
   let byFile = modules.get(gpu.device);
   if (!byFile) modules.set(gpu.device, byFile = new Map());
   let m = byFile.get(file);
@@ -100,16 +100,20 @@ export function getPipeline(gpu: Gpu, kernel: Kernel): Promise<GPUComputePipelin
 export async function withErrorScope<T>(gpu: Gpu, label: string, fn: () => T): Promise<T> {
   gpu.device.pushErrorScope("out-of-memory");
   gpu.device.pushErrorScope("validation");
-  let result: T;
+  let result: T | undefined;
+  let thrown: unknown;
   try {
     result = fn();
-  } finally {
-    const validation = await gpu.device.popErrorScope();
-    const oom = await gpu.device.popErrorScope();
-    if (validation) throw new GpuError(`${label}: WebGPU validation error: ${validation.message}`);
-    if (oom) throw new GpuError(`${label}: GPU out of memory: ${oom.message}`);
+  } catch (e) {
+    thrown = e;
   }
-  return result;
+  // Always pop both scopes, even when fn threw, so scopes never leak onto later work.
+  const validation = await gpu.device.popErrorScope();
+  const oom = await gpu.device.popErrorScope();
+  if (validation) throw new GpuError(`${label}: WebGPU validation error: ${validation.message}`);
+  if (oom) throw new GpuError(`${label}: GPU out of memory: ${oom.message}`);
+  if (thrown !== undefined) throw thrown;
+  return result as T;
 }
 
 /** One kernel launch: which kernel, its buffers in binding order, and the grid. */

@@ -2,7 +2,10 @@
 import type { Gpu } from "./device.ts";
 
 /** Time `record(encoder)` on the GPU; returns milliseconds. */
-export async function timeGpu(gpu: Gpu, record: (encoder: GPUCommandEncoder) => void): Promise<number> {
+export async function timeGpu(
+  gpu: Gpu,
+  record: (encoder: GPUCommandEncoder) => void,
+): Promise<number> {
   const { device } = gpu;
   if (!gpu.hasTimestamps) {
     await device.queue.onSubmittedWorkDone();
@@ -18,7 +21,10 @@ export async function timeGpu(gpu: Gpu, record: (encoder: GPUCommandEncoder) => 
     size: 16,
     usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
   });
-  const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const read = device.createBuffer({
+    size: 16,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
   const encoder = device.createCommandEncoder();
   // An empty pass carries each timestamp so the recorded work sits between them.
   encoder.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 0 } }).end();

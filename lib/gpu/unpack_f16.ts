@@ -18,12 +18,20 @@ export async function unpackF16(gpu: Gpu, src: GPUBuffer, dst: GPUBuffer, count:
   const x = Math.min(groups, maxX);
   const y = Math.ceil(groups / x);
   const params = uniforms(gpu, { n: count, row_words: x * WG });
-  await runKernels(gpu, [{ kernel: KERNEL, buffers: [src, dst, params], workgroups: [x, y] }], "unpack_f16");
+  await runKernels(
+    gpu,
+    [{ kernel: KERNEL, buffers: [src, dst, params], workgroups: [x, y] }],
+    "unpack_f16",
+  );
   params.destroy();
 }
 
 /** Upload f16 bits and return a new f32 storage buffer holding them widened. */
-export async function uploadF16AsF32(gpu: Gpu, bits: Uint16Array, label: string): Promise<GPUBuffer> {
+export async function uploadF16AsF32(
+  gpu: Gpu,
+  bits: Uint16Array,
+  label: string,
+): Promise<GPUBuffer> {
   const src = uploadStorage(gpu, bits, `${label} (f16)`);
   const dst = createStorage(gpu, bits.length * 4, label);
   await unpackF16(gpu, src, dst, bits.length);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { helpText, parseCommand, UsageError, type CommandSpec } from "../../cli/args.ts";
+import { type CommandSpec, helpText, parseCommand, UsageError } from "../../cli/args.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 
@@ -46,13 +46,18 @@ Deno.test("parseCommand names the flag in every usage error", () => {
     [["stray"], /unexpected argument "stray"/],
   ];
   for (const [argv, re] of cases) {
-    assert.throws(() => parseCommand(SPEC, argv), (e: Error) => e instanceof UsageError && re.test(e.message));
+    assert.throws(
+      () => parseCommand(SPEC, argv),
+      (e: Error) => e instanceof UsageError && re.test(e.message),
+    );
   }
 });
 
 Deno.test("helpText lists every flag with its default", () => {
   const h = helpText(SPEC);
-  for (const f of ["--lr", "--k", "--layers", "--out", "--verbose", "--help", "--quiet"]) assert.match(h, new RegExp(f));
+  for (const f of ["--lr", "--k", "--layers", "--out", "--verbose", "--help", "--quiet"]) {
+    assert.match(h, new RegExp(f));
+  }
   assert.match(h, /learning rate \(default: 0.0001\)/);
   assert.match(h, /active features \(default: 32\)/);
 });
@@ -60,7 +65,9 @@ Deno.test("helpText lists every flag with its default", () => {
 Deno.test("arbor --help lists the five subcommands; --version prints the version", async () => {
   const h = await cli("--help");
   assert.equal(h.code, 0);
-  for (const c of ["extract", "train", "reallocate", "evaluate", "inspect"]) assert.match(h.stdout, new RegExp(`^  ${c} `, "m"));
+  for (const c of ["extract", "train", "reallocate", "evaluate", "inspect"]) {
+    assert.match(h.stdout, new RegExp(`^  ${c} `, "m"));
+  }
   const v = await cli("--version");
   assert.equal(v.code, 0);
   assert.match(v.stdout, /^arbor \d+\.\d+\.\d+/);
