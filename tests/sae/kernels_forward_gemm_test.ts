@@ -1,0 +1,76 @@
+import { assertClose, randn, testGpu } from "../_util.ts";
+import { encodeTwin, standardizeTwin } from "./kernels_forward_twins.ts";
+import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import { runOps } from "../../lib/sae/ops/grid.ts";
+import { standardizeOp, unstandardizeOp } from "../../lib/sae/ops/standardize.ts";
+import { encoderGemmOp, type GemmVariant } from "../../lib/sae/ops/encoder_gemm.ts";
+
+Deno.test("standardize and unstandardize kernels match the TS twin (odd sizes)", async () => {
+  const gpu = await testGpu();
+  for (const [B, d] of [[1, 48], [7, 63], [130, 100], [3, 1]]) {
+    const x = randn(B * d, B * 31 + d).map((v, i) => 3 * v + (i % 5));
+    const want = standardizeTwin(x, B, d);
+    const bx = uploadStorage(gpu, x, "x");
+    const xs = createStorage(gpu, B * d * 4, "xs");
+    const mean = createStorage(gpu, B * 4, "mean");
+    const std = createStorage(gpu, B * 4, "std");
+    const back = createStorage(gpu, B * d * 4, "x back");
+    await runOps(gpu, [
+      ...standardizeOp(gpu, { x: bx, xs, mean, std }, { B, d }),
+      ...unstandardizeOp(gpu, { xhs: xs, out: back, mean, std }, { B, d }),
+    ], "standardize test");
+    const tol = { atol: 1e-5, rtol: 1e-5 };
+    assertClose(await readF32(gpu, mean, B), want.mean, { ...tol, label: `mean B=${B} d=${d}` });
+    assertClose(await readF32(gpu, std, B), want.std, { ...tol, label: `std B=${B} d=${d}` });
+    if (d > 1) {
+      assertClose(await readF32(gpu, xs, B * d), want.xs, { ...tol, label: `xs B=${B} d=${d}` });
+    }
+    assertClose(await readF32(gpu, back, B * d), x, {
+      atol: 1e-4,
+      rtol: 1e-5,
+      label: `x back B=${B} d=${d}`,
+    });
+    for (const b of [bx, xs, mean, std, back]) b.destroy();
+  }
+});
+
+Deno.test("encoder GEMM variants match the TS twin at awkward sizes, in row chunks", async () => {
+  const gpu = await testGpu();
+  const cases: [number, number, number][] = [[1, 48, 1], [37, 63, 70], [130, 48, 600], [
+    65,
+    5,
+    129,
+  ]];
+  for (const [B, d, n] of cases) {
+    const xs = randn(B * d, B + d + n);
+    const encW = randn(n * d, 7 * n + d).map((v) => v / Math.sqrt(d));
+    const bDec = randn(d, d).map((v) => 0.1 * v);
+    const want = encodeTwin(xs, encW, bDec, B, d, n);
+    const bufs = {
+      xs: uploadStorage(gpu, xs, "xs"),
+      encW: uploadStorage(gpu, encW, "encW"),
+      bDec: uploadStorage(gpu, bDec, "bDec"),
+    };
+    for (const variant of ["blocked", "tiled"] as GemmVariant[]) {
+      // Two chunks: rows [0, h) and [h, B), each into its own pre buffer.
+      const h = Math.ceil(B / 2);
+      const chunks = [[0, h], [h, B - h]].filter(([, rows]) => rows > 0);
+      for (const [rowOffset, rows] of chunks) {
+        const pre = createStorage(gpu, rows * n * 4, "pre");
+        await runOps(
+          gpu,
+          encoderGemmOp(gpu, { ...bufs, pre }, { d, n, rows, rowOffset, variant }),
+          "gemm",
+        );
+        const got = await readF32(gpu, pre, rows * n);
+        assertClose(got, want.subarray(rowOffset * n, (rowOffset + rows) * n), {
+          atol: 1e-4,
+          rtol: 1e-4,
+          label: `${variant} B=${B} d=${d} n=${n} rows ${rowOffset}+${rows}`,
+        });
+        pre.destroy();
+      }
+    }
+    for (const b of Object.values(bufs)) b.destroy();
+  }
+});

@@ -1,0 +1,99 @@
+/**
+ * Plain-loop TypeScript twins of the forward SAE kernels, written straight from the Arbor SAE
+ * contract, for the kernel tests. Shapes: B rows, d = d_in, n features, K slots per row.
+ */
+
+/** STD_EPS of the contract (ref). */
+const STD_EPS = 1e-5;
+/** FIRE_THRESHOLD of the contract (ref). */
+const FIRE_THRESHOLD = 1e-3;
+/** Marker of an unused slot. */
+export const NO_SLOT = 0xffffffff;
+
+/** x [B, d] → xs [B, d], mean [B], std [B]. */
+export function standardizeTwin(x: Float32Array, B: number, d: number) {
+  const xs = new Float32Array(B * d), mean = new Float32Array(B), std = new Float32Array(B);
+  for (let b = 0; b < B; b++) {
+    let s = 0;
+    for (let j = 0; j < d; j++) s += x[b * d + j];
+    const m = s / d;
+    let q = 0;
+    for (let j = 0; j < d; j++) q += (x[b * d + j] - m) ** 2;
+    const sd = Math.sqrt(q / d);
+    for (let j = 0; j < d; j++) xs[b * d + j] = (x[b * d + j] - m) / (sd + STD_EPS);
+    mean[b] = m;
+    std[b] = sd;
+  }
+  return { xs, mean, std };
+}
+
+/** xs [B, d], encW [n, d], bDec [d] → pre [B, n]. */
+export function encodeTwin(
+  xs: Float32Array,
+  encW: Float32Array,
+  bDec: Float32Array,
+  B: number,
+  d: number,
+  n: number,
+): Float32Array {
+  const pre = new Float32Array(B * n);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += encW[i * d + j] * (xs[b * d + j] - bDec[j]);
+      pre[b * n + i] = s;
+    }
+  }
+  return pre;
+}
+
+/** Indices of `cand` sorted by score descending, ties → lower index; the first k of them. */
+function topOf(cand: number[], score: (i: number) => number, k: number): number[] {
+  const sorted = [...cand].sort((a, b) => score(b) - score(a) || a - b);
+  return sorted.slice(0, k);
+}
+
+/** Canonical score: -0 → +0 so that ties at zero break by index, as on the GPU. */
+function canon(v: number): number {
+  return v === 0 ? 0 : v;
+}
+
+/**
+ * Tree-gated per-layer top-k (topk = one ungated layer): pre [B, n] → idx, val [B, K],
+ * K = Σ kPerLayer. parents: per layer l ≥ 0, [s_l] i32, value o_l = root.
+ */
+export function selectTreeTwin(
+  pre: Float32Array,
+  B: number,
+  n: number,
+  layers: number[],
+  kPerLayer: number[],
+  parents: Int32Array[] | null,
+) {
+  const K = kPerLayer.reduce((a, b) => a + b, 0);
+  const idx = new Uint32Array(B * K).fill(NO_SLOT), val = new Float32Array(B * K);
+  for (let b = 0; b < B; b++) {
+    const fired = new Set<number>();
+    let o = 0, slot = 0;
+    layers.forEach((s, l) => {
+      const score = (i: number) => {
+        const p = parents ? parents[l][i - o] : o;
+        const ok = p === o || fired.has(p);
+        return canon(ok ? pre[b * n + i] : 0);
+      };
+      const cand = Array.from({ length: s }, (_, t) => o + t);
+      const chosen = topOf(cand, score, kPerLayer[l]);
+      for (const i of chosen) {
+        const v = Math.max(score(i), 0);
+        idx[b * K + slot] = i;
+        val[b * K + slot] = v;
+        slot++;
+      }
+      for (let t = slot - chosen.length; t < slot; t++) {
+        if (val[b * K + t] > FIRE_THRESHOLD) fired.add(idx[b * K + t]);
+      }
+      o += s;
+    });
+  }
+  return { idx, val };
+}
