@@ -1,0 +1,93 @@
+// adam: the optimiser step on the SAE parameters, then zeroing of the gradients for the next step.
+//
+// Order (arbor_sae_math "Optimiser step"): for decoder rows, (1) remove the gradient's component
+// along the row, (2) Adam, (3) renormalise the row to unit L2 norm. encW and bDec get plain Adam.
+// Adam: m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²; p -= lr · (m / bc1) / (sqrt(v / bc2) + eps),
+// with bc1 = 1 - β1^t, bc2 = 1 - β2^t computed on the host (t starts at 1). Dense over all
+// parameters: rows whose gradient is zero still decay their moments and move.
+//
+// Entry points:
+//   adam_dense  bindings 0 p [len], 1 grad [len], 2 m [len], 3 v [len], 4 u Params.
+//               One invocation updates one element (1-D grid wrapped into y: i = y·row_stride + x)
+//               and sets grad to 0.
+//   adam_rows   bindings 0 p [rows, cols], 1 grad, 2 m, 3 v, 4 u Params.
+//               One workgroup owns one decoder row (wrapped like above): it computes g·p,
+//               removes the parallel part, applies Adam, renormalises the row, zeroes grad.
+
+override WG: u32 = 64;
+
+struct Params {
+  len: u32,
+  rows: u32,
+  cols: u32,
+  row_stride: u32,
+  lr: f32,
+  beta1: f32,
+  beta2: f32,
+  eps: f32,
+  bc1: f32,
+  bc2: f32,
+  _p0: u32,
+  _p1: u32,
+}
+
+@group(0) @binding(0) var<storage, read_write> p: array<f32>;
+@group(0) @binding(1) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> m: array<f32>;
+@group(0) @binding(3) var<storage, read_write> v: array<f32>;
+@group(0) @binding(4) var<uniform> u: Params;
+
+fn adam_one(i: u32, g: f32) -> f32 {
+  let mi = u.beta1 * m[i] + (1.0 - u.beta1) * g;
+  let vi = u.beta2 * v[i] + (1.0 - u.beta2) * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  let pi = p[i] - u.lr * (mi / u.bc1) / (sqrt(vi / u.bc2) + u.eps);
+  p[i] = pi;
+  return pi;
+}
+
+@compute @workgroup_size(WG)
+fn adam_dense(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * u.row_stride + gid.x;
+  if (i >= u.len) { return; }
+  adam_one(i, grad[i]);
+  grad[i] = 0.0;
+}
+
+var<workgroup> red: array<f32, WG>;
+
+// Sum `x` over the workgroup (tree reduction, fixed order); every invocation gets the result.
+fn wg_sum(t: u32, x: f32) -> f32 {
+  red[t] = x;
+  workgroupBarrier();
+  for (var off = WG / 2u; off > 0u; off /= 2u) {
+    if (t < off) { red[t] += red[t + off]; }
+    workgroupBarrier();
+  }
+  let s = red[0];
+  workgroupBarrier();
+  return s;
+}
+
+@compute @workgroup_size(WG)
+fn adam_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let r = wg.y * u.row_stride + wg.x;
+  if (r >= u.rows) { return; }
+  let t = lid.x;
+  let base = r * u.cols;
+  var dot = 0.0;
+  for (var j = t; j < u.cols; j += WG) { dot += grad[base + j] * p[base + j]; }
+  let gp = wg_sum(t, dot);
+  var sq = 0.0;
+  for (var j = t; j < u.cols; j += WG) {
+    let i = base + j;
+    let pi = adam_one(i, grad[i] - gp * p[i]);
+    grad[i] = 0.0;
+    sq += pi * pi;
+  }
+  let norm = sqrt(wg_sum(t, sq));
+  if (norm > 0.0) {
+    for (var j = t; j < u.cols; j += WG) { p[base + j] = p[base + j] / norm; }
+  }
+}

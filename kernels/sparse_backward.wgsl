@@ -1,0 +1,336 @@
+// sparse_backward: gradients of the SAE loss w.r.t. encW, decW and bDec, computed only over
+// the active (row, slot) entries of the codes. SPARSE PATH: no dense [B, n] matrix is ever
+// built; per-feature sums are a deterministic transpose of the entry lists (counting sort by
+// feature index: per-row-block histogram -> prefix over blocks -> scan over features ->
+// stable scatter), then one workgroup per feature reduces its own entries in a fixed order.
+//
+// Shapes (f32 unless said, row-major). B rows, d width, n features, L levels, S = L + A sources.
+//   xs      [B, d]      standardised batch          recon  [L, B, d]  level reconstructions x̂s_{≤l}
+//   U       [S, B, d]   upstream gradient per source: U[l] = Σ_{t≥l} G_t (l < L, G_t = 2(x̂s_{≤t}-xs)/totalVar),
+//                       U[L+a] = gA of aux layer a = 2·α·(ê - r)/denom
+//   idx/val [B, Kseg]   one entry segment (main codes, or one aux layer's codes); idx u32, 0xFFFFFFFF = empty
+//   layerEnds [L] u32   prefix ends o_l + s_l: a main entry of feature f feeds sources l >= layerOf(f)
+//   scal    f32[]       GPU scalars from the forward losses (totalVar, aux denominators) at u.* indices
+//   counts  u32 [nBlocks, n]   per row-block histogram, turned in place into per-block cursors
+//   start   u32 [n + 1]        feature segment starts (exclusive scan of totals); start[n] = entries
+//   sKey u32 / sVal f32 / sDpre f32 [E]   entries sorted by feature; sKey = source << 24 | row
+//   gradDec, gradEnc [n, d]; sdpre [n] = Σ dpre of feature f; partial [nChunks, d]; gradB [d]
+//
+// An entry takes part iff its idx is valid and val > 0 (a selected slot with val 0 is inactive).
+// Entry order inside a feature: row block, then segment (dispatch order), then row, then slot —
+// fixed, so gradients are bitwise reproducible on one adapter.
+//
+// Entry points (one invocation does):
+//   level_grad      one (b, j) element: the suffix sums U[l][b][j] over levels
+//   aux_grad        one (b, j) element of U[src]
+//   entry_dpre      one entry: dpre = (val > 0) ? U[src, b] · decW[f] : 0
+//   histogram       one entry: counts[block(b), f] += 1
+//   block_prefix    one feature: exclusive prefix of counts over blocks, total into start[f]
+//   scan_features   whole array (one workgroup): start = exclusive scan of totals
+//   scatter         one workgroup per row block; rows in order, slots of a row in parallel
+//   reduce_features one workgroup per feature; invocations stride over j
+//   bdec_partial    one (chunk, j): Σ_{f in chunk} sdpre[f]·encW[f, j]
+//   bdec_final      one j: gradB[j] = Σ_b U[0, b, j] - Σ_chunks partial[c, j]
+
+override WG: u32 = 64;
+
+const EMPTY: u32 = 0xFFFFFFFFu;
+const SRC_FROM_LAYER: u32 = 0xFFFFFFFFu;
+
+struct Params {
+  B: u32,
+  d: u32,
+  n: u32,
+  L: u32,
+  // Width of the entry segment (slots per row).
+  kseg: u32,
+  // Source of this segment's entries, or SRC_FROM_LAYER for main codes.
+  src: u32,
+  rows_per_block: u32,
+  n_blocks: u32,
+  // Offset of this segment inside the flat dpre buffer.
+  seg_base: u32,
+  // Index of totalVar (level_grad) or the aux denominator (aux_grad) in scal.
+  scal_idx: u32,
+  // Level whose residual the aux layer reconstructs (aux_grad).
+  level: u32,
+  // Workgroups (or invocations) per grid row when a 1-D grid wraps into y.
+  row_stride: u32,
+  chunk: u32,
+  n_chunks: u32,
+  alpha: f32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> lg_recon: array<f32>;
+@group(0) @binding(1) var<storage, read> lg_xs: array<f32>;
+@group(0) @binding(2) var<storage, read> lg_scal: array<f32>;
+@group(0) @binding(3) var<storage, read_write> lg_u: array<f32>;
+@group(0) @binding(4) var<uniform> lg_p: Params;
+
+@compute @workgroup_size(WG)
+fn level_grad(@builtin(global_invocation_id) g: vec3u) {
+  let i = g.y * lg_p.row_stride + g.x;
+  let bd = lg_p.B * lg_p.d;
+  if (i >= bd) { return; }
+  let scale = 2.0 / lg_scal[lg_p.scal_idx];
+  let x = lg_xs[i];
+  var acc = 0.0;
+  for (var l = i32(lg_p.L) - 1; l >= 0; l--) {
+    acc += scale * (lg_recon[u32(l) * bd + i] - x);
+    lg_u[u32(l) * bd + i] = acc;
+  }
+}
+
+@group(0) @binding(0) var<storage, read> ag_ehat: array<f32>;
+@group(0) @binding(1) var<storage, read> ag_xs: array<f32>;
+@group(0) @binding(2) var<storage, read> ag_recon: array<f32>;
+@group(0) @binding(3) var<storage, read> ag_scal: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ag_u: array<f32>;
+@group(0) @binding(5) var<uniform> ag_p: Params;
+
+@compute @workgroup_size(WG)
+fn aux_grad(@builtin(global_invocation_id) g: vec3u) {
+  let i = g.y * ag_p.row_stride + g.x;
+  let bd = ag_p.B * ag_p.d;
+  if (i >= bd) { return; }
+  let denom = ag_scal[ag_p.scal_idx];
+  var v = 0.0;
+  // A zero denominator means the aux term is 0 (no dead feature or constant residual).
+  if (denom > 0.0) {
+    let r = ag_xs[i] - ag_recon[ag_p.level * bd + i];
+    v = ag_p.alpha * 2.0 * (ag_ehat[i] - r) / denom;
+  }
+  ag_u[ag_p.src * bd + i] = v;
+}
+
+fn layer_of(f: u32, ends_len: u32) -> u32 {
+  var l = 0u;
+  loop {
+    if (l + 1u >= ends_len || f < ed_ends[l]) { break; }
+    l++;
+  }
+  return l;
+}
+
+@group(0) @binding(0) var<storage, read> ed_idx: array<u32>;
+@group(0) @binding(1) var<storage, read> ed_val: array<f32>;
+@group(0) @binding(2) var<storage, read> ed_u: array<f32>;
+@group(0) @binding(3) var<storage, read> ed_dec: array<f32>;
+@group(0) @binding(4) var<storage, read> ed_ends: array<u32>;
+@group(0) @binding(5) var<storage, read_write> ed_dpre: array<f32>;
+@group(0) @binding(6) var<uniform> ed_p: Params;
+
+@compute @workgroup_size(WG)
+fn entry_dpre(@builtin(global_invocation_id) g: vec3u) {
+  let e = g.y * ed_p.row_stride + g.x;
+  if (e >= ed_p.B * ed_p.kseg) { return; }
+  let f = ed_idx[e];
+  let v = ed_val[e];
+  var dp = 0.0;
+  if (f != EMPTY && v > 0.0) {
+    var src = ed_p.src;
+    if (src == SRC_FROM_LAYER) { src = layer_of(f, ed_p.L); }
+    let b = e / ed_p.kseg;
+    let d = ed_p.d;
+    let ub = (src * ed_p.B + b) * d;
+    let wb = f * d;
+    for (var j = 0u; j < d; j++) { dp += ed_u[ub + j] * ed_dec[wb + j]; }
+  }
+  ed_dpre[ed_p.seg_base + e] = dp;
+}
+
+@group(0) @binding(0) var<storage, read> hi_idx: array<u32>;
+@group(0) @binding(1) var<storage, read> hi_val: array<f32>;
+@group(0) @binding(2) var<storage, read_write> hi_counts: array<atomic<u32>>;
+@group(0) @binding(3) var<uniform> hi_p: Params;
+
+@compute @workgroup_size(WG)
+fn histogram(@builtin(global_invocation_id) g: vec3u) {
+  let e = g.y * hi_p.row_stride + g.x;
+  if (e >= hi_p.B * hi_p.kseg) { return; }
+  let f = hi_idx[e];
+  if (f == EMPTY || !(hi_val[e] > 0.0)) { return; }
+  let blk = (e / hi_p.kseg) / hi_p.rows_per_block;
+  atomicAdd(&hi_counts[blk * hi_p.n + f], 1u);
+}
+
+@group(0) @binding(0) var<storage, read_write> bp_counts: array<u32>;
+@group(0) @binding(1) var<storage, read_write> bp_start: array<u32>;
+@group(0) @binding(2) var<uniform> bp_p: Params;
+
+@compute @workgroup_size(WG)
+fn block_prefix(@builtin(global_invocation_id) g: vec3u) {
+  let f = g.y * bp_p.row_stride + g.x;
+  if (f >= bp_p.n) { return; }
+  var run = 0u;
+  for (var blk = 0u; blk < bp_p.n_blocks; blk++) {
+    let c = bp_counts[blk * bp_p.n + f];
+    bp_counts[blk * bp_p.n + f] = run;
+    run += c;
+  }
+  bp_start[f] = run;
+}
+
+var<workgroup> sc_part: array<u32, WG>;
+
+@group(0) @binding(0) var<storage, read_write> sc_start: array<u32>;
+@group(0) @binding(1) var<uniform> sc_p: Params;
+
+@compute @workgroup_size(WG)
+fn scan_features(@builtin(local_invocation_id) lid: vec3u) {
+  let t = lid.x;
+  let n = sc_p.n;
+  let per = (n + WG - 1u) / WG;
+  let lo = min(t * per, n);
+  let hi = min(lo + per, n);
+  var s = 0u;
+  for (var f = lo; f < hi; f++) { s += sc_start[f]; }
+  sc_part[t] = s;
+  workgroupBarrier();
+  // Hillis-Steele inclusive scan of the per-invocation sums.
+  for (var off = 1u; off < WG; off *= 2u) {
+    var add = 0u;
+    if (t >= off) { add = sc_part[t - off]; }
+    workgroupBarrier();
+    sc_part[t] += add;
+    workgroupBarrier();
+  }
+  var run = sc_part[t] - s;
+  for (var f = lo; f < hi; f++) {
+    let c = sc_start[f];
+    sc_start[f] = run;
+    run += c;
+  }
+  if (t == WG - 1u) { sc_start[n] = sc_part[t]; }
+}
+
+@group(0) @binding(0) var<storage, read> st_idx: array<u32>;
+@group(0) @binding(1) var<storage, read> st_val: array<f32>;
+@group(0) @binding(2) var<storage, read> st_dpre: array<f32>;
+@group(0) @binding(3) var<storage, read_write> st_cursor: array<atomic<u32>>;
+@group(0) @binding(4) var<storage, read> st_start: array<u32>;
+@group(0) @binding(5) var<storage, read_write> st_key: array<u32>;
+@group(0) @binding(6) var<storage, read_write> st_sval: array<f32>;
+@group(0) @binding(7) var<storage, read_write> st_sdpre: array<f32>;
+@group(0) @binding(8) var<storage, read> st_ends: array<u32>;
+@group(0) @binding(9) var<uniform> st_p: Params;
+
+fn st_layer_of(f: u32) -> u32 {
+  var l = 0u;
+  loop {
+    if (l + 1u >= st_p.L || f < st_ends[l]) { break; }
+    l++;
+  }
+  return l;
+}
+
+// Stable scatter: one workgroup owns one row block's cursors, walks its rows in order and
+// handles a row's slots in parallel. Slots of one row name distinct features, so no two
+// invocations bump the same cursor within a row and every position is deterministic.
+@compute @workgroup_size(WG)
+fn scatter(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let blk = wg.y * st_p.row_stride + wg.x;
+  if (blk >= st_p.n_blocks) { return; }
+  let r0 = blk * st_p.rows_per_block;
+  let r1 = min(r0 + st_p.rows_per_block, st_p.B);
+  for (var b = r0; b < r1; b++) {
+    for (var s = lid.x; s < st_p.kseg; s += WG) {
+      let e = b * st_p.kseg + s;
+      let f = st_idx[e];
+      let v = st_val[e];
+      if (f != EMPTY && v > 0.0) {
+        let pos = st_start[f] + atomicAdd(&st_cursor[blk * st_p.n + f], 1u);
+        var src = st_p.src;
+        if (src == SRC_FROM_LAYER) { src = st_layer_of(f); }
+        st_key[pos] = (src << 24u) | b;
+        st_sval[pos] = v;
+        st_sdpre[pos] = st_dpre[st_p.seg_base + e];
+      }
+    }
+    storageBarrier();
+  }
+}
+
+@group(0) @binding(0) var<storage, read> rf_start: array<u32>;
+@group(0) @binding(1) var<storage, read> rf_key: array<u32>;
+@group(0) @binding(2) var<storage, read> rf_sval: array<f32>;
+@group(0) @binding(3) var<storage, read> rf_sdpre: array<f32>;
+@group(0) @binding(4) var<storage, read> rf_u: array<f32>;
+@group(0) @binding(5) var<storage, read> rf_xs: array<f32>;
+@group(0) @binding(6) var<storage, read> rf_bdec: array<f32>;
+@group(0) @binding(7) var<storage, read_write> rf_gdec: array<f32>;
+@group(0) @binding(8) var<storage, read_write> rf_genc: array<f32>;
+@group(0) @binding(9) var<storage, read_write> rf_sum: array<f32>;
+@group(0) @binding(10) var<uniform> rf_p: Params;
+
+// Per-feature segmented reduction: rows of features that have no entry are not touched
+// (the optimizer leaves gradient buffers zeroed), only their dpre sum is cleared.
+@compute @workgroup_size(WG)
+fn reduce_features(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let f = wg.y * rf_p.row_stride + wg.x;
+  if (f >= rf_p.n) { return; }
+  let lo = rf_start[f];
+  let hi = rf_start[f + 1u];
+  if (lo == hi) {
+    if (lid.x == 0u) { rf_sum[f] = 0.0; }
+    return;
+  }
+  let d = rf_p.d;
+  let bd = rf_p.B * d;
+  for (var j = lid.x; j < d; j += WG) {
+    let bj = rf_bdec[j];
+    var gd = 0.0;
+    var ge = 0.0;
+    for (var e = lo; e < hi; e++) {
+      let key = rf_key[e];
+      let b = key & 0xFFFFFFu;
+      let src = key >> 24u;
+      gd += rf_sval[e] * rf_u[src * bd + b * d + j];
+      ge += rf_sdpre[e] * (rf_xs[b * d + j] - bj);
+    }
+    rf_gdec[f * d + j] = gd;
+    rf_genc[f * d + j] = ge;
+  }
+  if (lid.x == 0u) {
+    var s = 0.0;
+    for (var e = lo; e < hi; e++) { s += rf_sdpre[e]; }
+    rf_sum[f] = s;
+  }
+}
+
+@group(0) @binding(0) var<storage, read> bq_sum: array<f32>;
+@group(0) @binding(1) var<storage, read> bq_enc: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bq_partial: array<f32>;
+@group(0) @binding(3) var<uniform> bq_p: Params;
+
+@compute @workgroup_size(WG)
+fn bdec_partial(@builtin(global_invocation_id) g: vec3u) {
+  let j = g.x;
+  let c = g.y;
+  if (j >= bq_p.d || c >= bq_p.n_chunks) { return; }
+  let f0 = c * bq_p.chunk;
+  let f1 = min(f0 + bq_p.chunk, bq_p.n);
+  var acc = 0.0;
+  for (var f = f0; f < f1; f++) {
+    let s = bq_sum[f];
+    if (s != 0.0) { acc += s * bq_enc[f * bq_p.d + j]; }
+  }
+  bq_partial[c * bq_p.d + j] = acc;
+}
+
+@group(0) @binding(0) var<storage, read> bf_u: array<f32>;
+@group(0) @binding(1) var<storage, read> bf_partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bf_gradb: array<f32>;
+@group(0) @binding(3) var<uniform> bf_p: Params;
+
+@compute @workgroup_size(WG)
+fn bdec_final(@builtin(global_invocation_id) g: vec3u) {
+  let j = g.x;
+  if (j >= bf_p.d) { return; }
+  var acc = 0.0;
+  for (var b = 0u; b < bf_p.B; b++) { acc += bf_u[b * bf_p.d + j]; }
+  var sub = 0.0;
+  for (var c = 0u; c < bf_p.n_chunks; c++) { sub += bf_partial[c * bf_p.d + j]; }
+  bf_gradb[j] = acc - sub;
+}

@@ -1,0 +1,371 @@
+/**
+ * Sparse backward pass of the SAE loss on the GPU (kernels/sparse_backward.wgsl).
+ *
+ * Legend: B tokens, d = d_in, n features, L levels, A aux groups, S = L + A gradient sources.
+ * Inputs (GPU buffers, f32 unless said):
+ *   xs [B, d], recon [L, B, d] (level reconstructions x̂s_{≤l}), scal f32[] (GPU scalars: totalVar
+ *   and each aux group's residual variance), main codes idx u32/val [B, K], aux codes per group
+ *   idx u32/val [B, Ka] with ê [B, d], encW/decW [n, d], bDec [d].
+ * Outputs: gradEnc, gradDec [n, d] (rows of features with no active entry are left untouched:
+ *   the optimiser keeps them zeroed), gradB [d].
+ *
+ * SPARSE PATH: the per-feature sums are a transpose of the (row, slot) entry lists — a
+ * counting sort by feature index (per-row-block histogram, prefix over blocks, scan over
+ * features, stable scatter) and one workgroup per feature summing its entries in a fixed
+ * order. No dense [B, n] matrix exists; the cost is O(entries · d) plus O(n · d) for b_dec.
+ */
+import type { Gpu } from "../../gpu/device.ts";
+import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
+import { encodeDispatches, getPipeline } from "../../gpu/kernel.ts";
+import { createStorage, uniforms, uploadStorage } from "../../gpu/buffer.ts";
+import { GpuError } from "../../errors.ts";
+import { wrapGrid } from "./grid.ts";
+
+/** Invocations per workgroup of every backward kernel. */
+const WG = 64;
+/** The scatter's per-block cursor table is nBlocks·n u32; keep it under this many entries. */
+const MAX_CURSOR_ENTRIES = 1 << 22;
+/** Fewest rows a scatter block walks (bounds the block count for small n). */
+const MIN_ROWS_PER_BLOCK = 16;
+/** Features per b_dec partial sum. */
+const BDEC_CHUNK = 256;
+/** `Params.src` value meaning "derive the source from the feature's layer". */
+const SRC_FROM_LAYER = 0xffffffff;
+
+function kernel(entry: string): Kernel {
+  return { file: "sparse_backward.wgsl", entry, constants: { WG } };
+}
+const K_LEVEL = kernel("level_grad");
+const K_AUX = kernel("aux_grad");
+const K_DPRE = kernel("entry_dpre");
+const K_HIST = kernel("histogram");
+const K_PREFIX = kernel("block_prefix");
+const K_SCAN = kernel("scan_features");
+const K_SCATTER = kernel("scatter");
+const K_REDUCE = kernel("reduce_features");
+const K_BPART = kernel("bdec_partial");
+const K_BFINAL = kernel("bdec_final");
+const ALL_KERNELS = [
+  K_LEVEL,
+  K_AUX,
+  K_DPRE,
+  K_HIST,
+  K_PREFIX,
+  K_SCAN,
+  K_SCATTER,
+  K_REDUCE,
+  K_BPART,
+  K_BFINAL,
+];
+
+/** One AuxK group as the backward pass sees it. */
+export interface BackwardAuxGroup {
+  /** Aux slots per row (Ka). */
+  k: number;
+  /** Level whose residual xs − x̂s_{≤level} the group reconstructs. */
+  level: number;
+  /** Coefficient α of the term. */
+  alpha: number;
+  /** Index of the group's residual variance (denominator) in `scal`. */
+  denomIndex: number;
+}
+
+/** Sizes of a backward plan (fixed for its lifetime). */
+export interface BackwardShape {
+  B: number;
+  d: number;
+  n: number;
+  /** Prefix ends o_l + s_l of the levels (length L; the last is n). */
+  levelEnds: number[];
+  /** Main slots per row (K). */
+  k: number;
+  /** AuxK groups with a gradient this step (α > 0 and Ka > 0). */
+  aux: BackwardAuxGroup[];
+  /** Index of totalVar in `scal`. */
+  totalVarIndex: number;
+}
+
+/** Buffers of one backward pass (bound per call, so the engine may swap them). */
+export interface BackwardBuffers {
+  xs: GPUBuffer;
+  /** [L, B, d] level reconstructions. */
+  recon: GPUBuffer;
+  /** GPU scalars (totalVar, aux denominators). */
+  scal: GPUBuffer;
+  idx: GPUBuffer;
+  val: GPUBuffer;
+  /** Per aux group: idx [B, Ka], val [B, Ka], ê [B, d]. */
+  aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer }[];
+  encW: GPUBuffer;
+  decW: GPUBuffer;
+  bDec: GPUBuffer;
+  gradEnc: GPUBuffer;
+  gradDec: GPUBuffer;
+  gradB: GPUBuffer;
+}
+
+/**
+ * A compiled backward pass for one shape: scratch buffers, uniforms and pipelines made
+ * once, then `encode` records the whole pass into a command encoder every step.
+ */
+export class SparseBackward {
+  readonly shape: BackwardShape;
+  /** Rows per scatter block and the number of blocks. */
+  readonly rowsPerBlock: number;
+  readonly nBlocks: number;
+  /** Total entries (B·(K + Σ Ka)): the capacity of the sorted arrays. */
+  readonly entries: number;
+  #gpu: Gpu;
+  #pipelines = new Map<Kernel, GPUComputePipeline>();
+  #scratch: Record<string, GPUBuffer> = {};
+  #uniforms: GPUBuffer[] = [];
+
+  private constructor(gpu: Gpu, shape: BackwardShape) {
+    this.#gpu = gpu;
+    this.shape = shape;
+    const { B, n, k } = shape;
+    const maxBlocks = Math.max(1, Math.floor(MAX_CURSOR_ENTRIES / n));
+    const nBlocks = Math.max(1, Math.min(Math.ceil(B / MIN_ROWS_PER_BLOCK), maxBlocks));
+    this.rowsPerBlock = Math.ceil(B / nBlocks);
+    this.nBlocks = Math.ceil(B / this.rowsPerBlock);
+    this.entries = B * (k + shape.aux.reduce((s, a) => s + a.k, 0));
+  }
+
+  /** Validate the shape, compile the kernels and allocate scratch. */
+  static async create(gpu: Gpu, shape: BackwardShape): Promise<SparseBackward> {
+    const { B, d, n, levelEnds } = shape;
+    if (levelEnds.length < 1 || levelEnds[levelEnds.length - 1] !== n) {
+      throw new GpuError(
+        `sparse backward: levelEnds ${JSON.stringify(levelEnds)} must end at n = ${n}`,
+      );
+    }
+    if (levelEnds.length + shape.aux.length > 255 || B >= 1 << 24) {
+      throw new GpuError(`sparse backward: at most 255 gradient sources and 2^24 rows (B = ${B})`);
+    }
+    const S = levelEnds.length + shape.aux.length;
+    const uBytes = S * B * d * 4;
+    if (uBytes > gpu.device.limits.maxStorageBufferBindingSize) {
+      throw new GpuError(
+        `sparse backward: the upstream gradients (${S} × ${B} × ${d} f32 = ${uBytes} bytes) exceed the ` +
+          `adapter's storage binding limit; use a smaller batch`,
+      );
+    }
+    const self = new SparseBackward(gpu, shape);
+    for (const kern of ALL_KERNELS) self.#pipelines.set(kern, await getPipeline(gpu, kern));
+    const E = Math.max(1, self.entries);
+    const s = self.#scratch;
+    s.u = createStorage(gpu, uBytes, "backward U");
+    s.dpre = createStorage(gpu, E * 4, "backward dpre");
+    s.counts = createStorage(gpu, self.nBlocks * n * 4, "backward counts");
+    s.start = createStorage(gpu, (n + 1) * 4, "backward start");
+    s.key = createStorage(gpu, E * 4, "backward sorted key");
+    s.sval = createStorage(gpu, E * 4, "backward sorted val");
+    s.sdpre = createStorage(gpu, E * 4, "backward sorted dpre");
+    s.sum = createStorage(gpu, n * 4, "backward dpre sums");
+    s.partial = createStorage(gpu, Math.ceil(n / BDEC_CHUNK) * d * 4, "backward bDec partials");
+    s.ends = uploadStorage(gpu, new Uint32Array(levelEnds), "backward level ends");
+    return self;
+  }
+
+  #params(fields: Partial<Record<string, number>>): GPUBuffer {
+    const { B, d, n, levelEnds } = this.shape;
+    const all: Record<string, number> = {
+      B,
+      d,
+      n,
+      L: levelEnds.length,
+      kseg: 0,
+      src: SRC_FROM_LAYER,
+      rows_per_block: this.rowsPerBlock,
+      n_blocks: this.nBlocks,
+      seg_base: 0,
+      scal_idx: 0,
+      level: 0,
+      row_stride: 0,
+      chunk: BDEC_CHUNK,
+      n_chunks: Math.ceil(n / BDEC_CHUNK),
+      alpha: 0,
+      _pad: 0,
+    };
+    for (const [key, v] of Object.entries(fields)) all[key] = v!;
+    const u = uniforms(this.#gpu, all, ["alpha"]);
+    this.#uniforms.push(u);
+    return u;
+  }
+
+  /** The dispatches of one backward pass, in order (counts must be zeroed before them). */
+  dispatches(bufs: BackwardBuffers): Dispatch[] {
+    const { B, d, n, k, aux, levelEnds } = this.shape;
+    const L = levelEnds.length;
+    const s = this.#scratch;
+    if (bufs.aux.length !== aux.length) {
+      throw new GpuError(
+        `sparse backward: ${bufs.aux.length} aux buffer sets for ${aux.length} aux groups`,
+      );
+    }
+    const out: Dispatch[] = [];
+    const elemGrid = wrapGrid(this.#gpu, Math.ceil((B * d) / WG));
+    out.push({
+      kernel: K_LEVEL,
+      buffers: [
+        bufs.recon,
+        bufs.xs,
+        bufs.scal,
+        s.u,
+        this.#params({ row_stride: elemGrid.stride * WG, scal_idx: this.shape.totalVarIndex }),
+      ],
+      workgroups: elemGrid.workgroups,
+    });
+    aux.forEach((g, a) => {
+      out.push({
+        kernel: K_AUX,
+        buffers: [
+          bufs.aux[a].ehat,
+          bufs.xs,
+          bufs.recon,
+          bufs.scal,
+          s.u,
+          this.#params({
+            row_stride: elemGrid.stride * WG,
+            scal_idx: g.denomIndex,
+            level: g.level,
+            src: L + a,
+            alpha: g.alpha,
+          }),
+        ],
+        workgroups: elemGrid.workgroups,
+      });
+    });
+    // Entry segments: main codes (source from the feature's layer), then each aux group.
+    const segments = [{ idx: bufs.idx, val: bufs.val, k, src: SRC_FROM_LAYER }];
+    aux.forEach((g, a) =>
+      segments.push({ idx: bufs.aux[a].idx, val: bufs.aux[a].val, k: g.k, src: L + a })
+    );
+    let base = 0;
+    const segParams = segments.map((seg) => {
+      const grid = wrapGrid(this.#gpu, Math.ceil((B * seg.k) / WG));
+      const blocks = wrapGrid(this.#gpu, this.nBlocks);
+      const p = {
+        flat: this.#params({
+          kseg: seg.k,
+          src: seg.src,
+          seg_base: base,
+          row_stride: grid.stride * WG,
+        }),
+        blocks: this.#params({
+          kseg: seg.k,
+          src: seg.src,
+          seg_base: base,
+          row_stride: blocks.stride,
+        }),
+        grid,
+        blockGrid: blocks,
+      };
+      base += B * seg.k;
+      return p;
+    });
+    segments.forEach((seg, i) => {
+      const p = segParams[i];
+      if (seg.k === 0) return;
+      out.push({
+        kernel: K_DPRE,
+        buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.flat],
+        workgroups: p.grid.workgroups,
+      });
+      out.push({
+        kernel: K_HIST,
+        buffers: [seg.idx, seg.val, s.counts, p.flat],
+        workgroups: p.grid.workgroups,
+      });
+    });
+    const featGrid = wrapGrid(this.#gpu, Math.ceil(n / WG));
+    out.push({
+      kernel: K_PREFIX,
+      buffers: [s.counts, s.start, this.#params({ row_stride: featGrid.stride * WG })],
+      workgroups: featGrid.workgroups,
+    });
+    out.push({ kernel: K_SCAN, buffers: [s.start, this.#params({})], workgroups: [1] });
+    segments.forEach((seg, i) => {
+      const p = segParams[i];
+      if (seg.k === 0) return;
+      out.push({
+        kernel: K_SCATTER,
+        buffers: [
+          seg.idx,
+          seg.val,
+          s.dpre,
+          s.counts,
+          s.start,
+          s.key,
+          s.sval,
+          s.sdpre,
+          s.ends,
+          p.blocks,
+        ],
+        workgroups: p.blockGrid.workgroups,
+      });
+    });
+    const perFeature = wrapGrid(this.#gpu, n);
+    out.push({
+      kernel: K_REDUCE,
+      buffers: [
+        s.start,
+        s.key,
+        s.sval,
+        s.sdpre,
+        s.u,
+        bufs.xs,
+        bufs.bDec,
+        bufs.gradDec,
+        bufs.gradEnc,
+        s.sum,
+        this.#params({ row_stride: perFeature.stride }),
+      ],
+      workgroups: perFeature.workgroups,
+    });
+    const nChunks = Math.ceil(n / BDEC_CHUNK);
+    out.push({
+      kernel: K_BPART,
+      buffers: [s.sum, bufs.encW, s.partial, this.#params({})],
+      workgroups: [Math.ceil(d / WG), nChunks],
+    });
+    out.push({
+      kernel: K_BFINAL,
+      buffers: [s.u, s.partial, bufs.gradB, this.#params({})],
+      workgroups: [Math.ceil(d / WG)],
+    });
+    return out;
+  }
+
+  /**
+   * Record the backward pass into `encoder`. Uniform buffers made for it are freed by the
+   * next `encode` or `destroy` (after the work that uses them was submitted).
+   */
+  encode(encoder: GPUCommandEncoder, bufs: BackwardBuffers) {
+    this.#releaseUniforms();
+    const dispatches = this.dispatches(bufs);
+    encoder.clearBuffer(this.#scratch.counts);
+    encodeDispatches(
+      this.#gpu,
+      encoder,
+      dispatches,
+      dispatches.map((x) => this.#pipelines.get(x.kernel)!),
+    );
+  }
+
+  /** Scratch buffers, for tests that inspect the transpose (sorted entries, segment starts). */
+  get scratch(): Readonly<Record<string, GPUBuffer>> {
+    return this.#scratch;
+  }
+
+  #releaseUniforms() {
+    for (const u of this.#uniforms) u.destroy();
+    this.#uniforms = [];
+  }
+
+  /** Free scratch and uniform buffers. */
+  destroy() {
+    this.#releaseUniforms();
+    for (const b of Object.values(this.#scratch)) b.destroy();
+  }
+}

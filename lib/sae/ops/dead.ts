@@ -1,0 +1,49 @@
+/**
+ * Dead-feature tracking on the GPU (kernels/dead.wgsl): per-feature fire counts of a batch
+ * (val > FIRE_THRESHOLD in the main codes) and the tokens-since-fired counters.
+ *
+ * Shapes: idx u32 / val f32 [B, K] codes; counts u32 [n] (zero it before `fireCountOp`);
+ * since u32 [n] tokens since each feature last fired (saturates at 2^32 − 1).
+ */
+import type { Gpu } from "../../gpu/device.ts";
+import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
+import { uniforms } from "../../gpu/buffer.ts";
+import { wrapGrid } from "./grid.ts";
+
+const WG = 64;
+const FIRE: Kernel = { file: "dead.wgsl", entry: "fire_count", constants: { WG } };
+const UPDATE: Kernel = { file: "dead.wgsl", entry: "dead_update", constants: { WG } };
+/** The kernels of this op, for compiling ahead of the first step. */
+export const DEAD_KERNELS: Kernel[] = [FIRE, UPDATE];
+
+/** Dispatches adding each firing slot of the codes [B, K] to counts [n] (zeroed beforehand). */
+export function fireCountOp(
+  gpu: Gpu,
+  bufs: { idx: GPUBuffer; val: GPUBuffer; counts: GPUBuffer },
+  sizes: { B: number; K: number },
+): Dispatch[] {
+  const len = sizes.B * sizes.K;
+  const grid = wrapGrid(gpu, Math.ceil(len / WG));
+  const u = uniforms(gpu, { len, tokens: sizes.B, row_stride: grid.stride * WG, _p: 0 });
+  return [{
+    kernel: FIRE,
+    buffers: [bufs.idx, bufs.val, bufs.counts, u],
+    workgroups: grid.workgroups,
+  }];
+}
+
+/** Dispatches of since[f] = counts[f] > 0 ? 0 : since[f] + tokens, for n features. */
+export function deadUpdateOp(
+  gpu: Gpu,
+  bufs: { counts: GPUBuffer; since: GPUBuffer },
+  sizes: { n: number; tokens: number },
+): Dispatch[] {
+  const grid = wrapGrid(gpu, Math.ceil(sizes.n / WG));
+  const u = uniforms(gpu, {
+    len: sizes.n,
+    tokens: sizes.tokens,
+    row_stride: grid.stride * WG,
+    _p: 0,
+  });
+  return [{ kernel: UPDATE, buffers: [bufs.counts, bufs.since, u], workgroups: grid.workgroups }];
+}

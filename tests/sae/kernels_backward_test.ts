@@ -1,0 +1,321 @@
+/**
+ * Sparse backward kernels (kernels/sparse_backward.wgsl) against a dense reference built here:
+ * dense [B, n] code and dpre matrices, dense products — the thing the sparse path avoids.
+ * Shapes are odd, features appear 0, 1 or many times, k = 1 and k = n are covered.
+ */
+import assert from "node:assert/strict";
+import { assertClose, randn, rng, testGpu } from "../_util.ts";
+import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import { type BackwardAuxGroup, SparseBackward } from "../../lib/sae/ops/backward.ts";
+import type { Gpu } from "../../lib/gpu/device.ts";
+
+const EMPTY = 0xffffffff;
+
+interface Case {
+  B: number;
+  d: number;
+  /** Layer sizes (levels); n = their sum. */
+  layers: number[];
+  k: number;
+  aux: { k: number; level: number; alpha: number; start: number; end: number }[];
+  seed: number;
+}
+
+/** Codes [B, K]: distinct features per row drawn with a skew (feature `hot` on every row). */
+function makeCodes(B: number, K: number, lo: number, hi: number, seed: number, hot: number) {
+  const r = rng(seed);
+  const idx = new Uint32Array(B * K).fill(EMPTY);
+  const val = new Float32Array(B * K);
+  const span = hi - lo;
+  for (let b = 0; b < B; b++) {
+    const used = new Set<number>();
+    for (let s = 0; s < K; s++) {
+      let f: number;
+      if (s === 0 && hot >= lo && hot < hi) f = hot;
+      else if (K === span) f = lo + ((s + b) % span); // k = n: every feature on every row
+      else {
+        // Skewed draw: square of a uniform favours low indices; upper features stay rare/unused.
+        do f = lo + Math.floor(r() * r() * span); while (used.has(f));
+      }
+      if (used.has(f)) continue;
+      used.add(f);
+      const u = r();
+      if (u < 0.08) continue; // unused slot
+      idx[b * K + s] = f;
+      val[b * K + s] = u < 0.16 ? 0 : r() * 2; // some selected-but-inactive slots (val 0)
+    }
+  }
+  return { idx, val };
+}
+
+function layerOf(f: number, ends: number[]): number {
+  let l = 0;
+  while (l + 1 < ends.length && f >= ends[l]) l++;
+  return l;
+}
+
+/** The dense reference: every gradient from dense [B, n] matrices, in float64. */
+function denseReference(c: Case, data: ReturnType<typeof makeData>) {
+  const { B, d } = c;
+  const n = c.layers.reduce((a, b) => a + b, 0);
+  const L = c.layers.length;
+  const ends: number[] = [];
+  c.layers.reduce((a, s) => (ends.push(a + s), a + s), 0);
+  const { xs, recon, encW, decW, bDec, scal } = data;
+  // Upstream gradient per source: suffix sums of level gradients, then aux gradients.
+  const U: Float64Array[] = [];
+  for (let l = 0; l < L; l++) U.push(new Float64Array(B * d));
+  for (let l = L - 1; l >= 0; l--) {
+    for (let t = 0; t < B * d; t++) {
+      U[l][t] = 2 * (recon[l * B * d + t] - xs[t]) / scal[0] + (l + 1 < L ? U[l + 1][t] : 0);
+    }
+  }
+  c.aux.forEach((g, a) => {
+    const u = new Float64Array(B * d);
+    for (let t = 0; t < B * d; t++) {
+      const r = xs[t] - recon[g.level * B * d + t];
+      u[t] = g.alpha * 2 * (data.aux[a].ehat[t] - r) / scal[1 + a];
+    }
+    U.push(u);
+  });
+  // Dense code matrices per source: V[s][b, f] and Dpre[s][b, f].
+  const sets = [{ idx: data.idx, val: data.val, K: c.k, src: -1 }];
+  c.aux.forEach((g, a) =>
+    sets.push({ idx: data.aux[a].idx, val: data.aux[a].val, K: g.k, src: L + a })
+  );
+  const gradDec = new Float64Array(n * d);
+  const gradEnc = new Float64Array(n * d);
+  const gradB = new Float64Array(d);
+  for (const set of sets) {
+    const V = new Float64Array(B * n);
+    const Src = new Int32Array(B * n);
+    for (let b = 0; b < B; b++) {
+      for (let s = 0; s < set.K; s++) {
+        const f = set.idx[b * set.K + s];
+        if (f === EMPTY) continue;
+        V[b * n + f] = set.val[b * set.K + s];
+        Src[b * n + f] = set.src < 0 ? layerOf(f, ends) : set.src;
+      }
+    }
+    const Dpre = new Float64Array(B * n);
+    for (let b = 0; b < B; b++) {
+      for (let f = 0; f < n; f++) {
+        if (!(V[b * n + f] > 0)) continue;
+        const u = U[Src[b * n + f]];
+        let dot = 0;
+        for (let j = 0; j < d; j++) dot += u[b * d + j] * decW[f * d + j];
+        Dpre[b * n + f] = dot;
+      }
+    }
+    for (let f = 0; f < n; f++) {
+      for (let b = 0; b < B; b++) {
+        const v = V[b * n + f];
+        const dp = Dpre[b * n + f];
+        if (v === 0 && dp === 0) continue;
+        const u = U[Src[b * n + f]];
+        for (let j = 0; j < d; j++) {
+          gradDec[f * d + j] += v * u[b * d + j];
+          gradEnc[f * d + j] += dp * (xs[b * d + j] - bDec[j]);
+          gradB[j] -= dp * encW[f * d + j];
+        }
+      }
+    }
+  }
+  for (let b = 0; b < B; b++) for (let j = 0; j < d; j++) gradB[j] += U[0][b * d + j];
+  return { gradDec, gradEnc, gradB };
+}
+
+function makeData(c: Case) {
+  const { B, d } = c;
+  const n = c.layers.reduce((a, b) => a + b, 0);
+  const L = c.layers.length;
+  const s = c.seed * 101;
+  const ends: number[] = [];
+  c.layers.reduce((a, x) => (ends.push(a + x), a + x), 0);
+  // Main codes: per level block of slots, like a tree (layer-major); one block for L = 1.
+  const idx = new Uint32Array(B * c.k).fill(EMPTY);
+  const val = new Float32Array(B * c.k);
+  const kPer = L === 1 ? [c.k] : c.layers.map((_, l) => (l < L - 1 ? Math.floor(c.k / L) : 0));
+  kPer[L - 1] = c.k - kPer.slice(0, L - 1).reduce((a, b) => a + b, 0);
+  let off = 0;
+  for (let l = 0; l < L; l++) {
+    const lo = l === 0 ? 0 : ends[l - 1];
+    const part = makeCodes(B, kPer[l], lo, ends[l], s + l, lo + 1);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < kPer[l]; t++) {
+        idx[b * c.k + off + t] = part.idx[b * kPer[l] + t];
+        val[b * c.k + off + t] = part.val[b * kPer[l] + t];
+      }
+    }
+    off += kPer[l];
+  }
+  const aux = c.aux.map((g, a) => ({
+    ...makeCodes(B, g.k, g.start, g.end, s + 50 + a, g.end - 1),
+    ehat: randn(B * d, s + 60 + a),
+  }));
+  const scal = new Float32Array([B * d * 0.9, ...c.aux.map((_, a) => B * d * (0.5 + a))]);
+  return {
+    xs: randn(B * d, s + 1),
+    recon: randn(L * B * d, s + 2),
+    encW: randn(n * d, s + 3),
+    decW: randn(n * d, s + 4),
+    bDec: randn(d, s + 5),
+    scal,
+    idx,
+    val,
+    aux,
+  };
+}
+
+async function runGpu(gpu: Gpu, c: Case, data: ReturnType<typeof makeData>) {
+  const { B, d } = c;
+  const n = c.layers.reduce((a, b) => a + b, 0);
+  const ends: number[] = [];
+  c.layers.reduce((a, x) => (ends.push(a + x), a + x), 0);
+  const aux: BackwardAuxGroup[] = c.aux.map((g, a) => ({
+    k: g.k,
+    level: g.level,
+    alpha: g.alpha,
+    denomIndex: 1 + a,
+  }));
+  const plan = await SparseBackward.create(gpu, {
+    B,
+    d,
+    n,
+    levelEnds: ends,
+    k: c.k,
+    aux,
+    totalVarIndex: 0,
+  });
+  const up = (x: Float32Array | Uint32Array, label: string) => uploadStorage(gpu, x, label);
+  const bufs = {
+    xs: up(data.xs, "xs"),
+    recon: up(data.recon, "recon"),
+    scal: up(data.scal, "scal"),
+    idx: up(data.idx, "idx"),
+    val: up(data.val, "val"),
+    aux: data.aux.map((a) => ({
+      idx: up(a.idx, "aidx"),
+      val: up(a.val, "aval"),
+      ehat: up(a.ehat, "ehat"),
+    })),
+    encW: up(data.encW, "encW"),
+    decW: up(data.decW, "decW"),
+    bDec: up(data.bDec, "bDec"),
+    gradEnc: createStorage(gpu, n * d * 4, "gradEnc"),
+    gradDec: createStorage(gpu, n * d * 4, "gradDec"),
+    gradB: createStorage(gpu, d * 4, "gradB"),
+  };
+  const encoder = gpu.device.createCommandEncoder();
+  plan.encode(encoder, bufs);
+  gpu.device.queue.submit([encoder.finish()]);
+  const out = {
+    gradDec: await readF32(gpu, bufs.gradDec),
+    gradEnc: await readF32(gpu, bufs.gradEnc),
+    gradB: await readF32(gpu, bufs.gradB),
+    start: await readU32(gpu, plan.scratch.start),
+    key: await readU32(gpu, plan.scratch.key),
+  };
+  plan.destroy();
+  for (const b of Object.values(bufs)) if (b instanceof GPUBuffer) b.destroy();
+  for (const a of bufs.aux) for (const b of Object.values(a)) b.destroy();
+  return out;
+}
+
+/** Scale-aware comparison: tolerance relative to the largest magnitude of the expected array. */
+function close(got: Float32Array, want: Float64Array, label: string) {
+  let max = 0;
+  for (const v of want) max = Math.max(max, Math.abs(v));
+  assertClose(got, want, { atol: 2e-5 * max + 1e-7, rtol: 1e-4, label });
+}
+
+const CASES: Case[] = [
+  // TopK-like, odd sizes, one aux group over the whole dictionary.
+  {
+    B: 37,
+    d: 45,
+    layers: [53],
+    k: 5,
+    aux: [{ k: 7, level: 0, alpha: 1 / 32, start: 0, end: 53 }],
+    seed: 1,
+  },
+  // k = 1, no aux.
+  { B: 70, d: 33, layers: [29], k: 1, aux: [], seed: 2 },
+  // k = n: every feature on every row (many entries per feature), wide rows.
+  {
+    B: 67,
+    d: 130,
+    layers: [7],
+    k: 7,
+    aux: [{ k: 3, level: 0, alpha: 0.5, start: 0, end: 7 }],
+    seed: 3,
+  },
+  // 3-level tree: per-layer slot blocks, two aux groups on their own levels.
+  {
+    B: 41,
+    d: 39,
+    layers: [11, 19, 31],
+    k: 9,
+    aux: [
+      { k: 4, level: 0, alpha: 1 / 32, start: 0, end: 11 },
+      { k: 6, level: 1, alpha: 0.2, start: 11, end: 30 },
+    ],
+    seed: 4,
+  },
+];
+
+for (const c of CASES) {
+  const n = c.layers.reduce((a, b) => a + b, 0);
+  Deno.test(
+    `sparse backward equals the dense reference (B=${c.B} d=${c.d} layers=${c.layers} k=${c.k} aux=${c.aux.length})`,
+    async () => {
+      const gpu = await testGpu();
+      const data = makeData(c);
+      const want = denseReference(c, data);
+      const got = await runGpu(gpu, c, data);
+      close(got.gradDec, want.gradDec, "grad decW");
+      close(got.gradEnc, want.gradEnc, "grad encW");
+      close(got.gradB, want.gradB, "grad bDec");
+      // Features without an active entry get exactly zero rows; segment starts are a valid scan.
+      const active = new Set<number>();
+      const mark = (idx: Uint32Array, val: Float32Array) =>
+        idx.forEach((f, e) => f !== EMPTY && val[e] > 0 && active.add(f));
+      mark(data.idx, data.val);
+      data.aux.forEach((a) => mark(a.idx, a.val));
+      let total = 0;
+      for (let f = 0; f < n; f++) {
+        assert.equal(got.start[f], total, `start[${f}]`);
+        const cnt = got.start[f + 1] - got.start[f];
+        assert.equal(cnt > 0, active.has(f), `feature ${f} entries`);
+        total += cnt;
+        if (!active.has(f)) {
+          for (let j = 0; j < c.d; j++) assert.equal(got.gradDec[f * c.d + j], 0);
+        }
+      }
+      assert.ok(active.size < n || c.k === n, "some feature never appears");
+    },
+  );
+}
+
+Deno.test("sparse backward is deterministic: sorted entries are in (block, segment, row) order and repeat bitwise", async () => {
+  const gpu = await testGpu();
+  const c = CASES[3];
+  const data = makeData(c);
+  const a = await runGpu(gpu, c, data);
+  const b = await runGpu(gpu, c, data);
+  assert.deepEqual(a.gradDec, b.gradDec);
+  assert.deepEqual(a.gradEnc, b.gradEnc);
+  assert.deepEqual(a.gradB, b.gradB);
+  assert.deepEqual(a.key, b.key);
+  const n = c.layers.reduce((x, y) => x + y, 0);
+  // Within each feature's segment, rows of one source are increasing.
+  for (let f = 0; f < n; f++) {
+    const last = new Map<number, number>();
+    for (let e = a.start[f]; e < a.start[f + 1]; e++) {
+      const src = a.key[e] >>> 24;
+      const row = a.key[e] & 0xffffff;
+      assert.ok(row > (last.get(src) ?? -1), `feature ${f}: rows out of order`);
+      last.set(src, row);
+    }
+  }
+});
