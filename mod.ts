@@ -27,3 +27,37 @@ export {
 export { timeGpu } from "./lib/gpu/timer.ts";
 export { unpackF16, uploadF16AsF32 } from "./lib/gpu/unpack_f16.ts";
 export { f16BitsToF32, f32ToF16Bits, fromF16, toF16 } from "./lib/util/f16.ts";
+// Activation store (lib/store/): sharded datasets, writer, streaming reader.
+export {
+  type Dtype,
+  FORMAT_NAME,
+  FORMAT_VERSION,
+  type Manifest,
+  type Provenance,
+  readManifest,
+  type ShardEntry,
+} from "./lib/store/manifest.ts";
+export {
+  ActivationWriter,
+  type AppendResult,
+  DEFAULT_SHARD_BYTES,
+  type NanPolicy,
+  type TokenInfo,
+  type WriterOptions,
+} from "./lib/store/writer.ts";
+export {
+  ActivationReader,
+  type AllRows,
+  batchF32,
+  type LoadedShard,
+  type OpenOptions,
+  readAllF32,
+  toGpu,
+} from "./lib/store/reader.ts";
+export {
+  type Batch,
+  type BatchOptions,
+  BatchStream,
+  type ReadCursor,
+  type ReadOrder,
+} from "./lib/store/batch_stream.ts";
