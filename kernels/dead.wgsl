@@ -2,9 +2,10 @@
 // A feature fires on a token when its code value is > FIRE_THRESHOLD (1e-3, ref).
 //
 // Entry points:
-//   fire_count   bindings 0 idx u32 [B, K], 1 val f32 [B, K], 2 counts atomic u32 [n] (zeroed
-//                by the host before the step), 3 u Params.
-//                One invocation looks at one slot and bumps counts[idx] when the slot fires.
+//   fire_count   bindings 0 idx u32 [B, K], 1 val f32 [B, K], 2 counts atomic u32 [n], 3 active
+//                atomic u32 [n] (both zeroed by the host before the step), 4 u Params.
+//                One invocation looks at one slot: counts[idx] += 1 when it fires (val > 1e-3),
+//                active[idx] += 1 when val > 0 (the L0 statistic).
 //                Slot order does not matter: integer atomics give the same counts every time.
 //   dead_update  bindings 0 counts u32 [n], 1 since u32 [n], 2 u Params.
 //                One invocation updates one feature: since = counts > 0 ? 0 : min(since + B, 2^32 - 1).
@@ -27,14 +28,20 @@ struct Params {
 @group(0) @binding(0) var<storage, read> fc_idx: array<u32>;
 @group(0) @binding(1) var<storage, read> fc_val: array<f32>;
 @group(0) @binding(2) var<storage, read_write> fc_counts: array<atomic<u32>>;
-@group(0) @binding(3) var<uniform> fc_p: Params;
+@group(0) @binding(3) var<storage, read_write> fc_active: array<atomic<u32>>;
+@group(0) @binding(4) var<uniform> fc_p: Params;
 
 @compute @workgroup_size(WG)
 fn fire_count(@builtin(global_invocation_id) g: vec3u) {
   let e = g.y * fc_p.row_stride + g.x;
   if (e >= fc_p.len) { return; }
   let f = fc_idx[e];
-  if (f != EMPTY && fc_val[e] > FIRE_THRESHOLD) { atomicAdd(&fc_counts[f], 1u); }
+  if (f == EMPTY) { return; }
+  let v = fc_val[e];
+  // The TS reference compares the f32 value with the double 1e-3; f32(1e-3) rounds up, so
+  // "v > 1e-3 in double" is "v >= f32(1e-3)" here.
+  if (v >= FIRE_THRESHOLD) { atomicAdd(&fc_counts[f], 1u); }
+  if (v > 0.0) { atomicAdd(&fc_active[f], 1u); }
 }
 
 @group(0) @binding(0) var<storage, read> du_counts: array<u32>;

@@ -1,8 +1,7 @@
 /**
- * Optimiser and dead-tracking kernels (kernels/adam.wgsl, kernels/dead.wgsl) against plain
- * float64 twins written here from the math contract: remove the parallel gradient part,
- * Adam with bias correction, row renormalisation, gradient zeroing; fire counts and
- * tokens-since-fired.
+ * Optimiser and dead-tracking kernels (kernels/adam.wgsl, kernels/dead.wgsl) against their
+ * TypeScript twins in lib/sae/reference: remove the parallel gradient part, Adam with bias
+ * correction, row renormalisation (plus gradient zeroing); fire counts and tokens-since-fired.
  */
 import assert from "node:assert/strict";
 import { assertClose, randn, rng, testGpu } from "../_util.ts";
@@ -10,50 +9,14 @@ import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/bu
 import { runKernels } from "../../lib/gpu/kernel.ts";
 import { adamDecoderRowsOp, adamDenseOp, type AdamTensor } from "../../lib/sae/ops/adam.ts";
 import { deadUpdateOp, fireCountOp } from "../../lib/sae/ops/dead.ts";
-import { ADAM_BETA1, ADAM_BETA2, ADAM_EPS } from "../../lib/sae/reference/constants.ts";
+import {
+  adamStep,
+  fireCounts,
+  removeParallelGrad,
+  renormRows,
+  updateDeadCounters,
+} from "../../lib/sae/reference/ops.ts";
 import type { Gpu } from "../../lib/gpu/device.ts";
-
-/** Float64 Adam on p, m, v in place (t is 1-based). */
-function adamTwin(
-  p: Float64Array,
-  g: Float64Array,
-  m: Float64Array,
-  v: Float64Array,
-  lr: number,
-  t: number,
-) {
-  for (let i = 0; i < p.length; i++) {
-    m[i] = ADAM_BETA1 * m[i] + (1 - ADAM_BETA1) * g[i];
-    v[i] = ADAM_BETA2 * v[i] + (1 - ADAM_BETA2) * g[i] * g[i];
-    p[i] -= lr * (m[i] / (1 - ADAM_BETA1 ** t)) /
-      (Math.sqrt(v[i] / (1 - ADAM_BETA2 ** t)) + ADAM_EPS);
-  }
-}
-
-/** Decoder twin: parallel-part removal, Adam, renormalisation, row by row. */
-function decoderTwin(
-  p: Float64Array,
-  g: Float64Array,
-  m: Float64Array,
-  v: Float64Array,
-  rows: number,
-  cols: number,
-  lr: number,
-  t: number,
-) {
-  for (let r = 0; r < rows; r++) {
-    let dot = 0;
-    for (let j = 0; j < cols; j++) dot += g[r * cols + j] * p[r * cols + j];
-    for (let j = 0; j < cols; j++) g[r * cols + j] -= dot * p[r * cols + j];
-  }
-  adamTwin(p, g, m, v, lr, t);
-  for (let r = 0; r < rows; r++) {
-    let sq = 0;
-    for (let j = 0; j < cols; j++) sq += p[r * cols + j] ** 2;
-    const norm = Math.sqrt(sq);
-    for (let j = 0; j < cols; j++) p[r * cols + j] /= norm;
-  }
-}
 
 function unitRows(x: Float32Array, rows: number, cols: number): Float32Array {
   for (let r = 0; r < rows; r++) {
@@ -88,24 +51,26 @@ for (const [rows, cols] of [[1, 1], [13, 77], [130, 65], [5, 300]]) {
     const v0 = randn(len, rows + 2).map((x) => x * x * 1e-5);
     const dec = tensor(gpu, p0, new Float32Array(len), m0, v0);
     const enc = tensor(gpu, p0, new Float32Array(len), m0, v0);
-    const [pd, md, vd] = [Float64Array.from(p0), Float64Array.from(m0), Float64Array.from(v0)];
-    const [pe, me, ve] = [Float64Array.from(p0), Float64Array.from(m0), Float64Array.from(v0)];
+    const [pd, md, vd] = [p0.slice(), m0.slice(), v0.slice()];
+    const [pe, me, ve] = [p0.slice(), m0.slice(), v0.slice()];
     const lr = 1e-3;
     for (let t = 1; t <= 3; t++) {
       const g = randn(len, 100 * t + rows);
       // Zero gradient rows still move (dense Adam); make a few.
       for (let r = 0; r < rows; r += 3) g.fill(0, r * cols, (r + 1) * cols);
       const gpuG = new Float32Array(g);
-      const gd = Float64Array.from(g);
-      const ge = Float64Array.from(g);
+      const gd = g.slice();
+      const ge = g.slice();
       gpu.device.queue.writeBuffer(dec.grad, 0, gpuG);
       gpu.device.queue.writeBuffer(enc.grad, 0, gpuG);
       await runKernels(gpu, [
         ...adamDecoderRowsOp(gpu, dec, rows, cols, { lr, t }),
         ...adamDenseOp(gpu, enc, len, { lr, t }),
       ], "adam test");
-      decoderTwin(pd, gd, md, vd, rows, cols, lr, t);
-      adamTwin(pe, ge, me, ve, lr, t);
+      removeParallelGrad(gd, pd, rows, cols);
+      adamStep(pd, gd, md, vd, t, lr);
+      renormRows(pd, rows, cols);
+      adamStep(pe, ge, me, ve, t, lr);
       const tol = { atol: 2e-6, rtol: 1e-4 };
       assertClose(await readF32(gpu, dec.param), pd, { ...tol, label: `decW step ${t}` });
       assertClose(await readF32(gpu, dec.m), md, { ...tol, label: `dec m step ${t}` });
@@ -140,20 +105,22 @@ for (const [B, K, n] of [[1, 1, 1], [37, 5, 53], [300, 9, 7]]) {
     }
     const since0 = new Uint32Array(n).map((_, f) => (f % 3 === 0 ? 0xffffffff - 5 : f * 1000));
     const counts = createStorage(gpu, n * 4, "counts");
+    const active = createStorage(gpu, n * 4, "active");
     const since = uploadStorage(gpu, since0, "since");
     const idxB = uploadStorage(gpu, idx, "idx");
     const valB = uploadStorage(gpu, val, "val");
     await runKernels(gpu, [
-      ...fireCountOp(gpu, { idx: idxB, val: valB, counts }, { B, K }),
+      ...fireCountOp(gpu, { idx: idxB, val: valB, counts, active }, { B, K }),
       ...deadUpdateOp(gpu, { counts, since }, { n, tokens: B }),
     ], "dead test");
-    const want = new Uint32Array(n);
-    for (let e = 0; e < B * K; e++) {
-      if (idx[e] !== 0xffffffff && val[e] > Math.fround(1e-3)) want[idx[e]]++;
-    }
-    const wantSince = since0.map((s, f) => (want[f] > 0 ? 0 : Math.min(s + B, 0xffffffff)));
+    const want = fireCounts({ idx, val, K }, B, n);
+    const wantSince = since0.slice();
+    updateDeadCounters(wantSince, want, B);
+    const wantActive = new Uint32Array(n);
+    for (let e = 0; e < B * K; e++) if (idx[e] !== 0xffffffff && val[e] > 0) wantActive[idx[e]]++;
     assert.deepEqual(await readU32(gpu, counts), want);
     assert.deepEqual(await readU32(gpu, since), wantSince);
-    for (const b of [counts, since, idxB, valB]) b.destroy();
+    assert.deepEqual(await readU32(gpu, active), wantActive);
+    for (const b of [counts, active, since, idxB, valB]) b.destroy();
   });
 }

@@ -8,6 +8,8 @@ import { assertClose, randn, rng, testGpu } from "../_util.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { type BackwardAuxGroup, SparseBackward } from "../../lib/sae/ops/backward.ts";
 import type { Gpu } from "../../lib/gpu/device.ts";
+import { backward } from "../../lib/sae/reference/ops.ts";
+import { featureLayers } from "../../lib/sae/config.ts";
 
 const EMPTY = 0xffffffff;
 
@@ -317,5 +319,49 @@ Deno.test("sparse backward is deterministic: sorted entries are in (block, segme
       assert.ok(row > (last.get(src) ?? -1), `feature ${f}: rows out of order`);
       last.set(src, row);
     }
+  }
+});
+
+Deno.test("sparse backward equals the reference twin lib/sae/reference backward() (3-level tree, 2 aux groups)", async () => {
+  const gpu = await testGpu();
+  for (const c of [CASES[0], CASES[3]]) {
+    const { B, d } = c;
+    const n = c.layers.reduce((a, b) => a + b, 0);
+    const data = makeData(c);
+    const L = c.layers.length;
+    const featureLayer = featureLayers({ layers: c.layers });
+    const recon = Array.from({ length: L }, (_, l) => data.recon.slice(l * B * d, (l + 1) * B * d));
+    const loss = {
+      total: 0,
+      main: 0,
+      mainPerLevel: [],
+      fvu: 0,
+      totalVar: data.scal[0],
+      recon,
+      aux: c.aux.map((g, a) => ({
+        group: { start: g.start, end: g.end, level: g.level, alpha: g.alpha, gated: L > 1 },
+        codes: { idx: data.aux[a].idx, val: data.aux[a].val, K: g.k },
+        recon: data.aux[a].ehat,
+        residual: data.xs.map((x, t) => x - recon[g.level][t]),
+        denom: data.scal[1 + a],
+        value: 0,
+      })),
+    };
+    const want = backward(
+      data.xs,
+      B,
+      d,
+      n,
+      data.encW,
+      data.decW,
+      data.bDec,
+      { idx: data.idx, val: data.val, K: c.k },
+      featureLayer,
+      loss,
+    );
+    const got = await runGpu(gpu, c, data);
+    close(got.gradDec, Float64Array.from(want.decW), "grad decW vs reference");
+    close(got.gradEnc, Float64Array.from(want.encW), "grad encW vs reference");
+    close(got.gradB, Float64Array.from(want.bDec), "grad bDec vs reference");
   }
 });

@@ -2,7 +2,7 @@
  * Dead-feature tracking on the GPU (kernels/dead.wgsl): per-feature fire counts of a batch
  * (val > FIRE_THRESHOLD in the main codes) and the tokens-since-fired counters.
  *
- * Shapes: idx u32 / val f32 [B, K] codes; counts u32 [n] (zero it before `fireCountOp`);
+ * Shapes: idx u32 / val f32 [B, K] codes; counts, active u32 [n] (zero them before `fireCountOp`);
  * since u32 [n] tokens since each feature last fired (saturates at 2^32 − 1).
  */
 import type { Gpu } from "../../gpu/device.ts";
@@ -16,10 +16,13 @@ const UPDATE: Kernel = { file: "dead.wgsl", entry: "dead_update", constants: { W
 /** The kernels of this op, for compiling ahead of the first step. */
 export const DEAD_KERNELS: Kernel[] = [FIRE, UPDATE];
 
-/** Dispatches adding each firing slot of the codes [B, K] to counts [n] (zeroed beforehand). */
+/**
+ * Dispatches adding each firing slot (val > 1e-3) of the codes [B, K] to counts [n] and each
+ * active slot (val > 0) to active [n]; both zeroed beforehand.
+ */
 export function fireCountOp(
   gpu: Gpu,
-  bufs: { idx: GPUBuffer; val: GPUBuffer; counts: GPUBuffer },
+  bufs: { idx: GPUBuffer; val: GPUBuffer; counts: GPUBuffer; active: GPUBuffer },
   sizes: { B: number; K: number },
 ): Dispatch[] {
   const len = sizes.B * sizes.K;
@@ -27,7 +30,7 @@ export function fireCountOp(
   const u = uniforms(gpu, { len, tokens: sizes.B, row_stride: grid.stride * WG, _p: 0 });
   return [{
     kernel: FIRE,
-    buffers: [bufs.idx, bufs.val, bufs.counts, u],
+    buffers: [bufs.idx, bufs.val, bufs.counts, bufs.active, u],
     workgroups: grid.workgroups,
   }];
 }
