@@ -11,7 +11,8 @@
 //           1 b    array<f32> [K, N] or [N, K]
 //           2 bias array<f32> [N]
 //           3 out  array<f32> [M, N]
-//           4 u    Params     M, N, K
+//           4 u    Params     M, N, K, b_off (element offset of W inside b: a vocabulary
+//                             sub-range of a token-table chunk for the unembedding)
 // One invocation computes a TM×TN (4×4) block of out, reading a and b straight from storage
 // (register tiling: on llvmpipe this beats shared-memory tiling, see DESIGN §2). Edge blocks clamp
 // their reads and skip out-of-range writes, so any M, N, K works.
@@ -25,7 +26,7 @@ override HAS_BIAS: bool = true;
 const TM: u32 = 4u;
 const TN: u32 = 4u;
 
-struct Params { M: u32, N: u32, K: u32 }
+struct Params { M: u32, N: u32, K: u32, b_off: u32 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -46,9 +47,10 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
   for (var k = 0u; k < u.K; k++) {
     var bv: vec4f;
     if (TRANS_B) {
-      bv = vec4f(b[cols[0] * u.K + k], b[cols[1] * u.K + k], b[cols[2] * u.K + k], b[cols[3] * u.K + k]);
+      let o = u.b_off + k;
+      bv = vec4f(b[cols[0] * u.K + o], b[cols[1] * u.K + o], b[cols[2] * u.K + o], b[cols[3] * u.K + o]);
     } else {
-      let r = k * u.N;
+      let r = u.b_off + k * u.N;
       bv = vec4f(b[r + cols[0]], b[r + cols[1]], b[r + cols[2]], b[r + cols[3]]);
     }
     for (var i = 0u; i < TM; i++) {

@@ -84,16 +84,16 @@ export function layerNormDispatch(
 }
 
 /**
- * out[M, N] = a[M, K] @ W (+ bias). W is [K, N] (HF Conv1D) or, with `transB`, [N, K].
- * Pass `bias: undefined` for no bias (any buffer is bound in its place).
+ * out[M, N] = a[M, K] @ W (+ bias). W is [K, N] (HF Conv1D) or, with `transB`, [N, K],
+ * starting `bOffset` elements into `w`. Pass `bias: undefined` for no bias.
  */
 export function matmulDispatch(
   gpu: Gpu,
   scratch: Scratch,
   b: { a: GPUBuffer; w: GPUBuffer; bias?: GPUBuffer; out: GPUBuffer },
-  s: { M: number; N: number; K: number; transB?: boolean },
+  s: { M: number; N: number; K: number; transB?: boolean; bOffset?: number },
 ): Dispatch {
-  const u = param(gpu, scratch, { M: s.M, N: s.N, K: s.K });
+  const u = param(gpu, scratch, { M: s.M, N: s.N, K: s.K, b_off: s.bOffset ?? 0 });
   const kernel: Kernel = {
     file: "lm_matmul.wgsl",
     entry: "main",

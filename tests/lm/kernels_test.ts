@@ -69,6 +69,34 @@ Deno.test("lm_matmul matches matmulRef (Conv1D and transposed layouts, bias or n
   }
 });
 
+Deno.test("lm_matmul reads W from an element offset (vocabulary sub-range of a table chunk)", async () => {
+  const gpu = await testGpu();
+  const scratch: Scratch = [];
+  const [M, rowsW, K, off, N] = [6, 23, 9, 5, 13];
+  const a = randn(M * K, 1);
+  const table = randn(rowsW * K, 2);
+  const ab = uploadStorage(gpu, a, "a");
+  const wb = uploadStorage(gpu, table, "table");
+  const out = createStorage(gpu, M * N * 4, "out");
+  await run(gpu, scratch, [
+    matmulDispatch(gpu, scratch, { a: ab, w: wb, out }, {
+      M,
+      N,
+      K,
+      transB: true,
+      bOffset: off * K,
+    }),
+  ]);
+  const want = matmulRef(a, table.subarray(off * K, (off + N) * K), undefined, {
+    M,
+    N,
+    K,
+    transB: true,
+  });
+  assertClose(await readF32(gpu, out, M * N), want, { atol: 1e-5, rtol: 1e-5, label: "offset" });
+  [ab, wb, out].forEach((b) => b.destroy());
+});
+
 Deno.test("lm_layernorm matches layerNormRef (d below, at and above the workgroup size)", async () => {
   const gpu = await testGpu();
   const scratch: Scratch = [];
