@@ -5,21 +5,17 @@
 import assert from "node:assert/strict";
 import { assertClose, testGpu } from "../_util.ts";
 import { loadGpt2Model } from "../../lib/lm/load.ts";
-import { openSafetensors } from "../../lib/lm/tensor_source.ts";
+import { readSafetensors } from "../../lib/format/safetensors.ts";
 import { type HookPoint, parseHook } from "../../lib/lm/hooks.ts";
 
 const FIXTURE = new URL("../../fixtures/tiny-gpt2", import.meta.url).pathname;
 /** Acceptance bound of issue #6: max abs error against the references. */
 const ATOL = 1e-4;
 
-const refs = await openSafetensors(`${FIXTURE}/reference.safetensors`);
-const ref = (name: string) => {
-  const t = refs.get(name);
-  if (!t) throw new Error(`reference.safetensors lacks ${name}`);
-  return t;
-};
+const refs = await readSafetensors(`${FIXTURE}/reference.safetensors`);
+const ref = (name: string) => ({ toF32: () => refs.f32(name) });
 const prompts = refs.names().filter((n) => /^p\d+\.tokens$/.test(n)).map((n) => n.split(".")[0]);
-const tokensOf = (p: string) => Array.from(ref(`${p}.tokens`).toF32());
+const tokensOf = (p: string) => Array.from(refs.i32(`${p}.tokens`));
 const HOOKS = ["resid_pre", "attn_out", "mlp_out", "resid_post"].flatMap((s) =>
   [0, 1].map((l) => parseHook(`${s}.${l}`))
 );
@@ -40,7 +36,7 @@ Deno.test("forward matches the PyTorch reference at every hook, in logits and in
           label: `${p} ${name}`,
         });
       }
-      const cols = ref("logit_cols").toF32();
+      const cols = refs.i32("logit_cols");
       const V = model.config.vocabSize;
       const got = new Float32Array(tokens.length * cols.length);
       for (let t = 0; t < tokens.length; t++) {
