@@ -184,8 +184,17 @@ export class BatchStream implements AsyncIterableIterator<Batch> {
     return batch ? { value: batch, done: false } : { value: undefined, done: true };
   }
 
-  /** Next batch, or null at the end. */
+  /** Next batch, or null at the end. A read error closes the stream and is rethrown. */
   async nextBatch(): Promise<Batch | null> {
+    try {
+      return await this.#read();
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+  }
+
+  async #read(): Promise<Batch | null> {
     if (this.#done) return null;
     if (this.#emitted >= this.#total || (this.#dropLast && this.#total - this.#emitted < this.#b)) {
       if (!(await this.#nextEpoch())) return null;
