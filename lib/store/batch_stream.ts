@@ -184,7 +184,7 @@ export class BatchStream implements AsyncIterableIterator<Batch> {
     return batch ? { value: batch, done: false } : { value: undefined, done: true };
   }
 
-  /** Next batch, or null at the end. A read error closes the stream and is rethrown. */
+  /** Next batch, or null at the end (await each call before the next). A read error closes the stream and is rethrown. */
   async nextBatch(): Promise<Batch | null> {
     try {
       return await this.#read();

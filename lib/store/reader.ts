@@ -65,6 +65,7 @@ export class ActivationReader {
   /** The validated manifest. */
   readonly manifest: Manifest;
   readonly #verify: boolean;
+  #fingerprint = "";
 
   private constructor(dir: string, manifest: Manifest, verify: boolean) {
     this.dir = dir;
@@ -185,11 +186,13 @@ export class ActivationReader {
 
   /** Short fingerprint of the dataset (CRC-32 over shape and shard checksums), stored in cursors. */
   fingerprint(): string {
+    if (this.#fingerprint) return this.#fingerprint;
     const m = this.manifest;
     const text = `${m.dtype}:${m.d_in}:${m.total_tokens}:${
       m.shards.map((s) => s.checksum).join(",")
     }`;
-    return checksumHex(new TextEncoder().encode(text));
+    this.#fingerprint = checksumHex(new TextEncoder().encode(text));
+    return this.#fingerprint;
   }
 }
 

@@ -61,7 +61,9 @@ Deno.test("store round trip: 100k×768 f16 over 4 shards, sequential and shuffle
       const seen = new Uint8Array(N);
       const tags: number[] = [];
       let rows = 0;
+      let heldAfterFirst = -1;
       for await (const b of stream) {
+        if (heldAfterFirst < 0) heldAfterFirst = stream.heldBytes();
         assert.ok(b.x instanceof Uint16Array);
         const ids = b.tokens!.tokenIds;
         for (let r = 0; r < b.rows; r++) {
@@ -98,6 +100,13 @@ Deno.test("store round trip: 100k×768 f16 over 4 shards, sequential and shuffle
       );
       assert.ok(stream.maxHeldBytes() >= shardBytes, `${order}: held accounting too low`);
       assert.equal(stream.heldBytes(), 0, `${order}: bytes still held after the stream ended`);
+      // After the first batch the next shard is already being read in the background.
+      const windowHeld = order === "shuffle" ? WINDOW * (D * 2 + 12) : 0;
+      assert.equal(
+        heldAfterFirst,
+        2 * shardBytes + windowHeld,
+        `${order}: next shard not prefetched`,
+      );
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
