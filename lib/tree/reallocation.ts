@@ -76,7 +76,11 @@ export interface ReallocationInputs {
   tokensSinceFired: ArrayLike<number>;
   /** A feature is dead when tokensSinceFired ≥ deadTokens (10M in the paper). */
   deadTokens: number;
-  /** Parent eligibility window (App. G); default PARENT_ELIGIBILITY_TOKENS. */
+  /**
+   * Parent eligibility window (App. G); default PARENT_ELIGIBILITY_TOKENS. Capped at deadTokens
+   * so a dead feature never receives children (only matters when a short run shrinks deadTokens
+   * below 50,000; in the paper's setting 50k ≪ 10M).
+   */
   eligibilityTokens?: number;
 }
 
@@ -201,7 +205,7 @@ export function reallocate(tree: TreeStructure, inputs: ReallocationInputs): Rea
     const eligible = eligibleParents(
       o,
       inputs.tokensSinceFired,
-      inputs.eligibilityTokens ?? PARENT_ELIGIBILITY_TOKENS,
+      Math.min(inputs.eligibilityTokens ?? PARENT_ELIGIBILITY_TOKENS, inputs.deadTokens),
     );
     const r = reallocateLayer(
       l,

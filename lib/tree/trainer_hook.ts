@@ -27,6 +27,9 @@ import {
 } from "./schedule.ts";
 import { makeTree } from "./structure.ts";
 
+/** Key of the allocator's JSON state in the trainer state's `hooks` (checkpoint.ts). */
+export const TREE_HOOK_NAME = "tree_allocation";
+
 /** Settings of dynamic allocation for one run. */
 export interface TreeAllocatorOptions {
   /** Steps of the whole run (the schedule's defaults scale with it). */

@@ -179,3 +179,18 @@ Deno.test("root reset moves every dead child of layers ≥ 1 to the root, nothin
   }
   assert.deepEqual(res.parents[0], tree.parents[0]);
 });
+
+Deno.test("a dead parent never receives children, even with an eligibility window above deadTokens", () => {
+  // Layer 0: feature 0 dead (silent 2·DEAD tokens), feature 1 alive; layer 1: two dead children.
+  const tree = makeTree([2, 2], [new Int32Array(2), Int32Array.from([2, 2])]);
+  const tsf = [2 * DEAD, 0, 2 * DEAD, 2 * DEAD];
+  const capacity = [[0], [100, 1, 1]]; // the dead parent has by far the largest capacity
+  const res = reallocate(tree, {
+    capacity,
+    tokensSinceFired: tsf,
+    deadTokens: DEAD,
+    eligibilityTokens: 50 * DEAD,
+  });
+  assert.equal(res.layers[0].eligibleParents, 2);
+  assert.deepEqual([...res.parents[1]], [1, 2]);
+});
