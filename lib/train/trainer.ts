@@ -1,0 +1,358 @@
+/**
+ * The training loop: stream batches, step the engine, let hooks act (the Tree SAE's
+ * capacity and reallocation), log metrics, checkpoint. Each iteration is a short list
+ * of named calls; everything that could go wrong with the data is checked before the
+ * engine sees it. `resume` continues exactly where a checkpoint stopped: same batches,
+ * same state, so N straight steps equal N/2 + resume + N/2 bit for bit.
+ */
+import { join } from "node:path";
+import { ArborError, DataError } from "../errors.ts";
+import type { SaeEngine, StepStats } from "../sae/engine.ts";
+import type { BatchSource, SourceBatch } from "./batch_source.ts";
+import { type CheckpointInfo, saveCheckpoint, type TrainerProgress } from "./checkpoint.ts";
+
+/** File (in the output folder) that receives one JSON object per log line. */
+export const METRICS_FILE = "metrics.jsonl";
+
+/** What a hook sees besides the step's statistics. */
+export interface HookContext {
+  /** Steps done (same as stats.step). */
+  step: number;
+  /** Tokens trained on so far. */
+  tokensSeen: number;
+  /** Tokens the run will train on. */
+  maxTokens: number;
+  /** Append a record to metrics.jsonl (e.g. a reallocation event). */
+  log(record: Record<string, unknown>): Promise<void>;
+  /** Print a line to the console (above the progress line). */
+  print(line: string): void;
+}
+
+/**
+ * A trainer extension (the Tree SAE's capacity accumulation and scheduled reallocation).
+ * Its state is saved in every checkpoint under `name`.
+ */
+export interface TrainerHook {
+  /** Key of this hook's state in trainer_state.json. */
+  readonly name: string;
+  /** Runs after every engine step (may read or write the engine's state). */
+  afterStep(stats: StepStats, engine: SaeEngine, ctx: HookContext): Promise<void> | void;
+  /** JSON state and tensors to checkpoint. */
+  saveState?(): {
+    json?: unknown;
+    tensors?: Record<string, Float32Array | Int32Array | Uint32Array>;
+  };
+  /** Restore what `saveState` returned (on resume). */
+  loadState?(json: unknown, tensors: Record<string, Float32Array | Int32Array | Uint32Array>): void;
+}
+
+/** Where progress lines go: a TTY gets one `\r`-updated line, anything else plain lines. */
+export interface ProgressSink {
+  /** Whether the output is a terminal. */
+  isTerminal: boolean;
+  /** Write text as is. */
+  write(text: string): void;
+}
+
+/** Options of `train`. */
+export interface TrainOptions {
+  /** The engine to train (its state is where training starts). */
+  engine: SaeEngine;
+  /** Batches of raw activations. */
+  source: BatchSource;
+  /** Output folder: checkpoint files and metrics.jsonl. */
+  outDir: string;
+  /** Rows per batch (recorded in the checkpoint). */
+  batchSize: number;
+  /** Stop once this many tokens have been trained on (the last batch may overshoot). */
+  maxTokens: number;
+  /** Log a metrics line every this many steps (≥ 1). */
+  logEvery: number;
+  /** Checkpoint every this many steps (0: only at the end). */
+  checkpointEvery: number;
+  /** Trainer progress from a checkpoint (resume); default a fresh start. */
+  progress?: TrainerProgress;
+  /** Extensions run after each step. */
+  hooks?: TrainerHook[];
+  /** Provenance written into config.json. */
+  info?: CheckpointInfo;
+  /** Stops the run after the current step, with a checkpoint (SIGINT). */
+  signal?: AbortSignal;
+  /** Progress line output (default: stdout); null for none. */
+  progressSink?: ProgressSink | null;
+}
+
+/** How a run ended. */
+export interface TrainResult {
+  /** Steps done in total (including those before a resume). */
+  steps: number;
+  /** Tokens trained on in total. */
+  tokensSeen: number;
+  /** True when stopped by the signal before reaching maxTokens. */
+  interrupted: boolean;
+  /** Statistics of the last step of this run (null if no step ran). */
+  last: StepStats | null;
+}
+
+/** Fresh trainer progress for a run with `batchSize` rows per batch. */
+export function freshProgress(batchSize: number, rngState = 0): TrainerProgress {
+  return { tokensSeen: 0, batchSize, cursor: null, rngState, hooks: {}, hookTensors: {} };
+}
+
+/** Create the output folder and prove it is writable before any work (clear error otherwise). */
+export async function ensureWritableDir(dir: string, flag = "--out") {
+  const probe = join(dir, `.arbor-write-test-${Deno.pid}`);
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeFile(probe, new Uint8Array(1));
+    await Deno.remove(probe);
+  } catch (e) {
+    throw new ArborError(
+      `${flag} ${dir}: cannot write there (${(e as Error).message}); choose a writable folder`,
+    );
+  }
+}
+
+/** Train until maxTokens or the signal; checkpoints periodically and at the end. */
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const run = new Run(o);
+  try {
+    await run.start();
+    while (!run.done()) {
+      const batch = await run.nextBatch();
+      if (!batch) break;
+      const stats = await run.step(batch);
+      await run.runHooks(stats);
+      await run.maybeLog(stats);
+      await run.maybeCheckpoint();
+    }
+    return await run.finish();
+  } finally {
+    run.close();
+  }
+}
+
+/** State of one `train` call; each method is one named phase of the loop. */
+class Run {
+  readonly #o: TrainOptions;
+  readonly #progress: TrainerProgress;
+  readonly #sink: ProgressSink | null;
+  #metrics: Deno.FsFile | null = null;
+  #step = 0;
+  #last: StepStats | null = null;
+  #startTokens = 0;
+  #startTime = 0;
+  #lineOpen = false;
+
+  constructor(o: TrainOptions) {
+    if (!(o.logEvery >= 1) || !(o.checkpointEvery >= 0)) {
+      throw new ArborError(`train: logEvery must be ≥ 1 and checkpointEvery ≥ 0`);
+    }
+    this.#o = o;
+    this.#progress = structuredClone(o.progress ?? freshProgress(o.batchSize));
+    this.#progress.batchSize = o.batchSize;
+    this.#sink = o.progressSink === undefined ? stdoutSink() : o.progressSink;
+  }
+
+  async start() {
+    const { engine, source } = this.#o;
+    if (source.dIn !== engine.config.dIn) {
+      throw new ArborError(
+        `${source.name}: rows have d_in = ${source.dIn} but the SAE has d_in = ${engine.config.dIn}; ` +
+          "use activations of the same model and hook (or start a new run)",
+      );
+    }
+    await ensureWritableDir(this.#o.outDir);
+    for (const h of this.#o.hooks ?? []) {
+      const tensors: Record<string, Float32Array | Int32Array | Uint32Array> = {};
+      for (const [k, t] of Object.entries(this.#progress.hookTensors)) {
+        if (k.startsWith(h.name + ".")) tensors[k.slice(h.name.length + 1)] = t;
+      }
+      if (h.name in this.#progress.hooks || Object.keys(tensors).length) {
+        h.loadState?.(this.#progress.hooks[h.name], tensors);
+      }
+    }
+    this.#step = (await engine.readState()).step;
+    this.#metrics = await Deno.open(join(this.#o.outDir, METRICS_FILE), {
+      append: true,
+      create: true,
+    });
+    this.#startTokens = this.#progress.tokensSeen;
+    this.#startTime = performance.now();
+  }
+
+  done(): boolean {
+    return this.#progress.tokensSeen >= this.#o.maxTokens || !!this.#o.signal?.aborted;
+  }
+
+  /** The next batch, with every value checked finite. */
+  async nextBatch(): Promise<SourceBatch | null> {
+    const batch = await this.#o.source.next();
+    if (batch) checkFinite(batch, this.#o.source.name, this.#progress.tokensSeen);
+    return batch;
+  }
+
+  async step(batch: SourceBatch): Promise<StepStats> {
+    const stats = await this.#o.engine.step(batch.x, batch.rows);
+    if (!Number.isFinite(stats.loss)) {
+      throw new ArborError(
+        `training diverged: loss is ${stats.loss} at step ${stats.step}; lower --lr or check the data`,
+      );
+    }
+    this.#progress.tokensSeen += batch.rows;
+    this.#progress.cursor = batch.cursor;
+    this.#step = stats.step;
+    this.#last = stats;
+    return stats;
+  }
+
+  async runHooks(stats: StepStats) {
+    for (const h of this.#o.hooks ?? []) {
+      await h.afterStep(stats, this.#o.engine, {
+        step: stats.step,
+        tokensSeen: this.#progress.tokensSeen,
+        maxTokens: this.#o.maxTokens,
+        log: (r) => this.#writeMetrics({ step: stats.step, ...r }),
+        print: (line) => this.#print(line),
+      });
+    }
+  }
+
+  async maybeLog(stats: StepStats) {
+    const end = this.done();
+    if (stats.step % this.#o.logEvery !== 0 && !end) return;
+    const rate = this.#tokensPerSecond();
+    await this.#writeMetrics({
+      step: stats.step,
+      tokens: this.#progress.tokensSeen,
+      loss: stats.loss,
+      fvu: stats.fvu,
+      l0: stats.l0,
+      l0_per_layer: stats.l0PerLayer,
+      main_loss: stats.mainLoss,
+      aux_loss: stats.auxLoss,
+      dead_fraction: stats.deadFraction,
+      tokens_per_s: rate,
+    });
+    this.#showProgress(stats, rate);
+  }
+
+  async maybeCheckpoint() {
+    const every = this.#o.checkpointEvery;
+    if (every > 0 && this.#step % every === 0 && !this.done()) await this.#checkpoint();
+  }
+
+  async finish(): Promise<TrainResult> {
+    if (this.#lineOpen) this.#sink?.write("\n");
+    this.#lineOpen = false;
+    await this.#checkpoint();
+    const interrupted = !!this.#o.signal?.aborted && this.#progress.tokensSeen < this.#o.maxTokens;
+    return {
+      steps: this.#step,
+      tokensSeen: this.#progress.tokensSeen,
+      interrupted,
+      last: this.#last,
+    };
+  }
+
+  /** Release the metrics file (also on errors). */
+  close() {
+    this.#metrics?.close();
+    this.#metrics = null;
+  }
+
+  async #checkpoint() {
+    const state = await this.#o.engine.readState();
+    const progress: TrainerProgress = { ...this.#progress, hooks: {}, hookTensors: {} };
+    for (const h of this.#o.hooks ?? []) {
+      const saved = h.saveState?.();
+      if (!saved) continue;
+      if (saved.json !== undefined) progress.hooks[h.name] = saved.json;
+      for (const [k, t] of Object.entries(saved.tensors ?? {})) {
+        progress.hookTensors[`${h.name}.${k}`] = t;
+      }
+    }
+    await saveCheckpoint(
+      this.#o.outDir,
+      { config: this.#o.engine.config, state, progress },
+      this.#o.info,
+    );
+  }
+
+  async #writeMetrics(record: Record<string, unknown>) {
+    const bytes = new TextEncoder().encode(JSON.stringify(record) + "\n");
+    let done = 0;
+    while (done < bytes.length) done += await this.#metrics!.write(bytes.subarray(done));
+  }
+
+  #tokensPerSecond(): number {
+    const seconds = (performance.now() - this.#startTime) / 1000;
+    return seconds > 0 ? (this.#progress.tokensSeen - this.#startTokens) / seconds : 0;
+  }
+
+  #showProgress(s: StepStats, rate: number) {
+    if (!this.#sink) return;
+    const left = Math.max(0, this.#o.maxTokens - this.#progress.tokensSeen);
+    const eta = rate > 0 ? formatDuration(left / rate) : "?";
+    const dead = s.deadFraction.map((f) => (100 * f).toFixed(1) + "%").join("/");
+    const line =
+      `step ${s.step}  tokens ${si(this.#progress.tokensSeen)}/${si(this.#o.maxTokens)}` +
+      `  loss ${s.loss.toPrecision(4)}  fvu ${s.fvu.toPrecision(3)}  l0 ${s.l0.toFixed(1)}` +
+      `  dead ${dead}  ${si(rate)} tok/s  ETA ${eta}`;
+    if (this.#sink.isTerminal) {
+      this.#sink.write("\r\x1b[2K" + line);
+      this.#lineOpen = true;
+    } else this.#sink.write(line + "\n");
+  }
+
+  #print(line: string) {
+    if (!this.#sink) return;
+    if (this.#lineOpen) this.#sink.write("\r\x1b[2K");
+    this.#lineOpen = false;
+    this.#sink.write(line + "\n");
+  }
+}
+
+/** Reject NaN/±Inf in a batch, naming the source and the token position. */
+export function checkFinite(batch: SourceBatch, name: string, tokensBefore: number) {
+  const x = batch.x;
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i])) {
+      const d = x.length / batch.rows;
+      const row = Math.floor(i / d);
+      throw new DataError(
+        `${name}: non-finite value ${x[i]} in the training data (token ${
+          tokensBefore + row
+        } of the run, ` +
+          `column ${i % d}); clean or re-extract the activations`,
+      );
+    }
+  }
+}
+
+function stdoutSink(): ProgressSink {
+  const enc = new TextEncoder();
+  return {
+    isTerminal: Deno.stdout.isTerminal(),
+    write: (t) => void Deno.stdout.writeSync(enc.encode(t)),
+  };
+}
+
+/** 1234567 → "1.23M". */
+function si(v: number): string {
+  if (v >= 1e9) return (v / 1e9).toFixed(2) + "G";
+  if (v >= 1e6) return (v / 1e6).toFixed(2) + "M";
+  if (v >= 1e3) return (v / 1e3).toFixed(1) + "k";
+  return v.toFixed(0);
+}
+
+/** Seconds → "1h02m", "5m12s", "42s". */
+export function formatDuration(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  const t = Math.round(s);
+  if (t >= 3600) {
+    return `${Math.floor(t / 3600)}h${String(Math.floor((t % 3600) / 60)).padStart(2, "0")}m`;
+  }
+  if (t >= 60) return `${Math.floor(t / 60)}m${String(t % 60).padStart(2, "0")}s`;
+  return `${t}s`;
+}

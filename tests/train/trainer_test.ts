@@ -1,0 +1,202 @@
+/** Tests of the training loop (lib/train/trainer.ts) with the reference engine. */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { randn } from "../_util.ts";
+import { makeConfig, type SaeConfig } from "../../lib/sae/config.ts";
+import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
+import { arraySource } from "../../lib/train/batch_source.ts";
+import { loadCheckpoint } from "../../lib/train/checkpoint.ts";
+import {
+  formatDuration,
+  type ProgressSink,
+  train,
+  type TrainerHook,
+  type TrainOptions,
+} from "../../lib/train/trainer.ts";
+
+async function withDir(fn: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "arbor_train_" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const D = 6;
+const B = 8;
+/** 40 rows: 5 batches per epoch, so 8 steps cross an epoch boundary. */
+const DATA = randn(40 * D, 99).map((v, i) => v + 0.5 * (i % 3));
+
+/** A hook that counts steps and keeps its count in checkpoints (like the tree capacity). */
+class CountingHook implements TrainerHook {
+  readonly name = "counter";
+  count = 0;
+  afterStep() {
+    this.count++;
+  }
+  saveState() {
+    return { json: { count: this.count }, tensors: { seen: Float32Array.from([this.count]) } };
+  }
+  loadState(json: unknown, tensors: Record<string, Float32Array | Int32Array | Uint32Array>) {
+    this.count = (json as { count: number }).count;
+    assert.equal(tensors.seen[0], this.count);
+  }
+}
+
+function options(
+  config: SaeConfig,
+  outDir: string,
+  maxTokens: number,
+  extra: Partial<TrainOptions> = {},
+): TrainOptions {
+  return {
+    engine: new ReferenceEngine(config),
+    source: arraySource(DATA, D, B),
+    outDir,
+    batchSize: B,
+    maxTokens,
+    logEvery: 2,
+    checkpointEvery: 3,
+    progressSink: null,
+    ...extra,
+  };
+}
+
+for (
+  const config of [
+    makeConfig({
+      arch: "tree",
+      dIn: D,
+      layers: [4, 6, 8],
+      kPerLayer: [2, 1, 1],
+      deadTokens: 16,
+      auxAlpha: [0.1, 0.1, 0.1],
+      seed: 2,
+    }),
+    makeConfig({ arch: "batchtopk", dIn: D, layers: [12], k: 2, deadTokens: 16, seed: 3 }),
+  ]
+) {
+  Deno.test(`${config.arch}: 8 straight steps equal 4 steps + resume + 4 steps, bit for bit`, async () => {
+    await withDir(async (dir) => {
+      const straight = join(dir, "straight");
+      const hookA = new CountingHook();
+      const a = await train(options(config, straight, 8 * B, { hooks: [hookA] }));
+      assert.equal(a.steps, 8);
+      assert.equal(hookA.count, 8);
+
+      const split = join(dir, "split");
+      const first = await train(options(config, split, 4 * B, { hooks: [new CountingHook()] }));
+      assert.equal(first.steps, 4);
+      const ck = await loadCheckpoint(split);
+      const hookB = new CountingHook();
+      const b = await train({
+        ...options(config, split, 8 * B, { hooks: [hookB] }),
+        engine: new ReferenceEngine(ck.config, ck.state),
+        source: arraySource(DATA, D, B, { cursor: ck.progress.cursor }),
+        progress: ck.progress,
+      });
+      assert.equal(b.steps, 8);
+      assert.equal(hookB.count, 8, "hook state restored on resume");
+      const sa = await loadCheckpoint(straight);
+      const sb = await loadCheckpoint(split);
+      assert.deepEqual(sb.state, sa.state);
+      assert.deepEqual(sb.progress, sa.progress);
+      assert.deepEqual(b.last, a.last);
+      if (config.arch === "tree") assert.ok(a.last!.auxLoss.some((v) => v > 0), "AuxK was active");
+      else assert.ok(sa.state.threshold > 0);
+      // metrics: logEvery 2 → steps 2, 4, 6, 8 in the straight run; the split run appends
+      const lines = (await Deno.readTextFile(join(straight, "metrics.jsonl"))).trim().split("\n")
+        .map((l) => JSON.parse(l));
+      assert.deepEqual(lines.map((l) => l.step), [2, 4, 6, 8]);
+      for (
+        const key of [
+          "loss",
+          "fvu",
+          "l0",
+          "l0_per_layer",
+          "dead_fraction",
+          "tokens_per_s",
+          "aux_loss",
+          "main_loss",
+        ]
+      ) {
+        assert.ok(key in lines[0], `metrics line has ${key}`);
+      }
+      const splitLines = (await Deno.readTextFile(join(split, "metrics.jsonl"))).trim().split("\n");
+      assert.deepEqual(splitLines.map((l) => JSON.parse(l).step), [2, 4, 6, 8]);
+    });
+  });
+}
+
+const TOPK = makeConfig({ arch: "topk", dIn: D, layers: [10], k: 2, seed: 1 });
+
+Deno.test("abort (SIGINT) stops after the current step with a checkpoint", async () => {
+  await withDir(async (dir) => {
+    const ctl = new AbortController();
+    const stopper: TrainerHook = {
+      name: "stopper",
+      afterStep: (s) => {
+        if (s.step === 3) ctl.abort();
+      },
+    };
+    const r = await train(
+      options(TOPK, dir, 100 * B, { hooks: [stopper], signal: ctl.signal, checkpointEvery: 0 }),
+    );
+    assert.equal(r.interrupted, true);
+    assert.equal(r.steps, 3);
+    const ck = await loadCheckpoint(dir);
+    assert.equal(ck.state.step, 3);
+    assert.equal(ck.progress.tokensSeen, 3 * B);
+  });
+});
+
+Deno.test("NaN in the data: clear error naming the source and token, no checkpoint written", async () => {
+  await withDir(async (dir) => {
+    const bad = DATA.slice();
+    bad[2 * B * D + 3 * D + 1] = NaN; // third batch, row 3, column 1
+    await assert.rejects(
+      () =>
+        train({ ...options(TOPK, dir, 5 * B), source: arraySource(bad, D, B, { name: "acts/" }) }),
+      /acts\/: non-finite value NaN in the training data \(token 19 of the run, column 1\)/,
+    );
+    assert.ok(![...Deno.readDirSync(dir)].some((e) => e.name.endsWith(".safetensors")));
+  });
+});
+
+Deno.test("data of another d_in and an unwritable --out give clear errors", async () => {
+  await withDir(async (dir) => {
+    await assert.rejects(
+      () =>
+        train({
+          ...options(TOPK, dir, 2 * B),
+          source: arraySource(randn(16 * 7, 1), 7, B, { name: "other/" }),
+        }),
+      /other\/: rows have d_in = 7 but the SAE has d_in = 6/,
+    );
+    const file = join(dir, "a_file");
+    await Deno.writeTextFile(file, "x");
+    await assert.rejects(
+      () => train(options(TOPK, join(file, "out"), 2 * B)),
+      /--out .*a_file\/out: cannot write there/,
+    );
+  });
+});
+
+Deno.test("progress: a TTY gets \\r-updated lines, a pipe gets plain lines", async () => {
+  for (const isTerminal of [true, false]) {
+    await withDir(async (dir) => {
+      let text = "";
+      const sink: ProgressSink = { isTerminal, write: (t) => void (text += t) };
+      await train(options(TOPK, dir, 4 * B, { progressSink: sink }));
+      assert.match(
+        text,
+        /step 4 {2}tokens 32\/32 {2}loss [\d.]+ {2}fvu [\d.]+ {2}l0 [\d.]+ {2}dead 0\.0% {2}\S+ tok\/s {2}ETA /,
+      );
+      if (isTerminal) assert.equal(text.split("\r").length - 1, 2);
+      else assert.equal(text.split("\n").filter(Boolean).length, 2);
+    });
+  }
+  assert.equal(formatDuration(3725), "1h02m");
+  assert.equal(formatDuration(312), "5m12s");
+});
