@@ -97,3 +97,40 @@ export function selectTreeTwin(
   }
   return { idx, val };
 }
+
+/**
+ * AuxK selection: per row, candidates = dead features of layer `auxLayer` (gated: whose parent is
+ * the root or fires on the row per the main slots idx/val [B, K]); top min(kAux, #candidates) pre
+ * (ties → lower index), auxVal = max(pre, 0) → auxIdx, auxVal [B, kAux].
+ */
+export function selectAuxTwin(
+  pre: Float32Array,
+  B: number,
+  n: number,
+  layers: number[],
+  parents: Int32Array[] | null,
+  idx: Uint32Array,
+  val: Float32Array,
+  K: number,
+  dead: Uint32Array,
+  auxLayer: number,
+  kAux: number,
+) {
+  const auxIdx = new Uint32Array(B * kAux).fill(NO_SLOT), auxVal = new Float32Array(B * kAux);
+  const o = layers.slice(0, auxLayer).reduce((a, b) => a + b, 0);
+  for (let b = 0; b < B; b++) {
+    const fired = new Set<number>();
+    for (let s = 0; s < K; s++) if (val[b * K + s] > FIRE_THRESHOLD) fired.add(idx[b * K + s]);
+    const cand: number[] = [];
+    for (let i = o; i < o + layers[auxLayer]; i++) {
+      const p = parents ? parents[auxLayer][i - o] : o;
+      if (dead[i] && (p === o || fired.has(p))) cand.push(i);
+    }
+    const chosen = topOf(cand, (i) => canon(pre[b * n + i]), kAux);
+    chosen.forEach((i, s) => {
+      auxIdx[b * kAux + s] = i;
+      auxVal[b * kAux + s] = Math.max(pre[b * n + i], 0);
+    });
+  }
+  return { auxIdx, auxVal };
+}

@@ -1,0 +1,279 @@
+// topk: per-row top-k selection of SAE codes — plain, tree-gated per layer, and AuxK candidates
+// (Arbor SAE contract, "Selection" and "AuxK").
+//
+// Bindings: 0 pre     array<f32>    [rows, n]  pre-activations of this row chunk (row r = batch row rowOffset + r)
+//           1 layers  array<vec4u>  [L]        per layer (offset o_l, size s_l, k_l, first slot of the layer)
+//           2 parents array<i32>    [n]        tree parent of each feature; o_l (the layer's offset) = root.
+//                                              Ignored unless u.gated != 0 (bind any 4-byte buffer then).
+//           3 idx     array<u32>    [B, K]     code slots: feature index, 0xFFFFFFFF = unused
+//           4 val     array<f32>    [B, K]     code slots: value
+//           5 u       Params
+//   select_aux only:
+//           6 dead    array<u32>    [n]        non-zero = dead feature (AuxK candidate)
+//           7 auxIdx  array<u32>    [B, KA]    AuxK slots (KA = u.kAux), 0xFFFFFFFF = unused
+//           8 auxVal  array<f32>    [B, KA]
+//
+// Entry select_topk: for each layer in order (L = 1 for topk/matryoshka), score_i = pre_i if feature i
+//   is eligible (ungated, or its parent is the root, or the parent's value on this row, chosen by an
+//   earlier layer, exceeds FIRE_THRESHOLD) else 0; the k_l best scores of the layer (ties → lower
+//   index) go to slots [first slot, first slot + k_l) in descending order, val = max(score, 0).
+// Entry select_aux: candidates = dead features of layer u.auxLayer that are eligible (gate from the
+//   row's main slots); the top min(u.kAux, #candidates) pre values (ties → lower index), auxVal =
+//   max(pre, 0); the rest of the row's KA slots are unused.
+//
+// One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). The k-th best
+// key is found by a radix select over the order-preserving u32 image of the scores (4 passes of 8
+// bits, workgroup histogram, stopping early when a bin holds exactly the remaining count), then the
+// winners are collected (ties at the threshold by index order via a prefix count over contiguous
+// per-invocation chunks) and placed by exact rank. k ≤ MAX_K per layer. The output is independent of
+// the order of the workgroup atomics, hence deterministic.
+
+override WG: u32 = 64;
+// Words of the per-row "fired" bitset: covers features [0, 32·FIRE_WORDS), i.e. every possible parent.
+override FIRE_WORDS: u32 = 1u;
+
+// Largest k per layer (the contract's k ≤ 256 and auxK = 256).
+const MAX_K: u32 = 256u;
+// FIRE_THRESHOLD = 1e-3 (ref: a feature fires when its activation exceeds it).
+const FIRE_THRESHOLD: f32 = 1e-3;
+const NO_SLOT: u32 = 0xffffffffu;
+
+struct Params {
+  rows: u32, n: u32, K: u32, L: u32,
+  rowOffset: u32, gated: u32, row_stride: u32, auxLayer: u32,
+  kAux: u32, pad0: u32, pad1: u32, pad2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> pre: array<f32>;
+@group(0) @binding(1) var<storage, read> layers: array<vec4u>;
+@group(0) @binding(2) var<storage, read> parents: array<i32>;
+@group(0) @binding(3) var<storage, read_write> idx: array<u32>;
+@group(0) @binding(4) var<storage, read_write> val: array<f32>;
+@group(0) @binding(5) var<uniform> u: Params;
+@group(0) @binding(6) var<storage, read> dead: array<u32>;
+@group(0) @binding(7) var<storage, read_write> auxIdx: array<u32>;
+@group(0) @binding(8) var<storage, read_write> auxVal: array<f32>;
+
+var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> fired: array<atomic<u32>, FIRE_WORDS>;
+var<workgroup> candIdx: array<u32, MAX_K>;
+var<workgroup> candKey: array<u32, MAX_K>;
+var<workgroup> candCount: atomic<u32>;
+var<workgroup> eqScan: array<u32, WG>;
+// Selection state written by invocation 0: [0] threshold key T, [1] remaining count at T,
+// [2] 1 when every key ≥ T is taken (early stop), [3] k to take, [4] prefix mask, [5] done.
+var<workgroup> st: array<u32, 6>;
+var<workgroup> stDone: u32;
+var<workgroup> stK: u32;
+
+// Order-preserving map f32 → u32 (larger float ↔ larger key); -0 is mapped as +0.
+fn key_of(v: f32) -> u32 {
+  let b = bitcast<u32>(select(v, 0.0, v == 0.0));
+  return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
+}
+
+fn value_of(k: u32) -> f32 {
+  return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
+}
+
+fn has_fired(f: u32) -> bool {
+  let w = f / 32u;
+  if (w >= FIRE_WORDS) { return false; }
+  return (atomicLoad(&fired[w]) & (1u << (f % 32u))) != 0u;
+}
+
+fn mark_fired(f: u32) {
+  let w = f / 32u;
+  if (w < FIRE_WORDS) { atomicOr(&fired[w], 1u << (f % 32u)); }
+}
+
+// Parent gate of feature i in a layer starting at o.
+fn eligible(i: u32, o: u32) -> bool {
+  if (u.gated == 0u) { return true; }
+  let p = u32(parents[i]);
+  return p == o || has_fired(p);
+}
+
+// Whether feature i takes part (aux: dead and eligible; main: always) and its selection key.
+fn candidate(aux: bool, base: u32, i: u32, o: u32) -> vec2u {
+  let p = pre[base + i];
+  if (aux) {
+    let ok = dead[i] != 0u && eligible(i, o);
+    return vec2u(select(0u, 1u, ok), key_of(p));
+  }
+  return vec2u(1u, key_of(select(0.0, p, eligible(i, o))));
+}
+
+// Select the top k of layer (o, s) on chunk row `r`, writing slots [slot0, slot0 + k) of `outRow`
+// in either the main or the aux slot arrays. All invocations must call it (it has barriers).
+fn select_layer(aux: bool, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32) {
+  let base = r * u.n;
+  // Radix select of the k-th largest key among the candidates.
+  var prefix = 0u;
+  var mask = 0u;
+  for (var pass_ = 0u; pass_ < 4u; pass_++) {
+    let shift = 24u - 8u * pass_;
+    for (var b = t; b < 256u; b += WG) { atomicStore(&hist[b], 0u); }
+    workgroupBarrier();
+    for (var i = o + t; i < o + s; i += WG) {
+      let c = candidate(aux, base, i, o);
+      if (c.x != 0u && (c.y & mask) == prefix) { atomicAdd(&hist[(c.y >> shift) & 255u], 1u); }
+    }
+    workgroupBarrier();
+    if (t == 0u) {
+      var remaining = st[1];
+      if (pass_ == 0u) {
+        var total = 0u;
+        for (var b = 0u; b < 256u; b++) { total += atomicLoad(&hist[b]); }
+        remaining = min(k, total);
+        st[3] = remaining;
+      }
+      var done = 0u;
+      if (remaining == 0u) {
+        done = 1u;
+        st[2] = 1u;
+        st[0] = 0xffffffffu;
+      } else {
+        var b = 255u;
+        loop {
+          let h = atomicLoad(&hist[b]);
+          if (h >= remaining || b == 0u) {
+            prefix = prefix | (b << shift);
+            if (h == remaining) {
+              done = 1u;
+              st[2] = 1u;
+              st[0] = prefix;
+            } else if (pass_ == 3u) {
+              st[2] = 0u;
+              st[0] = prefix;
+            }
+            break;
+          }
+          remaining -= h;
+          b -= 1u;
+        }
+      }
+      st[1] = remaining;
+      st[4] = prefix;
+      stDone = done;
+    }
+    let isDone = workgroupUniformLoad(&stDone);
+    prefix = st[4];
+    mask = mask | (255u << shift);
+    if (isDone != 0u) { break; }
+  }
+  let T = st[0];
+  let takeAllGE = st[2] != 0u;
+  let needEq = select(st[1], 0u, takeAllGE);
+  let kk = st[3];
+  // Collect: contiguous chunks so ties at T are taken in index order.
+  let chunk = (s + WG - 1u) / WG;
+  let c0 = o + min(s, t * chunk);
+  let c1 = o + min(s, (t + 1u) * chunk);
+  var eq = 0u;
+  if (!takeAllGE) {
+    for (var i = c0; i < c1; i++) {
+      let c = candidate(aux, base, i, o);
+      if (c.x != 0u && c.y == T) { eq++; }
+    }
+  }
+  eqScan[t] = eq;
+  if (t == 0u) { atomicStore(&candCount, 0u); }
+  workgroupBarrier();
+  if (t == 0u) {
+    var run = 0u;
+    for (var j = 0u; j < WG; j++) {
+      let e = eqScan[j];
+      eqScan[j] = run;
+      run += e;
+    }
+  }
+  workgroupBarrier();
+  var eqBefore = eqScan[t];
+  for (var i = c0; i < c1; i++) {
+    let c = candidate(aux, base, i, o);
+    if (c.x == 0u) { continue; }
+    var take = false;
+    if (takeAllGE) {
+      take = c.y >= T;
+    } else if (c.y > T) {
+      take = true;
+    } else if (c.y == T && eqBefore < needEq) {
+      take = true;
+      eqBefore++;
+    }
+    if (take && kk > 0u) {
+      let p = atomicAdd(&candCount, 1u);
+      if (p < MAX_K) {
+        candIdx[p] = i;
+        candKey[p] = c.y;
+      }
+    }
+  }
+  workgroupBarrier();
+  // Place winners by exact rank: value descending, index ascending.
+  for (var c = t; c < k; c += WG) {
+    if (c >= kk) {
+      if (aux) {
+        auxIdx[outBase + c] = NO_SLOT;
+        auxVal[outBase + c] = 0.0;
+      } else {
+        idx[outBase + c] = NO_SLOT;
+        val[outBase + c] = 0.0;
+      }
+      continue;
+    }
+    let ki = candKey[c];
+    let ii = candIdx[c];
+    var rank = 0u;
+    for (var q = 0u; q < kk; q++) {
+      let kq = candKey[q];
+      if (kq > ki || (kq == ki && candIdx[q] < ii)) { rank++; }
+    }
+    let v = max(value_of(ki), 0.0);
+    if (aux) {
+      auxIdx[outBase + rank] = ii;
+      auxVal[outBase + rank] = v;
+    } else {
+      idx[outBase + rank] = ii;
+      val[outBase + rank] = v;
+      if (v > FIRE_THRESHOLD) { mark_fired(ii); }
+    }
+  }
+  workgroupBarrier();
+}
+
+fn clear_fired(t: u32) {
+  for (var w = t; w < FIRE_WORDS; w += WG) { atomicStore(&fired[w], 0u); }
+  workgroupBarrier();
+}
+
+@compute @workgroup_size(WG)
+fn select_topk(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let r = w.y * u.row_stride + w.x;
+  if (r >= u.rows) { return; }
+  let t = l.x;
+  clear_fired(t);
+  let rowBase = (u.rowOffset + r) * u.K;
+  for (var layer = 0u; layer < u.L; layer++) {
+    let lay = layers[layer];
+    select_layer(false, t, r, lay.x, lay.y, lay.z, rowBase + lay.w);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn select_aux(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let r = w.y * u.row_stride + w.x;
+  if (r >= u.rows) { return; }
+  let t = l.x;
+  clear_fired(t);
+  let row = u.rowOffset + r;
+  if (u.gated != 0u) {
+    for (var s = t; s < u.K; s += WG) {
+      if (val[row * u.K + s] > FIRE_THRESHOLD) { mark_fired(idx[row * u.K + s]); }
+    }
+  }
+  workgroupBarrier();
+  let lay = layers[u.auxLayer];
+  select_layer(true, t, r, lay.x, lay.y, u.kAux, row * u.kAux);
+}

@@ -1,0 +1,240 @@
+/**
+ * Per-row top-k selection of SAE codes on the GPU (kernels/topk.wgsl): plain top-k, the Tree SAE's
+ * parent-gated per-layer top-k, and AuxK candidate selection among dead features.
+ *
+ * Shapes: B batch rows, n features, L selection layers of sizes s_l at offsets o_l with k_l each,
+ * K = Σ k_l slots per row (layer-major, descending value, ties → lower index).
+ *   pre [rows, n] (a row chunk: batch rows rowOffset..rowOffset+rows−1), parents [n] i32 (layer l's
+ *   entries at o_l.., value o_l = root), idx [B, K] u32 (0xFFFFFFFF = unused), val [B, K] f32,
+ *   dead [n] u32 (non-zero = dead), auxIdx [B, kAux] u32, auxVal [B, kAux] f32.
+ * topk / matryoshka: one ungated layer {sizes: [n], kPerLayer: [k]}.
+ */
+import type { Gpu } from "../../gpu/device.ts";
+import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
+import { uniforms, uploadStorage } from "../../gpu/buffer.ts";
+import { ArborError } from "../../errors.ts";
+import { wrapGrid } from "./grid.ts";
+
+/** Invocations per workgroup (one workgroup per row). */
+const WG = 64;
+/** Largest k per layer the kernel holds in workgroup memory (MAX_K in the WGSL). */
+export const MAX_K_PER_LAYER = 256;
+/** Most "fired" bitset words that fit workgroup memory beside the kernel's other arrays. */
+const MAX_FIRE_WORDS = 6144;
+
+/** The selection layers: sizes s_l (summing to n) and k_l per layer; gated = tree parents apply. */
+export interface SelectionLayout {
+  /** Layer sizes s_l; Σ s_l = n. */
+  sizes: number[];
+  /** k_l per layer, 1 ≤ k_l ≤ min(s_l, 256). */
+  kPerLayer: number[];
+  /** Whether the tree's parent gate applies (tree SAE); false for topk / matryoshka. */
+  gated: boolean;
+}
+
+/** Slots per row of a layout: K = Σ k_l. */
+export function slotsPerRow(layout: SelectionLayout): number {
+  return layout.kPerLayer.reduce((a, b) => a + b, 0);
+}
+
+/** Check a layout against the kernel's limits; throws ArborError naming the bad field. */
+export function validateLayout(layout: SelectionLayout) {
+  const { sizes, kPerLayer } = layout;
+  if (sizes.length === 0 || sizes.length !== kPerLayer.length) {
+    throw new ArborError(
+      `selection layout: ${sizes.length} layer sizes but ${kPerLayer.length} k values; give one k per layer`,
+    );
+  }
+  sizes.forEach((s, l) => {
+    const k = kPerLayer[l];
+    if (!Number.isInteger(k) || k < 1 || k > s || k > MAX_K_PER_LAYER) {
+      throw new ArborError(
+        `selection layout: k for layer ${l} is ${k}; it must be an integer in [1, min(layer size ${s}, ` +
+          `${MAX_K_PER_LAYER})]`,
+      );
+    }
+  });
+}
+
+/** Upload the per-layer table (o_l, s_l, k_l, first slot) the kernel reads, as u32 vec4 [L]. */
+export function createLayerTable(
+  gpu: Gpu,
+  layout: SelectionLayout,
+  label = "selection layers",
+): GPUBuffer {
+  validateLayout(layout);
+  const table = new Uint32Array(4 * layout.sizes.length);
+  let offset = 0, slot = 0;
+  layout.sizes.forEach((s, l) => {
+    table.set([offset, s, layout.kPerLayer[l], slot], 4 * l);
+    offset += s;
+    slot += layout.kPerLayer[l];
+  });
+  return uploadStorage(gpu, table, label);
+}
+
+/** Bitset words needed to remember every feature that can be a parent (all but the last layer). */
+function fireWords(layout: SelectionLayout): number {
+  if (!layout.gated || layout.sizes.length < 2) return 1;
+  const parentsSpan = layout.sizes.slice(0, -1).reduce((a, b) => a + b, 0);
+  let words = 1;
+  while (words * 32 < parentsSpan) words *= 2; // powers of two: few pipeline variants
+  if (words > MAX_FIRE_WORDS) {
+    if (Math.ceil(parentsSpan / 32) > MAX_FIRE_WORDS) {
+      throw new ArborError(
+        `tree selection: ${parentsSpan} features in the parent layers exceed the kernel's limit of ` +
+          `${MAX_FIRE_WORDS * 32}; use fewer features in the layers before the last`,
+      );
+    }
+    words = MAX_FIRE_WORDS;
+  }
+  return words;
+}
+
+const dummies = new WeakMap<GPUDevice, GPUBuffer[]>();
+/**
+ * 4-byte buffers bound where the kernel ignores a binding: [0] read-only ones (parents when
+ * ungated, dead in select_topk), [1] the written AuxK slots of select_topk. The entry points share
+ * helper functions, so each statically uses all nine bindings.
+ */
+function dummy(gpu: Gpu, which: 0 | 1): GPUBuffer {
+  let b = dummies.get(gpu.device);
+  if (!b) {
+    dummies.set(
+      gpu.device,
+      b = [
+        uploadStorage(gpu, new Int32Array(1), "unused input"),
+        uploadStorage(gpu, new Int32Array(1), "unused output"),
+      ],
+    );
+  }
+  return b[which];
+}
+
+/** Buffers of `selectTopKOp`. */
+export interface SelectBuffers {
+  /** [rows, n] pre-activations of the chunk. */
+  pre: GPUBuffer;
+  /** From `createLayerTable`. */
+  layerTable: GPUBuffer;
+  /** [n] i32 tree parents; may be omitted when the layout is ungated. */
+  parents?: GPUBuffer;
+  /** [B, K] u32 output slots. */
+  idx: GPUBuffer;
+  /** [B, K] f32 output slots. */
+  val: GPUBuffer;
+}
+
+/** Sizes of a selection on one row chunk. */
+export interface SelectSizes {
+  n: number;
+  /** Rows in this chunk. */
+  rows: number;
+  /** Batch row of the chunk's first row. */
+  rowOffset: number;
+}
+
+function params(
+  gpu: Gpu,
+  layout: SelectionLayout,
+  sizes: SelectSizes,
+  aux: { layer: number; kAux: number },
+) {
+  const grid = wrapGrid(gpu, sizes.rows);
+  const u = uniforms(gpu, {
+    rows: sizes.rows,
+    n: sizes.n,
+    K: slotsPerRow(layout),
+    L: layout.sizes.length,
+    rowOffset: sizes.rowOffset,
+    gated: layout.gated ? 1 : 0,
+    row_stride: grid.stride,
+    auxLayer: aux.layer,
+    kAux: aux.kAux,
+    pad0: 0,
+    pad1: 0,
+    pad2: 0,
+  });
+  return { grid, u };
+}
+
+function selectKernel(entry: string, layout: SelectionLayout): Kernel {
+  return { file: "topk.wgsl", entry, constants: { WG, FIRE_WORDS: fireWords(layout) } };
+}
+
+/**
+ * Dispatches selecting the codes of one row chunk: per layer, the top k_l of pre (gated by the
+ * parents' values chosen in earlier layers when `layout.gated`), into slots idx/val [B, K].
+ */
+export function selectTopKOp(
+  gpu: Gpu,
+  buffers: SelectBuffers,
+  layout: SelectionLayout,
+  sizes: SelectSizes,
+): Dispatch[] {
+  if (sizes.rows === 0) return [];
+  const { grid, u } = params(gpu, layout, sizes, { layer: 0, kAux: 0 });
+  const parents = layout.gated ? buffers.parents : dummy(gpu, 0);
+  if (!parents) throw new ArborError("tree selection: the gated layout needs a parents buffer");
+  const unused = dummy(gpu, 1);
+  return [{
+    kernel: selectKernel("select_topk", layout),
+    buffers: [
+      buffers.pre,
+      buffers.layerTable,
+      parents,
+      buffers.idx,
+      buffers.val,
+      u,
+      dummy(gpu, 0),
+      unused,
+      unused,
+    ],
+    workgroups: grid.workgroups,
+  }];
+}
+
+/** Buffers of `selectAuxOp`. */
+export interface AuxSelectBuffers extends SelectBuffers {
+  /** [n] u32, non-zero = dead feature. */
+  dead: GPUBuffer;
+  /** [B, kAux] u32 output AuxK slots. */
+  auxIdx: GPUBuffer;
+  /** [B, kAux] f32 output AuxK values. */
+  auxVal: GPUBuffer;
+}
+
+/**
+ * Dispatches choosing the AuxK codes of one row chunk: among the dead features of layer `auxLayer`
+ * (gated layouts: whose parent is the root or fires on the row per idx/val, read here), the top
+ * min(kAux, #candidates) pre values, auxVal = max(pre, 0); remaining slots unused.
+ */
+export function selectAuxOp(
+  gpu: Gpu,
+  buffers: AuxSelectBuffers,
+  layout: SelectionLayout,
+  sizes: SelectSizes & { auxLayer: number; kAux: number },
+): Dispatch[] {
+  if (sizes.kAux < 1 || sizes.kAux > MAX_K_PER_LAYER) {
+    throw new ArborError(`AuxK: kAux is ${sizes.kAux}; it must be in [1, ${MAX_K_PER_LAYER}]`);
+  }
+  if (sizes.rows === 0) return [];
+  const { grid, u } = params(gpu, layout, sizes, { layer: sizes.auxLayer, kAux: sizes.kAux });
+  const parents = layout.gated ? buffers.parents : dummy(gpu, 0);
+  if (!parents) throw new ArborError("tree AuxK: the gated layout needs a parents buffer");
+  return [{
+    kernel: selectKernel("select_aux", layout),
+    buffers: [
+      buffers.pre,
+      buffers.layerTable,
+      parents,
+      buffers.idx,
+      buffers.val,
+      u,
+      buffers.dead,
+      buffers.auxIdx,
+      buffers.auxVal,
+    ],
+    workgroups: grid.workgroups,
+  }];
+}

@@ -1,0 +1,218 @@
+import assert from "node:assert/strict";
+import { assertClose, randn, rng, testGpu } from "../_util.ts";
+import { selectAuxTwin, selectTreeTwin } from "./kernels_forward_twins.ts";
+import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import { runOps } from "../../lib/sae/ops/grid.ts";
+import {
+  createLayerTable,
+  selectAuxOp,
+  type SelectionLayout,
+  selectTopKOp,
+  slotsPerRow,
+} from "../../lib/sae/ops/topk.ts";
+import type { Gpu } from "../../lib/gpu/device.ts";
+
+/** Random pre-activations with deliberate ties (repeated values and exact zeros). */
+function preWithTies(B: number, n: number, seed: number): Float32Array {
+  const pre = randn(B * n, seed);
+  const r = rng(seed + 1);
+  for (let i = 0; i < pre.length; i++) {
+    const u = r();
+    if (u < 0.1) pre[i] = 0;
+    else if (u < 0.2) pre[i] = 0.5;
+    else if (u < 0.25) pre[i] = -0;
+  }
+  return pre;
+}
+
+/** Random parents per layer: layer 0 all root (0), layer l uniform over [0, o_l]. */
+function randomParents(sizes: number[], seed: number): Int32Array[] {
+  const r = rng(seed);
+  let o = 0;
+  return sizes.map((s) => {
+    const p = new Int32Array(s).map(() => Math.floor(r() * (o + 1)));
+    o += s;
+    return p;
+  });
+}
+
+/** Run the selection on the GPU in two row chunks; returns idx, val [B, K]. */
+async function gpuSelect(
+  gpu: Gpu,
+  pre: Float32Array,
+  B: number,
+  n: number,
+  layout: SelectionLayout,
+  parents?: Int32Array[],
+) {
+  const K = slotsPerRow(layout);
+  const layerTable = createLayerTable(gpu, layout);
+  const parentsBuf = parents ? uploadStorage(gpu, concat(parents), "parents") : undefined;
+  const idx = createStorage(gpu, B * K * 4, "idx");
+  const val = createStorage(gpu, B * K * 4, "val");
+  const h = Math.ceil(B / 2);
+  for (const [rowOffset, rows] of [[0, h], [h, B - h]]) {
+    if (rows === 0) continue;
+    const chunk = uploadStorage(
+      gpu,
+      pre.subarray(rowOffset * n, (rowOffset + rows) * n),
+      "pre chunk",
+    );
+    const buffers = {
+      pre: chunk,
+      layerTable,
+      idx,
+      val,
+      ...(parentsBuf ? { parents: parentsBuf } : {}),
+    };
+    await runOps(gpu, selectTopKOp(gpu, buffers, layout, { n, rows, rowOffset }), "select");
+    chunk.destroy();
+  }
+  return { idx, val, layerTable, parentsBuf, K };
+}
+
+function concat(parts: Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n)", async () => {
+  const gpu = await testGpu();
+  const cases: [number, number, number][] = [[5, 1, 1], [9, 7, 1], [9, 7, 7], [70, 300, 32], [
+    3,
+    1000,
+    256,
+  ], [
+    33,
+    65,
+    64,
+  ]];
+  for (const [B, n, k] of cases) {
+    const pre = preWithTies(B, n, B * n + k);
+    const layout = { sizes: [n], kPerLayer: [k], gated: false };
+    const got = await gpuSelect(gpu, pre, B, n, layout);
+    const want = selectTreeTwin(pre, B, n, [n], [k], null);
+    const label = `B=${B} n=${n} k=${k}`;
+    assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx, `idx ${label}`);
+    assertClose(await readF32(gpu, got.val, B * k), want.val, {
+      atol: 0,
+      rtol: 0,
+      label: `val ${label}`,
+    });
+    got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+  }
+});
+
+Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires without its parent", async () => {
+  const gpu = await testGpu();
+  const cases: { B: number; sizes: number[]; k: number[] }[] = [
+    { B: 17, sizes: [40, 63, 100], k: [5, 3, 2] },
+    { B: 66, sizes: [7, 20, 33, 50], k: [7, 1, 4, 50] },
+    { B: 4, sizes: [300, 700], k: [21, 5] },
+  ];
+  for (const { B, sizes, k } of cases) {
+    const n = sizes.reduce((a, b) => a + b, 0);
+    const pre = preWithTies(B, n, n + B);
+    // Bias up so that many parents fire and gating is exercised both ways.
+    for (let i = 0; i < pre.length; i++) pre[i] += 0.3;
+    const parents = randomParents(sizes, B + n);
+    const layout = { sizes, kPerLayer: k, gated: true };
+    const got = await gpuSelect(gpu, pre, B, n, layout, parents);
+    const want = selectTreeTwin(pre, B, n, sizes, k, parents);
+    const label = `B=${B} sizes=${sizes} k=${k}`;
+    const idx = await readU32(gpu, got.idx, B * got.K);
+    const val = await readF32(gpu, got.val, B * got.K);
+    assert.deepEqual(idx, want.idx, `idx ${label}`);
+    assertClose(val, want.val, { atol: 0, rtol: 0, label: `val ${label}` });
+    // Eq. 6 invariant: an active child's parent is the root or active on the same row.
+    const flat = concat(parents);
+    const layerOf = (f: number) => {
+      let o = 0;
+      for (let l = 0; l < sizes.length; l++) {
+        if (f < o + sizes[l]) return o;
+        o += sizes[l];
+      }
+      return o;
+    };
+    for (let b = 0; b < B; b++) {
+      const active = new Set<number>();
+      for (let s = 0; s < got.K; s++) if (val[b * got.K + s] > 1e-3) active.add(idx[b * got.K + s]);
+      for (const f of active) {
+        const p = flat[f];
+        assert.ok(
+          p === layerOf(f) || active.has(p),
+          `row ${b}: feature ${f} active without parent ${p}`,
+        );
+      }
+    }
+    got.idx.destroy(), got.val.destroy(), got.layerTable.destroy(), got.parentsBuf?.destroy();
+  }
+});
+
+Deno.test("AuxK selection among dead features matches the TS twin (gated and not)", async () => {
+  const gpu = await testGpu();
+  const cases = [
+    { B: 13, sizes: [50, 77], k: [6, 3], gated: true, auxLayer: 1, kAux: 8 },
+    { B: 13, sizes: [50, 77], k: [6, 3], gated: true, auxLayer: 0, kAux: 256 },
+    { B: 21, sizes: [129], k: [4], gated: false, auxLayer: 0, kAux: 1 },
+    { B: 21, sizes: [129], k: [4], gated: false, auxLayer: 0, kAux: 40 },
+  ];
+  for (const { B, sizes, k, gated, auxLayer, kAux } of cases) {
+    const n = sizes.reduce((a, b) => a + b, 0);
+    const pre = preWithTies(B, n, 3 * n + kAux);
+    for (let i = 0; i < pre.length; i++) pre[i] += 0.3;
+    const parents = gated ? randomParents(sizes, n) : undefined;
+    const r = rng(kAux + n);
+    const dead = new Uint32Array(n).map(() => (r() < 0.4 ? 1 : 0));
+    const layout = { sizes, kPerLayer: k, gated };
+    const sel = await gpuSelect(gpu, pre, B, n, layout, parents);
+    const idx = await readU32(gpu, sel.idx, B * sel.K);
+    const val = await readF32(gpu, sel.val, B * sel.K);
+    const deadBuf = uploadStorage(gpu, dead, "dead");
+    const auxIdx = createStorage(gpu, B * kAux * 4, "auxIdx");
+    const auxVal = createStorage(gpu, B * kAux * 4, "auxVal");
+    const chunk = uploadStorage(gpu, pre, "pre");
+    const buffers = {
+      pre: chunk,
+      layerTable: sel.layerTable,
+      idx: sel.idx,
+      val: sel.val,
+      dead: deadBuf,
+      auxIdx,
+      auxVal,
+      ...(sel.parentsBuf ? { parents: sel.parentsBuf } : {}),
+    };
+    await runOps(
+      gpu,
+      selectAuxOp(gpu, buffers, layout, { n, rows: B, rowOffset: 0, auxLayer, kAux }),
+      "aux",
+    );
+    const want = selectAuxTwin(
+      pre,
+      B,
+      n,
+      sizes,
+      parents ?? null,
+      idx,
+      val,
+      sel.K,
+      dead,
+      auxLayer,
+      kAux,
+    );
+    const label = `B=${B} sizes=${sizes} gated=${gated} aux layer ${auxLayer} kAux=${kAux}`;
+    assert.deepEqual(await readU32(gpu, auxIdx, B * kAux), want.auxIdx, `auxIdx ${label}`);
+    assertClose(await readF32(gpu, auxVal, B * kAux), want.auxVal, {
+      atol: 0,
+      rtol: 0,
+      label: `auxVal ${label}`,
+    });
+    for (const b of [deadBuf, auxIdx, auxVal, chunk, sel.idx, sel.val, sel.layerTable]) b.destroy();
+    sel.parentsBuf?.destroy();
+  }
+});
