@@ -37,6 +37,13 @@ export interface EvalResult {
   not_computed: Record<string, string>;
 }
 
+/** Assemble a result record (schema, version and Arbor version filled in). */
+export function makeResult(
+  fields: Omit<EvalResult, "schema" | "version" | "arbor_version">,
+): EvalResult {
+  return { schema: RESULT_SCHEMA, version: RESULT_VERSION, arbor_version: VERSION, ...fields };
+}
+
 /** Serialise a result (stable key order as built, 2-space indent, trailing newline). */
 export function resultJson(r: EvalResult): string {
   return JSON.stringify(r, null, 2) + "\n";

@@ -3,9 +3,9 @@ import { evaluateSae } from "../../lib/eval/evaluate_sae.ts";
 import {
   type EvalResult,
   formatCompare,
+  makeResult,
   parseResult,
   RESULT_SCHEMA,
-  RESULT_VERSION,
   resultJson,
 } from "../../lib/eval/results.ts";
 import { makeConfig } from "../../lib/sae/config.ts";
@@ -89,25 +89,24 @@ Deno.test("result files round-trip, compare prints SAEs side by side, bad files 
     { x: randn(100 * 8, 2), rows: 100, d: 8 },
     { ...settings, metrics: ["reconstruction", "composition"] },
   );
-  const result = (name: string): EvalResult => ({
-    schema: RESULT_SCHEMA,
-    version: RESULT_VERSION,
-    arbor_version: VERSION,
-    name,
-    sae: { dir: `runs/${name}`, config, n: 16 },
-    data: {
-      dir: "data",
-      tokens_evaluated: 100,
-      total_tokens: 100,
-      dtype: "f32",
-      d_in: 8,
-      has_tokens: false,
-      provenance: {},
-    },
-    seed: 5,
-    metrics,
-    not_computed: { downstream: "needs a dataset with token files and a model" },
-  });
+  const result = (name: string): EvalResult =>
+    makeResult({
+      name,
+      sae: { dir: `runs/${name}`, config, n: 16 },
+      data: {
+        dir: "data",
+        tokens_evaluated: 100,
+        total_tokens: 100,
+        dtype: "f32",
+        d_in: 8,
+        has_tokens: false,
+        provenance: {},
+      },
+      seed: 5,
+      metrics,
+      not_computed: { downstream: "needs a dataset with token files and a model" },
+    });
+  assert.equal(result("a").arbor_version, VERSION);
   const text = resultJson(result("alpha"));
   assert.deepEqual(parseResult(text, "a.json"), result("alpha"));
   const table = formatCompare([result("alpha"), result("beta")]);
