@@ -277,3 +277,58 @@ export function treeAfterStep(config: SaeConfig, opts: TreeAllocatorOptions): Tr
     { allocator },
   );
 }
+
+/** What the trainer passes a hook besides the stats (structurally lib/train/trainer.ts HookContext). */
+export interface TreeHookContext {
+  /** Append a record to metrics.jsonl. */
+  log(record: Record<string, unknown>): Promise<void>;
+  /** Print a line to the console. */
+  print(line: string): void;
+}
+
+/** A trainer hook (structurally lib/train/trainer.ts TrainerHook) running dynamic allocation. */
+export interface TreeTrainerHook {
+  /** Key of the hook's state in trainer_state.json: TREE_HOOK_NAME. */
+  readonly name: string;
+  /** The allocator doing the work (schedule, capacities). */
+  readonly allocator: TreeAllocator;
+  /** Accumulate, run scheduled events, print them and append their records to metrics.jsonl. */
+  afterStep(stats: StepStats, engine: SaeEngine, ctx?: TreeHookContext): Promise<void>;
+  /** JSON state for the checkpoint. */
+  saveState(): { json: TreeAllocatorState };
+  /** Restore the saved JSON state on resume. */
+  loadState(json: unknown): void;
+}
+
+/**
+ * The Tree SAE's trainer hook: pass it in the trainer's `hooks` for arch "tree" (null for other
+ * architectures and single-layer trees, which have nothing to allocate). `opts.totalSteps` is
+ * the run's step count (max tokens / batch size, rounded up). Console lines go to `ctx.print`,
+ * records to `ctx.log` (metrics.jsonl).
+ */
+export function treeTrainerHook(
+  config: SaeConfig,
+  opts: TreeAllocatorOptions,
+): TreeTrainerHook | null {
+  if (config.arch !== "tree" || config.layers.length < 2) return null;
+  const fallback = opts.log === undefined ? console.log : opts.log;
+  let print: ((line: string) => void) | null = fallback;
+  const allocator = new TreeAllocator(config, { ...opts, log: (line) => print?.(line) });
+  return {
+    name: TREE_HOOK_NAME,
+    allocator,
+    async afterStep(stats, engine, ctx) {
+      print = ctx ? (line) => ctx.print(line) : fallback;
+      const records = await allocator.afterStep(stats, engine);
+      for (const r of records) await ctx?.log({ ...r });
+    },
+    saveState() {
+      return { json: allocator.toState() };
+    },
+    loadState(json) {
+      if (json !== undefined && json !== null) {
+        allocator.loadState(json as TreeAllocatorState, `trainer state hook "${TREE_HOOK_NAME}"`);
+      }
+    },
+  };
+}

@@ -6,8 +6,10 @@ import { reallocate, resetDeadToRoot } from "../../lib/tree/reallocation.ts";
 import { makeTree } from "../../lib/tree/structure.ts";
 import {
   type AllocationRecord,
+  TREE_HOOK_NAME,
   treeAfterStep,
   TreeAllocator,
+  treeTrainerHook,
 } from "../../lib/tree/trainer_hook.ts";
 import { randn } from "../_util.ts";
 
@@ -143,4 +145,51 @@ Deno.test("allocator state round-trips for resume; non-tree configs get a no-op 
   const topk = makeConfig({ arch: "topk", dIn: 8, layers: [16], k: 2 });
   assert.equal(treeAfterStep(topk, { totalSteps: 10 }).allocator, null);
   assert.throws(() => new TreeAllocator(topk, { totalSteps: 10 }), /needs arch "tree", got "topk"/);
+});
+
+Deno.test("treeTrainerHook prints events through ctx, logs records, and resumes from its saved state", async () => {
+  const config = treeConfig();
+  const opts = {
+    totalSteps: 12,
+    schedule: { firstStep: 4, growth: 1, maxInterval: 4, rootResetStep: 10 },
+  };
+  const hook = treeTrainerHook(config, opts)!;
+  assert.equal(hook.name, TREE_HOOK_NAME);
+  const engine = new ReferenceEngine(config);
+  const printed: string[] = [];
+  const logged: Record<string, unknown>[] = [];
+  const ctx = {
+    print: (l: string) => printed.push(l),
+    log: (r: Record<string, unknown>) => {
+      logged.push(r);
+      return Promise.resolve();
+    },
+  };
+  let saved: unknown = null;
+  for (let step = 1; step <= 12; step++) {
+    const stats = await engine.step(randn(B * config.dIn, step), B);
+    await hook.afterStep(stats, engine, ctx);
+    if (step === 5) saved = JSON.parse(JSON.stringify(hook.saveState().json));
+  }
+  assert.deepEqual(
+    logged.map((r) => [r.event, r.step]),
+    [
+      ["reallocation", 4],
+      ["reallocation-followup", 6],
+      ["reallocation", 8],
+      ["reallocation-followup", 9],
+      ["root-reset", 10],
+      ["reallocation-followup", 11],
+    ],
+  );
+  assert.equal(printed.length, 6);
+  assert.match(printed[4], /^step 10: root reset/);
+  // Resume at step 5: the restored hook has the same capacities and pending follow-up.
+  const resumed = treeTrainerHook(config, { ...opts, log: null })!;
+  resumed.loadState(saved);
+  assert.deepEqual(resumed.saveState().json, saved);
+  assert.equal(
+    treeTrainerHook(makeConfig({ arch: "topk", dIn: 8, layers: [16], k: 2 }), opts),
+    null,
+  );
 });
