@@ -6,8 +6,11 @@
  * manifest is rewritten the same way, last. An interrupted run leaves a valid
  * manifest listing every completed shard with `complete: false`; reopening with
  * `resume` continues after the last complete shard and reports `rowsDone`, the
- * number of input rows the caller must skip. Nothing on disk is removed unless
- * `overwrite` is given, and then only after every option has been validated.
+ * number of input rows the caller must skip. An existing dataset is never touched
+ * unless `overwrite` is given; even then the new dataset is written into the
+ * `.arbor-staging` sub-folder and replaces the old one only at `close`, so a failed
+ * run leaves the old dataset readable (an interrupted overwrite resumes with
+ * `overwrite` + `resume`; a crash while moving files in is finished on the next open).
  *
  * ```ts
  * const w = await ActivationWriter.create("runs/acts", {
@@ -20,7 +23,7 @@
 import { join } from "node:path";
 import { DataError } from "../errors.ts";
 import { VERSION } from "../version.ts";
-import { TMP_SUFFIX, writeFileAtomic } from "./atomic.ts";
+import { syncDir, TMP_SUFFIX, writeFileAtomic } from "./atomic.ts";
 import { CHECKSUM_ALGORITHM, checksumHex } from "./checksum.ts";
 import {
   canonicalJson,
@@ -84,6 +87,36 @@ export interface AppendResult {
 }
 
 const OUR_FILE = /^(manifest\.json|shard-\d{5}\.bin|tokens-\d{5}\.bin)(\.tmp)?$/;
+/** Sub-folder where an overwrite writes the new dataset until it is complete. */
+export const STAGING_DIR = ".arbor-staging";
+
+/** Whether `dir` has a staging folder holding a complete dataset. */
+async function stagedComplete(dir: string): Promise<boolean> {
+  const m = await readManifest(join(dir, STAGING_DIR)).catch(() => null);
+  return m !== null && m.complete;
+}
+
+/**
+ * Replace the dataset in `dir` by the complete one in its staging folder. Safe to
+ * rerun after a crash at any point: files already moved are kept, the manifest moves last.
+ */
+async function promoteStaged(dir: string) {
+  const staging = join(dir, STAGING_DIR);
+  const m = await readManifest(staging);
+  const files = m.shards.flatMap((s) => (s.tokens_file ? [s.file, s.tokens_file] : [s.file]));
+  const staged = new Set((await listDir(staging)) ?? []);
+  // The old manifest goes first, so no manifest ever names a mix of old and new shards.
+  await Deno.remove(join(dir, MANIFEST_FILE)).catch(() => {});
+  for (const n of (await listDir(dir)) ?? []) {
+    const alreadyMoved = files.includes(n) && !staged.has(n);
+    if (OUR_FILE.test(n) && !alreadyMoved) await Deno.remove(join(dir, n));
+  }
+  for (const f of files) if (staged.has(f)) await Deno.rename(join(staging, f), join(dir, f));
+  await syncDir(dir);
+  await Deno.rename(join(staging, MANIFEST_FILE), join(dir, MANIFEST_FILE));
+  await syncDir(dir);
+  await Deno.remove(staging, { recursive: true });
+}
 
 /** Folder entries, or null when the folder does not exist. */
 async function listDir(dir: string): Promise<string[] | null> {
@@ -143,7 +176,10 @@ function difference(old: Manifest, next: Manifest): string {
 export class ActivationWriter {
   /** Input rows (stored + skipped) already in the dataset when it was opened: skip these on resume. */
   readonly rowsDone: number;
+  /** Folder being written: the dataset folder, or its staging folder during an overwrite. */
   readonly #dir: string;
+  /** Dataset folder to move the staged dataset into on close (overwrite), else null. */
+  readonly #final: string | null;
   readonly #manifest: Manifest;
   readonly #policy: NanPolicy;
   readonly #rowBytes: number;
@@ -155,8 +191,9 @@ export class ActivationWriter {
   #inputRows: number;
   #closed = false;
 
-  private constructor(dir: string, manifest: Manifest, policy: NanPolicy) {
+  private constructor(dir: string, manifest: Manifest, policy: NanPolicy, final: string | null) {
     this.#dir = dir;
+    this.#final = final;
     this.#manifest = manifest;
     this.#policy = policy;
     this.rowsDone = manifest.total_tokens + manifest.skipped_rows;
@@ -206,10 +243,15 @@ export class ActivationWriter {
       provenance: { ...opts.provenance, arbor_version: opts.provenance.arbor_version ?? VERSION },
     };
     const policy = opts.nanPolicy ?? "error";
-    const names = await listDir(dir);
+    let names = await listDir(dir);
     if (names === null) {
       await Deno.mkdir(dir, { recursive: true });
-      return new ActivationWriter(dir, fresh, policy);
+      return new ActivationWriter(dir, fresh, policy, null);
+    }
+    if (names.includes(STAGING_DIR) && await stagedComplete(dir)) {
+      // An overwrite finished writing but died while moving its files in: finish the move.
+      await promoteStaged(dir);
+      names = (await listDir(dir)) ?? [];
     }
     const hint = "pass overwrite (--overwrite) to replace it, or choose another output folder";
     if (names.includes(MANIFEST_FILE)) {
@@ -238,28 +280,36 @@ export class ActivationWriter {
               `pass resume (--resume) to continue it, or overwrite (--overwrite) to replace it`,
           );
         }
-        return new ActivationWriter(dir, old, policy);
+        return new ActivationWriter(dir, old, policy, null);
       }
-    } else if (!opts.overwrite) {
-      const foreign = names.filter((n) => !OUR_FILE.test(n));
-      if (foreign.length) {
-        throw new DataError(
-          `${dir}: output folder is not empty and holds no ${MANIFEST_FILE} (found ${
-            foreign.slice(0, 3).join(", ")
-          }); ` +
-            `choose an empty or new folder, or pass overwrite (--overwrite) to write into it anyway`,
-        );
+      // Overwrite: the new dataset is written into a staging folder and replaces the old
+      // one only when complete, so a failed run leaves the old dataset intact.
+      const staging = join(dir, STAGING_DIR);
+      if (opts.resume && names.includes(STAGING_DIR)) {
+        const staged = await readManifest(staging).catch(() => null);
+        if (staged && !difference(staged, fresh)) {
+          return new ActivationWriter(staging, staged, policy, dir);
+        }
       }
+      await Deno.remove(staging, { recursive: true }).catch(() => {});
+      await Deno.mkdir(staging);
+      return new ActivationWriter(staging, fresh, policy, dir);
     }
-    if (opts.overwrite) {
-      // Manifest first, so a crash mid-cleanup never leaves a manifest naming deleted shards.
-      const ours = names.filter((n) => OUR_FILE.test(n)).sort((
-        a,
-        b,
-      ) => (a === MANIFEST_FILE ? -1 : b === MANIFEST_FILE ? 1 : 0));
-      for (const n of ours) await Deno.remove(join(dir, n));
+    // No dataset here. Leftover temp files of an interrupted write are replaced as we go;
+    // anything else (shards without a manifest, foreign files) needs overwrite.
+    const blocking = names.filter((n) => !(OUR_FILE.test(n) && n.endsWith(TMP_SUFFIX)));
+    if (blocking.length && !opts.overwrite) {
+      throw new DataError(
+        `${dir}: output folder is not empty and holds no ${MANIFEST_FILE} (found ${
+          blocking.slice(0, 3).join(", ")
+        }); choose an empty or new folder, or pass overwrite (--overwrite) to write into it anyway`,
+      );
     }
-    return new ActivationWriter(dir, fresh, policy);
+    for (const n of names) {
+      if (OUR_FILE.test(n)) await Deno.remove(join(dir, n));
+    }
+    await Deno.remove(join(dir, STAGING_DIR), { recursive: true }).catch(() => {});
+    return new ActivationWriter(dir, fresh, policy, null);
   }
 
   /** Reopen an interrupted dataset with the settings recorded in its manifest. */
@@ -308,34 +358,46 @@ export class ActivationWriter {
     const m = this.#manifest;
     const d = m.d_in;
     if (this.#closed) {
-      throw new DataError(`${this.#dir}: append after close; open a new writer with resume`);
+      throw new DataError(
+        `${this.#final ?? this.#dir}: append after close; open a new writer with resume`,
+      );
     }
     if (m.complete) {
       throw new DataError(
-        `${this.#dir}: dataset is already complete (${m.total_tokens} rows); nothing more can be appended — ` +
+        `${
+          this.#final ?? this.#dir
+        }: dataset is already complete (${m.total_tokens} rows); nothing more can be appended — ` +
           `pass overwrite (--overwrite) to rewrite it`,
       );
     }
     if (rows.length % d !== 0) {
       throw new DataError(
-        `${this.#dir}: append got ${rows.length} values, not a multiple of d_in = ${d}`,
+        `${
+          this.#final ?? this.#dir
+        }: append got ${rows.length} values, not a multiple of d_in = ${d}`,
       );
     }
     const n = rows.length / d;
     if (m.has_tokens) {
       if (!tokenInfo) {
-        throw new DataError(`${this.#dir}: this dataset stores tokens; pass tokenInfo to append`);
+        throw new DataError(
+          `${this.#final ?? this.#dir}: this dataset stores tokens; pass tokenInfo to append`,
+        );
       }
       for (const key of ["tokenIds", "docIds", "positions"] as const) {
         if (tokenInfo[key].length !== n) {
           throw new DataError(
-            `${this.#dir}: tokenInfo.${key} has ${tokenInfo[key].length} entries for ${n} rows`,
+            `${this.#final ?? this.#dir}: tokenInfo.${key} has ${
+              tokenInfo[key].length
+            } entries for ${n} rows`,
           );
         }
       }
     } else if (tokenInfo) {
       throw new DataError(
-        `${this.#dir}: tokenInfo given but the writer was created without tokens: true`,
+        `${
+          this.#final ?? this.#dir
+        }: tokenInfo given but the writer was created without tokens: true`,
       );
     }
     const bad = this.#badRows(rows, n);
@@ -345,7 +407,7 @@ export class ActivationWriter {
         !(Math.abs(v) < this.#limit())
       );
       throw new DataError(
-        `${this.#dir}: input row ${this.#inputRows + r} holds ${
+        `${this.#final ?? this.#dir}: input row ${this.#inputRows + r} holds ${
           rows[r * d + col]
         } at column ${col}` +
           (m.dtype === "f16" ? " (NaN, ±Inf and |x| > 65504 do not fit f16)" : " (NaN or ±Inf)") +
@@ -380,6 +442,7 @@ export class ActivationWriter {
         await Deno.remove(join(this.#dir, name));
       }
     }
+    if (this.#final) await promoteStaged(this.#final);
     return this.#manifest;
   }
 

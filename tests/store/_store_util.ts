@@ -7,11 +7,11 @@ export function tempDir(): Promise<string> {
   return Deno.makeTempDir({ prefix: "arbor_store_test_" });
 }
 
-/** Map of file name → "size:crc32" of every file in `dir` (to prove nothing changed). */
+/** Map of file name → "size:crc32" of every file directly in `dir` (to prove nothing changed). */
 export async function hashDir(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  for await (const e of Deno.readDir(dir)) if (e.isFile) names.push(e.name);
   for (const name of names.sort()) {
     const bytes = await Deno.readFile(join(dir, name));
     out[name] = `${bytes.length}:${checksumHex(bytes)}`;

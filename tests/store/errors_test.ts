@@ -316,3 +316,54 @@ Deno.test("reader: a cursor from another dataset or other read options is refuse
   await cleanup(dir);
   await cleanup(other);
 });
+
+Deno.test("writer: a failed overwrite leaves the old dataset intact; resuming it then replaces the old one", async () => {
+  const dir = await dataset();
+  const before = await hashDir(dir);
+  const opts: WriterOptions = { ...OPTS, dIn: 4, overwrite: true };
+  const w = await ActivationWriter.create(dir, opts);
+  await w.append(taggedRows(0, 12, 4), tagTokens(0, 12)); // one new shard flushed (to staging)
+  const bad = taggedRows(12, 3, 4);
+  bad[5] = NaN;
+  await expectRefused(dir, () => w.append(bad, tagTokens(12, 3)), /input row 13 holds NaN/);
+  assert.deepEqual(await hashDir(dir), before, "old dataset changed by a failed overwrite");
+  assert.equal((await readAllF32(dir)).rows, 25, "old dataset no longer readable");
+  // The interrupted overwrite resumes from its staged shard.
+  const w2 = await ActivationWriter.create(dir, { ...opts, resume: true });
+  assert.equal(w2.rowsDone, 10);
+  await w2.append(taggedRows(10, 5, 4), tagTokens(10, 5));
+  await w2.close();
+  assert.deepEqual(Object.keys(await hashDir(dir)), [
+    "manifest.json",
+    "shard-00000.bin",
+    "shard-00001.bin",
+    "tokens-00000.bin",
+    "tokens-00001.bin",
+  ]);
+  const all = await readAllF32(dir);
+  assert.equal(all.dIn, 4);
+  assert.deepEqual(Array.from(all.tokens!.tokenIds), Array.from({ length: 15 }, (_, i) => i));
+  await assert.rejects(() => Deno.stat(join(dir, ".arbor-staging")), Deno.errors.NotFound);
+  await cleanup(dir);
+});
+
+Deno.test("writer: an overwrite that died while moving its files in is finished on the next open", async () => {
+  const dir = await dataset();
+  // The new dataset, complete, as the staging folder would hold it.
+  const fresh = join(dir, "..", "fresh");
+  const wf = await ActivationWriter.create(fresh, { ...OPTS, dIn: 4 });
+  await wf.append(taggedRows(0, 15, 4), tagTokens(0, 15));
+  await wf.close();
+  const want = await hashDir(fresh);
+  const staging = join(dir, ".arbor-staging");
+  await Deno.mkdir(staging);
+  for (const name of Object.keys(want)) await Deno.copyFile(join(fresh, name), join(staging, name));
+  // Crash state: old manifest removed and one new shard already moved over an old one.
+  await Deno.remove(join(dir, "manifest.json"));
+  await Deno.rename(join(staging, "shard-00000.bin"), join(dir, "shard-00000.bin"));
+  const w = await ActivationWriter.create(dir, { ...OPTS, dIn: 4, resume: true });
+  assert.equal(w.rowsDone, 15);
+  await w.close();
+  assert.deepEqual(await hashDir(dir), want);
+  await cleanup(dir);
+});
