@@ -134,3 +134,58 @@ export function selectAuxTwin(
   }
   return { auxIdx, auxVal };
 }
+
+/**
+ * Level reconstructions [L, B, d]: level l = bias + Σ slots with level ≤ l; level of a slot = first l
+ * with key < bounds[l], key = slot position (mode "slot") or feature index (mode "feature").
+ */
+export function decodeLevelsTwin(
+  idx: Uint32Array,
+  val: Float32Array,
+  B: number,
+  K: number,
+  decW: Float32Array,
+  bDec: Float32Array | null,
+  d: number,
+  mode: "slot" | "feature",
+  bounds: number[],
+): Float32Array {
+  const L = bounds.length;
+  const out = new Float32Array(L * B * d);
+  for (let l = 0; l < L; l++) {
+    for (let b = 0; b < B; b++) {
+      for (let j = 0; j < d; j++) {
+        let s = bDec ? bDec[j] : 0;
+        for (let t = 0; t < K; t++) {
+          const f = idx[b * K + t];
+          if (f === NO_SLOT) continue;
+          const key = mode === "slot" ? t : f;
+          const lev = bounds.findIndex((e) => key < e);
+          if (lev >= 0 && lev <= l) s += val[b * K + t] * decW[f * d + j];
+        }
+        out[(l * B + b) * d + j] = s;
+      }
+    }
+  }
+  return out;
+}
+
+/** Sum of squares of (a − b) over [B, d], optionally centred per column (batch mean removed). */
+export function sumSqTwin(
+  a: ArrayLike<number>,
+  b: ArrayLike<number> | null,
+  B: number,
+  d: number,
+  centered: boolean,
+) {
+  let total = 0;
+  for (let j = 0; j < d; j++) {
+    let mean = 0;
+    if (centered) {
+      for (let r = 0; r < B; r++) mean += a[r * d + j] - (b ? b[r * d + j] : 0);
+      mean /= B;
+    }
+    for (let r = 0; r < B; r++) total += (a[r * d + j] - (b ? b[r * d + j] : 0) - mean) ** 2;
+  }
+  return total;
+}

@@ -1,0 +1,122 @@
+/**
+ * Deterministic loss reductions on the GPU (kernels/loss.wgsl): total variance, per-level squared
+ * errors and the AuxK numerator/denominator, as sums the host (or a later kernel) divides.
+ *
+ * Shapes: B rows, d = d_in, L levels. xs [B, d], levels [L, B, d] (x̂s_{≤l}), ehat [B, d] (AuxK ê
+ * of one aux layer), partials [T, d] scratch, terms [T] output with the layout of `lossTermLayout`:
+ *   terms[0]            = totalVar = Σ_b Σ_j (xs − mean_b xs)²
+ *   terms[1 + l]        = Σ_b Σ_j (x̂s_{≤l} − xs)²                       for l < L
+ *   terms[1 + L + 2a]   = Σ (ê_a − r_a)², r_a = xs − x̂s_{≤level_a}      AuxK numerator of aux entry a
+ *   terms[2 + L + 2a]   = Σ (r_a − mean_b r_a)²                          AuxK denominator
+ * Main loss = Σ_l terms[1 + l] / terms[0]; auxTerm_a = terms[1 + L + 2a] / terms[2 + L + 2a].
+ */
+import type { Gpu } from "../../gpu/device.ts";
+import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
+import { uniforms } from "../../gpu/buffer.ts";
+
+/** Invocations per workgroup. */
+const WG = 64;
+const COLUMNS: Kernel = { file: "loss.wgsl", entry: "column_sums", constants: { WG } };
+const REDUCE: Kernel = { file: "loss.wgsl", entry: "reduce_terms", constants: { WG } };
+
+/** Number of terms for L levels and `auxCount` AuxK entries: 1 + L + 2·auxCount. */
+export function lossTermCount(L: number, auxCount: number): number {
+  return 1 + L + 2 * auxCount;
+}
+
+/** One AuxK entry: its ê buffer and the level whose residual it reconstructs. */
+export interface AuxTermInput {
+  /** [B, d] AuxK reconstruction ê (no bias). */
+  ehat: GPUBuffer;
+  /** Level l of the residual r = xs − x̂s_{≤l} (topk/matryoshka: the last level). */
+  level: number;
+}
+
+/** Buffers of `lossTermsOp`. */
+export interface LossTermsBuffers {
+  /** [B, d] standardised inputs. */
+  xs: GPUBuffer;
+  /** [L, B, d] level reconstructions from `sparseDecodeOp`. */
+  levels: GPUBuffer;
+  /** AuxK entries (may be empty). */
+  aux: AuxTermInput[];
+  /** [T, d] scratch, T = lossTermCount(L, aux.length). */
+  partials: GPUBuffer;
+  /** [T] output sums. */
+  terms: GPUBuffer;
+}
+
+function columnSums(
+  gpu: Gpu,
+  [a, b, c]: [GPUBuffer, GPUBuffer, GPUBuffer],
+  p: {
+    B: number;
+    d: number;
+    aOff: number;
+    bOff: number;
+    cOff: number;
+    outRow: number;
+    centered: boolean;
+    bScale: number;
+    cScale: number;
+  },
+  out: GPUBuffer,
+): Dispatch {
+  const u = uniforms(gpu, {
+    B: p.B,
+    d: p.d,
+    aOff: p.aOff,
+    bOff: p.bOff,
+    cOff: p.cOff,
+    outRow: p.outRow,
+    centered: p.centered ? 1 : 0,
+    pad0: 0,
+    bScale: p.bScale,
+    cScale: p.cScale,
+    pad1: 0,
+    pad2: 0,
+  }, ["bScale", "cScale", "pad1", "pad2"]);
+  return { kernel: COLUMNS, buffers: [a, b, c, out, u], workgroups: [Math.ceil(p.d / WG)] };
+}
+
+/** Dispatches computing every loss term sum (layout in the module doc) into `terms`. */
+export function lossTermsOp(
+  gpu: Gpu,
+  buffers: LossTermsBuffers,
+  sizes: { B: number; d: number; L: number },
+): Dispatch[] {
+  const { B, d, L } = sizes;
+  const { xs, levels, partials } = buffers;
+  const base = { B, d, aOff: 0, bOff: 0, cOff: 0, centered: false, bScale: 1, cScale: 0 };
+  const out: Dispatch[] = [
+    columnSums(gpu, [xs, xs, xs], { ...base, outRow: 0, centered: true, bScale: 0 }, partials),
+  ];
+  for (let l = 0; l < L; l++) {
+    out.push(
+      columnSums(gpu, [levels, xs, xs], { ...base, aOff: l * B * d, outRow: 1 + l }, partials),
+    );
+  }
+  buffers.aux.forEach(({ ehat, level }, i) => {
+    const lOff = level * B * d;
+    out.push(
+      columnSums(
+        gpu,
+        [ehat, xs, levels],
+        { ...base, cOff: lOff, cScale: 1, outRow: 1 + L + 2 * i },
+        partials,
+      ),
+    );
+    out.push(
+      columnSums(gpu, [xs, levels, xs], {
+        ...base,
+        bOff: lOff,
+        centered: true,
+        outRow: 2 + L + 2 * i,
+      }, partials),
+    );
+  });
+  const T = lossTermCount(L, buffers.aux.length);
+  const u = uniforms(gpu, { d, T, pad0: 0, pad1: 0 });
+  out.push({ kernel: REDUCE, buffers: [partials, buffers.terms, u], workgroups: [T] });
+  return out;
+}

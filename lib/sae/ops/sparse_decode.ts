@@ -1,0 +1,118 @@
+/**
+ * Sparse decode on the GPU (kernels/sparse_decode.wgsl): the level reconstructions x̂s_{≤l} of
+ * every row from its code slots, and the AuxK reconstruction ê. The sparse path: only the K
+ * selected decoder rows of each row are read; no dense [B, n] code matrix exists.
+ *
+ * Shapes: B rows, d = d_in, n features, K slots per row, L levels.
+ *   idx [B, K] u32, val [B, K] f32, decW [n, d], bDec [d], levelBounds [L] u32 → out [L, B, d].
+ * Levels (Arbor SAE contract): topk / batchtopk one level (all slots); tree: level l = slots of
+ * layers ≤ l (bounds = cumulative k_l, by slot position); matryoshka: level l = slots whose feature
+ * is below the prefix end o_l + s_l (bounds by feature index).
+ */
+import type { Gpu } from "../../gpu/device.ts";
+import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
+import { uniforms, uploadStorage } from "../../gpu/buffer.ts";
+import { ArborError } from "../../errors.ts";
+
+/** Invocations per workgroup (columns of one row). */
+const WG = 64;
+/** Most levels the kernel accumulates (MAX_LEVELS in the WGSL). */
+export const MAX_LEVELS = 16;
+const KERNEL: Kernel = { file: "sparse_decode.wgsl", entry: "decode_levels", constants: { WG } };
+
+/** How slots map to levels: by slot position (topk, batchtopk, tree) or by feature index (matryoshka). */
+export type LevelMode = "slot" | "feature";
+
+/** Level bounds for the contract's architectures. */
+export interface LevelPlan {
+  mode: LevelMode;
+  /** Ascending level ends: cumulative k (mode "slot") or prefix ends o_l + s_l (mode "feature"). */
+  bounds: number[];
+}
+
+/** Levels of a tree: level l holds the slots of layers ≤ l (bounds = cumulative k_l). */
+export function treeLevels(kPerLayer: number[]): LevelPlan {
+  let c = 0;
+  return { mode: "slot", bounds: kPerLayer.map((k) => (c += k)) };
+}
+
+/** Levels of a matryoshka SAE: level l holds the slots whose feature lies in the prefix of layers ≤ l. */
+export function matryoshkaLevels(layerSizes: number[]): LevelPlan {
+  let c = 0;
+  return { mode: "feature", bounds: layerSizes.map((s) => (c += s)) };
+}
+
+/** One level holding all K slots (topk, batchtopk, AuxK). */
+export function singleLevel(K: number): LevelPlan {
+  return { mode: "slot", bounds: [K] };
+}
+
+/** Upload a plan's bounds as the u32 [L] buffer the kernel reads. */
+export function createLevelBounds(gpu: Gpu, plan: LevelPlan, label = "level bounds"): GPUBuffer {
+  if (plan.bounds.length < 1 || plan.bounds.length > MAX_LEVELS) {
+    throw new ArborError(
+      `sparse decode: ${plan.bounds.length} levels; the kernel supports 1 to ${MAX_LEVELS} layers`,
+    );
+  }
+  return uploadStorage(gpu, new Uint32Array(plan.bounds), label);
+}
+
+/** Buffers of `sparseDecodeOp`. */
+export interface SparseDecodeBuffers {
+  /** [B, K] u32 feature per slot. */
+  idx: GPUBuffer;
+  /** [B, K] f32 value per slot. */
+  val: GPUBuffer;
+  /** [n, d] decoder rows. */
+  decW: GPUBuffer;
+  /** [d] decoder bias (bound even when `withBias` is false). */
+  bDec: GPUBuffer;
+  /** From `createLevelBounds`, [L] u32. */
+  levelBounds: GPUBuffer;
+  /** [L, B, d] output reconstructions. */
+  out: GPUBuffer;
+}
+
+/** Sizes of `sparseDecodeOp`. */
+export interface SparseDecodeSizes {
+  B: number;
+  d: number;
+  K: number;
+  /** The plan the bounds buffer was made from (its mode and L). */
+  plan: LevelPlan;
+  /** Add bDec (level reconstructions: true; AuxK ê: false). */
+  withBias: boolean;
+}
+
+/** Dispatches writing out[l] = bias + Σ_{slots of level ≤ l} val·decW[idx] for every row. */
+export function sparseDecodeOp(
+  gpu: Gpu,
+  buffers: SparseDecodeBuffers,
+  sizes: SparseDecodeSizes,
+): Dispatch[] {
+  const { B, d, K, plan } = sizes;
+  if (B === 0 || d === 0) return [];
+  const u = uniforms(gpu, {
+    B,
+    d,
+    K,
+    L: plan.bounds.length,
+    mode: plan.mode === "feature" ? 1 : 0,
+    withBias: sizes.withBias ? 1 : 0,
+    pad0: 0,
+    pad1: 0,
+  });
+  return [{
+    kernel: KERNEL,
+    buffers: [
+      buffers.idx,
+      buffers.val,
+      buffers.decW,
+      buffers.bDec,
+      buffers.levelBounds,
+      buffers.out,
+      u,
+    ],
+    workgroups: [Math.ceil(d / WG), B],
+  }];
+}

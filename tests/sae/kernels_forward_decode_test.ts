@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { assertClose, randn, rng, testGpu } from "../_util.ts";
+import { decodeLevelsTwin, NO_SLOT, sumSqTwin } from "./kernels_forward_twins.ts";
+import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import { runOps } from "../../lib/sae/ops/grid.ts";
+import {
+  createLevelBounds,
+  type LevelPlan,
+  matryoshkaLevels,
+  singleLevel,
+  sparseDecodeOp,
+  treeLevels,
+} from "../../lib/sae/ops/sparse_decode.ts";
+import { lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
+
+/** Random codes: K slots per row, some unused, some zero, features drawn from [0, n). */
+function randomCodes(B: number, K: number, n: number, seed: number) {
+  const r = rng(seed);
+  const idx = new Uint32Array(B * K), val = new Float32Array(B * K);
+  for (let i = 0; i < B * K; i++) {
+    const u = r();
+    idx[i] = u < 0.1 ? NO_SLOT : Math.floor(r() * n);
+    val[i] = u < 0.1 || u > 0.9 ? 0 : r() * 2;
+  }
+  return { idx, val };
+}
+
+Deno.test("sparse decode levels match the TS twin (topk, tree, matryoshka, AuxK without bias)", async () => {
+  const gpu = await testGpu();
+  const cases: { B: number; d: number; n: number; K: number; plan: LevelPlan; bias: boolean }[] = [
+    { B: 9, d: 48, n: 40, K: 5, plan: singleLevel(5), bias: true },
+    { B: 70, d: 63, n: 100, K: 10, plan: treeLevels([5, 3, 2]), bias: true },
+    { B: 5, d: 65, n: 90, K: 8, plan: matryoshkaLevels([10, 30, 50]), bias: true },
+    { B: 3, d: 1, n: 7, K: 7, plan: singleLevel(7), bias: false },
+  ];
+  for (const { B, d, n, K, plan, bias } of cases) {
+    const { idx, val } = randomCodes(B, K, n, B * K + d);
+    const decW = randn(n * d, n + d);
+    const bDec = randn(d, 3 * d);
+    const L = plan.bounds.length;
+    const bufs = {
+      idx: uploadStorage(gpu, idx, "idx"),
+      val: uploadStorage(gpu, val, "val"),
+      decW: uploadStorage(gpu, decW, "decW"),
+      bDec: uploadStorage(gpu, bDec, "bDec"),
+      levelBounds: createLevelBounds(gpu, plan),
+      out: createStorage(gpu, L * B * d * 4, "levels"),
+    };
+    await runOps(gpu, sparseDecodeOp(gpu, bufs, { B, d, K, plan, withBias: bias }), "decode");
+    const want = decodeLevelsTwin(
+      idx,
+      val,
+      B,
+      K,
+      decW,
+      bias ? bDec : null,
+      d,
+      plan.mode,
+      plan.bounds,
+    );
+    assertClose(await readF32(gpu, bufs.out, L * B * d), want, {
+      atol: 1e-5,
+      rtol: 1e-5,
+      label: `B=${B} d=${d} K=${K} ${plan.mode} ${plan.bounds}`,
+    });
+    for (const b of Object.values(bufs)) b.destroy();
+  }
+});
+
+Deno.test("loss term sums match the TS twin and are bitwise reproducible", async () => {
+  const gpu = await testGpu();
+  for (const [B, d, L] of [[37, 48, 1], [130, 63, 3]]) {
+    const xs = randn(B * d, B + d);
+    const levels = randn(L * B * d, 2 * B + d).map((v, i) => 0.3 * v + xs[i % (B * d)]);
+    const ehat = randn(B * d, 3 * B + d).map((v) => 0.2 * v);
+    const auxLevels = [0, L - 1];
+    const T = lossTermCount(L, auxLevels.length);
+    const xsBuf = uploadStorage(gpu, xs, "xs");
+    const levelsBuf = uploadStorage(gpu, levels, "levels");
+    const ehatBuf = uploadStorage(gpu, ehat, "ehat");
+    const partials = createStorage(gpu, T * d * 4, "partials");
+    const terms = createStorage(gpu, T * 4, "terms");
+    const aux = auxLevels.map((level) => ({ ehat: ehatBuf, level }));
+    const run = async () => {
+      await runOps(
+        gpu,
+        lossTermsOp(gpu, { xs: xsBuf, levels: levelsBuf, aux, partials, terms }, { B, d, L }),
+        "loss",
+      );
+      return await readF32(gpu, terms, T);
+    };
+    const got = await run();
+    const want = [sumSqTwin(xs, null, B, d, true)];
+    const level = (l: number) => levels.subarray(l * B * d, (l + 1) * B * d);
+    for (let l = 0; l < L; l++) want.push(sumSqTwin(level(l), xs, B, d, false));
+    for (const l of auxLevels) {
+      const r = xs.map((v, i) => v - level(l)[i]);
+      want.push(sumSqTwin(ehat, r, B, d, false));
+      want.push(sumSqTwin(r, null, B, d, true));
+    }
+    assertClose(got, want, { atol: 1e-6, rtol: 1e-5, label: `terms B=${B} d=${d} L=${L}` });
+    assert.deepEqual(await run(), got, "same inputs give bitwise the same sums");
+    for (const b of [xsBuf, levelsBuf, ehatBuf, partials, terms]) b.destroy();
+  }
+});
