@@ -6,7 +6,13 @@
  * to --out (the input is only replaced with --in-place); --dry-run only prints.
  */
 import { join, resolve } from "node:path";
-import { type CommandSpec, type ParsedCommand, UsageError } from "./args.ts";
+import {
+  type CommandSpec,
+  type FlagSpec,
+  type ParsedCommand,
+  type ParsedFlags,
+  UsageError,
+} from "./args.ts";
 import type { Command } from "./command.ts";
 import { DataError } from "../lib/errors.ts";
 import type { SaeConfig } from "../lib/sae/config.ts";
@@ -20,7 +26,107 @@ import {
 import { CapacityAccumulator, PARENT_ELIGIBILITY_TOKENS } from "../lib/tree/capacity.ts";
 import { reallocate, type ReallocationResult, resetDeadToRoot } from "../lib/tree/reallocation.ts";
 import { makeTree, type TreeStructure } from "../lib/tree/structure.ts";
-import { TREE_HOOK_NAME, type TreeAllocatorState } from "../lib/tree/trainer_hook.ts";
+import {
+  FIRST_REALLOCATION_STEP,
+  MAX_REALLOCATION_INTERVAL,
+  MIN_SCALED_REALLOCATION_STEPS,
+  PAPER_RUN_STEPS,
+  REALLOCATION_INTERVAL_GROWTH,
+  reallocationSteps,
+  type ScheduleOptions,
+} from "../lib/tree/schedule.ts";
+import {
+  TREE_HOOK_NAME,
+  type TreeAllocatorOptions,
+  type TreeAllocatorState,
+} from "../lib/tree/trainer_hook.ts";
+
+/**
+ * Dynamic-allocation flags for `train --arch tree` (spread into train's spec). Defaults that
+ * depend on the run length are computed by `allocationOptionsFromFlags` and stated here.
+ */
+export const ALLOCATION_FLAGS: Record<string, FlagSpec> = {
+  realloc: {
+    type: "boolean",
+    default: true,
+    help:
+      "tree: dynamic allocation of dead children (Alg. 1-2) and the root reset; --no-realloc disables",
+  },
+  "realloc-first": {
+    type: "int",
+    help:
+      `tree: step of the first reallocation (default: ${FIRST_REALLOCATION_STEP} × steps/${PAPER_RUN_STEPS}, ` +
+      `at least ${MIN_SCALED_REALLOCATION_STEPS})`,
+  },
+  "realloc-growth": {
+    type: "number",
+    default: REALLOCATION_INTERVAL_GROWTH,
+    help: "tree: factor on the interval after each reallocation (App. C)",
+  },
+  "realloc-max-interval": {
+    type: "int",
+    help: `tree: largest interval between reallocations (default: ${MAX_REALLOCATION_INTERVAL} × ` +
+      `steps/${PAPER_RUN_STEPS}, at least the first step)`,
+  },
+  "root-reset-step": {
+    type: "int",
+    help: "tree: step at which every dead child moves to the root and allocation freezes " +
+      "(default: half the run; 0 disables)",
+  },
+  "eligibility-tokens": {
+    type: "int",
+    default: PARENT_ELIGIBILITY_TOKENS,
+    help: "tree: a parent must have fired within this many tokens to receive children (App. G)",
+  },
+  "capacity-rule": {
+    type: "string",
+    default: "split",
+    help: "tree: split (each step's loss shared by the parents that fired; ref) or per-instance " +
+      "(loss × tokens fired on; the paper's wording)",
+  },
+};
+
+/**
+ * TreeAllocatorOptions from parsed ALLOCATION_FLAGS for a run of `totalSteps` steps of
+ * `batchTokens` tokens; throws UsageError naming the bad flag.
+ */
+export function allocationOptionsFromFlags(
+  flags: ParsedFlags,
+  totalSteps: number,
+  batchTokens: number,
+): TreeAllocatorOptions {
+  const rule = flags["capacity-rule"] ?? "split";
+  if (rule !== "split" && rule !== "per-instance") {
+    throw new UsageError(`train: --capacity-rule must be split or per-instance, got "${rule}"`);
+  }
+  const reset = flags["root-reset-step"] as number | undefined;
+  const schedule: ScheduleOptions = {
+    enabled: flags.realloc !== false,
+    firstStep: flags["realloc-first"] as number | undefined,
+    growth: (flags["realloc-growth"] as number | undefined) ?? REALLOCATION_INTERVAL_GROWTH,
+    maxInterval: flags["realloc-max-interval"] as number | undefined,
+    rootResetStep: reset === 0 ? null : reset,
+  };
+  const eligibilityTokens = (flags["eligibility-tokens"] as number | undefined) ??
+    PARENT_ELIGIBILITY_TOKENS;
+  if (!(eligibilityTokens >= 1)) {
+    throw new UsageError(`train: --eligibility-tokens must be ≥ 1, got ${eligibilityTokens}`);
+  }
+  try {
+    reallocationSteps(totalSteps, schedule);
+  } catch (e) {
+    const flag: Record<string, string> = {
+      firstStep: "--realloc-first",
+      growth: "--realloc-growth",
+      maxInterval: "--realloc-max-interval",
+      rootResetStep: "--root-reset-step",
+    };
+    const m = (e as Error).message;
+    const key = Object.keys(flag).find((k) => m.includes(`${k} =`));
+    throw new UsageError(`train: ${key ? flag[key] + ": " : ""}${m}`);
+  }
+  return { totalSteps, schedule, capacityRule: rule, eligibilityTokens, batchTokens };
+}
 
 /** Flags of `reallocate`. */
 export const spec: CommandSpec = {

@@ -85,7 +85,8 @@ export function reallocationSteps(
   const d = scaledScheduleDefaults(totalSteps);
   const firstStep = opts.firstStep ?? d.firstStep;
   const growth = opts.growth ?? d.growth;
-  const maxInterval = opts.maxInterval ?? d.maxInterval;
+  // An explicit first step above the scaled cap raises the default cap (never shrink below it).
+  const maxInterval = opts.maxInterval ?? Math.max(d.maxInterval, firstStep);
   const rootResetStep = opts.rootResetStep === undefined ? d.rootResetStep : opts.rootResetStep;
   checkInt("firstStep", firstStep, 1);
   checkInt("maxInterval", maxInterval, 1);

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { parseCommand, UsageError } from "../../cli/args.ts";
-import { parseReallocateArgs, runReallocate, spec } from "../../cli/reallocate.ts";
+import {
+  ALLOCATION_FLAGS,
+  allocationOptionsFromFlags,
+  parseReallocateArgs,
+  runReallocate,
+  spec,
+} from "../../cli/reallocate.ts";
+import { reallocationSteps } from "../../lib/tree/schedule.ts";
 import { makeConfig } from "../../lib/sae/config.ts";
 import { initState } from "../../lib/sae/engine.ts";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "../../lib/train/checkpoint.ts";
@@ -47,14 +54,16 @@ async function makeCheckpoint(dir: string): Promise<Checkpoint> {
   const ck: Checkpoint = {
     config,
     state,
+    // Cast: the trainer's progress record is still gaining fields (maxTokens) as it lands.
     progress: {
       tokensSeen: 640,
       batchSize: 16,
+      maxTokens: 1600,
       cursor: null,
       rngState: 1,
       hooks: { [TREE_HOOK_NAME]: alloc.toState() },
       hookTensors: {},
-    },
+    } as Checkpoint["progress"],
   };
   await saveCheckpoint(dir, ck, { hook_name: "blocks.5.hook_resid_pre" });
   return ck;
@@ -157,4 +166,46 @@ Deno.test("reallocate flag errors name the conflict", () => {
     eligibilityTokens: 50_000,
     showMoves: 20,
   });
+});
+
+Deno.test("train's allocation flags: scaled defaults, overrides, --no-realloc, and named errors", () => {
+  const trainSpec = { name: "train", summary: "", usage: "", flags: ALLOCATION_FLAGS };
+  const opts = (argv: string[], steps = 10_000) =>
+    allocationOptionsFromFlags(parseCommand(trainSpec, argv).flags, steps, 4096);
+  const d = opts([]);
+  assert.deepEqual(reallocationSteps(d.totalSteps, d.schedule).reallocations, [
+    300,
+    900,
+    1900,
+    2900,
+    3900,
+    4900,
+  ]);
+  assert.equal(d.capacityRule, "split");
+  assert.equal(d.eligibilityTokens, 50_000);
+  const o = opts([
+    "--realloc-first",
+    "100",
+    "--realloc-growth",
+    "1",
+    "--root-reset-step",
+    "0",
+    "--capacity-rule",
+    "per-instance",
+  ], 500);
+  const s = reallocationSteps(500, o.schedule);
+  assert.deepEqual([s.reallocations, s.rootResetStep], [[100, 200, 300, 400, 500], null]);
+  assert.equal(o.capacityRule, "per-instance");
+  assert.equal(o.batchTokens, 4096);
+  const off = reallocationSteps(100, opts(["--no-realloc"], 100).schedule);
+  assert.deepEqual([off.reallocations, off.rootResetStep], [[], null]);
+  assert.throws(
+    () => opts(["--realloc-growth", "0.5"]),
+    /train: --realloc-growth: .*growth = 0.5 must be a number ≥ 1/,
+  );
+  assert.throws(
+    () => opts(["--capacity-rule", "sum"]),
+    /--capacity-rule must be split or per-instance, got "sum"/,
+  );
+  assert.throws(() => opts(["--realloc-first", "0"]), /--realloc-first: .*firstStep = 0/);
 });
