@@ -61,3 +61,54 @@ export {
   type ReadCursor,
   type ReadOrder,
 } from "./lib/store/batch_stream.ts";
+export {
+  childCounts,
+  type ChildLists,
+  childLists,
+  cloneTree,
+  fromCheckpointParents,
+  initialParents,
+  initialTree,
+  type IntSource,
+  layerOffsets as treeLayerOffsets,
+  makeTree,
+  parentKey,
+  toCheckpointParents,
+  type TreeStructure,
+  validateLayerConfig,
+  validateTree,
+} from "./lib/tree/structure.ts";
+export { greedyAllocation, minPayoff } from "./lib/tree/allocation.ts";
+export {
+  CapacityAccumulator,
+  type CapacityRule,
+  eligibleParents,
+  PARENT_ELIGIBILITY_TOKENS,
+} from "./lib/tree/capacity.ts";
+export {
+  deadMask as treeDeadMask,
+  type LayerReport,
+  type ParentChange,
+  reallocate,
+  reallocateLayer,
+  type ReallocationInputs,
+  type ReallocationResult,
+  resetDeadToRoot,
+} from "./lib/tree/reallocation.ts";
+export {
+  type ReallocationSchedule,
+  reallocationSteps,
+  scaledScheduleDefaults,
+  scheduledEvent,
+  type ScheduleOptions,
+} from "./lib/tree/schedule.ts";
+export { getPreset, PRESET_NAMES, PRESETS, type SaePreset } from "./lib/tree/presets.ts";
+export {
+  type AllocationRecord,
+  TREE_HOOK_NAME,
+  treeAfterStep,
+  TreeAllocator,
+  type TreeAllocatorOptions,
+  type TreeAllocatorState,
+  treeTrainerHook,
+} from "./lib/tree/trainer_hook.ts";
