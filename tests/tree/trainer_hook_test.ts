@@ -95,6 +95,27 @@ Deno.test("afterStep with the reference engine: scheduled reallocations write ex
     }
   }
   assert.ok(moved > 0, "the run should have moved some dead children");
+  // Gating still holds with the moved parents (Eq. 6): an active child's parent is the root or
+  // active on the same token.
+  const final = await engine.readState();
+  const offsets = [0, 4, 12];
+  const codes = await engine.encode(randn(64 * config.dIn, 999), 64);
+  let gated = 0;
+  for (let b = 0; b < 64; b++) {
+    const row = new Map<number, number>();
+    for (let s = 0; s < codes.K; s++) {
+      row.set(codes.idx[b * codes.K + s], codes.val[b * codes.K + s]);
+    }
+    for (const [f, v] of row) {
+      if (f < 4 || !(v > 1e-3)) continue;
+      const l = f < 12 ? 1 : 2;
+      const p = final.parents[l][f - offsets[l]];
+      if (p === offsets[l]) continue;
+      gated++;
+      assert.ok((row.get(p) ?? 0) > 1e-3, `row ${b}: feature ${f} active without its parent ${p}`);
+    }
+  }
+  assert.ok(gated > 0, "some active child should have a non-root parent");
   assert.deepEqual((await engine.readState()).parents, frozenParents);
   const events = records.filter((r) => r.event !== "reallocation-followup").map((r) => r.step);
   assert.deepEqual(events, [5, 15, 25, 30]);
