@@ -175,3 +175,48 @@ Deno.test("toGpu uploads f16 batches widened to f32 and f32 batches as they are"
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("f16 shards hold exactly lib/util/f16.ts's rounding, including ties, subnormals, -0 and the largest finite", async () => {
+  const dir = await tempDir();
+  try {
+    const special = [
+      0,
+      -0,
+      1,
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      2 ** -24,
+      2 ** -25,
+      3 * 2 ** -26,
+      6e-8,
+      65504,
+      65519,
+      -65519,
+      1e-10,
+    ];
+    const x = new Float32Array([
+      ...special,
+      ...randn(8192 - special.length, 3).map((v) => v * 1e-4),
+    ]);
+    const w = await ActivationWriter.create(dir, {
+      dIn: 64,
+      dtype: "f16",
+      shardTokens: 50,
+      provenance: {},
+    });
+    await w.append(x);
+    await w.close();
+    const reader = await ActivationReader.open(dir);
+    const got = new Uint16Array(x.length);
+    let at = 0;
+    for await (const b of reader.batches({ batchSize: 30 })) {
+      got.set(b.x as Uint16Array, at);
+      at += b.x.length;
+    }
+    const want = Uint16Array.from(x, (v) => f32ToF16Bits(v));
+    const firstBad = got.findIndex((v, i) => v !== want[i]);
+    assert.equal(firstBad, -1, `value ${x[firstBad]}: bits ${got[firstBad]} != ${want[firstBad]}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
