@@ -17,6 +17,9 @@
 //   is eligible (ungated, or its parent is the root, or the parent's value on this row, chosen by an
 //   earlier layer, exceeds FIRE_THRESHOLD) else 0; the k_l best scores of the layer (ties → lower
 //   index) go to slots [first slot, first slot + k_l) in descending order, val = max(score, 0).
+// Entry select_batch (BatchTopK, after kernels/batch_topk.wgsl found the batch threshold): binding 6
+//   holds [threshold key T, k_row for each batch row]; layers = one layer {0, n, K, 0}; the row keeps its k_row largest max(pre, 0)
+//   among keys ≥ T (ties → lower index) in slots [0, k_row) of K, the rest unused.
 // Entry select_aux: candidates = dead features of layer u.auxLayer that are eligible (gate from the
 //   row's main slots); the top min(u.kAux, #candidates) pre values (ties → lower index), auxVal =
 //   max(pre, 0); the rest of the row's KA slots are unused.
@@ -64,7 +67,6 @@ var<workgroup> eqScan: array<u32, WG>;
 // [2] 1 when every key ≥ T is taken (early stop), [3] k to take, [4] prefix mask, [5] done.
 var<workgroup> st: array<u32, 6>;
 var<workgroup> stDone: u32;
-var<workgroup> stK: u32;
 
 // Order-preserving map f32 → u32 (larger float ↔ larger key); -0 is mapped as +0.
 fn key_of(v: f32) -> u32 {
@@ -94,19 +96,28 @@ fn eligible(i: u32, o: u32) -> bool {
   return p == o || has_fired(p);
 }
 
-// Whether feature i takes part (aux: dead and eligible; main: always) and its selection key.
-fn candidate(aux: bool, base: u32, i: u32, o: u32) -> vec2u {
+const MODE_MAIN: u32 = 0u;
+const MODE_AUX: u32 = 1u;
+const MODE_BATCH: u32 = 2u;
+
+// Whether feature i takes part and its selection key. Main: always, key of the gated score. Aux:
+// dead and eligible, key of pre. Batch: key of max(pre, 0) at or above the batch threshold dead[0].
+fn candidate(mode: u32, base: u32, i: u32, o: u32) -> vec2u {
   let p = pre[base + i];
-  if (aux) {
+  if (mode == MODE_AUX) {
     let ok = dead[i] != 0u && eligible(i, o);
     return vec2u(select(0u, 1u, ok), key_of(p));
+  }
+  if (mode == MODE_BATCH) {
+    let key = key_of(max(p, 0.0));
+    return vec2u(select(0u, 1u, key >= dead[0]), key);
   }
   return vec2u(1u, key_of(select(0.0, p, eligible(i, o))));
 }
 
 // Select the top k of layer (o, s) on chunk row `r`, writing slots [slot0, slot0 + k) of `outRow`
 // in either the main or the aux slot arrays. All invocations must call it (it has barriers).
-fn select_layer(aux: bool, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32) {
+fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32) {
   let base = r * u.n;
   // Radix select of the k-th largest key among the candidates.
   var prefix = 0u;
@@ -116,7 +127,7 @@ fn select_layer(aux: bool, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
     for (var b = t; b < 256u; b += WG) { atomicStore(&hist[b], 0u); }
     workgroupBarrier();
     for (var i = o + t; i < o + s; i += WG) {
-      let c = candidate(aux, base, i, o);
+      let c = candidate(mode, base, i, o);
       if (c.x != 0u && (c.y & mask) == prefix) { atomicAdd(&hist[(c.y >> shift) & 255u], 1u); }
     }
     workgroupBarrier();
@@ -173,7 +184,7 @@ fn select_layer(aux: bool, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
   var eq = 0u;
   if (!takeAllGE) {
     for (var i = c0; i < c1; i++) {
-      let c = candidate(aux, base, i, o);
+      let c = candidate(mode, base, i, o);
       if (c.x != 0u && c.y == T) { eq++; }
     }
   }
@@ -191,7 +202,7 @@ fn select_layer(aux: bool, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
   workgroupBarrier();
   var eqBefore = eqScan[t];
   for (var i = c0; i < c1; i++) {
-    let c = candidate(aux, base, i, o);
+    let c = candidate(mode, base, i, o);
     if (c.x == 0u) { continue; }
     var take = false;
     if (takeAllGE) {
@@ -214,7 +225,7 @@ fn select_layer(aux: bool, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
   // Place winners by exact rank: value descending, index ascending.
   for (var c = t; c < k; c += WG) {
     if (c >= kk) {
-      if (aux) {
+      if (mode == MODE_AUX) {
         auxIdx[outBase + c] = NO_SLOT;
         auxVal[outBase + c] = 0.0;
       } else {
@@ -231,13 +242,13 @@ fn select_layer(aux: bool, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
       if (kq > ki || (kq == ki && candIdx[q] < ii)) { rank++; }
     }
     let v = max(value_of(ki), 0.0);
-    if (aux) {
+    if (mode == MODE_AUX) {
       auxIdx[outBase + rank] = ii;
       auxVal[outBase + rank] = v;
     } else {
       idx[outBase + rank] = ii;
       val[outBase + rank] = v;
-      if (v > FIRE_THRESHOLD) { mark_fired(ii); }
+      if (mode == MODE_MAIN && v > FIRE_THRESHOLD) { mark_fired(ii); }
     }
   }
   workgroupBarrier();
@@ -257,7 +268,7 @@ fn select_topk(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l:
   let rowBase = (u.rowOffset + r) * u.K;
   for (var layer = 0u; layer < u.L; layer++) {
     let lay = layers[layer];
-    select_layer(false, t, r, lay.x, lay.y, lay.z, rowBase + lay.w);
+    select_layer(MODE_MAIN, t, r, lay.x, lay.y, lay.z, rowBase + lay.w);
   }
 }
 
@@ -275,5 +286,20 @@ fn select_aux(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: 
   }
   workgroupBarrier();
   let lay = layers[u.auxLayer];
-  select_layer(true, t, r, lay.x, lay.y, u.kAux, row * u.kAux);
+  select_layer(MODE_AUX, t, r, lay.x, lay.y, u.kAux, row * u.kAux);
+}
+
+@compute @workgroup_size(WG)
+fn select_batch(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let r = w.y * u.row_stride + w.x;
+  if (r >= u.rows) { return; }
+  let row = u.rowOffset + r;
+  // dead = batch info from kernels/batch_topk.wgsl: [0] threshold key, [1 + row] slots this row keeps.
+  for (var c = l.x; c < u.K; c += WG) {
+    idx[row * u.K + c] = NO_SLOT;
+    val[row * u.K + c] = 0.0;
+  }
+  workgroupBarrier();
+  let lay = layers[0];
+  select_layer(MODE_BATCH, l.x, r, lay.x, lay.y, dead[1u + row], row * u.K);
 }

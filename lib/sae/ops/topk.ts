@@ -97,7 +97,7 @@ const dummies = new WeakMap<GPUDevice, GPUBuffer[]>();
  * ungated, dead in select_topk), [1] the written AuxK slots of select_topk. The entry points share
  * helper functions, so each statically uses all nine bindings.
  */
-function dummy(gpu: Gpu, which: 0 | 1): GPUBuffer {
+export function topkDummy(gpu: Gpu, which: 0 | 1): GPUBuffer {
   let b = dummies.get(gpu.device);
   if (!b) {
     dummies.set(
@@ -158,7 +158,8 @@ function params(
   return { grid, u };
 }
 
-function selectKernel(entry: string, layout: SelectionLayout): Kernel {
+/** The topk.wgsl kernel of an entry point, with the bitset size a layout needs. */
+export function selectKernelFor(entry: string, layout: SelectionLayout): Kernel {
   return { file: "topk.wgsl", entry, constants: { WG, FIRE_WORDS: fireWords(layout) } };
 }
 
@@ -174,11 +175,11 @@ export function selectTopKOp(
 ): Dispatch[] {
   if (sizes.rows === 0) return [];
   const { grid, u } = params(gpu, layout, sizes, { layer: 0, kAux: 0 });
-  const parents = layout.gated ? buffers.parents : dummy(gpu, 0);
+  const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
   if (!parents) throw new ArborError("tree selection: the gated layout needs a parents buffer");
-  const unused = dummy(gpu, 1);
+  const unused = topkDummy(gpu, 1);
   return [{
-    kernel: selectKernel("select_topk", layout),
+    kernel: selectKernelFor("select_topk", layout),
     buffers: [
       buffers.pre,
       buffers.layerTable,
@@ -186,7 +187,7 @@ export function selectTopKOp(
       buffers.idx,
       buffers.val,
       u,
-      dummy(gpu, 0),
+      topkDummy(gpu, 0),
       unused,
       unused,
     ],
@@ -220,10 +221,10 @@ export function selectAuxOp(
   }
   if (sizes.rows === 0) return [];
   const { grid, u } = params(gpu, layout, sizes, { layer: sizes.auxLayer, kAux: sizes.kAux });
-  const parents = layout.gated ? buffers.parents : dummy(gpu, 0);
+  const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
   if (!parents) throw new ArborError("tree AuxK: the gated layout needs a parents buffer");
   return [{
-    kernel: selectKernel("select_aux", layout),
+    kernel: selectKernelFor("select_aux", layout),
     buffers: [
       buffers.pre,
       buffers.layerTable,
