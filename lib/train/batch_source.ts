@@ -95,7 +95,7 @@ export interface StoreSourceOptions {
 export async function storeSource(
   dir: string,
   opts: StoreSourceOptions,
-): Promise<BatchSource & { totalTokens: number }> {
+): Promise<BatchSource & { totalTokens: number; provenance: Record<string, unknown> }> {
   const reader = await ActivationReader.open(dir, {});
   if (opts.expectDIn !== undefined && reader.dIn !== opts.expectDIn) {
     throw new ArborError(
@@ -115,6 +115,7 @@ export async function storeSource(
     dIn: reader.dIn,
     name: dir,
     totalTokens: reader.totalTokens,
+    provenance: reader.manifest.provenance,
     async next() {
       const b = await stream.nextBatch();
       if (!b) return null;

@@ -55,6 +55,8 @@ export interface TrainerProgress {
   tokensSeen: number;
   /** Rows per batch (converts token counts to the reference's step counts). */
   batchSize: number;
+  /** Tokens the run is planned for (resume continues to it unless told otherwise). */
+  maxTokens: number;
   /** The data stream's cursor after the last trained batch (store ReadCursor), or null. */
   cursor: unknown;
   /** State of the trainer's Rng (lib/util/rng.ts). */
@@ -171,6 +173,7 @@ export async function saveCheckpoint(dir: string, ck: Checkpoint, info: Checkpoi
         step: ck.state.step,
         tokens_seen: ck.progress.tokensSeen,
         batch_size: ck.progress.batchSize,
+        max_tokens: ck.progress.maxTokens,
         threshold: ck.state.threshold,
         rng_state: ck.progress.rngState,
         cursor: ck.progress.cursor ?? null,
@@ -299,6 +302,13 @@ function expectShape(path: string, name: string, got: number[], want: number[], 
   if (got.length !== want.length || got.some((g, i) => g !== want[i])) {
     throw new DataError(`${path}: ${name} has shape [${got}], expected [${want}] (${hint})`);
   }
+}
+
+/** The provenance stored in a checkpoint's config.json (metadata without Arbor's own block). */
+export async function readCheckpointInfo(dir: string): Promise<CheckpointInfo> {
+  const raw = await readJson(join(dir, CONFIG_FILE));
+  const { arbor: _, ...info } = (raw.metadata ?? {}) as Record<string, unknown>;
+  return info as CheckpointInfo;
 }
 
 /** A model loaded from a checkpoint folder; `state` holds zero moments when there is no trainer state. */
@@ -437,6 +447,7 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
     progress: {
       tokensSeen: num("tokens_seen"),
       batchSize,
+      maxTokens: num("max_tokens"),
       cursor: tj.cursor ?? null,
       rngState: num("rng_state"),
       hooks: (tj.hooks ?? {}) as Record<string, unknown>,

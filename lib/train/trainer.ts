@@ -94,9 +94,17 @@ export interface TrainResult {
   last: StepStats | null;
 }
 
-/** Fresh trainer progress for a run with `batchSize` rows per batch. */
-export function freshProgress(batchSize: number, rngState = 0): TrainerProgress {
-  return { tokensSeen: 0, batchSize, cursor: null, rngState, hooks: {}, hookTensors: {} };
+/** Fresh trainer progress for a run of `maxTokens` tokens in batches of `batchSize` rows. */
+export function freshProgress(batchSize: number, maxTokens: number, rngState = 0): TrainerProgress {
+  return {
+    tokensSeen: 0,
+    batchSize,
+    maxTokens,
+    cursor: null,
+    rngState,
+    hooks: {},
+    hookTensors: {},
+  };
 }
 
 /** Create the output folder and prove it is writable before any work (clear error otherwise). */
@@ -149,8 +157,9 @@ class Run {
       throw new ArborError(`train: logEvery must be ≥ 1 and checkpointEvery ≥ 0`);
     }
     this.#o = o;
-    this.#progress = structuredClone(o.progress ?? freshProgress(o.batchSize));
+    this.#progress = structuredClone(o.progress ?? freshProgress(o.batchSize, o.maxTokens));
     this.#progress.batchSize = o.batchSize;
+    this.#progress.maxTokens = o.maxTokens;
     this.#sink = o.progressSink === undefined ? stdoutSink() : o.progressSink;
   }
 

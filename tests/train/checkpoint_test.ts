@@ -34,7 +34,7 @@ async function treeCheckpoint(): Promise<Checkpoint> {
   });
   const eng = new ReferenceEngine(config);
   for (let i = 0; i < 3; i++) await eng.step(randn(8 * 5, i), 8);
-  const progress = freshProgress(8, 1234);
+  const progress = freshProgress(8, 80, 1234);
   progress.tokensSeen = 24;
   progress.cursor = { format: "arbor-array-cursor", epoch: 0, row: 24 };
   progress.hooks = { tree: { next: 30 } };
