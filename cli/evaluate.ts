@@ -13,12 +13,17 @@ import type { SaeEngine } from "../lib/sae/engine.ts";
 import type { LoadedSae } from "../lib/train/checkpoint.ts";
 import { getGpu, type Gpu } from "../lib/gpu/device.ts";
 import { numFeatures } from "../lib/sae/config.ts";
-import { readEvalRows } from "../lib/eval/eval_data.ts";
+import { type EvalRows, readEvalRows } from "../lib/eval/eval_data.ts";
+import { downstreamMetrics } from "../lib/eval/downstream.ts";
+import { loadGpt2Model } from "../lib/lm/load.ts";
+import { resolveModel } from "../lib/lm/model_files.ts";
+import { parseHook } from "../lib/lm/hooks.ts";
 import {
   ACTIVATION_METRICS,
   DEFAULT_PROBE_TOKENS,
   evaluateSae,
   type MetricName,
+  type MetricsRecord,
   MODEL_METRICS,
 } from "../lib/eval/evaluate_sae.ts";
 import { HIERARCHY_MIN_CHILD_COUNT, HIERARCHY_PARENTS } from "../lib/eval/probes.ts";
@@ -36,6 +41,8 @@ import {
 export const RESULT_FILE = "eval.json";
 /** Tokens evaluated by default (paper App. D.2 averages over 128K tokens). */
 export const DEFAULT_EVAL_TOKENS = 131072;
+/** Tokens of the downstream CE metric by default (each runs through the model three times). */
+export const DEFAULT_CE_TOKENS = 16384;
 
 /** Flags of `evaluate`. */
 export const spec: CommandSpec = {
@@ -88,6 +95,20 @@ export const spec: CommandSpec = {
       help: "epochs of each probe fit",
     },
     "batch-size": { type: "int", default: 1024, help: "tokens per encoder call" },
+    model: {
+      type: "string",
+      help: "downstream: language model folder or hub id (default: the dataset's provenance.model)",
+    },
+    "ce-tokens": {
+      type: "int",
+      default: DEFAULT_CE_TOKENS,
+      help: "downstream: tokens (whole windows) run through the model three times",
+    },
+    kl: {
+      type: "boolean",
+      help: "downstream: also the KL divergence to the clean model (full logits, slower)",
+    },
+    offline: { type: "boolean", help: "downstream: never download the model" },
     kernels: {
       type: "string",
       default: "gpu",
@@ -119,6 +140,10 @@ export interface EvaluateArgs {
   probeEpochs: number;
   batchSize: number;
   kernels: "gpu" | "reference";
+  model: string | undefined;
+  ceTokens: number;
+  kl: boolean;
+  offline: boolean;
 }
 
 /** Check the flags; throws UsageError naming the bad one. */
@@ -166,6 +191,10 @@ export function parseEvaluateArgs(p: ParsedCommand): EvaluateArgs {
     probeEpochs: positive("probe-epochs"),
     batchSize: positive("batch-size"),
     kernels,
+    model: f.model as string | undefined,
+    ceTokens: positive("ce-tokens"),
+    kl: Boolean(f.kl),
+    offline: Boolean(f.offline),
   };
 }
 
@@ -247,10 +276,12 @@ export async function evaluateCheckpoint(
           " from --metrics",
       );
     }
-    throw new NotImplementedError(
-      `evaluate: --metrics ${m} (issue #7 items 5-6, language-model metrics) is not implemented yet; ` +
-        `use ${ACTIVATION_METRICS.join(",")}`,
-    );
+    if (m === "absorption") {
+      throw new NotImplementedError(
+        "evaluate: --metrics absorption (first-letter absorption/splitting, issue #7 item 6) is not " +
+          `implemented yet; use ${[...ACTIVATION_METRICS, "downstream"].join(",")}`,
+      );
+    }
   }
   const engine = makeEngine(sae);
   try {
@@ -275,6 +306,9 @@ export async function evaluateCheckpoint(
         },
       },
     );
+    if (a.metrics.includes("downstream")) {
+      metrics.downstream = await downstreamFor(gpu, engine, rows, dataDir, a);
+    }
     const m = rows.manifest;
     return makeResult({
       name: basename(resolve(dir)),
@@ -294,6 +328,70 @@ export async function evaluateCheckpoint(
     });
   } finally {
     engine.destroy();
+  }
+}
+
+/** The downstream CE metric of one SAE on the dataset's token windows (provenance: model, hook, context). */
+async function downstreamFor(
+  gpu: Gpu | null,
+  engine: SaeEngine,
+  rows: EvalRows,
+  dataDir: string,
+  a: EvaluateArgs,
+): Promise<NonNullable<MetricsRecord["downstream"]>> {
+  const mpath = join(dataDir, "manifest.json");
+  const prov = rows.manifest.provenance;
+  const spec = a.model ?? (typeof prov.model === "string" ? prov.model : undefined);
+  if (!spec) throw new DataError(`${mpath}: provenance names no model; pass --model DIR`);
+  if (typeof prov.hook !== "string") {
+    throw new DataError(
+      `${mpath}: provenance names no hook (e.g. "resid_pre.5"); re-extract with arbor extract`,
+    );
+  }
+  const context = prov.context;
+  if (typeof context !== "number" || !(context > 0)) {
+    throw new DataError(
+      `${mpath}: provenance has no window length (context); re-extract with arbor extract`,
+    );
+  }
+  const windows = Math.floor(Math.min(a.ceTokens, rows.rows) / context);
+  if (windows === 0) {
+    throw new DataError(
+      `${mpath}: downstream needs at least one whole window of ${context} tokens; raise --tokens/--ce-tokens`,
+    );
+  }
+  const device = gpu ?? await getGpu({ quiet: true });
+  const model = await loadGpt2Model(device, await resolveModel(spec, { offline: a.offline }));
+  try {
+    if (model.config.nEmbd !== rows.d) {
+      throw new DataError(
+        `${mpath}: model ${spec} has width ${model.config.nEmbd} but the activations have d_in = ${rows.d}; ` +
+          "pass the model the dataset was extracted from (--model)",
+      );
+    }
+    const hook = parseHook(prov.hook, model.config.nLayer);
+    const result = await downstreamMetrics({
+      model,
+      hook,
+      tokens: rows.tokenIds!.subarray(0, windows * context),
+      seq: context,
+      windowsPerPass: a.kl ? 1 : 8,
+      kl: a.kl,
+      reconstruct: async (x, n) => {
+        const out = new Float32Array(x.length);
+        for (let r0 = 0; r0 < n; r0 += a.batchSize) {
+          const B = Math.min(a.batchSize, n - r0);
+          out.set(
+            await engine.reconstruct(x.subarray(r0 * rows.d, (r0 + B) * rows.d), B),
+            r0 * rows.d,
+          );
+        }
+        return out;
+      },
+    });
+    return { ...result, params: { model: spec, hook: prov.hook, tokens: windows * context } };
+  } finally {
+    model.destroy();
   }
 }
 

@@ -29,6 +29,7 @@ import {
 import { treeChildren } from "./tree_children.ts";
 import { CooccurrenceAccumulator, type CooccurrenceResult } from "./cooccurrence.ts";
 import { composition, COMPOSITION_BLOCK } from "./composition.ts";
+import type { DownstreamResult } from "./downstream.ts";
 
 /** Metrics `evaluate` computes from activations alone. */
 export const ACTIVATION_METRICS = [
@@ -105,6 +106,8 @@ export interface MetricsRecord {
   hierarchy?: HierarchySummary;
   cooccurrence?: CooccurrenceResult & { params: { definition: string } };
   composition?: { meanMaxCosine: number; params: { block: number } };
+  /** Language-model metrics (computed by the caller that holds the model; downstream.ts). */
+  downstream?: DownstreamResult & { params: { model: string; hook: string; tokens: number } };
 }
 
 function variantName(v: { binary: boolean; scaled: boolean }): string {

@@ -112,6 +112,11 @@ const ROWS: [string, Getter][] = [
   ["mean S_res (tree)", (r) => r.metrics.hierarchy?.tree?.meanSRes],
   ["sibling co-occurrence", (r) => r.metrics.cooccurrence?.rate],
   ["composition (mean max cos)", (r) => r.metrics.composition?.meanMaxCosine],
+  ["CE clean", (r) => r.metrics.downstream?.cleanCe],
+  ["CE with SAE spliced", (r) => r.metrics.downstream?.saeCe],
+  ["CE zero-ablated", (r) => r.metrics.downstream?.zeroCe],
+  ["CE loss recovered", (r) => r.metrics.downstream?.ceRecovered],
+  ["KL to clean (nats/token)", (r) => r.metrics.downstream?.kl],
 ];
 
 /** Side-by-side table of several results (one column per SAE); one result gives the plain table. */

@@ -126,6 +126,67 @@ Deno.test("evaluate names a d_in mismatch and a dataset without token files for 
   }
 });
 
+Deno.test("evaluate --metrics downstream splices the SAE into the dataset's model", async () => {
+  const root = await Deno.makeTempDir({ prefix: "arbor-eval-cli-" });
+  try {
+    const fixtureModel = new URL("../../fixtures/tiny-gpt2", import.meta.url).pathname;
+    const config = makeConfig({ arch: "topk", dIn: 64, layers: [32], k: 4, seed: 3 });
+    const progress = {
+      tokensSeen: 0,
+      batchSize: 64,
+      maxTokens: 0,
+      cursor: null,
+      rngState: 0,
+      hooks: {},
+      hookTensors: {},
+    };
+    await saveCheckpoint(join(root, "sae"), { config, state: initState(config), progress });
+    const w = await ActivationWriter.create(join(root, "acts"), {
+      dIn: 64,
+      dtype: "f32",
+      tokens: true,
+      provenance: { model: fixtureModel, hook: "resid_pre.1", context: 16 },
+    });
+    const rows = 40; // two whole windows of 16, plus a partial one that is left out
+    await w.append(randn(rows * 64, 9), {
+      tokenIds: Uint32Array.from({ length: rows }, (_, i) => (i * 7919) % 50257),
+      docIds: new Uint32Array(rows),
+      positions: Uint32Array.from({ length: rows }, (_, i) => i % 16),
+    });
+    await w.close();
+    const r = await run([
+      "evaluate",
+      join(root, "sae"),
+      "--data",
+      join(root, "acts"),
+      "--metrics",
+      "reconstruction,downstream",
+      "--kl",
+      "--quiet",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const res = parseResult(await Deno.readTextFile(join(root, "sae", "eval.json")), "eval.json");
+    const ds = res.metrics.downstream!;
+    assert.deepEqual(ds.params, { model: fixtureModel, hook: "resid_pre.1", tokens: 32 });
+    assert.equal(ds.windows, 2);
+    assert.ok(Number.isFinite(ds.ceRecovered) && ds.kl! >= 0 && ds.zeroCe > 0);
+    assert.match(res.not_computed.absorption, /not requested/);
+    assert.match(r.out, /CE loss recovered/);
+    const abs = await run([
+      "evaluate",
+      join(root, "sae"),
+      "--data",
+      join(root, "acts"),
+      "--metrics",
+      "absorption",
+    ]);
+    assert.equal(abs.code, 3);
+    assert.match(abs.err, /absorption .* is not implemented yet/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("parseEvaluateArgs rejects unknown metrics, result files without --compare, no input", () => {
   const parse = (argv: string[]) => parseEvaluateArgs(parseCommand(spec, argv));
   assert.throws(() => parse(["runs/a", "--metrics", "mse"]), /unknown metric "mse" in --metrics/);
