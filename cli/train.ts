@@ -22,7 +22,8 @@ import {
 } from "../lib/train/checkpoint.ts";
 import { createEngine, type EngineKind } from "../lib/train/engine_factory.ts";
 import { ensureWritableDir, METRICS_FILE, train, type TrainerHook } from "../lib/train/trainer.ts";
-import { treeAllocationHook } from "../lib/train/tree_hook.ts";
+import { treeTrainerHook } from "../lib/tree/trainer_hook.ts";
+import { getPreset, PRESET_NAMES } from "../lib/tree/presets.ts";
 import { ensureDefaultDataset } from "../lib/synth/default.ts";
 
 /** Rows per batch (paper App. C trains with batches of 4096 tokens). */
@@ -68,6 +69,12 @@ export const spec: CommandSpec = {
   summary: "train a Tree SAE or a baseline on stored activations",
   usage: "deno run -A cli/main.ts train [--data DIR --out DIR] [flags]",
   flags: {
+    preset: {
+      type: "string",
+      help: `paper configuration (arch, layers, k, AuxK α; App. C Tables 1–2): ${
+        PRESET_NAMES.join(", ")
+      }`,
+    },
     arch: { type: "string", help: `architecture: ${SAE_ARCHS.join(" | ")} (default: tree)` },
     data: {
       type: "string",
@@ -147,6 +154,7 @@ export const spec: CommandSpec = {
   examples: [
     "deno run -A cli/main.ts train                      # demo: Tree SAE on the built-in synthetic hierarchy",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/tree4 --arch tree --layers 1536,3072,9216,10752 --k-per-layer 21,5,4,2",
+    "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/tree4-32 --preset tree-4layer-l0-32",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/topk --arch topk --n-features 24576 --k 32",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/mat --arch matryoshka --layers 1536,3072,9216,10752 --k 32",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --resume runs/tree4      # after Ctrl-C",
@@ -224,8 +232,33 @@ export function parseTrainArgs(flags: ParsedFlags): TrainPlan {
   return plan;
 }
 
+/** Flags a --preset sets (giving one of them too is ambiguous). */
+const PRESET_FLAGS = ["arch", "k", "n-features", "layers", "k-per-layer", "aux-alpha"];
+
 /** The SaeConfig from the model flags (dIn is filled in from the data later; 1 as a placeholder). */
 function modelConfig(flags: ParsedFlags, demo: boolean): SaeConfig {
+  const presetName = flags.preset as string | undefined;
+  if (presetName !== undefined) {
+    const clash = PRESET_FLAGS.find((f) => flags[f] !== undefined);
+    if (clash) {
+      throw new UsageError(
+        `train: --${clash} conflicts with --preset (the preset sets it); drop one`,
+      );
+    }
+    const p = getPreset(presetName);
+    return makeConfig({
+      arch: p.arch,
+      dIn: 1,
+      layers: p.layers,
+      k: p.k,
+      kPerLayer: p.kPerLayer,
+      auxAlpha: p.auxAlpha,
+      auxK: positiveInt(flags, "aux-k", 0),
+      deadTokens: positiveInt(flags, "dead-tokens"),
+      lr: num(flags, "lr"),
+      seed: positiveInt(flags, "seed", 0),
+    }, `--preset ${presetName}`);
+  }
   const arch = (flags.arch as string | undefined) ?? DEMO.arch;
   if (!SAE_ARCHS.includes(arch as SaeArch)) {
     throw new UsageError(`train: --arch must be one of ${SAE_ARCHS.join(", ")}, got "${arch}"`);
@@ -343,7 +376,7 @@ export async function runTrain(
     try {
       const hooks: TrainerHook[] = [];
       const tree = plan.reallocation
-        ? treeAllocationHook(config!, {
+        ? treeTrainerHook(config!, {
           totalSteps: Math.ceil(maxTokens / batch),
           batchTokens: batch,
         })

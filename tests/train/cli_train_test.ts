@@ -217,8 +217,56 @@ Deno.test("flag errors name the flag", () => {
   );
   assert.throws(() => plan(["--resume", "r", "--k", "3"]), UsageError);
   assert.throws(() => plan(["--engine", "cuda"]), /--engine must be gpu or reference/);
+  assert.throws(
+    () => plan(["--data", "d", "--out", "o", "--preset", "tree-4layer-l0-32", "--k", "3"]),
+    /--k conflicts with --preset/,
+  );
+  const preset = plan(["--data", "d", "--out", "o", "--preset", "tree-4layer-l0-32"]);
+  assert.deepEqual(preset.config?.layers, [1536, 3072, 9216, 10752]);
+  assert.deepEqual(preset.config?.kPerLayer, [21, 5, 4, 2]);
   const demo = plan([]);
   assert.equal(demo.out, "runs/demo");
   assert.equal(demo.config?.arch, "tree");
   assert.deepEqual(demo.config?.kPerLayer, [2, 2, 1]);
+});
+
+Deno.test("SIGINT: the CLI writes a checkpoint, says how to resume, exits 130", async () => {
+  await withDir(async (dir) => {
+    const data = await dataset(join(dir, "data"), 5, 96);
+    const out = join(dir, "out");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "cli/main.ts",
+        "train",
+        ...BASE.filter((a) => a !== "-q"),
+        "--data",
+        data,
+        "--out",
+        out,
+        "--max-tokens",
+        "100000000",
+        "--log-every",
+        "1",
+      ],
+      cwd: new URL("../../", import.meta.url),
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const metrics = join(out, "metrics.jsonl");
+    for (let i = 0; i < 600; i++) { // up to 60 s for the child to start and log 3 steps
+      const text = await Deno.readTextFile(metrics).catch(() => "");
+      if (text.split("\n").length > 3) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill("SIGINT");
+    const { code, stdout } = await child.output();
+    const text = new TextDecoder().decode(stdout);
+    assert.equal(code, 130, text);
+    assert.match(text, /interrupted at step \d+; checkpoint saved in .*; continue with --resume/);
+    const ck = await loadCheckpoint(out);
+    assert.ok(ck.state.step >= 3);
+    assert.equal(ck.progress.tokensSeen, ck.state.step * 16);
+  });
 });
