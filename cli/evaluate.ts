@@ -3,12 +3,12 @@
  * checkpoints on stored activations, write one versioned JSON per SAE and print a table;
  * `--compare` prints the SAEs (or earlier result files) side by side.
  */
-import { basename, join, resolve } from "node:path";
+import { basename, isAbsolute, join, resolve } from "node:path";
 import { type CommandSpec, NotImplementedError, type ParsedCommand, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { DataError } from "../lib/errors.ts";
 import { CONFIG_FILE, loadSae } from "../lib/train/checkpoint.ts";
-import { ReferenceEngine } from "../lib/sae/reference_engine.ts";
+import { createEngine } from "../lib/train/engine_factory.ts";
 import type { SaeEngine } from "../lib/sae/engine.ts";
 import type { LoadedSae } from "../lib/train/checkpoint.ts";
 import { getGpu, type Gpu } from "../lib/gpu/device.ts";
@@ -112,7 +112,7 @@ export const spec: CommandSpec = {
     kernels: {
       type: "string",
       default: "gpu",
-      help: "gpu, or reference (TS twins of the eval kernels)",
+      help: "gpu, or reference (TS reference engine and TS twins of the eval kernels)",
     },
   },
   positionals: true,
@@ -230,19 +230,40 @@ export async function expandCheckpoints(dir: string): Promise<string[]> {
   return found.sort();
 }
 
-/** The dataset recorded in a checkpoint's config.json (metadata.data or metadata.dataset), if any. */
+/**
+ * The dataset recorded in a checkpoint's config.json (metadata.data, as `train` wrote it:
+ * relative to the folder train ran in), if any. A relative path that does not exist from
+ * here is tried relative to the checkpoint folder.
+ */
 async function recordedData(dir: string): Promise<string | undefined> {
   const raw = JSON.parse(await Deno.readTextFile(join(dir, CONFIG_FILE)));
   const meta = raw?.metadata ?? {};
   const v = meta.data ?? meta.dataset;
   if (typeof v !== "string" || v === "") return undefined;
+  if (isAbsolute(v) || await exists(v)) return v;
   return resolve(dir, v);
 }
 
-function makeEngine(sae: LoadedSae): SaeEngine {
-  // The TS reference engine encodes exactly as the contract says; the GPU engine can replace
-  // it here once lib/sae/gpu_engine.ts lands (same SaeEngine interface).
-  return new ReferenceEngine(sae.config, sae.state);
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The engine that encodes: the WebGPU engine when it works, else the TS reference (with a note). */
+function makeEngine(sae: LoadedSae, a: EvaluateArgs, quiet: boolean): Promise<SaeEngine> {
+  const notice = (line: string) => {
+    if (!quiet) console.error(line);
+  };
+  return createEngine(
+    a.kernels === "reference" ? "reference" : undefined,
+    sae.config,
+    sae.state,
+    notice,
+  );
 }
 
 /** Evaluate one checkpoint folder; returns its result record. */
@@ -250,6 +271,7 @@ export async function evaluateCheckpoint(
   gpu: Gpu | null,
   dir: string,
   a: EvaluateArgs,
+  quiet = false,
 ): Promise<EvalResult> {
   const sae = await loadSae(dir);
   const dataDir = a.data ?? await recordedData(dir);
@@ -283,7 +305,7 @@ export async function evaluateCheckpoint(
       );
     }
   }
-  const engine = makeEngine(sae);
+  const engine = await makeEngine(sae, a, quiet);
   try {
     const metrics = await evaluateSae(
       gpu,
@@ -417,7 +439,7 @@ export async function runEvaluate(p: ParsedCommand): Promise<number> {
   if (a.out && checkpoints.length > 1) await Deno.mkdir(a.out, { recursive: true });
   const gpu = a.kernels === "gpu" && checkpoints.length ? await getGpu({ quiet }) : null;
   for (const dir of checkpoints) {
-    const r = await evaluateCheckpoint(gpu, dir, a);
+    const r = await evaluateCheckpoint(gpu, dir, a, quiet);
     const out = a.out
       ? (checkpoints.length > 1 ? join(a.out, `${r.name}.json`) : a.out)
       : join(dir, RESULT_FILE);
