@@ -112,3 +112,69 @@ export {
   type TreeAllocatorState,
   treeTrainerHook,
 } from "./lib/tree/trainer_hook.ts";
+export {
+  DEFAULT_AUX_ALPHA,
+  DEFAULT_AUX_K,
+  DEFAULT_DEAD_TOKENS,
+  DEFAULT_LR,
+  featureLayers,
+  layerOffsets,
+  makeConfig,
+  numFeatures,
+  numLevels,
+  SAE_ARCHS,
+  type SaeArch,
+  type SaeConfig,
+  type SaeConfigInput,
+  slotsPerRow,
+  validateConfig,
+} from "./lib/sae/config.ts";
+export {
+  type AdamMoments,
+  checkStateShapes,
+  cloneState,
+  type EncodeResult,
+  initState,
+  type SaeEngine,
+  type SaeState,
+  type StepStats,
+} from "./lib/sae/engine.ts";
+export * as saeReference from "./lib/sae/reference/ops.ts";
+export { ReferenceEngine } from "./lib/sae/reference_engine.ts";
+export { Rng } from "./lib/util/rng.ts";
+export {
+  type Dtype as SafetensorsDtype,
+  readSafetensors,
+  SafeTensors,
+  serializeSafetensors,
+  type TensorData,
+  type TensorInfo,
+  writeSafetensors,
+} from "./lib/format/safetensors.ts";
+export {
+  type Checkpoint,
+  type CheckpointInfo,
+  loadCheckpoint,
+  type LoadedSae,
+  loadSae,
+  readCheckpointInfo,
+  saveCheckpoint,
+  type TrainerProgress,
+} from "./lib/train/checkpoint.ts";
+export {
+  arraySource,
+  type BatchSource,
+  type SourceBatch,
+  storeSource,
+} from "./lib/train/batch_source.ts";
+export { createEngine, type EngineKind } from "./lib/train/engine_factory.ts";
+export {
+  freshProgress,
+  type HookContext,
+  METRICS_FILE,
+  type ProgressSink,
+  train,
+  type TrainerHook,
+  type TrainOptions,
+  type TrainResult,
+} from "./lib/train/trainer.ts";
