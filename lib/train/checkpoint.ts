@@ -320,10 +320,13 @@ export interface LoadedSae {
 /**
  * Load the model of a checkpoint folder (ours or a reference/released one): config.json +
  * sae.safetensors, checked against each other (d_in, layer sizes, k_l ≤ s_l, parents
- * pointing only at earlier layers or the root). Optimiser moments are zero, the dead
- * counters come from steps_since_fired × `batchSize` tokens.
+ * pointing only at earlier layers or the root). Optimiser moments are zero. Dead counters:
+ * our trainer state's exact tokens_since_fired when present, else steps_since_fired ×
+ * `batchSize` tokens (default: the trainer state's batch size, or 1).
  */
-export async function loadSae(dir: string, batchSize = 1): Promise<LoadedSae> {
+export async function loadSae(dir: string, batchSize?: number): Promise<LoadedSae> {
+  const trainer = await readTrainerJson(dir);
+  batchSize ??= typeof trainer?.batch_size === "number" ? trainer.batch_size : 1;
   const cpath = join(dir, CONFIG_FILE);
   const spath = join(dir, SAE_FILE);
   const config = configFromJson(await readJson(cpath), cpath);
@@ -345,6 +348,12 @@ export async function loadSae(dir: string, batchSize = 1): Promise<LoadedSae> {
       : Array.from(st.i32("steps_since_fired"));
     state.tokensSinceFired = Uint32Array.from(steps, (s) => Math.min(0xffffffff, s * batchSize));
   }
+  if (trainer) {
+    const tt = await readSafetensors(join(dir, TRAINER_TENSORS_FILE));
+    if (tt.has("tokens_since_fired") && tt.info("tokens_since_fired").byteLength === n * 4) {
+      state.tokensSinceFired = tt.u32("tokens_since_fired").slice();
+    }
+  }
   if (config.arch === "tree") {
     const tensors: Record<string, BigInt64Array | Int32Array> = {};
     for (let l = 1; l < config.layers.length; l++) {
@@ -359,6 +368,16 @@ export async function loadSae(dir: string, batchSize = 1): Promise<LoadedSae> {
     state.parents = tree.parents;
   }
   return { config, state };
+}
+
+/** trainer_state.json of a folder, or null when there is none (a model-only checkpoint). */
+async function readTrainerJson(dir: string): Promise<Record<string, unknown> | null> {
+  try {
+    await Deno.stat(join(dir, TRAINER_JSON_FILE));
+  } catch {
+    return null;
+  }
+  return await readJson(join(dir, TRAINER_JSON_FILE));
 }
 
 /** A state of the right shapes (weights filled by the caller; zero moments and counters). */

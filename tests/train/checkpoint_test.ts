@@ -50,6 +50,10 @@ Deno.test("checkpoint round trip: model, optimiser, counters, tree, progress are
     assert.deepEqual(back.config, ck.config);
     assert.deepEqual(back.state, ck.state);
     assert.deepEqual(back.progress, ck.progress);
+    const model = await loadSae(dir); // model only: exact dead counters, zero moments
+    assert.deepEqual(model.state.tokensSinceFired, ck.state.tokensSinceFired);
+    assert.deepEqual(model.state.decW, ck.state.decW);
+    assert.ok(model.state.adam.encW.m.every((v) => v === 0));
     const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     assert.deepEqual(names, [
       "config.json",
