@@ -134,6 +134,8 @@ export class ReferenceEngine implements SaeEngine {
         return selectBatchTopK(pre, B, this.#n, c.k, slotsPerRow(c));
       case "tree":
         return selectTree(pre, B, this.#n, c.layers, c.kPerLayer, this.#state.parents);
+      default:
+        throw new ArborError(`the reference engine does not train arch "${c.arch}"`);
     }
   }
 

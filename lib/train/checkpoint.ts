@@ -27,6 +27,7 @@ import { VERSION } from "../version.ts";
 import {
   makeConfig,
   numFeatures,
+  SAE_ARCHS,
   type SaeArch,
   type SaeConfig,
   validateConfig,
@@ -98,10 +99,10 @@ export function referenceConfigJson(
     dead_threshold: 1e-3,
     standardize: true,
   };
-  if (c.arch === "topk" || c.arch === "batchtopk") {
-    Object.assign(out, { d_sae: n, k: c.k, auxk: c.auxK });
-  } else if (c.arch === "matryoshka") {
+  if (c.arch === "matryoshka") {
     Object.assign(out, { features_per_layer: c.layers, k: c.k, auxk: c.auxK, use_loss_var: true });
+  } else if (c.arch !== "tree") { // single-dictionary architectures
+    Object.assign(out, { d_sae: n, k: c.k, auxk: c.auxK });
   } else {
     Object.assign(out, {
       features_per_layer: c.layers,
@@ -253,7 +254,7 @@ export function configFromJson(raw: Record<string, unknown>, path: string): SaeC
 
 function configFromReference(raw: Record<string, unknown>, path: string): SaeConfig {
   const type = raw.type as string;
-  const known: SaeArch[] = ["topk", "batchtopk", "matryoshka", "tree"];
+  const known = SAE_ARCHS;
   if (!known.includes(type as SaeArch)) {
     throw new DataError(
       `${path}: type "${type}" is not an SAE Arbor can load (${known.join(", ")})`,
@@ -272,10 +273,9 @@ function configFromReference(raw: Record<string, unknown>, path: string): SaeCon
     }
     return v;
   };
-  const layers = arch === "topk" || arch === "batchtopk"
-    ? [num("d_sae")]
-    : list("features_per_layer");
-  if (raw.d_sae !== undefined && arch !== "topk" && arch !== "batchtopk") {
+  const layered = arch === "tree" || arch === "matryoshka";
+  const layers = layered ? list("features_per_layer") : [num("d_sae")];
+  if (raw.d_sae !== undefined && layered) {
     const sum = layers.reduce((a, b) => a + b, 0);
     if (raw.d_sae !== sum) {
       throw new DataError(
