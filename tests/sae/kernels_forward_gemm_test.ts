@@ -4,6 +4,13 @@ import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import { standardizeOp, unstandardizeOp } from "../../lib/sae/ops/standardize.ts";
 import { encoderGemmOp, type GemmVariant } from "../../lib/sae/ops/encoder_gemm.ts";
+import { encoderGemmWgsl } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
+import assert from "node:assert/strict";
+
+Deno.test("kernels/encoder_gemm.wgsl is what its generator writes", async () => {
+  const file = await Deno.readTextFile(new URL("../../kernels/encoder_gemm.wgsl", import.meta.url));
+  assert.ok(file === encoderGemmWgsl(), "re-run: deno run -A lib/sae/ops/encoder_gemm_wgsl.ts");
+});
 
 Deno.test("standardize and unstandardize kernels match the TS twin (odd sizes)", async () => {
   const gpu = await testGpu();
@@ -51,7 +58,7 @@ Deno.test("encoder GEMM variants match the TS twin at awkward sizes, in row chun
       encW: uploadStorage(gpu, encW, "encW"),
       bDec: uploadStorage(gpu, bDec, "bDec"),
     };
-    for (const variant of ["blocked", "tiled"] as GemmVariant[]) {
+    for (const variant of ["wide", "tiled"] as GemmVariant[]) {
       // Two chunks: rows [0, h) and [h, B), each into its own pre buffer.
       const h = Math.ceil(B / 2);
       const chunks = [[0, h], [h, B - h]].filter(([, rows]) => rows > 0);

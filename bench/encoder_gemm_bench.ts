@@ -1,0 +1,115 @@
+/**
+ * Encoder GEMM and top-k throughput on this machine's WebGPU adapter (issue 3's speed figures).
+ *
+ *   deno run -A bench/encoder_gemm_bench.ts [--variant wide|tiled] [--reps 2] [--n 24576,6144]
+ *
+ * For each n: pre = (xs − bDec)·encWᵀ at B = 4096, d = 768 in row chunks (the largest that fit one
+ * storage binding), timed on the GPU (timestamp queries when available), reported as GFLOP/s
+ * (2·B·d·n FLOPs); then the per-row top-32 over the same [B, n] pre (chunked the same way).
+ * Checks first (a sampled row of pre against a float64 dot product), then times; prints a
+ * markdown table to paste into bench/README.md. Never run from tests.
+ */
+import { parseArgs } from "node:util";
+import { getGpu } from "../lib/gpu/device.ts";
+import { createStorage, readF32, uploadStorage } from "../lib/gpu/buffer.ts";
+import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
+import type { Dispatch } from "../lib/gpu/kernel.ts";
+import { timeGpu } from "../lib/gpu/timer.ts";
+import { releaseUniforms } from "../lib/sae/ops/grid.ts";
+import {
+  defaultGemmVariant,
+  encoderGemmOp,
+  type GemmVariant,
+  maxGemmChunkRows,
+} from "../lib/sae/ops/encoder_gemm.ts";
+import { createLayerTable, selectTopKOp } from "../lib/sae/ops/topk.ts";
+
+/** The issue's benchmark shape (paper-scale GPT-2 small SAE). */
+const B = 4096, D = 768, K = 32;
+
+async function timeDispatches(gpu: Awaited<ReturnType<typeof getGpu>>, dispatches: Dispatch[]) {
+  const pipelines = await Promise.all(dispatches.map((x) => getPipeline(gpu, x.kernel)));
+  return await timeGpu(gpu, (enc) => encodeDispatches(gpu, enc, dispatches, pipelines));
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      variant: { type: "string" },
+      reps: { type: "string", default: "2" },
+      n: { type: "string", default: "24576,6144" },
+    },
+  });
+  const gpu = await getGpu({ quiet: true });
+  const variant = (values.variant ?? defaultGemmVariant(gpu)) as GemmVariant;
+  const reps = Number(values.reps);
+  console.log(
+    `adapter: ${gpu.description}; GEMM variant: ${variant}; timestamps: ${gpu.hasTimestamps}`,
+  );
+  const rows: string[] = [];
+  for (const n of values.n!.split(",").map(Number)) {
+    const chunk = Math.min(1024, maxGemmChunkRows(gpu, n));
+    const xsHost = new Float32Array(B * D).map((_, i) => Math.sin(i * 0.37));
+    const wHost = new Float32Array(n * D).map((_, i) => Math.cos(i * 0.11) / Math.sqrt(D));
+    const xs = uploadStorage(gpu, xsHost, "xs");
+    const encW = uploadStorage(gpu, wHost, "encW");
+    const bDec = createStorage(gpu, D * 4, "bDec");
+    const pre = createStorage(gpu, chunk * n * 4, "pre chunk");
+    const gemm: Dispatch[] = [];
+    for (let r0 = 0; r0 < B; r0 += chunk) {
+      gemm.push(
+        ...encoderGemmOp(gpu, { xs, encW, bDec, pre }, {
+          d: D,
+          n,
+          rows: Math.min(chunk, B - r0),
+          rowOffset: r0,
+          variant,
+        }),
+      );
+    }
+    // Check: the last chunk's row 5 against float64.
+    await timeDispatches(gpu, gemm);
+    const lastStart = Math.floor((B - 1) / chunk) * chunk;
+    const got = await readF32(gpu, pre, n);
+    let worst = 0;
+    for (let f = 0; f < n; f += 97) {
+      let s = 0;
+      for (let j = 0; j < D; j++) s += xsHost[lastStart * D + j] * wHost[f * D + j];
+      worst = Math.max(worst, Math.abs(got[f] - s));
+    }
+    if (worst > 1e-3) throw new Error(`GEMM check failed: max error ${worst}`);
+    let best = Infinity;
+    for (let i = 0; i < reps; i++) best = Math.min(best, await timeDispatches(gpu, gemm));
+    const gflops = (2 * B * D * n) / (best * 1e6);
+    console.log(`GEMM B=${B} d=${D} n=${n}: ${best.toFixed(0)} ms, ${gflops.toFixed(1)} GFLOP/s`);
+    // Top-k on the same chunks (pre holds the last chunk; every chunk costs the same).
+    const layout = { sizes: [n], kPerLayer: [K], gated: false };
+    const layerTable = createLayerTable(gpu, layout);
+    const idx = createStorage(gpu, B * K * 4, "idx");
+    const val = createStorage(gpu, B * K * 4, "val");
+    const topk: Dispatch[] = [];
+    for (let r0 = 0; r0 < B; r0 += chunk) {
+      topk.push(
+        ...selectTopKOp(gpu, { pre, layerTable, idx, val }, layout, {
+          n,
+          rows: Math.min(chunk, B - r0),
+          rowOffset: r0,
+        }),
+      );
+    }
+    await timeDispatches(gpu, topk);
+    let bestTopk = Infinity;
+    for (let i = 0; i < reps; i++) bestTopk = Math.min(bestTopk, await timeDispatches(gpu, topk));
+    console.log(`top-${K} of [${B}, ${n}]: ${bestTopk.toFixed(0)} ms`);
+    rows.push(
+      `| ${n} | ${variant} | ${best.toFixed(0)} | ${gflops.toFixed(1)} | ${bestTopk.toFixed(0)} |`,
+    );
+    releaseUniforms([...gemm, ...topk]);
+    for (const b of [xs, encW, bDec, pre, layerTable, idx, val]) b.destroy();
+  }
+  console.log(`\nAdapter: ${gpu.description}. B = ${B}, d = ${D}, k = ${K}, best of ${reps}.\n`);
+  console.log("| n | GEMM variant | GEMM ms | GEMM GFLOP/s | top-k ms |");
+  console.log("|---|---|---|---|---|");
+  for (const r of rows) console.log(r);
+}
