@@ -16,17 +16,19 @@ const GPU_ENGINE_MODULE = "../sae/gpu_engine.ts";
 
 /**
  * Build the engine. `kind` undefined means "gpu if it works, else the reference engine,
- * saying why through `notice`"; an explicit "gpu" that fails is an error.
+ * saying why through `notice`"; an explicit "gpu" that fails is an error. `gpuModule`
+ * replaces the GPU engine's module (tests).
  */
 export async function createEngine(
   kind: EngineKind | undefined,
   config: SaeConfig,
   state: SaeState | undefined,
   notice: (line: string) => void,
+  gpuModule = GPU_ENGINE_MODULE,
 ): Promise<SaeEngine> {
   if (kind === "reference") return new ReferenceEngine(config, state);
   try {
-    const mod = await import(GPU_ENGINE_MODULE);
+    const mod = await import(gpuModule);
     return await mod.GpuEngine.create(config, state) as SaeEngine;
   } catch (e) {
     const why = (e as Error).message.split("\n")[0];
