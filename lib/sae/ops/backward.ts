@@ -60,7 +60,7 @@ const ALL_KERNELS = [
 
 /** One AuxK group as the backward pass sees it. */
 export interface BackwardAuxGroup {
-  /** Aux slots per row (Ka). */
+  /** Largest aux slots per row (Ka) a call may pass; sizes the scratch buffers. */
   k: number;
   /** Level whose residual xs − x̂s_{≤level} the group reconstructs. */
   level: number;
@@ -94,8 +94,11 @@ export interface BackwardBuffers {
   scal: GPUBuffer;
   idx: GPUBuffer;
   val: GPUBuffer;
-  /** Per aux group: idx [B, Ka], val [B, Ka], ê [B, d]. */
-  aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer }[];
+  /**
+   * Per aux group: idx [B, k], val [B, k], ê [B, d]; k = this step's aux slots per row
+   * (≤ the shape's Ka; default Ka; 0 = no aux entries this step).
+   */
+  aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer; k?: number }[];
   encW: GPUBuffer;
   decW: GPUBuffer;
   bDec: GPUBuffer;
@@ -238,9 +241,15 @@ export class SparseBackward {
     });
     // Entry segments: main codes (source from the feature's layer), then each aux group.
     const segments = [{ idx: bufs.idx, val: bufs.val, k, src: SRC_FROM_LAYER }];
-    aux.forEach((g, a) =>
-      segments.push({ idx: bufs.aux[a].idx, val: bufs.aux[a].val, k: g.k, src: L + a })
-    );
+    aux.forEach((g, a) => {
+      const ka = bufs.aux[a].k ?? g.k;
+      if (!(Number.isInteger(ka) && ka >= 0 && ka <= g.k)) {
+        throw new GpuError(
+          `sparse backward: aux group ${a} has ${ka} slots per row; the plan holds 0..${g.k}`,
+        );
+      }
+      segments.push({ idx: bufs.aux[a].idx, val: bufs.aux[a].val, k: ka, src: L + a });
+    });
     let base = 0;
     const segParams = segments.map((seg) => {
       const grid = wrapGrid(this.#gpu, Math.ceil((B * seg.k) / WG));

@@ -1,0 +1,107 @@
+/**
+ * Whole training step on the GPU engine: tokens/s of a TopK step with AuxK running, and the
+ * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
+ *
+ *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3]
+ *
+ * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144.
+ * Half the features start dead (tokensSinceFired ≥ deadTokens) so the AuxK path does its
+ * full work (256 aux slots per token). The first step compiles the pipelines and sets b_dec
+ * (host geometric median); it is not timed. The GEMM figure times the encoder GEMM over the
+ * whole batch (in the same row chunks the engine uses) with GPU timestamps when available:
+ * FLOPs = 2·B·d·n. Results go in bench/README.md under "Training step".
+ */
+import { parseArgs } from "node:util";
+import { getGpu } from "../lib/gpu/device.ts";
+import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
+import { type Dispatch, encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
+import { timeGpu } from "../lib/gpu/timer.ts";
+import { makeConfig } from "../lib/sae/config.ts";
+import { initState } from "../lib/sae/engine.ts";
+import { GpuEngine } from "../lib/sae/gpu_engine.ts";
+import {
+  defaultGemmVariant,
+  encoderGemmOp,
+  maxGemmChunkRows,
+} from "../lib/sae/ops/encoder_gemm.ts";
+import { releaseUniforms } from "../lib/sae/ops/grid.ts";
+
+/** GPT-2 small residual width, the issue's benchmark shape. */
+const D = 768;
+/** Active features per token (issue benchmark). */
+const K = 32;
+
+const { values } = parseArgs({
+  options: {
+    n: { type: "string", default: "24576,6144" },
+    batch: { type: "string", default: "4096" },
+    steps: { type: "string", default: "3" },
+  },
+});
+const widths = values.n.split(",").map(Number);
+const B = Number(values.batch);
+const steps = Number(values.steps);
+
+const gpu = await getGpu({ quiet: true });
+console.log(`adapter: ${gpu.description}`);
+
+/** Random activations with a per-row offset and scale (values do not change the cost). */
+function makeBatch(seed: number): Float32Array {
+  const x = new Float32Array(B * D);
+  let s = seed >>> 0;
+  for (let i = 0; i < x.length; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    x[i] = (s / 2 ** 32 - 0.5) * 4;
+  }
+  return x;
+}
+
+async function gemmMs(n: number, encW: Float32Array): Promise<number> {
+  const xs = uploadStorage(gpu, makeBatch(7), "bench xs");
+  const w = uploadStorage(gpu, encW, "bench encW");
+  const bias = createStorage(gpu, D * 4, "bench bDec");
+  const rows = Math.min(B, maxGemmChunkRows(gpu, n));
+  const pre = createStorage(gpu, rows * n * 4, "bench pre");
+  const dispatches: Dispatch[] = [];
+  for (let r0 = 0; r0 < B; r0 += rows) {
+    dispatches.push(
+      ...encoderGemmOp(gpu, { xs, encW: w, bDec: bias, pre }, {
+        d: D,
+        n,
+        rows: Math.min(rows, B - r0),
+        rowOffset: r0,
+      }),
+    );
+  }
+  const pipes = await Promise.all(dispatches.map((q) => getPipeline(gpu, q.kernel)));
+  const record = (enc: GPUCommandEncoder) => encodeDispatches(gpu, enc, dispatches, pipes);
+  await timeGpu(gpu, record); // warm-up (compiles on first use)
+  let best = Infinity;
+  for (let i = 0; i < 2; i++) best = Math.min(best, await timeGpu(gpu, record));
+  releaseUniforms(dispatches);
+  for (const b of [xs, w, bias, pre]) b.destroy();
+  return best;
+}
+
+for (const n of widths) {
+  const config = makeConfig({ arch: "topk", dIn: D, layers: [n], k: K, auxK: 256, seed: 1 });
+  const state = initState(config);
+  for (let f = 0; f < n; f += 2) state.tokensSinceFired[f] = config.deadTokens;
+  const ms = await gemmMs(n, state.encW);
+  const gflops = (2 * B * D * n) / (ms / 1000) / 1e9;
+  const engine = await GpuEngine.create(config, state, { gpu });
+  await engine.step(makeBatch(1), B); // compile + b_dec init, not timed
+  const t0 = performance.now();
+  let aux = 0;
+  for (let s = 0; s < steps; s++) aux = (await engine.step(makeBatch(2 + s), B)).auxLoss[0];
+  const sec = (performance.now() - t0) / 1000 / steps;
+  engine.destroy();
+  console.log(
+    `d=${D} n=${n} k=${K} B=${B} auxK=256 (${n / 2} dead, aux term ${aux.toFixed(3)}): ` +
+      `step ${(sec * 1000).toFixed(0)} ms = ${(B / sec).toFixed(0)} tokens/s; ` +
+      `encoder GEMM ${ms.toFixed(0)} ms = ${gflops.toFixed(1)} GFLOP/s (${
+        defaultGemmVariant(gpu)
+      }); ` +
+      `step / GEMM = ${(sec * 1000 / ms).toFixed(2)}`,
+  );
+}

@@ -1,0 +1,752 @@
+/**
+ * GpuEngine: the whole SAE training step on WebGPU — upload, standardise, encoder GEMM +
+ * selection (in row chunks when pre [B, n] would exceed a storage binding), level
+ * reconstructions, losses, AuxK, sparse backward, Adam, dead tracking — recorded into one
+ * command encoder per step, with one small readback (loss scalars, fire/active counts and the
+ * dead counters) for the step's statistics.
+ *
+ * Legend: B tokens, d = d_in, n features, K slots per row, L levels, A aux groups.
+ * Parameters live on the GPU; `readState` copies them back. Behaviour equals ReferenceEngine
+ * (lib/sae/reference_engine.ts) up to float rounding; tests/sae/gpu_engine_test.ts checks it.
+ */
+import type { SaeConfig } from "./config.ts";
+import { layerOffsets, numFeatures, numLevels, slotsPerRow } from "./config.ts";
+import {
+  checkStateShapes,
+  cloneState,
+  type EncodeResult,
+  initState,
+  type SaeEngine,
+  type SaeState,
+  type StepStats,
+} from "./engine.ts";
+import { checkBatch } from "./reference_engine.ts";
+import {
+  type AuxGroup,
+  auxGroups,
+  geometricMedian,
+  standardize,
+  THRESHOLD_DECAY,
+} from "./reference/ops.ts";
+import type { Gpu } from "../gpu/device.ts";
+import { getGpu } from "../gpu/device.ts";
+import { createStorage, readF32, readU32, writeBuffer } from "../gpu/buffer.ts";
+import { type Dispatch, encodeDispatches, getPipeline, withErrorScope } from "../gpu/kernel.ts";
+import { releaseUniforms, runOps } from "./ops/grid.ts";
+import { SparseBackward } from "./ops/backward.ts";
+import { adamDecoderRowsOp, adamDenseOp, type AdamTensor } from "./ops/adam.ts";
+import { deadUpdateOp, fireCountOp } from "./ops/dead.ts";
+import { standardizeOp, unstandardizeOp } from "./ops/standardize.ts";
+import { encoderGemmOp, type GemmVariant, maxGemmChunkRows } from "./ops/encoder_gemm.ts";
+import { createLayerTable, selectAuxOp, type SelectionLayout, selectTopKOp } from "./ops/topk.ts";
+import {
+  createLevelBounds,
+  type LevelPlan,
+  matryoshkaLevels,
+  singleLevel,
+  sparseDecodeOp,
+  treeLevels,
+} from "./ops/sparse_decode.ts";
+import { lossTermCount, lossTermsOp } from "./ops/loss.ts";
+import {
+  batchTopKOp,
+  type BatchTopKScratch,
+  createBatchTopKScratch,
+  type PreChunk,
+} from "./ops/batch_topk.ts";
+import { ArborError } from "../errors.ts";
+
+/** Options of `GpuEngine.create`. */
+export interface GpuEngineOptions {
+  /** Device to use (default: the process-wide `getGpu({quiet: true})`). */
+  gpu?: Gpu;
+  /** Encoder GEMM variant (default: by adapter). */
+  gemmVariant?: GemmVariant;
+  /** Upper bound on rows per GEMM + selection chunk (default: as many as one binding holds). */
+  maxChunkRows?: number;
+}
+
+/** Parameter, moment and gradient buffers (fixed for the engine's life). */
+interface ParamBuffers {
+  enc: AdamTensor;
+  dec: AdamTensor;
+  bias: AdamTensor;
+  /** u32 [n] tokens since each feature last fired. */
+  since: GPUBuffer;
+  /** tree: i32 [n] parent of every feature (global index; root of layer l = o_l); else 1 dummy. */
+  parents: GPUBuffer;
+}
+
+/** Per-batch-size buffers (re-made when B changes). */
+interface BatchBuffers {
+  B: number;
+  chunkRows: number;
+  x: GPUBuffer;
+  xs: GPUBuffer;
+  mean: GPUBuffer;
+  std: GPUBuffer;
+  /** [chunkRows, n] pre-activations of one row chunk (batchtopk: one buffer per chunk). */
+  pre: GPUBuffer[];
+  /** [1] f32 BatchTopK's smallest kept positive value. */
+  minKept: GPUBuffer;
+  /** BatchTopK scratch. */
+  batchScratch?: BatchTopKScratch;
+  idx: GPUBuffer;
+  val: GPUBuffer;
+  /** [L, B, d] level reconstructions. */
+  recon: GPUBuffer;
+  aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer }[];
+  /** f32 loss sums (lossTermsOp layout) then BatchTopK's smallest kept value: see scal* below. */
+  scal: GPUBuffer;
+  /** [T, d] scratch of the loss reductions. */
+  partials: GPUBuffer;
+  /** u32 [n] 1 = dead (AuxK candidates), uploaded each step. */
+  dead: GPUBuffer;
+  counts: GPUBuffer;
+  active: GPUBuffer;
+  backward: SparseBackward;
+  /** Whether a step on these buffers already ran inside error scopes. */
+  checked: boolean;
+}
+
+/** The WebGPU SAE engine. Create with `GpuEngine.create`. */
+export class GpuEngine implements SaeEngine {
+  readonly config: SaeConfig;
+  readonly description: string;
+  #gpu: Gpu;
+  #opts: GpuEngineOptions;
+  #n: number;
+  #d: number;
+  #L: number;
+  #K: number;
+  #groups: AuxGroup[];
+  #p: ParamBuffers;
+  #batch?: BatchBuffers;
+  #step: number;
+  #threshold: number;
+  #parentsHost: Int32Array[];
+  /** Host copy of tokensSinceFired, refreshed by every step's readback. */
+  #since: Uint32Array;
+  #layout: SelectionLayout;
+  #layerTable: GPUBuffer;
+  /** batchtopk: the one-layer table with K = min(n, 4k) slots. */
+  #batchLayerTable?: GPUBuffer;
+  #levelPlan: LevelPlan;
+  #levelBounds: GPUBuffer;
+  #auxBoundsCache = new Map<number, GPUBuffer>();
+
+  private constructor(config: SaeConfig, gpu: Gpu, opts: GpuEngineOptions, state: SaeState) {
+    this.config = config;
+    this.#gpu = gpu;
+    this.#opts = opts;
+    this.#n = numFeatures(config);
+    this.#d = config.dIn;
+    this.#L = numLevels(config);
+    this.#K = slotsPerRow(config);
+    this.#groups = auxGroups(config);
+    this.description = `WebGPU engine on ${gpu.description}`;
+    const { n, d } = { n: this.#n, d: this.#d };
+    const tensor = (len: number, label: string): AdamTensor => ({
+      param: createStorage(gpu, len * 4, label),
+      grad: createStorage(gpu, len * 4, `${label} grad`),
+      m: createStorage(gpu, len * 4, `${label} m`),
+      v: createStorage(gpu, len * 4, `${label} v`),
+    });
+    this.#p = {
+      enc: tensor(n * d, "encW"),
+      dec: tensor(n * d, "decW"),
+      bias: tensor(d, "bDec"),
+      since: createStorage(gpu, n * 4, "tokensSinceFired"),
+      parents: createStorage(gpu, Math.max(1, n) * 4, "parents"),
+    };
+    const c = config;
+    this.#layout = c.arch === "tree"
+      ? { sizes: c.layers, kPerLayer: c.kPerLayer, gated: true }
+      : { sizes: [this.#n], kPerLayer: [c.k], gated: false };
+    this.#layerTable = createLayerTable(gpu, this.#layout);
+    if (c.arch === "batchtopk") {
+      this.#batchLayerTable = createLayerTable(gpu, {
+        sizes: [this.#n],
+        kPerLayer: [this.#K],
+        gated: false,
+      });
+    }
+    this.#levelPlan = c.arch === "tree"
+      ? treeLevels(c.kPerLayer)
+      : c.arch === "matryoshka"
+      ? matryoshkaLevels(c.layers)
+      : singleLevel(this.#K);
+    this.#levelBounds = createLevelBounds(gpu, this.#levelPlan);
+    this.#step = 0;
+    this.#threshold = -1;
+    this.#parentsHost = [];
+    this.#since = new Uint32Array(n);
+    this.#upload(state);
+  }
+
+  /** An engine for `config` on the GPU, starting from `state` (default: seeded init). */
+  static async create(
+    config: SaeConfig,
+    state?: SaeState,
+    opts: GpuEngineOptions = {},
+  ): Promise<GpuEngine> {
+    const gpu = opts.gpu ?? await getGpu({ quiet: true });
+    if (state) checkStateShapes(config, state);
+    const n = numFeatures(config);
+    const paramBytes = n * config.dIn * 4;
+    if (paramBytes > gpu.device.limits.maxStorageBufferBindingSize) {
+      throw new ArborError(
+        `SAE config: encW/decW of ${n} × ${config.dIn} f32 (${paramBytes} bytes) exceed the adapter's ` +
+          `storage binding limit (${gpu.device.limits.maxStorageBufferBindingSize}); use fewer features`,
+      );
+    }
+    return new GpuEngine(config, gpu, opts, state ?? initState(config));
+  }
+
+  #upload(s: SaeState) {
+    const gpu = this.#gpu;
+    const p = this.#p;
+    writeBuffer(gpu, p.enc.param, s.encW);
+    writeBuffer(gpu, p.dec.param, s.decW);
+    writeBuffer(gpu, p.bias.param, s.bDec);
+    writeBuffer(gpu, p.enc.m, s.adam.encW.m);
+    writeBuffer(gpu, p.enc.v, s.adam.encW.v);
+    writeBuffer(gpu, p.dec.m, s.adam.decW.m);
+    writeBuffer(gpu, p.dec.v, s.adam.decW.v);
+    writeBuffer(gpu, p.bias.m, s.adam.bDec.m);
+    writeBuffer(gpu, p.bias.v, s.adam.bDec.v);
+    writeBuffer(gpu, p.since, s.tokensSinceFired);
+    this.#since = s.tokensSinceFired.slice();
+    this.#parentsHost = s.parents.map((x) => x.slice());
+    if (this.config.arch === "tree") {
+      const flat = new Int32Array(this.#n);
+      const off = layerOffsets(this.config);
+      s.parents.forEach((par, l) => flat.set(par, off[l]));
+      writeBuffer(gpu, p.parents, flat);
+    }
+    this.#step = s.step;
+    this.#threshold = s.threshold;
+  }
+
+  /** One optimiser step on x [B, d]: everything on the GPU in one submit, one readback. */
+  async step(x: Float32Array, B: number): Promise<StepStats> {
+    checkBatch(x, B, this.#d);
+    const gpu = this.#gpu;
+    if (this.#step === 0) {
+      // b_dec init (DESIGN §4): geometric median of the first standardised batch, on the host.
+      const { xs } = standardize(x, B, this.#d);
+      writeBuffer(gpu, this.#p.bias.param, geometricMedian(xs, B, this.#d));
+    }
+    const bb = await this.#batchBuffers(B);
+    writeBuffer(gpu, bb.x, x);
+    const kAux = this.#auxK(this.#uploadDeadMask(bb));
+    const dispatches: Dispatch[] = [
+      ...standardizeOp(gpu, { x: bb.x, xs: bb.xs, mean: bb.mean, std: bb.std }, { B, d: this.#d }),
+      ...this.#forwardDispatches(bb, "train", kAux),
+    ];
+    const t = this.#step + 1;
+    const n = this.#n;
+    const d = this.#d;
+    const p = this.#p;
+    const lr = this.config.lr;
+    const tail: Dispatch[] = [
+      ...adamDecoderRowsOp(gpu, p.dec, n, d, { lr, t }),
+      ...adamDenseOp(gpu, p.enc, n * d, { lr, t }),
+      ...adamDenseOp(gpu, p.bias, d, { lr, t }),
+      ...fireCountOp(gpu, { idx: bb.idx, val: bb.val, counts: bb.counts, active: bb.active }, {
+        B,
+        K: this.#K,
+      }),
+      ...deadUpdateOp(gpu, { counts: bb.counts, since: p.since }, { n, tokens: B }),
+    ];
+    const pipelines = await Promise.all(
+      [...dispatches, ...tail].map((q) => getPipeline(gpu, q.kernel)),
+    );
+    const record = () => {
+      const encoder = gpu.device.createCommandEncoder({ label: "SAE step" });
+      encoder.clearBuffer(bb.counts);
+      encoder.clearBuffer(bb.active);
+      // A group without AuxK this step keeps ê = 0 so its loss sums stay defined.
+      kAux.forEach((k, a) => k === 0 && encoder.clearBuffer(bb.aux[a].ehat));
+      encodeDispatches(gpu, encoder, dispatches, pipelines.slice(0, dispatches.length));
+      bb.backward.encode(encoder, this.#backwardBuffers(bb, kAux));
+      encodeDispatches(gpu, encoder, tail, pipelines.slice(dispatches.length));
+      gpu.device.queue.submit([encoder.finish()]);
+    };
+    // Error scopes cost a device round trip each (~10 ms on Deno): check the first step of
+    // each batch shape, whose command stream every later step repeats.
+    if (bb.checked) record();
+    else {
+      await withErrorScope(gpu, "SAE training step", record);
+      bb.checked = true;
+    }
+    releaseUniforms(dispatches);
+    releaseUniforms(tail);
+    const stats = await this.#readStats(bb, B, kAux);
+    this.#step++;
+    return stats;
+  }
+
+  /**
+   * Forward dispatches after standardisation: per row chunk the encoder GEMM, the selection and
+   * the AuxK candidates (the chunk's pre is consumed before the next chunk overwrites it), then
+   * level reconstructions, AuxK reconstructions and the loss sums (into bb.scal).
+   * `kAux` per group: 0 skips the group (its ê is cleared so its loss sums stay defined).
+   */
+  #forwardDispatches(
+    bb: BatchBuffers,
+    mode: "train" | "inference",
+    kAux: number[] = [],
+  ): Dispatch[] {
+    const gpu = this.#gpu;
+    const { n, d } = { n: this.#n, d: this.#d };
+    const B = bb.B;
+    const p = this.#p;
+    const out: Dispatch[] = [];
+    // BatchTopK's threshold spans the batch: every chunk keeps its own pre buffer until the
+    // selection ran. The other archs select per chunk and reuse one buffer.
+    const batchTopK = this.config.arch === "batchtopk" && mode === "train";
+    const chunks: PreChunk[] = [];
+    for (let r0 = 0, c = 0; r0 < B; r0 += bb.chunkRows, c++) {
+      const rows = Math.min(bb.chunkRows, B - r0);
+      const pre = bb.pre[batchTopK ? c : 0];
+      chunks.push({ pre, rows, rowOffset: r0 });
+      out.push(
+        ...encoderGemmOp(gpu, { xs: bb.xs, encW: p.enc.param, bDec: p.bias.param, pre }, {
+          d,
+          n,
+          rows,
+          rowOffset: r0,
+          ...(this.#opts.gemmVariant ? { variant: this.#opts.gemmVariant } : {}),
+        }),
+      );
+      const sel = {
+        pre,
+        layerTable: this.#layerTable,
+        parents: p.parents,
+        idx: bb.idx,
+        val: bb.val,
+      };
+      if (!batchTopK) out.push(...selectTopKOp(gpu, sel, this.#layout, { n, rows, rowOffset: r0 }));
+      if (mode === "train") {
+        // AuxK reads the main codes only for the tree gate, which BatchTopK does not have.
+        this.#groups.forEach((_, a) => {
+          if (!kAux[a]) return;
+          out.push(...selectAuxOp(
+            gpu,
+            { ...sel, dead: bb.dead, auxIdx: bb.aux[a].idx, auxVal: bb.aux[a].val },
+            this.#layout,
+            {
+              n,
+              rows,
+              rowOffset: r0,
+              auxLayer: this.config.arch === "tree" ? a : 0,
+              kAux: kAux[a],
+            },
+          ));
+        });
+      }
+    }
+    if (batchTopK) {
+      out.push(...batchTopKOp(
+        gpu,
+        {
+          chunks,
+          layerTable: this.#batchLayerTable!,
+          idx: bb.idx,
+          val: bb.val,
+          minKept: bb.minKept,
+          scratch: bb.batchScratch!,
+        },
+        { B, n, k: this.config.k, K: this.#K },
+      ));
+    }
+    if (mode === "inference") return out;
+    out.push(...sparseDecodeOp(
+      gpu,
+      {
+        idx: bb.idx,
+        val: bb.val,
+        decW: p.dec.param,
+        bDec: p.bias.param,
+        levelBounds: this.#levelBounds,
+        out: bb.recon,
+      },
+      { B, d, K: this.#K, plan: this.#levelPlan, withBias: true },
+    ));
+    this.#groups.forEach((_, a) => {
+      if (!kAux[a]) return;
+      const plan = singleLevel(kAux[a]);
+      out.push(...sparseDecodeOp(
+        gpu,
+        {
+          idx: bb.aux[a].idx,
+          val: bb.aux[a].val,
+          decW: p.dec.param,
+          bDec: p.bias.param,
+          levelBounds: this.#auxBounds(kAux[a]),
+          out: bb.aux[a].ehat,
+        },
+        { B, d, K: kAux[a], plan, withBias: false },
+      ));
+    });
+    out.push(...lossTermsOp(
+      gpu,
+      {
+        xs: bb.xs,
+        levels: bb.recon,
+        aux: this.#groups.map((g, a) => ({ ehat: bb.aux[a].ehat, level: g.level })),
+        partials: bb.partials,
+        terms: bb.scal,
+      },
+      { B, d, L: this.#L },
+    ));
+    return out;
+  }
+
+  /** Level-bounds buffer of a single AuxK level of `k` slots (cached per k). */
+  #auxBounds(k: number): GPUBuffer {
+    let b = this.#auxBoundsCache.get(k);
+    if (!b) {
+      this.#auxBoundsCache.set(
+        k,
+        b = createLevelBounds(this.#gpu, singleLevel(k), `aux bounds ${k}`),
+      );
+    }
+    return b;
+  }
+
+  /** Inference codes for x [B, d]: the training selection (batchtopk: threshold θ once set). */
+  async encode(x: Float32Array, B: number): Promise<EncodeResult> {
+    const bb = await this.#inference(x, B, false);
+    const K = this.#inferenceK();
+    const [idx, val] = [
+      await readU32(this.#gpu, bb.idx, B * K),
+      await readF32(this.#gpu, bb.val, B * K),
+    ];
+    return { idx, val, K };
+  }
+
+  /** Inference reconstruction of x [B, d] in the raw space (decode, then undo standardisation). */
+  async reconstruct(x: Float32Array, B: number): Promise<Float32Array> {
+    const bb = await this.#inference(x, B, true);
+    return await readF32(this.#gpu, bb.x, B * this.#d);
+  }
+
+  /**
+   * Slots per row at inference: the training K, except BatchTopK, which encodes with TopK (k
+   * slots) — the reference's choice before θ is set. The θ-threshold selection has no GPU op
+   * yet, so the GPU engine keeps TopK after θ is set too (a known gap; see the report).
+   */
+  #inferenceK(): number {
+    return this.config.arch === "batchtopk" ? this.config.k : this.#K;
+  }
+
+  /** Run standardisation, GEMM and selection (and with `decode`, the raw-space reconstruction). */
+  async #inference(x: Float32Array, B: number, decode: boolean): Promise<BatchBuffers> {
+    checkBatch(x, B, this.#d);
+    const gpu = this.#gpu;
+    const bb = await this.#batchBuffers(B);
+    writeBuffer(gpu, bb.x, x);
+    const d = this.#d;
+    const dispatches: Dispatch[] = [
+      ...standardizeOp(gpu, { x: bb.x, xs: bb.xs, mean: bb.mean, std: bb.std }, { B, d }),
+      ...this.#forwardDispatches(bb, "inference"),
+    ];
+    if (decode) {
+      // All slots form the full reconstruction (the last level); it lands in recon[0], and
+      // un-standardised into bb.x (the batch is no longer needed).
+      const p = this.#p;
+      dispatches.push(
+        ...sparseDecodeOp(
+          gpu,
+          {
+            idx: bb.idx,
+            val: bb.val,
+            decW: p.dec.param,
+            bDec: p.bias.param,
+            levelBounds: this.#auxBounds(this.#inferenceK()),
+            out: bb.recon,
+          },
+          { B, d, K: this.#inferenceK(), plan: singleLevel(this.#inferenceK()), withBias: true },
+        ),
+        ...unstandardizeOp(gpu, { xhs: bb.recon, out: bb.x, mean: bb.mean, std: bb.std }, { B, d }),
+      );
+    }
+    await runOps(gpu, dispatches, "SAE inference");
+    return bb;
+  }
+
+  /**
+   * Upload dead[f] = tokensSinceFired[f] ≥ deadTokens (from the host copy of the counters,
+   * refreshed by every step's readback); returns the dead count of each aux group.
+   */
+  #uploadDeadMask(bb: BatchBuffers): number[] {
+    const dt = this.config.deadTokens;
+    const mask = new Uint32Array(this.#n);
+    for (let f = 0; f < this.#n; f++) mask[f] = this.#since[f] >= dt ? 1 : 0;
+    writeBuffer(this.#gpu, bb.dead, mask);
+    return this.#groups.map((g) => {
+      let c = 0;
+      for (let f = g.start; f < g.end; f++) c += mask[f];
+      return c;
+    });
+  }
+
+  /** kAux of each group this step: min(auxK, dead in the group), 0 when α = 0. */
+  #auxK(dead: number[]): number[] {
+    return this.#groups.map((g, a) => (g.alpha > 0 ? Math.min(this.config.auxK, dead[a]) : 0));
+  }
+
+  /** Indices of the aux groups that can carry gradient (α > 0 and auxK > 0). */
+  #auxInBackward(): number[] {
+    return this.#groups.flatMap((g, a) => (g.alpha > 0 && this.config.auxK > 0 ? [a] : []));
+  }
+
+  /** Buffers for batch size B (kept while B stays the same). */
+  async #batchBuffers(B: number): Promise<BatchBuffers> {
+    if (this.#batch?.B === B) return this.#batch;
+    this.#destroyBatch();
+    const gpu = this.#gpu;
+    const { n, d, L, K } = { n: this.#n, d: this.#d, L: this.#L, K: this.#K };
+    const limit = Math.min(maxGemmChunkRows(gpu, n), this.#opts.maxChunkRows ?? Infinity);
+    if (limit < 1) {
+      throw new ArborError(
+        `SAE config: one row of ${n} pre-activations exceeds the storage binding limit`,
+      );
+    }
+    const chunkRows = Math.min(B, limit);
+    const off = layerOffsets(this.config);
+    const levelEnds = this.#L === 1 ? [n] : off.slice(1);
+    const auxGroups = this.#auxInBackward().map((a) => ({ g: this.#groups[a], a }));
+    const f32 = (len: number, label: string) => createStorage(gpu, len * 4, label);
+    const backward = await SparseBackward.create(gpu, {
+      B,
+      d,
+      n,
+      levelEnds,
+      k: K,
+      aux: auxGroups.map(({ g, a }) => ({
+        k: Math.min(this.config.auxK, g.end - g.start),
+        level: g.level,
+        alpha: g.alpha,
+        denomIndex: scalAuxDenom(L, a),
+      })),
+      totalVarIndex: SCAL_TOTAL_VAR,
+    });
+    this.#batch = {
+      B,
+      chunkRows,
+      x: f32(B * d, "x"),
+      xs: f32(B * d, "xs"),
+      mean: f32(B, "mean"),
+      std: f32(B, "std"),
+      pre: Array.from(
+        { length: this.config.arch === "batchtopk" ? Math.ceil(B / chunkRows) : 1 },
+        (_, c) => f32(Math.min(chunkRows, B - c * chunkRows) * n, `pre chunk ${c}`),
+      ),
+      minKept: f32(1, "batchtopk min kept"),
+      ...(this.config.arch === "batchtopk" ? { batchScratch: createBatchTopKScratch(gpu, B) } : {}),
+      idx: f32(B * K, "codes idx"),
+      val: f32(B * K, "codes val"),
+      recon: f32(L * B * d, "level reconstructions"),
+      aux: this.#groups.map((g) => {
+        const ka = Math.max(1, Math.min(this.config.auxK, g.end - g.start));
+        return {
+          idx: f32(B * ka, "aux idx"),
+          val: f32(B * ka, "aux val"),
+          ehat: f32(B * d, "aux recon"),
+        };
+      }),
+      scal: f32(scalLength(L, this.#groups.length), "loss scalars"),
+      partials: f32(lossTermCount(L, this.#groups.length) * d, "loss partial sums"),
+      dead: f32(n, "dead mask"),
+      counts: f32(n, "fire counts"),
+      active: f32(n, "active counts"),
+      backward,
+      checked: false,
+    };
+    return this.#batch;
+  }
+
+  #backwardBuffers(bb: BatchBuffers, kAux: number[]) {
+    const p = this.#p;
+    return {
+      xs: bb.xs,
+      recon: bb.recon,
+      scal: bb.scal,
+      idx: bb.idx,
+      val: bb.val,
+      aux: this.#auxInBackward().map((a) => ({ ...bb.aux[a], k: kAux[a] })),
+      encW: p.enc.param,
+      decW: p.dec.param,
+      bDec: p.bias.param,
+      gradEnc: p.enc.grad,
+      gradDec: p.dec.grad,
+      gradB: p.bias.grad,
+    };
+  }
+
+  /** Read scalars, fire/active counts and dead counters in one copy; build the step's stats. */
+  async #readStats(bb: BatchBuffers, B: number, kAux: number[]): Promise<StepStats> {
+    const gpu = this.#gpu;
+    const n = this.#n;
+    const S = scalLength(this.#L, this.#groups.length);
+    const parts: [GPUBuffer, number][] = [
+      [bb.scal, S],
+      [bb.minKept, 1],
+      [bb.counts, n],
+      [bb.active, n],
+      [this.#p.since, n],
+    ];
+    const total = parts.reduce((a, [, len]) => a + len, 0) * 4;
+    const staging = gpu.device.createBuffer({
+      size: total,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      label: "step stats readback",
+    });
+    const encoder = gpu.device.createCommandEncoder({ label: "step stats" });
+    let at = 0;
+    for (const [buf, len] of parts) {
+      encoder.copyBufferToBuffer(buf, 0, staging, at, len * 4);
+      at += len * 4;
+    }
+    gpu.device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const raw = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    const scal = new Float32Array(raw, 0, S);
+    const minKept = new Float32Array(raw, S * 4, 1)[0];
+    const counts = new Uint32Array(raw, (S + 1) * 4, n).slice();
+    const active = new Uint32Array(raw, (S + 1 + n) * 4, n);
+    this.#since = new Uint32Array(raw, (S + 1 + 2 * n) * 4, n).slice();
+    const L = this.#L;
+    const totalVar = scal[SCAL_TOTAL_VAR];
+    const mainLoss = Array.from({ length: L }, (_, l) => scal[scalLevel(l)] / totalVar);
+    const auxLoss = this.#groups.map((_, a) => {
+      const denom = scal[scalAuxDenom(L, a)];
+      return kAux[a] > 0 && denom > 0 ? scal[scalAuxSse(L, a)] / denom : 0;
+    });
+    const loss = mainLoss.reduce((x, y) => x + y, 0) +
+      auxLoss.reduce((acc, v, a) => acc + this.#groups[a].alpha * v, 0);
+    if (this.config.arch === "batchtopk") {
+      this.#updateThreshold(minKept);
+    }
+    const off = layerOffsets(this.config);
+    const dt = this.config.deadTokens;
+    const l0PerLayer = this.config.layers.map((_, l) => {
+      let c = 0;
+      for (let f = off[l]; f < off[l + 1]; f++) c += active[f];
+      return c / B;
+    });
+    const deadFraction = this.config.layers.map((size, l) => {
+      let c = 0;
+      for (let f = off[l]; f < off[l + 1]; f++) if (this.#since[f] >= dt) c++;
+      return c / size;
+    });
+    return {
+      step: this.#step + 1,
+      loss,
+      mainLoss,
+      auxLoss,
+      fvu: mainLoss[L - 1],
+      l0: l0PerLayer.reduce((x, y) => x + y, 0),
+      l0PerLayer,
+      deadFraction,
+      fireCounts: counts,
+    };
+  }
+
+  #updateThreshold(minKept: number) {
+    if (!(minKept > 0)) return; // nothing positive kept: keep θ (as the reference does)
+    this.#threshold = this.#threshold < 0
+      ? minKept
+      : THRESHOLD_DECAY * this.#threshold + (1 - THRESHOLD_DECAY) * minKept;
+  }
+
+  /** A copy of the full state, read back from the GPU. */
+  async readState(): Promise<SaeState> {
+    const gpu = this.#gpu;
+    const p = this.#p;
+    const f = (b: GPUBuffer) => readF32(gpu, b);
+    return {
+      encW: await f(p.enc.param),
+      decW: await f(p.dec.param),
+      bDec: await f(p.bias.param),
+      parents: this.#parentsHost.map((x) => x.slice()),
+      adam: {
+        encW: { m: await f(p.enc.m), v: await f(p.enc.v) },
+        decW: { m: await f(p.dec.m), v: await f(p.dec.v) },
+        bDec: { m: await f(p.bias.m), v: await f(p.bias.v) },
+      },
+      tokensSinceFired: await readU32(gpu, p.since),
+      threshold: this.#threshold,
+      step: this.#step,
+    };
+  }
+
+  /** Replace the state (shapes checked); gradients stay zero. */
+  writeState(state: SaeState): Promise<void> {
+    checkStateShapes(this.config, state);
+    this.#upload(cloneState(state));
+    return Promise.resolve();
+  }
+
+  /** Free every GPU buffer of the engine. */
+  destroy(): void {
+    this.#destroyBatch();
+    const p = this.#p;
+    for (const t of [p.enc, p.dec, p.bias]) for (const b of Object.values(t)) b.destroy();
+    p.since.destroy();
+    p.parents.destroy();
+    this.#layerTable.destroy();
+    this.#batchLayerTable?.destroy();
+    this.#levelBounds.destroy();
+    for (const b of this.#auxBoundsCache.values()) b.destroy();
+  }
+
+  #destroyBatch() {
+    const b = this.#batch;
+    if (!b) return;
+    b.backward.destroy();
+    for (
+      const buf of [
+        b.x,
+        b.xs,
+        b.mean,
+        b.std,
+        ...b.pre,
+        b.minKept,
+        b.idx,
+        b.val,
+        b.recon,
+        b.scal,
+        b.partials,
+        b.dead,
+        b.counts,
+        b.active,
+      ]
+    ) {
+      buf.destroy();
+    }
+    for (const a of b.aux) for (const buf of Object.values(a)) buf.destroy();
+    if (b.batchScratch) { for (const buf of Object.values(b.batchScratch)) buf.destroy(); }
+    this.#batch = undefined;
+  }
+}
+
+/** Offsets into the loss-scalar buffer: totalVar, per-level SSE, per aux group (SSE, denom), minKept. */
+const SCAL_TOTAL_VAR = 0;
+function scalLevel(l: number): number {
+  return 1 + l;
+}
+function scalAuxSse(L: number, a: number): number {
+  return 1 + L + 2 * a;
+}
+function scalAuxDenom(L: number, a: number): number {
+  return 2 + L + 2 * a;
+}
+function scalLength(L: number, A: number): number {
+  return lossTermCount(L, A);
+}
