@@ -10,7 +10,7 @@
  */
 import { DataError } from "../errors.ts";
 import { makeTree } from "../tree/structure.ts";
-import { JsonFile } from "./json_file.ts";
+import type { JsonFile } from "./json_file.ts";
 
 /** Format tag of tree.json. */
 export const TREE_FORMAT = "arbor-tree";
