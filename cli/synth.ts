@@ -88,6 +88,10 @@ export const spec: CommandSpec = {
       default: S.magnitudeStd,
       help: "std of non-binary magnitudes (mean 1) unless a node sets magnitude_std",
     },
+    "keep-empty": {
+      type: "boolean",
+      help: "keep rows on which no feature fires (pure noise); by default they are redrawn",
+    },
     dtype: { type: "string", default: "f32", help: "shard element type: f32 or f16" },
     "shard-tokens": { type: "int", help: "rows per shard (default: 64 MiB shards)" },
     overwrite: { type: "boolean", help: "replace a dataset already in --out" },
@@ -144,6 +148,7 @@ export async function synthSettingsFromFlags(
     siblingEpsilon: f["sibling-epsilon"] as number,
     noise: f.noise as number,
     magnitudeStd: f["magnitude-std"] as number,
+    keepEmpty: f["keep-empty"] === true,
   };
   return { tree, params, source };
 }

@@ -32,6 +32,7 @@ export const DEFAULT_SYNTH_PARAMS: SynthParams = {
   epsilon: 0.2,
   siblingEpsilon: 0.1,
   seed: 0,
+  keepEmpty: false,
 };
 
 /** Folder name of the default dataset inside the cache. */

@@ -10,14 +10,19 @@
  *   [Σ_{j<i} p_j, Σ_{j≤i} p_j), none when u ≥ Σ p;
  * - a firing read-out feature gets magnitude 1 (binary) or |μ + σ·z|, z ~ N(0,1)
  *   (μ = `magnitude_mean`, σ = `magnitude_std` or the generator's `magnitudeStd`);
- * - x = Σ_f mag_f · v_f + noise · z_d, z_d ~ N(0, I_d) (noise = per-coordinate std).
+ * - x = Σ_f mag_f · v_f + noise · z_d, z_d ~ N(0, I_d) (noise = per-coordinate std);
+ * - unless `keepEmpty`, a row on which no read-out feature fired is redrawn, so every
+ *   feature's rate is its tree rate divided by 1 − P(empty) (`expectedRates`).
  * Two independent streams: directions from `seed`, samples from `seed ^ SAMPLE_STREAM`,
  * so changing the token count never changes the directions.
  */
 import { Rng } from "../util/rng.ts";
 import { DataError } from "../errors.ts";
 import { buildDirections, type MixingParams } from "./directions.ts";
-import type { FeatureNode, FeatureTree } from "./tree.ts";
+import { emptyProbability, type FeatureNode, type FeatureTree } from "./tree.ts";
+
+/** Redrawing empty rows needs some chance of a non-empty one. */
+const MAX_EMPTY_PROBABILITY = 0.999;
 
 /** Salt that separates the sampling stream from the direction stream. */
 const SAMPLE_STREAM = 0x9e3779b9;
@@ -34,6 +39,12 @@ export interface SynthParams extends MixingParams {
   magnitudeStd: number;
   /** Seed of both random streams. */
   seed: number;
+  /**
+   * Keep rows on which no read-out feature fires (pure noise). Default false: such rows
+   * are redrawn, because per-token standardisation (SAE contract) scales a noise-only row
+   * up to the norm of a real one, which puts a floor of P(empty) under every SAE's FVU.
+   */
+  keepEmpty?: boolean;
 }
 
 /** One generated batch. */
@@ -127,6 +138,8 @@ export class SynthGenerator {
   readonly width: number;
   /** Rows generated so far. */
   produced = 0;
+  /** P(a draw has no read-out feature firing) under the tree. */
+  readonly emptyProbability: number;
   /** Per feature: rows on which it fired so far. */
   readonly fireCounts: Float64Array;
   #rng: Rng;
@@ -136,6 +149,15 @@ export class SynthGenerator {
   /** Validate the parameters and draw the directions. */
   constructor(readonly tree: FeatureTree, readonly params: SynthParams) {
     validateSynthParams(params);
+    this.emptyProbability = emptyProbability(tree);
+    if (!params.keepEmpty && this.emptyProbability > MAX_EMPTY_PROBABILITY) {
+      throw new DataError(
+        `synth: no feature fires on ${
+          (this.emptyProbability * 100).toFixed(2)
+        }% of draws, too many to ` +
+          `redraw; raise the tree's active_prob values or keep empty rows (keepEmpty / --keep-empty)`,
+      );
+    }
     this.features = tree.features.length;
     this.width = activityBytes(this.features);
     this.directions = buildDirections(tree, params.dIn, params, params.seed);
@@ -160,34 +182,10 @@ export class SynthGenerator {
     const firing: number[] = [];
     for (let r = 0; r < R; r++) {
       firing.length = 0;
-      if (rng.next() < flat.prob[0]) stack.push(0);
-      while (stack.length) {
-        const node = stack.pop()!;
-        const f = flat.feature[node];
-        if (f >= 0) {
-          const sd = flat.magStd[node];
-          mags[f] = sd < 0 ? 1 : Math.abs(flat.magMean[node] + sd * rng.normal());
-          firing.push(f);
-        }
-        const start = flat.childStart[node];
-        const count = flat.childCount[node];
-        if (flat.exclusive[node]) {
-          const u = rng.next();
-          let acc = 0;
-          for (let i = 0; i < count; i++) {
-            const c = flat.childList[start + i];
-            acc += flat.prob[c];
-            if (u < acc) {
-              stack.push(c);
-              break;
-            }
-          }
-        } else {
-          for (let i = count - 1; i >= 0; i--) {
-            const c = flat.childList[start + i];
-            if (rng.next() < flat.prob[c]) stack.push(c);
-          }
-        }
+      while (firing.length === 0) {
+        if (rng.next() < flat.prob[0]) stack.push(0);
+        this.#walk(stack, firing);
+        if (this.params.keepEmpty) break;
       }
       const xr = x.subarray(r * d, (r + 1) * d);
       if (noise > 0) { for (let j = 0; j < d; j++) xr[j] = noise * rng.normal(); }
@@ -204,9 +202,50 @@ export class SynthGenerator {
     return out;
   }
 
+  /** Walk the tree from the nodes on `stack`, pushing firing features (magnitudes into #mags). */
+  #walk(stack: number[], firing: number[]): void {
+    const rng = this.#rng;
+    const flat = this.#flat;
+    const mags = this.#mags;
+    while (stack.length) {
+      const node = stack.pop()!;
+      const f = flat.feature[node];
+      if (f >= 0) {
+        const sd = flat.magStd[node];
+        mags[f] = sd < 0 ? 1 : Math.abs(flat.magMean[node] + sd * rng.normal());
+        firing.push(f);
+      }
+      const start = flat.childStart[node];
+      const count = flat.childCount[node];
+      if (flat.exclusive[node]) {
+        const u = rng.next();
+        let acc = 0;
+        for (let i = 0; i < count; i++) {
+          const c = flat.childList[start + i];
+          acc += flat.prob[c];
+          if (u < acc) {
+            stack.push(c);
+            break;
+          }
+        }
+      } else {
+        for (let i = count - 1; i >= 0; i--) {
+          const c = flat.childList[start + i];
+          if (rng.next() < flat.prob[c]) stack.push(c);
+        }
+      }
+    }
+  }
+
   /** Iterate over the whole dataset in batches of `rows` rows. */
   *batches(rows: number): Generator<SynthBatch> {
     while (this.produced < this.params.tokens) yield this.batch(rows);
+  }
+
+  /** Per feature: the expected fraction of rows on which it fires (tree rate, over 1 − P(empty) when redrawing). */
+  expectedRates(): Float64Array {
+    const scale = this.params.keepEmpty ? 1 : 1 / (1 - this.emptyProbability);
+    return this.tree.nominalRates.map((p) => p * scale);
   }
 
   /** Per feature: fraction of the rows generated so far on which it fired. */

@@ -231,6 +231,34 @@ export function parseTree(json: unknown, source = "tree"): FeatureTree {
   };
 }
 
+/**
+ * P(no read-out feature fires on a token) under the tree's sampling rule, computed
+ * exactly by recursion: q(node) = P(nothing read-out fires in the node's subtree | its
+ * parent fired) = (1 − p) + p · [node not read-out] · Q(children), where Q is Π q(c) for
+ * independent children and (1 − Σ p_c) + Σ p_c · [c not read-out] · Q(children of c)
+ * for exclusive ones.
+ */
+export function emptyProbability(tree: FeatureTree): number {
+  // P(nothing read-out fires below `node`'s children | node fired).
+  const childrenQuiet = (node: FeatureNode): number => {
+    if (node.exclusiveChildren) {
+      let q = 1;
+      for (const c of node.children) {
+        q -= c.activeProb;
+        if (!c.isReadOut) q += c.activeProb * childrenQuiet(c);
+      }
+      return Math.max(0, q);
+    }
+    let q = 1;
+    for (const c of node.children) {
+      q *= 1 - c.activeProb + (c.isReadOut ? 0 : c.activeProb * childrenQuiet(c));
+    }
+    return q;
+  };
+  const r = tree.root;
+  return 1 - r.activeProb + (r.isReadOut ? 0 : r.activeProb * childrenQuiet(r));
+}
+
 /** Read and validate a tree JSON file; errors name the file and the node. */
 export async function readTreeFile(file: string): Promise<FeatureTree> {
   let text: string;

@@ -4,8 +4,10 @@
  *
  * truth.json (format "arbor-synth-truth", version 1):
  *   d_in, features (m), tokens, seed, params {epsilon, sibling_epsilon, noise,
- *   magnitude_std}, expected_cosines {child_parent, siblings}, tree (toy-model JSON),
- *   paths[m], parents[m] (−1 = top-level), levels[m], nominal_rates[m],
+ *   magnitude_std, keep_empty}, p_empty, expected_cosines {child_parent, siblings},
+ *   tree (toy-model JSON), paths[m], parents[m] (−1 = top-level), levels[m],
+ *   nominal_rates[m] (expected per-token rates of this dataset, i.e. the tree's rates over
+ *   1 − p_empty when empty rows were redrawn),
  *   empirical_rates[m], directions[m][d] (unit rows), activity {file, bytes_per_row}.
  * truth-active.bin: the per-token true activity, a bitset [tokens, W], W = ceil(m/8):
  *   bit (f & 7) of byte (f >> 3) of row t is set iff true feature f fired on token t.
@@ -35,7 +37,15 @@ export interface TruthJson {
   features: number;
   tokens: number;
   seed: number;
-  params: { epsilon: number; sibling_epsilon: number; noise: number; magnitude_std: number };
+  params: {
+    epsilon: number;
+    sibling_epsilon: number;
+    noise: number;
+    magnitude_std: number;
+    keep_empty: boolean;
+  };
+  /** P(a draw from the tree has no feature firing); such rows are redrawn unless keep_empty. */
+  p_empty: number;
   expected_cosines: { child_parent: number; siblings: number };
   tree: TreeNodeJson;
   paths: string[];
@@ -84,13 +94,15 @@ export function truthJson(gen: SynthGenerator): TruthJson {
       sibling_epsilon: p.siblingEpsilon,
       noise: p.noise,
       magnitude_std: p.magnitudeStd,
+      keep_empty: p.keepEmpty ?? false,
     },
+    p_empty: gen.emptyProbability,
     expected_cosines: { child_parent: cos.childParent, siblings: cos.siblings },
     tree: treeToJson(gen.tree.root),
     paths: gen.tree.features.map((n) => n.path),
     parents: Array.from(gen.tree.parents),
     levels: Array.from(gen.tree.levels),
-    nominal_rates: Array.from(gen.tree.nominalRates),
+    nominal_rates: Array.from(gen.expectedRates()),
     empirical_rates: Array.from(gen.empiricalRates()),
     directions: Array.from(
       { length: m },

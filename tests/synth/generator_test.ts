@@ -52,8 +52,11 @@ for (const exclusive of [false, true]) {
     assert.equal(batches.reduce((s, b) => s + b.rows, 0), PARAMS.tokens);
     const T = PARAMS.tokens;
     const rates = gen.empiricalRates();
+    const expected = gen.expectedRates();
+    assert.ok(gen.emptyProbability > 0.05, "the tree has empty draws, so redrawing matters");
     for (let f = 0; f < gen.features; f++) {
-      const p = tree.nominalRates[f];
+      const p = expected[f];
+      assert.ok(Math.abs(p - tree.nominalRates[f] / (1 - gen.emptyProbability)) < 1e-12);
       const tol = 5 * Math.sqrt(p * (1 - p) / T) + 1e-4;
       assert.ok(
         Math.abs(rates[f] - p) < tol,
@@ -117,6 +120,54 @@ Deno.test("generator: a child never fires without its parent and exclusive sibli
     }
     assert.ok(childFirings > 1000, "the test must exercise children");
   }
+});
+
+Deno.test("generator: empty rows are redrawn by default; with keepEmpty their share matches emptyProbability", () => {
+  const tree = parseTree(toyTree());
+  const want = 0.85 ** 3 * 0.95 ** 8;
+  const T = 30_000;
+  const kept = new SynthGenerator(tree, { ...PARAMS, tokens: T, keepEmpty: true });
+  assert.ok(Math.abs(kept.emptyProbability - want) < 1e-12);
+  const b = kept.batch(T);
+  let empty = 0;
+  for (let r = 0; r < T; r++) {
+    if (b.active.subarray(r * kept.width, (r + 1) * kept.width).every((x) => x === 0)) empty++;
+  }
+  assert.ok(
+    Math.abs(empty / T - want) < 5 * Math.sqrt(want * (1 - want) / T),
+    `empty share ${empty / T} vs ${want}`,
+  );
+  const rates = kept.empiricalRates();
+  tree.nominalRates.forEach((p, f) =>
+    assert.ok(Math.abs(rates[f] - p) < 5 * Math.sqrt(p * (1 - p) / T) + 1e-4)
+  );
+  const redrawn = new SynthGenerator(tree, { ...PARAMS, tokens: T }).batch(T);
+  for (let r = 0; r < T; r++) {
+    assert.ok(redrawn.active.subarray(r * kept.width, (r + 1) * kept.width).some((x) => x !== 0));
+  }
+  assert.throws(
+    () =>
+      new SynthGenerator(
+        parseTree({ active_prob: 1, is_read_out: false, children: [{ active_prob: 1e-4 }] }),
+        PARAMS,
+      ),
+    (e: Error) => e instanceof DataError && e.message.includes("--keep-empty"),
+  );
+  // emptyProbability through a non-read-out child of an exclusive node with its own children.
+  const nested = parseTree({
+    active_prob: 1,
+    is_read_out: false,
+    mutually_exclusive_children: true,
+    children: [{ active_prob: 0.5, is_read_out: false, children: [{ active_prob: 0.4 }] }, {
+      active_prob: 0.3,
+    }],
+  });
+  assert.ok(
+    Math.abs(
+      new SynthGenerator(nested, { ...PARAMS, keepEmpty: true }).emptyProbability -
+        (0.2 + 0.5 * 0.6),
+    ) < 1e-12,
+  );
 });
 
 Deno.test("generator: the toy tree's exclusive 'none' child leaves the parent alone 40% of the time", () => {
@@ -224,7 +275,7 @@ Deno.test("generator: same seed, same data; directions do not depend on the toke
   const c = new SynthGenerator(tree, { ...PARAMS, seed: 8 }).batch(300);
   assert.notDeepEqual(a.x, c.x);
   // Rows with nothing active are pure noise.
-  const g = new SynthGenerator(tree, { ...PARAMS, noise: 0.1, tokens: 5000 });
+  const g = new SynthGenerator(tree, { ...PARAMS, noise: 0.1, tokens: 5000, keepEmpty: true });
   const batch = g.batch(5000);
   let s = 0;
   let count = 0;
