@@ -23,6 +23,9 @@
  * "Fires" is val > FIRE_THRESHOLD (1e-3), as everywhere in Arbor.
  */
 import { munkres } from "munkres";
+import { join } from "node:path";
+import { DataError } from "../errors.ts";
+import { readTruth, readTruthActivity, TRUTH_FILE } from "../synth/truth.ts";
 import { FIRE_THRESHOLD, type SparseCodes, UNUSED_SLOT } from "./sparse_codes.ts";
 
 /** A matched cosine above this counts as recovered (issue #5). */
@@ -350,4 +353,33 @@ export function scoreGroundTruth(input: GroundTruthInput): GroundTruthScores {
     match,
     cosine,
   };
+}
+
+/**
+ * Score an SAE against a synthetic dataset folder (reads truth.json and, with codes,
+ * truth-active.bin). Returns null when the folder has no truth.json (not synthetic).
+ * `codes`, when given, must cover the dataset's first `codes.rows` tokens in order.
+ */
+export async function scoreAgainstDataset(
+  dir: string,
+  input: Omit<GroundTruthInput, "truth" | "activity" | "activityWidth">,
+): Promise<GroundTruthScores | null> {
+  const truth = await readTruth(dir);
+  if (!truth) return null;
+  if (input.d !== truth.dIn) {
+    throw new DataError(
+      `${
+        join(dir, TRUTH_FILE)
+      }: d_in is ${truth.dIn} but the SAE's decoder has width ${input.d}; ` +
+        `score the SAE on the dataset it was trained on`,
+    );
+  }
+  const activity = input.codes
+    ? await readTruthActivity(dir, truth, 0, input.codes.rows)
+    : undefined;
+  return scoreGroundTruth({
+    ...input,
+    truth,
+    ...(activity ? { activity, activityWidth: truth.activityWidth } : {}),
+  });
 }

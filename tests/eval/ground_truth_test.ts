@@ -3,8 +3,12 @@ import {
   GroundTruthCodeStats,
   learnedParentsFromTree,
   matchFeatures,
+  scoreAgainstDataset,
   scoreGroundTruth,
 } from "../../lib/eval/ground_truth.ts";
+import { join } from "node:path";
+import { DataError } from "../../lib/errors.ts";
+import { writeSynthDataset } from "../../lib/synth/dataset.ts";
 import { type SparseCodes, UNUSED_SLOT } from "../../lib/eval/sparse_codes.ts";
 import { isActive, type SynthBatch, SynthGenerator } from "../../lib/synth/generator.ts";
 import { parseTree, treeFromParams } from "../../lib/synth/tree.ts";
@@ -289,4 +293,38 @@ Deno.test("learnedParentsFromTree maps the contract layout (value o_l = root) to
     parents: [Int32Array.from([0, 0, 0]), Int32Array.from([1, 3]), Int32Array.from([5, 4, 0])],
   });
   assert.deepEqual(Array.from(parents), [-1, -1, -1, 1, -1, -1, 4, 0]);
+});
+
+Deno.test("scoreAgainstDataset reads truth.json + activity from a dataset folder; null without truth", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { tree, gen } = dataset(10);
+    const tokens = 2000;
+    await writeSynthDataset(join(dir, "ds"), { tree, params: { ...gen.params, tokens } });
+    const again = new SynthGenerator(tree, { ...gen.params, tokens });
+    const batch = again.batch(tokens);
+    const perm = Int32Array.from({ length: again.features }, (_, f) => f);
+    const codes = codesFromActivity(batch.active, 1500, again.features, again.width, perm);
+    const learnedParents = tree.parents.slice();
+    const s = await scoreAgainstDataset(join(dir, "ds"), {
+      decoder: again.directions,
+      d: D,
+      codes,
+      learnedParents,
+    });
+    assert.ok(s);
+    assert.equal(s.recovered, 1);
+    assert.equal(s.parentAccuracy, 1);
+    assert.equal(s.absorption, 0);
+    assert.ok(s.absorptionEvents > 100);
+    assert.equal(await scoreAgainstDataset(dir, { decoder: again.directions, d: D }), null);
+    await assert.rejects(
+      () => scoreAgainstDataset(join(dir, "ds"), { decoder: new Float32Array(8 * 4), d: 4 }),
+      (e: Error) =>
+        e instanceof DataError && e.message.includes("truth.json") &&
+        e.message.includes("d_in is 20"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
