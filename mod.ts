@@ -178,3 +178,55 @@ export {
   type TrainOptions,
   type TrainResult,
 } from "./lib/train/trainer.ts";
+export {
+  emptyProbability,
+  type FeatureNode,
+  type FeatureTree,
+  parseTree,
+  readTreeFile,
+  treeFromParams,
+  type TreeNodeJson,
+  type TreeParams,
+  treeToJson,
+  zipfProbs,
+} from "./lib/synth/tree.ts";
+export { buildDirections, expectedCosines, type MixingParams } from "./lib/synth/directions.ts";
+export {
+  activityBytes,
+  isActive,
+  type SynthBatch,
+  SynthGenerator,
+  type SynthParams,
+} from "./lib/synth/generator.ts";
+export {
+  isSynthDatasetCurrent,
+  type SynthDatasetOptions,
+  type SynthDatasetResult,
+  writeSynthDataset,
+} from "./lib/synth/dataset.ts";
+export {
+  arborCacheDir,
+  DEFAULT_SYNTH_PARAMS,
+  DEFAULT_TREE_PARAMS,
+  type DefaultDataset,
+  defaultTree,
+  ensureDefaultDataset,
+} from "./lib/synth/default.ts";
+export {
+  readTruth,
+  readTruthActivity,
+  type Truth,
+  TRUTH_FILE,
+  type TruthJson,
+} from "./lib/synth/truth.ts";
+export {
+  type FeatureMatch,
+  GroundTruthCodeStats,
+  type GroundTruthInput,
+  type GroundTruthScores,
+  learnedParentsFromTree,
+  matchFeatures,
+  RECOVERED_COSINE,
+  scoreAgainstDataset,
+  scoreGroundTruth,
+} from "./lib/eval/ground_truth.ts";
