@@ -230,3 +230,39 @@ export {
   scoreAgainstDataset,
   scoreGroundTruth,
 } from "./lib/eval/ground_truth.ts";
+export {
+  DEFAULT_INSPECT_TOKENS,
+  type Inspection,
+  type InspectOptions,
+  openInspection,
+} from "./lib/inspect/inspection.ts";
+export {
+  type FeatureTree as InspectFeatureTree,
+  featureTree as inspectFeatureTree,
+} from "./lib/inspect/structure.ts";
+export { type FeatureProfile, profileFeatures, topTokens } from "./lib/inspect/profile.ts";
+export { type ChildGeometry, childGeometry } from "./lib/inspect/geometry.ts";
+export { formatFeature, formatTree } from "./lib/inspect/terminal.ts";
+export { type ExplorerOptions, writeExplorer } from "./lib/inspect/html.ts";
+export { type Gpt2Config, parseGpt2Config, readGpt2Config } from "./lib/lm/config.ts";
+export {
+  checkHook,
+  HookError,
+  hookName,
+  type HookPoint,
+  type HookSite,
+  parseHook,
+} from "./lib/lm/hooks.ts";
+export {
+  type ForwardOptions,
+  type ForwardResult,
+  Gpt2Model,
+  type Gpt2ModelOptions,
+} from "./lib/lm/model.ts";
+export { loadGpt2Model } from "./lib/lm/load.ts";
+export { type Gpt2Weights, loadGpt2Weights, type TensorSource } from "./lib/lm/weights.ts";
+export { ModelFilesError, resolveModel, type ResolveOptions } from "./lib/lm/model_files.ts";
+export { loadTokenizer, type Tokenizer } from "./lib/lm/tokenizer.ts";
+export { type Document, readCorpus } from "./lib/lm/corpus.ts";
+export { tokenWindows, type Window } from "./lib/lm/windows.ts";
+export { extract, type ExtractOptions, type ExtractProgress } from "./lib/lm/extract.ts";
