@@ -1,0 +1,82 @@
+/** kernels/mp.wgsl against its TypeScript twin (lib/sae/mp/reference.ts), at awkward sizes. */
+import assert from "node:assert/strict";
+import { assertClose, randn, testGpu } from "../_util.ts";
+import { uploadStorage } from "../../lib/gpu/buffer.ts";
+import { MP_RESIDUAL_EPS, mpInit, mpIteration, mpPursuit } from "../../lib/sae/mp/reference.ts";
+import { mpPursuitGpu } from "../../lib/sae/mp/pursuit_gpu.ts";
+
+function unitRows(w: Float32Array, n: number, d: number): Float32Array {
+  for (let i = 0; i < n; i++) {
+    const row = w.subarray(i * d, (i + 1) * d);
+    const norm = Math.hypot(...row);
+    row.forEach((v, j) => (row[j] = v / norm));
+  }
+  return w;
+}
+
+const SHAPES = [
+  { B: 1, d: 5, n: 3, k: 1 },
+  { B: 7, d: 48, n: 65, k: 4 },
+  { B: 33, d: 63, n: 130, k: 9 },
+  { B: 5, d: 17, n: 6, k: 6 }, // k = n: re-picks and early stops
+];
+
+for (const [s, shape] of SHAPES.entries()) {
+  Deno.test(`mp_step equals mpIteration: B=${shape.B} d=${shape.d} n=${shape.n} k=${shape.k}`, async () => {
+    const gpu = await testGpu();
+    const { B, d, n, k } = shape;
+    const decW = unitRows(randn(n * d, 100 + s), n, d);
+    const xs = randn(B * d, 200 + s);
+    const buf = uploadStorage(gpu, decW, "test decW");
+    try {
+      const got = await mpPursuitGpu(gpu, buf, xs, shape, MP_RESIDUAL_EPS);
+      const want = mpPursuit(xs, decW, B, d, n, k);
+      assert.deepEqual(got.pickIdx, want.pickIdx, "picks");
+      assert.deepEqual(got.idx, want.idx, "slots");
+      assert.deepEqual(got.info, want.info, "row info");
+      assertClose(got.pickVal, want.pickVal, { atol: 1e-4, rtol: 1e-4, label: "pickVal" });
+      assertClose(got.val, want.val, { atol: 1e-4, rtol: 1e-4, label: "val" });
+      assertClose(got.residual, want.residual, { atol: 1e-4, rtol: 1e-4, label: "residual" });
+      assertClose(got.rnorm2, want.rnorm2, { atol: 1e-3, rtol: 1e-4, label: "rnorm2" });
+      if (s >= 2) {
+        // these shapes include re-picked atoms (picks > slots) and rows that stop early
+        const rows = Array.from({ length: B }, (_, b) => b);
+        assert.ok(rows.some((b) => got.info[b * 4 + 2] > got.info[b * 4]), "a re-pick happened");
+        assert.ok(rows.some((b) => got.info[b * 4 + 2] < k), "a row stopped early");
+      }
+    } finally {
+      buf.destroy();
+    }
+  });
+}
+
+Deno.test("mp_step stops a row whose residual is below eps, and one with no positive atom", async () => {
+  const gpu = await testGpu();
+  const d = 6, n = 4;
+  const decW = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) decW[i * d + i] = 1; // atoms e_0..e_3
+  // row 0: exactly 2·e_1 → one pick, residual 0 → done; row 1: −e_0 − e_2 → nothing positive
+  const xs = new Float32Array(2 * d);
+  xs[1] = 2;
+  xs[d + 0] = -1;
+  xs[d + 2] = -1;
+  const buf = uploadStorage(gpu, decW, "test decW");
+  try {
+    const got = await mpPursuitGpu(gpu, buf, xs, { B: 2, d, n, k: 3 }, MP_RESIDUAL_EPS);
+    assert.deepEqual(Array.from(got.info), [1, 1, 1, 0, 0, 1, 0, 0]);
+    assert.deepEqual(Array.from(got.idx), [
+      1,
+      0xffffffff,
+      0xffffffff,
+      0xffffffff,
+      0xffffffff,
+      0xffffffff,
+    ]);
+    assert.deepEqual(Array.from(got.val), [2, 0, 0, 0, 0, 0]);
+    const twin = mpInit(xs, 2, d, 3);
+    mpIteration(twin, decW, 2, d, n, MP_RESIDUAL_EPS);
+    assert.deepEqual(twin.info, got.info);
+  } finally {
+    buf.destroy();
+  }
+});
