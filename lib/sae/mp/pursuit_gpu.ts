@@ -6,7 +6,7 @@
  * `residual @ decoder.weight`, fused with the argmax so no [B, n] score matrix exists.
  */
 import type { Gpu } from "../../gpu/device.ts";
-import { createStorage, readF32, readU32, uniforms, uploadStorage } from "../../gpu/buffer.ts";
+import { readF32, readU32, uniforms, uploadStorage } from "../../gpu/buffer.ts";
 import { type Dispatch, type Kernel, runKernels } from "../../gpu/kernel.ts";
 import { releaseUniforms, wrapGrid } from "../ops/grid.ts";
 import { mpInit, type MpState } from "./reference.ts";
