@@ -9,7 +9,7 @@ import type { Command } from "./command.ts";
 import type { EngineKind } from "../lib/train/engine_factory.ts";
 import { DEFAULT_INSPECT_TOKENS, openInspection } from "../lib/inspect/inspection.ts";
 import { formatFeature, formatTree } from "../lib/inspect/terminal.ts";
-import { DEFAULT_MAX_PAGES, writeExplorer } from "../lib/inspect/html.ts";
+import { DEFAULT_MAX_GEOMETRY, DEFAULT_MAX_PAGES, writeExplorer } from "../lib/inspect/html.ts";
 
 /** Flags of `inspect`. */
 export const spec: CommandSpec = {
@@ -45,6 +45,11 @@ export const spec: CommandSpec = {
       default: DEFAULT_MAX_PAGES,
       help: "--html: feature pages written (the features that fire most)",
     },
+    "max-geometry": {
+      type: "int",
+      default: DEFAULT_MAX_GEOMETRY,
+      help: "--html: §6.1 geometry plots drawn (densest parents first; each runs a PCA)",
+    },
     "batch-size": { type: "int", default: 1024, help: "tokens per encoder call" },
     engine: { type: "string", help: "gpu or reference (default: gpu when available)" },
     seed: { type: "int", default: 0, help: "seed of the sampled tokens behind plots" },
@@ -72,6 +77,7 @@ export interface InspectArgs {
   contexts: number;
   neighbours: number;
   maxPages: number;
+  maxGeometry: number;
   batchSize: number;
   engine?: EngineKind;
   seed: number;
@@ -115,6 +121,7 @@ export function parseInspectArgs(p: ParsedCommand): InspectArgs {
     contexts: positive(p, "contexts", 0),
     neighbours: positive(p, "neighbours", 0),
     maxPages: positive(p, "max-pages", 1),
+    maxGeometry: positive(p, "max-geometry", 0),
     batchSize: positive(p, "batch-size", 1),
     ...(engine ? { engine: engine as EngineKind } : {}),
     seed: f.seed as number,
@@ -156,6 +163,7 @@ export async function runInspect(p: ParsedCommand): Promise<number> {
   if (a.html !== undefined) {
     const r = await writeExplorer(ins, a.html, {
       maxPages: a.maxPages,
+      maxGeometry: a.maxGeometry,
       ...(a.root !== undefined ? { root: a.root } : {}),
       contexts: a.contexts,
       neighbours: a.neighbours,

@@ -15,6 +15,8 @@ import type { FeatureProfile } from "./profile.ts";
 
 /** Fraction of the farthest point's radius the longest arrow reaches. */
 const ARROW_REACH = 0.9;
+/** Most tokens in one plot, shared evenly by the children (PCA by SVD costs ~N²·d: ~0.6 s at d = 768). */
+export const GEOMETRY_MAX_POINTS = 240;
 
 /** A token's activation projected on the two principal axes, labelled by its child. */
 export interface GeometryPoint {
@@ -54,9 +56,10 @@ export function childGeometry(
   const kids = tree.childrenOf[parent].filter((c) => profile.samples[c].rows.length > 0);
   if (kids.length < 2) return "fewer than two of its children fired on the inspected tokens";
   const owner = new Map<number, { child: number; value: number }>();
+  const perChild = Math.max(2, Math.floor(GEOMETRY_MAX_POINTS / kids.length));
   for (const c of kids) {
     const s = profile.samples[c];
-    s.rows.forEach((row, i) => {
+    s.rows.slice(0, perChild).forEach((row, i) => {
       const cur = owner.get(row);
       if (!cur || s.values[i] > cur.value) owner.set(row, { child: c, value: s.values[i] });
     });

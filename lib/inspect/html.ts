@@ -28,6 +28,8 @@ import { featureGist, formatDensity } from "./terminal.ts";
 
 /** Feature pages written by default. */
 export const DEFAULT_MAX_PAGES = 1000;
+/** Geometry plots drawn by default (each runs a PCA: ~0.6 s at d_in = 768). */
+export const DEFAULT_MAX_GEOMETRY = 100;
 
 /** Options of `writeExplorer`. */
 export interface ExplorerOptions {
@@ -39,6 +41,8 @@ export interface ExplorerOptions {
   contexts: number;
   /** Nearest neighbours per page. */
   neighbours: number;
+  /** Most geometry plots (the densest parents get them); default DEFAULT_MAX_GEOMETRY. */
+  maxGeometry?: number;
 }
 
 /** What was written. */
@@ -92,8 +96,9 @@ export async function writeExplorer(
   const scope = o.root !== undefined ? subtree(ins.tree, o.root) : [...Array(ins.tree.n).keys()];
   const pages = choosePages(ins, scope, o.maxPages);
   let geometryPlots = 0;
+  const maxGeometry = o.maxGeometry ?? DEFAULT_MAX_GEOMETRY;
   for (const f of pages) {
-    const { html, geometry } = featurePage(ins, f, pages, o);
+    const { html, geometry } = featurePage(ins, f, pages, o, geometryPlots < maxGeometry);
     if (geometry) geometryPlots++;
     await Deno.writeTextFile(join(out, "features", `${f}.html`), html);
   }
@@ -173,6 +178,7 @@ function featurePage(
   f: number,
   pages: Set<number>,
   o: ExplorerOptions,
+  drawGeometry: boolean,
 ): { html: string; geometry: boolean } {
   const { tree, profile, data } = ins;
   const L = (g: number) => link(g, pages, "");
@@ -244,7 +250,11 @@ function featurePage(
     }
     if (kids.length) {
       parts.push(`<h2>Child-subspace geometry (§6.1)</h2>`);
-      const g = childGeometry(f, tree, profile, data.x, data.d, ins.state);
+      const g = drawGeometry
+        ? childGeometry(f, tree, profile, data.x, data.d, ins.state)
+        : `only the ${
+          o.maxGeometry ?? DEFAULT_MAX_GEOMETRY
+        } densest parents get one (--max-geometry)`;
       if (typeof g === "string") parts.push(`<p class="note">No plot: ${escapeHtml(g)}.</p>`);
       else {
         geometry = true;

@@ -19,6 +19,7 @@ import type { FeatureProfile } from "../../lib/inspect/profile.ts";
 import { formatFeature, formatTree } from "../../lib/inspect/terminal.ts";
 import { readMetricsLog } from "../../lib/inspect/metrics_log.ts";
 import { shortPath } from "../../lib/inspect/truth_match.ts";
+import { escapeHtml } from "../../lib/inspect/html.ts";
 import { parseInspectArgs, runInspect, spec } from "../../cli/inspect.ts";
 import { parseCommand, UsageError } from "../../cli/args.ts";
 import { D, handCheckpoint, synthDataset, textDataset, trainRun, withTempDir } from "./_fixture.ts";
@@ -155,6 +156,7 @@ Deno.test("contextOf stays inside the row's context window and marks the active 
   assert.equal(contextLine(contextOf({ tokens, rows: 7 }, 2, lab, 1, 10)!), "#11⟦#12⟧#13");
   assert.equal(contextOf({ tokens: null, rows: 7 }, 2, lab), null);
   assert.equal(shortPath("root.children[2].children[0]"), "2.0");
+  assert.equal(escapeHtml(`<b a="1">&'`), "&#60;b a=&#34;1&#34;&#62;&#38;&#39;");
 });
 
 Deno.test("synthetic run: densities match a direct encode; views show token indices and true features", async () => {
@@ -225,6 +227,34 @@ Deno.test("text dataset: contexts are decoded with the model's tokenizer, active
     assert.ok(text.includes(`⟦${active}⟧`), text);
     assert.match(text, /top tokens: "[^"]*" ×\d+/);
     assert.match(formatTree(ins, { depth: 0 }), /#\d+ {2}L0 {2}[0-9.]+% {2}"/);
+    // The explorer through the CLI: pages with marked contexts, geometry plots capped.
+    const out = join(dir, "explorer");
+    const code = await runInspect(
+      parseCommand(spec, [
+        run,
+        "--html",
+        out,
+        "--engine",
+        "reference",
+        "-q",
+        "--max-geometry",
+        "1",
+      ]),
+    );
+    assert.equal(code, 0);
+    const index = await Deno.readTextFile(join(out, "index.html"));
+    assert.equal(index.match(/data-feature="/g)?.length, 12);
+    const page = await Deno.readTextFile(join(out, "features", `${f}.html`));
+    assert.ok(page.includes(`<mark>${escapeHtml(active)}</mark>`));
+    assert.match(page, /<svg[^>]*>/);
+    let plots = 0;
+    for await (const e of Deno.readDir(join(out, "features"))) {
+      const html = await Deno.readTextFile(join(out, "features", e.name));
+      if (html.includes('id="geometry"')) plots++;
+    }
+    const count = ins.profile!.stats.count;
+    const parents = ins.tree.childrenOf.filter((k) => k.filter((c) => count[c] > 0).length >= 2);
+    assert.equal(plots, Math.min(1, parents.length), "--max-geometry 1 caps the plots");
   });
 });
 
