@@ -1,7 +1,7 @@
 /**
  * Encoder GEMM and top-k throughput on this machine's WebGPU adapter (issue 3's speed figures).
  *
- *   deno run -A bench/encoder_gemm_bench.ts [--variant wide|tiled] [--reps 2] [--n 24576,6144]
+ *   deno run -A bench/encoder_gemm_bench.ts [--variant block4|wide|tiled] [--reps 2] [--n 24576,6144]
  *
  * For each n: pre = (xs − bDec)·encWᵀ at B = 4096, d = 768 in row chunks (the largest that fit one
  * storage binding), timed on the GPU (timestamp queries when available), reported as GFLOP/s
@@ -42,7 +42,7 @@ if (import.meta.main) {
     },
   });
   const gpu = await getGpu({ quiet: true });
-  const variant = (values.variant ?? defaultGemmVariant(gpu)) as GemmVariant;
+  const variant = (values.variant ?? defaultGemmVariant(gpu, D)) as GemmVariant;
   const reps = Number(values.reps);
   console.log(
     `adapter: ${gpu.description}; GEMM variant: ${variant}; timestamps: ${gpu.hasTimestamps}`,
