@@ -4,8 +4,10 @@ import { join } from "node:path";
 import { rng } from "../_util.ts";
 import { makeConfig } from "../../lib/sae/config.ts";
 import { ActivationWriter } from "../../lib/store/writer.ts";
+import { initState } from "../../lib/sae/engine.ts";
+import { freshProgress } from "../../lib/train/trainer.ts";
 import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
-import { loadSae } from "../../lib/train/checkpoint.ts";
+import { loadSae, saveCheckpoint } from "../../lib/train/checkpoint.ts";
 import { DataError } from "../../lib/errors.ts";
 import { FIRE_THRESHOLD, UNUSED_SLOT } from "../../lib/eval/sparse_codes.ts";
 import { TopExamples } from "../../lib/inspect/top_examples.ts";
@@ -22,7 +24,15 @@ import { shortPath } from "../../lib/inspect/truth_match.ts";
 import { escapeHtml } from "../../lib/inspect/html.ts";
 import { parseInspectArgs, runInspect, spec } from "../../cli/inspect.ts";
 import { parseCommand, UsageError } from "../../cli/args.ts";
-import { D, handCheckpoint, synthDataset, textDataset, trainRun, withTempDir } from "./_fixture.ts";
+import {
+  D,
+  handCheckpoint,
+  synthDataset,
+  textDataset,
+  trainRun,
+  TREE_CONFIG,
+  withTempDir,
+} from "./_fixture.ts";
 
 const VIEW = { contexts: 5, neighbours: 3, tokens: 5 };
 
@@ -307,6 +317,19 @@ Deno.test("bad input: feature out of range, missing dataset (tree still works), 
     assert.match(
       formatFeature(structure, 5, VIEW),
       /no activation data: --structure-only: no activation data read\nnearest features/,
+    );
+    // A checkpoint that records no dataset at all (e.g. a released one).
+    const bare = join(dir, "bare");
+    await saveCheckpoint(bare, {
+      config: TREE_CONFIG,
+      state: initState(TREE_CONFIG),
+      progress: freshProgress(8, 8),
+    });
+    await assert.rejects(
+      () => runInspect(parseCommand(spec, [bare, "--html", join(dir, "x"), "-q"])),
+      new RegExp(
+        `${bare}/config.json records no dataset \\(metadata.data\\); pass the activations with --data DIR`,
+      ),
     );
     // --data that is not a dataset, and a dataset of another width.
     await assert.rejects(
