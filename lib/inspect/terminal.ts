@@ -4,7 +4,7 @@ import type { Inspection } from "./inspection.ts";
 import { ancestors, checkFeature, subtree } from "./structure.ts";
 import { topTokens } from "./profile.ts";
 import { contextLine, contextOf } from "./contexts.ts";
-import { activeTrueFeatures, describeMatch, shortPath } from "./truth_match.ts";
+import { activeTrueFeatures, describeMatch, isTrueAncestor, shortPath } from "./truth_match.ts";
 
 /** Options of the feature view. */
 export interface FeatureViewOptions {
@@ -30,7 +30,16 @@ function layerLabel(ins: Inspection, f: number): string {
 
 /** One line summarising what a feature fires on: top tokens, or the matched true feature. */
 export function featureGist(ins: Inspection, f: number, tokens = 3): string {
-  if (ins.truth) return describeMatch(ins.truth, f);
+  if (ins.truth) {
+    const p = ins.tree.parentOf[f];
+    const truth = ins.data?.truth?.truth;
+    if (p < 0 || !truth) return describeMatch(ins.truth, f);
+    const ok = isTrueAncestor(truth.parents, ins.truth.trueOf[p], ins.truth.trueOf[f]);
+    // ✓: the learned parent stands for a true ancestor of the true feature this one stands for.
+    return `${describeMatch(ins.truth, f)} ${
+      ok ? "✓ in its true branch" : "✗ outside its true branch"
+    }`;
+  }
   if (!ins.profile) return "";
   return topTokens(ins.profile, f, tokens)
     .map(([id]) => JSON.stringify(ins.labeler.label(id)))

@@ -72,3 +72,10 @@ export function describeMatch(tm: TruthMatch, f: number): string {
   const tag = tm.matched[f] ? "" : ", unmatched: nearest";
   return `true ${t} (path ${tm.paths[t]}, cos ${tm.cosine[f].toFixed(2)}${tag})`;
 }
+
+/** Whether true feature `a` is an ancestor of true feature `b` in the truth's tree (`parents` [m], −1 top). */
+export function isTrueAncestor(parents: Int32Array, a: number, b: number): boolean {
+  if (a < 0 || b < 0) return false;
+  for (let p = parents[b]; p >= 0; p = parents[p]) if (p === a) return true;
+  return false;
+}

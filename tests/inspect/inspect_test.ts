@@ -20,7 +20,7 @@ import { openInspection } from "../../lib/inspect/inspection.ts";
 import type { FeatureProfile } from "../../lib/inspect/profile.ts";
 import { formatFeature, formatTree } from "../../lib/inspect/terminal.ts";
 import { readMetricsLog } from "../../lib/inspect/metrics_log.ts";
-import { shortPath } from "../../lib/inspect/truth_match.ts";
+import { isTrueAncestor, shortPath } from "../../lib/inspect/truth_match.ts";
 import { escapeHtml } from "../../lib/inspect/html.ts";
 import { parseInspectArgs, runInspect, spec } from "../../cli/inspect.ts";
 import { parseCommand, UsageError } from "../../cli/args.ts";
@@ -166,6 +166,16 @@ Deno.test("contextOf stays inside the row's context window and marks the active 
   assert.equal(contextLine(contextOf({ tokens, rows: 7 }, 2, lab, 1, 10)!), "#11⟦#12⟧#13");
   assert.equal(contextOf({ tokens: null, rows: 7 }, 2, lab), null);
   assert.equal(shortPath("root.children[2].children[0]"), "2.0");
+  const parents = Int32Array.from([-1, 0, 1, -1]);
+  assert.deepEqual([
+    isTrueAncestor(parents, 0, 2),
+    isTrueAncestor(parents, 2, 0),
+    isTrueAncestor(parents, 3, 2),
+  ], [
+    true,
+    false,
+    false,
+  ]);
   assert.equal(escapeHtml(`<b a="1">&'`), "&#60;b a=&#34;1&#34;&#62;&#38;&#39;");
 });
 
@@ -203,6 +213,15 @@ Deno.test("synthetic run: densities match a direct encode; views show token indi
     const tree = formatTree(ins, { depth: Infinity }).split("\n");
     assert.equal(tree.length, 1 + 12, "header + one line per feature");
     assert.match(tree[0], /^tree SAE · layers \[4, 8\] · 12 features · 1000 tokens of /);
+    const parent = ins.tree.roots.find((r) => ins.tree.childrenOf[r].length > 0)!;
+    const child = ins.tree.childrenOf[parent][0];
+    const t = ins.data!.truth!.truth;
+    const ok = isTrueAncestor(t.parents, ins.truth!.trueOf[parent], ins.truth!.trueOf[child]);
+    const childLine = tree.find((l) => l.includes(`─ #${child}  `))!;
+    assert.ok(
+      childLine.endsWith(ok ? "✓ in its true branch" : "✗ outside its true branch"),
+      childLine,
+    );
     const shallow = formatTree(ins, { depth: 0 }).split("\n");
     assert.equal(shallow.length, 1 + ins.tree.roots.length);
     assert.ok(
