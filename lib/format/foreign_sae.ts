@@ -10,6 +10,8 @@
  *   x̂s         = Σ_slots val·decW[idx] + bDec         decW [n, d]
  *   x̂          = undo(x̂s)
  *
+ * An MP-SAE (arch "mp") replaces pre/select by matching pursuit over decW (lib/sae/mp).
+ *
  * `normalize`:
  *   "none":       xs = x, undo = identity (sparsify; SAELens normalize_activations "none").
  *   "arbor":      μ = mean x, σ = sqrt(mean (x−μ)²) (population), xs = (x−μ)/(σ+1e-5),
@@ -18,6 +20,7 @@
  *                 xs = (x−μ)/(σ_u+1e-5), undo: x̂ = x̂s·σ_u + μ (no eps on the way out).
  */
 import { DataError } from "../errors.ts";
+import { MP_RESIDUAL_EPS, mpPursuit } from "../sae/mp/reference.ts";
 import type { SaeConfig } from "../sae/config.ts";
 import { numFeatures, slotsPerRow } from "../sae/config.ts";
 import {
@@ -130,17 +133,32 @@ export function foreignSelect(sae: ForeignSae, pre: Float32Array, B: number): Co
   return selectTopK(pre, B, n, c.k);
 }
 
+/** Whether a config is the Matching-Pursuit SAE (compares as a string until SaeArch has "mp"). */
+export function isMp(c: { arch: string }): boolean {
+  return c.arch === "mp";
+}
+
+/**
+ * Codes of normalised inputs xs [B, d]: the selection rule on the pre-activations, or for an
+ * MP-SAE the matching pursuit over the decoder rows (tied weights; eps = MP_RESIDUAL_EPS).
+ */
+export function foreignCodes(sae: ForeignSae, xs: Float32Array, B: number): Codes {
+  const c = sae.config;
+  if (isMp(c)) return mpPursuit(xs, sae.decW, B, c.dIn, numFeatures(c), c.k, MP_RESIDUAL_EPS);
+  return foreignSelect(sae, foreignPre(sae, xs, B), B);
+}
+
 /** Codes of raw activations x [B, d]. */
 export function foreignEncode(sae: ForeignSae, x: Float32Array, B: number): Codes {
   const { xs } = normalizeInput(sae.normalize, x, B, sae.config.dIn);
-  return foreignSelect(sae, foreignPre(sae, xs, B), B);
+  return foreignCodes(sae, xs, B);
 }
 
 /** Reconstruction x̂ [B, d] of raw activations x [B, d] (normalisation undone). */
 export function foreignReconstruct(sae: ForeignSae, x: Float32Array, B: number): Float32Array {
   const d = sae.config.dIn;
   const norm = normalizeInput(sae.normalize, x, B, d);
-  const codes = foreignSelect(sae, foreignPre(sae, norm.xs, B), B);
+  const codes = foreignCodes(sae, norm.xs, B);
   return norm.undo(decode(codes.idx, codes.val, B, codes.K, sae.decW, sae.bDec, d));
 }
 

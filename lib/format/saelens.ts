@@ -17,7 +17,8 @@
  * Architecture mapping: topk / matryoshka → "topk" (exact up to the normalisation note);
  * batchtopk → "jumprelu" with threshold θ for every feature (Arbor additionally keeps at
  * most min(n, 4k) per token); tree → "topk" with k = Σ k_l, which SAELens runs *un-gated*:
- * the exact tree selection needs tree.json.
+ * the exact tree selection needs tree.json; mp (Matching-Pursuit SAE) → "arbor_mp", an
+ * architecture SAELens does not know, so it refuses the model instead of running it wrongly.
  *
  * Import (`readSaelens`) of third-party SAELens folders supports TopK SAEs ("topk", or the
  * legacy "standard" with activation_fn_str "topk") with normalize_activations "none" or
@@ -38,7 +39,14 @@ import type { SaeState } from "../sae/engine.ts";
 import { readSafetensors, serializeSafetensors, type TensorData } from "./safetensors.ts";
 import { writeFileAtomic } from "../store/atomic.ts";
 import { jsonBytes, type JsonFile, readJsonFile } from "./json_file.ts";
-import { expectShape, type ForeignSae, type Normalization, transpose } from "./foreign_sae.ts";
+import {
+  expectShape,
+  type ForeignSae,
+  isMp,
+  type Normalization,
+  transpose,
+} from "./foreign_sae.ts";
+import { MP_RESIDUAL_EPS } from "../sae/mp/reference.ts";
 import { parseTreeJson, TREE_FILE, treeJson } from "./tree_file.ts";
 
 /** SAELens config file name. */
@@ -64,6 +72,7 @@ export const SAELENS_FORMULA = [
 
 /** The selection rule of an export, in words, per architecture. */
 function selectionText(c: SaeConfig, threshold: number): string {
+  const k = c.k;
   switch (c.arch) {
     case "topk":
     case "matryoshka":
@@ -78,7 +87,17 @@ function selectionText(c: SaeConfig, threshold: number): string {
         `features_per_layer), a feature is eligible iff its parent (tree.json) is the root ` +
         `or the parent's f > 1e-3; keep the k_per_layer[l] largest of (eligible ? pre : 0) in ` +
         `the layer (ties: lower index), f = max(that, 0)`;
+    default: // "mp": the Matching-Pursuit SAE (tied weights; pre and b_enc unused)
+      return `matching pursuit on xs with the rows of W_dec as atoms: r = xs; up to ${k} ` +
+        `times: c = W_dec · r, i = argmax c (ties: lower index), stop if c[i] <= 0, ` +
+        `f[i] += c[i], r -= c[i]·W_dec[i], stop if ||r|| < ${MP_RESIDUAL_EPS} or i was ` +
+        "picked before; b_dec is 0";
   }
+}
+
+/** validateConfig for every arch, MP included before SaeArch lists it (same rules as topk). */
+function validateAny(c: SaeConfig, where: string) {
+  validateConfig(isMp(c) ? { ...c, arch: "topk" } : c, where);
 }
 
 /** Write an Arbor model (config + state) as a SAELens folder `out` (created if missing). */
@@ -88,7 +107,7 @@ export async function exportSaelens(
   state: SaeState,
   info: Record<string, string | number | boolean> = {},
 ): Promise<string[]> {
-  validateConfig(config, "export");
+  validateAny(config, "export");
   const n = numFeatures(config);
   const d = config.dIn;
   const jump = config.arch === "batchtopk" && state.threshold >= 0;
@@ -102,7 +121,7 @@ export async function exportSaelens(
   if (jump) tensors.threshold = { shape: [n], data: new Float32Array(n).fill(state.threshold) };
   const hook = typeof info.hook_name === "string" ? info.hook_name : "";
   const cfg: Record<string, unknown> = {
-    architecture: jump ? "jumprelu" : "topk",
+    architecture: jump ? "jumprelu" : isMp(config) ? "arbor_mp" : "topk",
     d_in: d,
     d_sae: n,
     dtype: "float32",
@@ -163,6 +182,9 @@ function readmeText(c: SaeConfig, threshold: number): string {
     (c.arch === "tree"
       ? " SAELens runs this model as a plain TopK with k = Σ k_per_layer, without the tree" +
         " gating; only the formula above with tree.json is exact."
+      : isMp(c)
+      ? ' SAELens has no Matching-Pursuit SAE: the architecture "arbor_mp" makes it refuse' +
+        " the model; apply the formula above with the pursuit as select (W_enc = W_dec^T)."
       : ""),
     "",
   ].join("\n");
@@ -220,7 +242,7 @@ function arborConfig(a: JsonFile, d: number, n: number): SaeConfig {
   if (!c) throw new DataError(`${a.path}: required field "config" is missing`);
   const config = c.raw as unknown as SaeConfig;
   try {
-    validateConfig(config, c.path);
+    validateAny(config, c.path);
   } catch (e) {
     throw new DataError((e as Error).message);
   }

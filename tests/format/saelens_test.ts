@@ -10,7 +10,8 @@ import { freshProgress } from "../../lib/train/trainer.ts";
 import { readSafetensors, writeSafetensors } from "../../lib/format/safetensors.ts";
 import { exportCheckpoint, importCheckpoint, readForeign } from "../../lib/format/convert.ts";
 import { ForeignEngine } from "../../lib/format/foreign_engine.ts";
-import { readSaelens } from "../../lib/format/saelens.ts";
+import { exportSaelens, readSaelens } from "../../lib/format/saelens.ts";
+import { makeMpConfig, MpEngine } from "../../lib/sae/mp/engine.ts";
 
 async function withDir(fn: (dir: string) => Promise<void>) {
   const dir = await Deno.makeTempDir({ prefix: "arbor_saelens_" });
@@ -263,5 +264,57 @@ Deno.test("SAELens import errors name the file and the field", async () => {
     );
     await Deno.remove(cfgPath);
     await assert.rejects(readSaelens(dir), new RegExp(`${cfgPath}: file not found`));
+  });
+});
+
+Deno.test("SAELens export of an MP-SAE: ForeignEngine and the documented pursuit match MpEngine", async () => {
+  await withDir(async (root) => {
+    const config = makeMpConfig({ dIn: D, layers: [16], k: 4, lr: 1e-2, seed: 9 });
+    const eng = MpEngine.create(config);
+    for (let i = 0; i < 3; i++) await eng.step(randn(16 * D, 30 + i), 16);
+    const state = await eng.readState();
+    const exp = join(root, "exp");
+    await exportSaelens(exp, config as unknown as SaeConfig, state);
+    const cfg = JSON.parse(await Deno.readTextFile(join(exp, "cfg.json")));
+    assert.equal(cfg.architecture, "arbor_mp");
+    assert.match(cfg.arbor.selection, /matching pursuit/);
+    const x = randn(9 * D, 31);
+    const foreign = new ForeignEngine(await readSaelens(exp));
+    const want = await eng.encode(x, 9);
+    const got = await foreign.encode(x, 9);
+    assert.deepEqual(got.idx, want.idx);
+    assert.deepEqual(got.val, want.val);
+    const recon = await eng.reconstruct(x, 9);
+    assert.deepEqual(await foreign.reconstruct(x, 9), recon);
+    // the documented formula with the pursuit as select, from the exported files alone
+    const st = await readSafetensors(join(exp, "sae_weights.safetensors"));
+    const wDec = st.f32("W_dec");
+    const n = 16, k = 4;
+    const out = new Float32Array(9 * D);
+    for (let b = 0; b < 9; b++) {
+      const row = Array.from(x.subarray(b * D, (b + 1) * D));
+      const mu = row.reduce((s, v) => s + v, 0) / D;
+      const sigma = Math.sqrt(row.reduce((s, v) => s + (v - mu) ** 2, 0) / D);
+      const r = row.map((v) => (v - mu) / (sigma + 1e-5));
+      const f = new Array(n).fill(0);
+      for (let t = 0; t < k; t++) {
+        const c = Array.from(
+          { length: n },
+          (_, i) => r.reduce((s, v, j) => s + v * wDec[i * D + j], 0),
+        );
+        const i = c.indexOf(Math.max(...c));
+        if (!(c[i] > 0)) break;
+        const again = f[i] !== 0;
+        f[i] += c[i];
+        for (let j = 0; j < D; j++) r[j] -= c[i] * wDec[i * D + j];
+        if (Math.hypot(...r) < 5e-3 || again) break;
+      }
+      for (let j = 0; j < D; j++) {
+        let s = 0;
+        for (let i = 0; i < n; i++) s += f[i] * wDec[i * D + j];
+        out[b * D + j] = s * (sigma + 1e-5) + mu;
+      }
+    }
+    assertClose(out, recon, { atol: 1e-4, rtol: 1e-4, label: "mp formula" });
   });
 });
