@@ -7,12 +7,12 @@ import { ReferenceEngine } from "../sae/reference_engine.ts";
 /** Engine kinds a user can ask for. */
 export type EngineKind = "gpu" | "reference";
 
-/**
- * The GPU engine's module. Imported lazily so `--engine reference` never touches WebGPU.
- * (Switch to a literal specifier once lib/sae/gpu_engine.ts is in the tree, so
- * `deno compile` bundles it.)
- */
-const GPU_ENGINE_MODULE = "../sae/gpu_engine.ts";
+/** Loads the GPU engine lazily so `--engine reference` never touches WebGPU (a literal specifier: `deno compile` bundles it). */
+function importGpuEngine(): Promise<
+  { GpuEngine: { create(c: SaeConfig, s?: SaeState): Promise<SaeEngine> } }
+> {
+  return import("../sae/gpu_engine.ts");
+}
 
 /**
  * Build the engine. `kind` undefined means "gpu if it works, else the reference engine,
@@ -24,12 +24,12 @@ export async function createEngine(
   config: SaeConfig,
   state: SaeState | undefined,
   notice: (line: string) => void,
-  gpuModule = GPU_ENGINE_MODULE,
+  gpuModule?: string,
 ): Promise<SaeEngine> {
   if (kind === "reference") return new ReferenceEngine(config, state);
   try {
-    const mod = await import(gpuModule);
-    return await mod.GpuEngine.create(config, state) as SaeEngine;
+    const mod = gpuModule === undefined ? await importGpuEngine() : await import(gpuModule);
+    return await mod.GpuEngine.create(config, state);
   } catch (e) {
     const why = (e as Error).message.split("\n")[0];
     if (kind === "gpu") {

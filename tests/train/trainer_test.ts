@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { randn } from "../_util.ts";
 import { makeConfig, type SaeConfig } from "../../lib/sae/config.ts";
 import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
+import { GpuEngine } from "../../lib/sae/gpu_engine.ts";
 import { arraySource } from "../../lib/train/batch_source.ts";
 import { loadCheckpoint } from "../../lib/train/checkpoint.ts";
 import {
@@ -199,4 +200,43 @@ Deno.test("progress: a TTY gets \\r-updated lines, a pipe gets plain lines", asy
   }
   assert.equal(formatDuration(3725), "1h02m");
   assert.equal(formatDuration(312), "5m12s");
+});
+
+Deno.test("GPU engine: 8 straight steps equal 4 steps + resume + 4 steps, bit for bit (tree, AuxK on)", async () => {
+  const config = makeConfig({
+    arch: "tree",
+    dIn: D,
+    layers: [4, 6, 8],
+    kPerLayer: [2, 1, 1],
+    deadTokens: 16,
+    auxAlpha: [0.1, 0.1, 0.1],
+    seed: 2,
+  });
+  await withDir(async (dir) => {
+    const run = async (
+      out: string,
+      maxTokens: number,
+      ck?: Awaited<ReturnType<typeof loadCheckpoint>>,
+    ) => {
+      const engine = await GpuEngine.create(config, ck?.state);
+      try {
+        return await train({
+          ...options(config, out, maxTokens),
+          engine,
+          source: arraySource(DATA, D, B, { cursor: ck?.progress.cursor }),
+          ...(ck ? { progress: ck.progress } : {}),
+        });
+      } finally {
+        engine.destroy();
+      }
+    };
+    const straight = join(dir, "straight"), split = join(dir, "split");
+    await run(straight, 8 * B);
+    await run(split, 4 * B);
+    const r = await run(split, 8 * B, await loadCheckpoint(split));
+    assert.equal(r.steps, 8);
+    const a = await loadCheckpoint(straight), b = await loadCheckpoint(split);
+    assert.deepEqual(b.state, a.state);
+    assert.ok(r.last!.auxLoss.some((v) => v > 0), "AuxK was active");
+  });
 });
