@@ -174,7 +174,11 @@ export async function evaluateSae(
     ? new CooccurrenceAccumulator(config.layers, sae.parents)
     : null;
   const batches: SparseCodes[] = [];
-  for (let r0 = 0; r0 < data.rows; r0 += s.batchSize) {
+  // Composition (and the caller's downstream metric) need no codes: skip encoding then.
+  const needCodes = ["reconstruction", "coverage", "hierarchy", "cooccurrence"].some((m) =>
+    want.has(m as MetricName)
+  );
+  for (let r0 = 0; needCodes && r0 < data.rows; r0 += s.batchSize) {
     const B = Math.min(s.batchSize, data.rows - r0);
     const x = data.x.subarray(r0 * d, (r0 + B) * d);
     const enc = await engine.encode(x, B);

@@ -78,6 +78,19 @@ Deno.test("evaluateSae computes only the requested metrics; no co-occurrence for
   assert.equal(m.cooccurrence, undefined);
   assert.equal(m.hierarchy, undefined);
   assert.equal(m.coverage, undefined);
+  // Composition alone needs no codes: the engine is never asked to encode.
+  let calls = 0;
+  const counting = Object.assign(Object.create(engine), {
+    encode: (x: Float32Array, B: number) => (calls++, engine.encode(x, B)),
+  });
+  const c = await evaluateSae(
+    null,
+    { config, engine: counting, decW: state.decW, parents: [] },
+    { x: randn(100 * 8, 3), rows: 100, d: 8 },
+    { ...settings, metrics: ["composition"] },
+  );
+  assert.equal(calls, 0);
+  assert.deepEqual(c.composition, m.composition);
 });
 
 Deno.test("result files round-trip, compare prints SAEs side by side, bad files are named", async () => {
