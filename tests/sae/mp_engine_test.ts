@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { assertClose, randn, testGpu } from "../_util.ts";
 import { Rng } from "../../lib/util/rng.ts";
 import { makeMpConfig, MpEngine } from "../../lib/sae/mp/engine.ts";
+import { createMpEngine } from "../../lib/sae/mp/factory.ts";
 import { mpPursuit } from "../../lib/sae/mp/reference.ts";
 import { standardize } from "../../lib/sae/reference/ops.ts";
 
@@ -108,4 +109,15 @@ Deno.test("makeMpConfig validates like topk and names the field", () => {
     /k = 5 exceeds the number of features n = 3/,
   );
   assert.throws(() => makeMpConfig({ dIn: 4, layers: [3, 3], k: 1 }), /takes one layer/);
+});
+
+Deno.test("createMpEngine: reference → TypeScript pursuit; default → WebGPU pursuit", async () => {
+  const config = makeMpConfig({ dIn: 6, layers: [9], k: 2 });
+  const notes: string[] = [];
+  const ref = await createMpEngine("reference", config, undefined, (l) => notes.push(l));
+  assert.match(ref.description, /TypeScript on the CPU/);
+  const gpu = await createMpEngine(undefined, config, undefined, (l) => notes.push(l));
+  assert.match(gpu.description, /pursuit on WebGPU/);
+  assert.deepEqual(notes, []);
+  gpu.destroy();
 });
