@@ -266,3 +266,81 @@ export { loadTokenizer, type Tokenizer } from "./lib/lm/tokenizer.ts";
 export { type Document, readCorpus } from "./lib/lm/corpus.ts";
 export { tokenWindows, type Window } from "./lib/lm/windows.ts";
 export { extract, type ExtractOptions, type ExtractProgress } from "./lib/lm/extract.ts";
+export {
+  checkCodes,
+  concatCodes,
+  FeatureStats,
+  featureStats,
+  FIRE_THRESHOLD,
+  type SparseCodes,
+  UNUSED_SLOT,
+} from "./lib/eval/sparse_codes.ts";
+export {
+  DEAD_DENSITY,
+  DENSE_DENSITY,
+  ReconstructionAccumulator,
+  type ReconstructionMetrics,
+  type ReconstructionOptions,
+} from "./lib/eval/reconstruction.ts";
+export {
+  CoactivationAccumulator,
+  coactivationReference,
+  type CoactivationStats,
+  coactivationStats,
+  emptyCoactivation,
+} from "./lib/eval/coactivation.ts";
+export {
+  coverageScore,
+  MCS_VARIANTS,
+  mcsScore,
+  type McsVariant,
+  PAPER_MCS,
+  type ScoredChild,
+  topChildren,
+} from "./lib/eval/coverage.ts";
+export {
+  DEFAULT_LOGREG,
+  fitLogRegGpu,
+  fitLogRegReference,
+  type LogRegFit,
+  type LogRegOptions,
+  projectRows,
+} from "./lib/eval/logreg.ts";
+export {
+  childDirections,
+  DEFAULT_HIERARCHY,
+  type HierarchyInput,
+  hierarchyMetric,
+  type HierarchyOptions,
+  type HierarchyResult,
+  type PairScore,
+  reconstructionScore,
+} from "./lib/eval/probes.ts";
+export { treeChildren } from "./lib/eval/tree_children.ts";
+export { CooccurrenceAccumulator, type CooccurrenceResult } from "./lib/eval/cooccurrence.ts";
+export { composition, type CompositionResult } from "./lib/eval/composition.ts";
+export {
+  type DownstreamInput,
+  downstreamMetrics,
+  type DownstreamResult,
+} from "./lib/eval/downstream.ts";
+export { type EvalRows, readEvalRows } from "./lib/eval/eval_data.ts";
+export {
+  ACTIVATION_METRICS,
+  type EvalSettings,
+  evaluateSae,
+  type MetricName,
+  type MetricsRecord,
+  MODEL_METRICS,
+  type SaeUnderTest,
+} from "./lib/eval/evaluate_sae.ts";
+export {
+  type EvalResult,
+  formatCompare,
+  formatTable,
+  makeResult,
+  parseResult,
+  RESULT_SCHEMA,
+  RESULT_VERSION,
+  resultJson,
+} from "./lib/eval/results.ts";
