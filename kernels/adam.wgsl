@@ -13,6 +13,8 @@
 //   adam_rows   bindings 0 p [rows, cols], 1 grad, 2 m, 3 v, 4 u Params.
 //               One workgroup owns one decoder row (wrapped like above): it computes g·p,
 //               removes the parallel part, applies Adam, renormalises the row, zeroes grad.
+//   adam_dense4, adam_rows4: the same on vec4 views (len, cols multiples of 4; u.len and
+//               u.cols count vec4s), four elements per load — llvmpipe issues one load per lane.
 
 override WG: u32 = 64;
 
@@ -89,5 +91,50 @@ fn adam_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid
   let norm = sqrt(wg_sum(t, sq));
   if (norm > 0.0) {
     for (var j = t; j < u.cols; j += WG) { p[base + j] = p[base + j] / norm; }
+  }
+}
+
+@group(0) @binding(0) var<storage, read_write> p4: array<vec4f>;
+@group(0) @binding(1) var<storage, read_write> grad4: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> m4: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> v4: array<vec4f>;
+
+fn adam_one4(i: u32, g: vec4f) -> vec4f {
+  let mi = u.beta1 * m4[i] + (1.0 - u.beta1) * g;
+  let vi = u.beta2 * v4[i] + (1.0 - u.beta2) * g * g;
+  m4[i] = mi;
+  v4[i] = vi;
+  let pi = p4[i] - u.lr * (mi / u.bc1) / (sqrt(vi / u.bc2) + u.eps);
+  p4[i] = pi;
+  return pi;
+}
+
+@compute @workgroup_size(WG)
+fn adam_dense4(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * u.row_stride + gid.x;
+  if (i >= u.len) { return; }
+  adam_one4(i, grad4[i]);
+  grad4[i] = vec4f(0.0);
+}
+
+@compute @workgroup_size(WG)
+fn adam_rows4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let r = wg.y * u.row_stride + wg.x;
+  if (r >= u.rows) { return; }
+  let t = lid.x;
+  let base = r * u.cols;
+  var gdot = 0.0;
+  for (var j = t; j < u.cols; j += WG) { gdot += dot(grad4[base + j], p4[base + j]); }
+  let gp = wg_sum(t, gdot);
+  var sq = 0.0;
+  for (var j = t; j < u.cols; j += WG) {
+    let i = base + j;
+    let pi = adam_one4(i, grad4[i] - gp * p4[i]);
+    grad4[i] = vec4f(0.0);
+    sq += dot(pi, pi);
+  }
+  let norm = sqrt(wg_sum(t, sq));
+  if (norm > 0.0) {
+    for (var j = t; j < u.cols; j += WG) { p4[base + j] = p4[base + j] / norm; }
   }
 }

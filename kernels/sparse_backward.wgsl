@@ -23,12 +23,12 @@
 // Entry points (one invocation does):
 //   level_grad      one (b, j) element: the suffix sums U[l][b][j] over levels
 //   aux_grad        one (b, j) element of U[src]
-//   entry_dpre      one entry: dpre = (val > 0) ? U[src, b] · decW[f] : 0
+//   entry_dpre      one entry: dpre = (val > 0) ? U[src, b] · decW[f] : 0 (entry_dpre4: vec4 loads)
 //   histogram       one entry: counts[block(b), f] += 1
 //   block_prefix    one feature: exclusive prefix of counts over blocks, total into start[f]
 //   scan_features   whole array (one workgroup): start = exclusive scan of totals
 //   scatter         one workgroup per row block; rows in order, slots of a row in parallel
-//   reduce_features one workgroup per feature; invocations stride over j
+//   reduce_features one workgroup per (feature, block of WG columns); one column per invocation
 //   bdec_partial    one (chunk, j): Σ_{f in chunk} sdpre[f]·encW[f, j]
 //   bdec_final      one j: gradB[j] = Σ_b U[0, b, j] - Σ_chunks partial[c, j]
 
@@ -136,6 +136,31 @@ fn entry_dpre(@builtin(global_invocation_id) g: vec3u) {
     let ub = (src * ed_p.B + b) * d;
     let wb = f * d;
     for (var j = 0u; j < d; j++) { dp += ed_u[ub + j] * ed_dec[wb + j]; }
+  }
+  ed_dpre[ed_p.seg_base + e] = dp;
+}
+
+// entry_dpre4: entry_dpre on vec4 views of U and decW (d a multiple of 4): four columns per load.
+@group(0) @binding(2) var<storage, read> ed_u4: array<vec4f>;
+@group(0) @binding(3) var<storage, read> ed_dec4: array<vec4f>;
+
+@compute @workgroup_size(WG)
+fn entry_dpre4(@builtin(global_invocation_id) g: vec3u) {
+  let e = g.y * ed_p.row_stride + g.x;
+  if (e >= ed_p.B * ed_p.kseg) { return; }
+  let f = ed_idx[e];
+  let v = ed_val[e];
+  var dp = 0.0;
+  if (f != EMPTY && v > 0.0) {
+    var src = ed_p.src;
+    if (src == SRC_FROM_LAYER) { src = layer_of(f, ed_p.L); }
+    let b = e / ed_p.kseg;
+    let d4 = ed_p.d / 4u;
+    let ub = (src * ed_p.B + b) * d4;
+    let wb = f * d4;
+    var acc = vec4f(0.0);
+    for (var j = 0u; j < d4; j++) { acc += ed_u4[ub + j] * ed_dec4[wb + j]; }
+    dp = acc.x + acc.y + acc.z + acc.w;
   }
   ed_dpre[ed_p.seg_base + e] = dp;
 }
@@ -266,37 +291,37 @@ fn scatter(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: 
 
 // Per-feature segmented reduction: rows of features that have no entry are not touched
 // (the optimizer leaves gradient buffers zeroed), only their dpre sum is cleared.
+// Grid: x = column blocks of WG columns, y·z = features (feature = z·row_stride + y). Invocation t
+// of block c owns column j = c·WG + t and walks the feature's entries in order.
+// The encoder part uses Σ dpre·(xs − bDec) = Σ dpre·xs − (Σ dpre)·bDec.
 @compute @workgroup_size(WG)
 fn reduce_features(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let f = wg.y * rf_p.row_stride + wg.x;
+  let f = wg.z * rf_p.row_stride + wg.y;
   if (f >= rf_p.n) { return; }
   let lo = rf_start[f];
   let hi = rf_start[f + 1u];
+  let j = wg.x * WG + lid.x;
   if (lo == hi) {
-    if (lid.x == 0u) { rf_sum[f] = 0.0; }
+    if (j == 0u) { rf_sum[f] = 0.0; }
     return;
   }
   let d = rf_p.d;
+  if (j >= d) { return; }
   let bd = rf_p.B * d;
-  for (var j = lid.x; j < d; j += WG) {
-    let bj = rf_bdec[j];
-    var gd = 0.0;
-    var ge = 0.0;
-    for (var e = lo; e < hi; e++) {
-      let key = rf_key[e];
-      let b = key & 0xFFFFFFu;
-      let src = key >> 24u;
-      gd += rf_sval[e] * rf_u[src * bd + b * d + j];
-      ge += rf_sdpre[e] * (rf_xs[b * d + j] - bj);
-    }
-    rf_gdec[f * d + j] = gd;
-    rf_genc[f * d + j] = ge;
+  var gd = 0.0;
+  var ge = 0.0;
+  var s = 0.0;
+  for (var e = lo; e < hi; e++) {
+    let key = rf_key[e];
+    let b = key & 0xFFFFFFu;
+    let dp = rf_sdpre[e];
+    s += dp;
+    gd += rf_sval[e] * rf_u[(key >> 24u) * bd + b * d + j];
+    ge += dp * rf_xs[b * d + j];
   }
-  if (lid.x == 0u) {
-    var s = 0.0;
-    for (var e = lo; e < hi; e++) { s += rf_sdpre[e]; }
-    rf_sum[f] = s;
-  }
+  rf_gdec[f * d + j] = gd;
+  rf_genc[f * d + j] = ge - s * rf_bdec[j];
+  if (j == 0u) { rf_sum[f] = s; }
 }
 
 @group(0) @binding(0) var<storage, read> bq_sum: array<f32>;

@@ -42,7 +42,7 @@ function tensor(
   };
 }
 
-for (const [rows, cols] of [[1, 1], [13, 77], [130, 65], [5, 300]]) {
+for (const [rows, cols] of [[1, 1], [13, 77], [130, 65], [5, 300], [7, 36], [1, 4]]) {
   Deno.test(`adam_rows and adam_dense equal the float64 twins over 3 steps (${rows}x${cols})`, async () => {
     const gpu = await testGpu();
     const len = rows * cols;

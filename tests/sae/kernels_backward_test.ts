@@ -243,10 +243,10 @@ const CASES: Case[] = [
   },
   // k = 1, no aux.
   { B: 70, d: 33, layers: [29], k: 1, aux: [], seed: 2 },
-  // k = n: every feature on every row (many entries per feature), wide rows.
+  // k = n: every feature on every row (many entries per feature), wide rows (d % 4 = 0: vec4 path).
   {
     B: 67,
-    d: 130,
+    d: 132,
     layers: [7],
     k: 7,
     aux: [{ k: 3, level: 0, alpha: 0.5, start: 0, end: 7 }],

@@ -15,8 +15,10 @@ import { wrapGrid } from "./grid.ts";
 const WG = 64;
 const DENSE: Kernel = { file: "adam.wgsl", entry: "adam_dense", constants: { WG } };
 const ROWS: Kernel = { file: "adam.wgsl", entry: "adam_rows", constants: { WG } };
+const DENSE4: Kernel = { file: "adam.wgsl", entry: "adam_dense4", constants: { WG } };
+const ROWS4: Kernel = { file: "adam.wgsl", entry: "adam_rows4", constants: { WG } };
 /** The kernels of this op, for compiling ahead of the first step. */
-export const ADAM_KERNELS: Kernel[] = [DENSE, ROWS];
+export const ADAM_KERNELS: Kernel[] = [DENSE, ROWS, DENSE4, ROWS4];
 
 /** One parameter tensor with its gradient and Adam moments. */
 export interface AdamTensor {
@@ -56,9 +58,12 @@ function params(
 
 /** Dispatches of dense Adam on a flat tensor of `len` floats (grad zeroed afterwards). */
 export function adamDenseOp(gpu: Gpu, t: AdamTensor, len: number, step: AdamStep): Dispatch[] {
-  const grid = wrapGrid(gpu, Math.ceil(len / WG));
-  const u = params(gpu, { len, rows: 0, cols: 0, row_stride: grid.stride * WG }, step);
-  return [{ kernel: DENSE, buffers: [t.param, t.grad, t.m, t.v, u], workgroups: grid.workgroups }];
+  const vec = len % 4 === 0 ? 4 : 1; // vec4 loads when the length allows
+  const units = len / vec;
+  const grid = wrapGrid(gpu, Math.ceil(units / WG));
+  const u = params(gpu, { len: units, rows: 0, cols: 0, row_stride: grid.stride * WG }, step);
+  const kernel = vec === 4 ? DENSE4 : DENSE;
+  return [{ kernel, buffers: [t.param, t.grad, t.m, t.v, u], workgroups: grid.workgroups }];
 }
 
 /**
@@ -72,7 +77,14 @@ export function adamDecoderRowsOp(
   cols: number,
   step: AdamStep,
 ): Dispatch[] {
+  const vec = cols % 4 === 0 ? 4 : 1; // vec4 loads when the row width allows
   const grid = wrapGrid(gpu, rows);
-  const u = params(gpu, { len: rows * cols, rows, cols, row_stride: grid.stride }, step);
-  return [{ kernel: ROWS, buffers: [t.param, t.grad, t.m, t.v, u], workgroups: grid.workgroups }];
+  const u = params(gpu, {
+    len: (rows * cols) / vec,
+    rows,
+    cols: cols / vec,
+    row_stride: grid.stride,
+  }, step);
+  const kernel = vec === 4 ? ROWS4 : ROWS;
+  return [{ kernel, buffers: [t.param, t.grad, t.m, t.v, u], workgroups: grid.workgroups }];
 }

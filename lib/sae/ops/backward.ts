@@ -38,6 +38,7 @@ function kernel(entry: string): Kernel {
 const K_LEVEL = kernel("level_grad");
 const K_AUX = kernel("aux_grad");
 const K_DPRE = kernel("entry_dpre");
+const K_DPRE4 = kernel("entry_dpre4");
 const K_HIST = kernel("histogram");
 const K_PREFIX = kernel("block_prefix");
 const K_SCAN = kernel("scan_features");
@@ -49,6 +50,7 @@ const ALL_KERNELS = [
   K_LEVEL,
   K_AUX,
   K_DPRE,
+  K_DPRE4,
   K_HIST,
   K_PREFIX,
   K_SCAN,
@@ -277,7 +279,7 @@ export class SparseBackward {
       const p = segParams[i];
       if (seg.k === 0) return;
       out.push({
-        kernel: K_DPRE,
+        kernel: d % 4 === 0 ? K_DPRE4 : K_DPRE, // vec4 loads when rows allow
         buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.flat],
         workgroups: p.grid.workgroups,
       });
@@ -315,6 +317,7 @@ export class SparseBackward {
       });
     });
     const perFeature = wrapGrid(this.#gpu, n);
+    const colBlocks = Math.ceil(d / WG);
     out.push({
       kernel: K_REDUCE,
       buffers: [
@@ -330,7 +333,7 @@ export class SparseBackward {
         s.sum,
         this.#params({ row_stride: perFeature.stride }),
       ],
-      workgroups: perFeature.workgroups,
+      workgroups: [colBlocks, ...perFeature.workgroups],
     });
     const nChunks = Math.ceil(n / BDEC_CHUNK);
     out.push({
