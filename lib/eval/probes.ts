@@ -194,17 +194,27 @@ export function reconstructionScore(
   return Math.min(cos(direction, decChild), cos(direction, decParent));
 }
 
-/** Indices of the `top` largest values (ties → lower index). */
-function topIndices(
+/**
+ * Indices of the `top` largest values of column `col` of values [n, stride] (ties → lower
+ * index), by one linear pass with a small sorted list (top is 5 in the metric).
+ */
+export function topIndices(
   values: Float32Array,
   stride: number,
   col: number,
   n: number,
   top: number,
 ): number[] {
-  const order = Array.from({ length: n }, (_, f) => f);
-  order.sort((a, b) => values[b * stride + col] - values[a * stride + col] || a - b);
-  return order.slice(0, top);
+  const best: number[] = [];
+  for (let f = 0; f < n; f++) {
+    const v = values[f * stride + col];
+    if (best.length === top && !(v > values[best[top - 1] * stride + col])) continue;
+    let at = best.length;
+    while (at > 0 && v > values[best[at - 1] * stride + col]) at--;
+    best.splice(at, 0, f);
+    if (best.length > top) best.pop();
+  }
+  return best;
 }
 
 /** The ⌊n·ratio⌋ most often firing features, most frequent first (ties → lower index). */

@@ -5,6 +5,7 @@ import {
   hierarchyMetric,
   reconstructionScore,
   sampleDistinct,
+  topIndices,
 } from "../../lib/eval/probes.ts";
 import { treeChildren } from "../../lib/eval/tree_children.ts";
 import { FeatureStats, type SparseCodes, UNUSED_SLOT } from "../../lib/eval/sparse_codes.ts";
@@ -16,6 +17,14 @@ Deno.test("reconstructionScore is the smaller of the two cosines (Eq. 5)", () =>
   const child = new Float32Array([0, 0, 2]); // unnormalised: cosine 0
   assertClose([reconstructionScore(dir, parent, new Float32Array([2, 0, 0]))], [0.6]);
   assertClose([reconstructionScore(dir, parent, child)], [0]);
+});
+
+Deno.test("topIndices keeps the largest values, ties to the lower index", () => {
+  // Column 1 of a [5, 2] matrix: values 3, 7, 7, -1, 5.
+  const m = new Float32Array([0, 3, 0, 7, 0, 7, 0, -1, 0, 5]);
+  assert.deepEqual(topIndices(m, 2, 1, 5, 3), [1, 2, 4]);
+  assert.deepEqual(topIndices(m, 2, 1, 5, 1), [1]);
+  assert.deepEqual(topIndices(m, 2, 1, 5, 9), [1, 2, 4, 0, 3]);
 });
 
 Deno.test("treeChildren lists children per parent in layer order and skips the root", () => {
