@@ -344,3 +344,31 @@ export {
   RESULT_VERSION,
   resultJson,
 } from "./lib/eval/results.ts";
+export {
+  EXPORT_FORMATS,
+  exportCheckpoint,
+  type ExportFormat,
+  foreignToState,
+  IMPORT_FORMATS,
+  importCheckpoint,
+  type ImportFormat,
+  readForeign,
+} from "./lib/format/convert.ts";
+export {
+  foreignEncode,
+  foreignReconstruct,
+  type ForeignSae,
+  nativeBlockers,
+  type Normalization,
+} from "./lib/format/foreign_sae.ts";
+export { ForeignEngine } from "./lib/format/foreign_engine.ts";
+export { exportSaelens, readSaelens, SAELENS_FORMULA } from "./lib/format/saelens.ts";
+export { readSparsify } from "./lib/format/sparsify.ts";
+export { MP_RESIDUAL_EPS, mpBackward, mpPursuit, type MpState } from "./lib/sae/mp/reference.ts";
+export {
+  makeMpConfig,
+  type MpConfig,
+  MpEngine,
+  type MpEngineOptions,
+} from "./lib/sae/mp/engine.ts";
+export { createMpEngine } from "./lib/sae/mp/factory.ts";

@@ -98,7 +98,11 @@ export function foreignToState(sae: ForeignSae): SaeState {
 }
 
 /** Import `src` (in `format`) as a native checkpoint folder `out`. */
-export async function importCheckpoint(format: ImportFormat, src: string, out: string) {
+export async function importCheckpoint(
+  format: ImportFormat,
+  src: string,
+  out: string,
+): Promise<ForeignSae> {
   const sae = await readForeign(format, src);
   const state = foreignToState(sae);
   await saveCheckpoint(out, {
