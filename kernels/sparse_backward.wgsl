@@ -29,6 +29,7 @@
 //   scan_features   whole array (one workgroup): start = exclusive scan of totals
 //   scatter         one workgroup per row block; rows in order, slots of a row in parallel
 //   reduce_features one workgroup per (feature, block of WG columns); one column per invocation
+//                   (reduce_features4: four columns per invocation through vec4 views)
 //   bdec_partial    one (chunk, j): Σ_{f in chunk} sdpre[f]·encW[f, j]
 //   bdec_final      one j: gradB[j] = Σ_b U[0, b, j] - Σ_chunks partial[c, j]
 
@@ -321,6 +322,44 @@ fn reduce_features(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_i
   }
   rf_gdec[f * d + j] = gd;
   rf_genc[f * d + j] = ge - s * rf_bdec[j];
+  if (j == 0u) { rf_sum[f] = s; }
+}
+
+// reduce_features4: reduce_features on vec4 views (d a multiple of 4): invocation t of block c
+// owns columns 4·(c·WG + t) .. +3.
+@group(0) @binding(4) var<storage, read> rf_u4: array<vec4f>;
+@group(0) @binding(5) var<storage, read> rf_xs4: array<vec4f>;
+@group(0) @binding(6) var<storage, read> rf_bdec4: array<vec4f>;
+@group(0) @binding(7) var<storage, read_write> rf_gdec4: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> rf_genc4: array<vec4f>;
+
+@compute @workgroup_size(WG)
+fn reduce_features4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let f = wg.z * rf_p.row_stride + wg.y;
+  if (f >= rf_p.n) { return; }
+  let lo = rf_start[f];
+  let hi = rf_start[f + 1u];
+  let j = wg.x * WG + lid.x;
+  if (lo == hi) {
+    if (j == 0u) { rf_sum[f] = 0.0; }
+    return;
+  }
+  let d4 = rf_p.d / 4u;
+  if (j >= d4) { return; }
+  let bd4 = rf_p.B * d4;
+  var gd = vec4f(0.0);
+  var ge = vec4f(0.0);
+  var s = 0.0;
+  for (var e = lo; e < hi; e++) {
+    let key = rf_key[e];
+    let b = key & 0xFFFFFFu;
+    let dp = rf_sdpre[e];
+    s += dp;
+    gd += rf_sval[e] * rf_u4[(key >> 24u) * bd4 + b * d4 + j];
+    ge += dp * rf_xs4[b * d4 + j];
+  }
+  rf_gdec4[f * d4 + j] = gd;
+  rf_genc4[f * d4 + j] = ge - s * rf_bdec4[j];
   if (j == 0u) { rf_sum[f] = s; }
 }
 

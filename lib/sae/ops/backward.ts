@@ -44,6 +44,7 @@ const K_PREFIX = kernel("block_prefix");
 const K_SCAN = kernel("scan_features");
 const K_SCATTER = kernel("scatter");
 const K_REDUCE = kernel("reduce_features");
+const K_REDUCE4 = kernel("reduce_features4");
 const K_BPART = kernel("bdec_partial");
 const K_BFINAL = kernel("bdec_final");
 const ALL_KERNELS = [
@@ -56,6 +57,7 @@ const ALL_KERNELS = [
   K_SCAN,
   K_SCATTER,
   K_REDUCE,
+  K_REDUCE4,
   K_BPART,
   K_BFINAL,
 ];
@@ -317,9 +319,10 @@ export class SparseBackward {
       });
     });
     const perFeature = wrapGrid(this.#gpu, n);
-    const colBlocks = Math.ceil(d / WG);
+    const vec = d % 4 === 0 ? 4 : 1; // vec4 loads when rows allow
+    const colBlocks = Math.ceil(d / vec / WG);
     out.push({
-      kernel: K_REDUCE,
+      kernel: vec === 4 ? K_REDUCE4 : K_REDUCE,
       buffers: [
         s.start,
         s.key,
