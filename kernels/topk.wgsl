@@ -1,7 +1,9 @@
 // topk: per-row top-k selection of SAE codes — plain, tree-gated per layer, and AuxK candidates
 // (Arbor SAE contract, "Selection" and "AuxK").
 //
-// Bindings: 0 pre     array<f32>    [rows, n]  pre-activations of this row chunk (row r = batch row rowOffset + r)
+// Bindings: 0 pre     array<vec4f>  [rows, n]  pre-activations of this row chunk (row r = batch row
+//                                              rowOffset + r), row-major f32 read as vec4: the buffer's
+//                                              size must be a multiple of 16 bytes
 //           1 layers  array<vec4u>  [L]        per layer (offset o_l, size s_l, k_l, first slot of the layer)
 //           2 parents array<i32>    [n]        tree parent of each feature; o_l (the layer's offset) = root.
 //                                              Ignored unless u.gated != 0 (bind any 4-byte buffer then).
@@ -24,7 +26,9 @@
 //   row's main slots); the top min(u.kAux, #candidates) pre values (ties → lower index), auxVal =
 //   max(pre, 0); the rest of the row's KA slots are unused.
 //
-// One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). The k-th best
+// One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). Layers of at
+// least FAST_MIN_SIZE features first try a threshold filter + exact rank (see try_fast); otherwise,
+// or when that cannot decide, the k-th best
 // key is found by a radix select over the order-preserving u32 image of the scores (4 passes of 8
 // bits, workgroup histogram, stopping early when a bin holds exactly the remaining count), then the
 // winners are collected (ties at the threshold by index order via a prefix count over contiguous
@@ -32,11 +36,17 @@
 // the order of the workgroup atomics, hence deterministic.
 
 override WG: u32 = 64;
+// 1 = tree parent gate applies (a pipeline constant so the ungated kernel skips the gate entirely).
+override GATED: u32 = 0u;
 // Words of the per-row "fired" bitset: covers features [0, 32·FIRE_WORDS), i.e. every possible parent.
 override FIRE_WORDS: u32 = 1u;
 
 // Largest k per layer (the contract's k ≤ 256 and auxK = 256).
 const MAX_K: u32 = 256u;
+// Candidate buffer of the fast path (and the winners of the radix path).
+const MAX_C: u32 = 1024u;
+// Layers at least this large try the fast path first.
+const FAST_MIN_SIZE: u32 = 512u;
 // FIRE_THRESHOLD = 1e-3 (ref: a feature fires when its activation exceeds it).
 const FIRE_THRESHOLD: f32 = 1e-3;
 const NO_SLOT: u32 = 0xffffffffu;
@@ -47,7 +57,7 @@ struct Params {
   kAux: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> pre: array<f32>;
+@group(0) @binding(0) var<storage, read> pre4: array<vec4f>;
 @group(0) @binding(1) var<storage, read> layers: array<vec4u>;
 @group(0) @binding(2) var<storage, read> parents: array<i32>;
 @group(0) @binding(3) var<storage, read_write> idx: array<u32>;
@@ -59,8 +69,11 @@ struct Params {
 
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> fired: array<atomic<u32>, FIRE_WORDS>;
-var<workgroup> candIdx: array<u32, MAX_K>;
-var<workgroup> candKey: array<u32, MAX_K>;
+var<workgroup> candIdx: array<u32, MAX_C>;
+var<workgroup> candKey: array<u32, MAX_C>;
+var<workgroup> wgU: u32;
+// select_batch: the batch threshold key (binding 6's first word), read once per invocation.
+var<private> batchT: u32;
 var<workgroup> candCount: atomic<u32>;
 var<workgroup> eqScan: array<u32, WG>;
 // Selection state written by invocation 0: [0] threshold key T, [1] remaining count at T,
@@ -91,7 +104,7 @@ fn mark_fired(f: u32) {
 
 // Parent gate of feature i in a layer starting at o.
 fn eligible(i: u32, o: u32) -> bool {
-  if (u.gated == 0u) { return true; }
+  if (GATED == 0u) { return true; }
   let p = u32(parents[i]);
   return p == o || has_fired(p);
 }
@@ -103,22 +116,174 @@ const MODE_BATCH: u32 = 2u;
 // Whether feature i takes part and its selection key. Main: always, key of the gated score. Aux:
 // dead and eligible, key of pre. Batch: key of max(pre, 0) at or above the batch threshold dead[0].
 fn candidate(mode: u32, base: u32, i: u32, o: u32) -> vec2u {
-  let p = pre[base + i];
+  return candidate_of(mode, pre_at(base + i), i, o);
+}
+
+// Element e of the row-major pre chunk (bound as vec4 so aligned layers load four at a time).
+fn pre_at(e: u32) -> f32 {
+  return pre4[e / 4u][e % 4u];
+}
+
+// Selection key of a candidate with pre value p, 0 (below every real key) when not a candidate.
+fn cand_key(mode: u32, p: f32, i: u32, o: u32) -> u32 {
+  let c = candidate_of(mode, p, i, o);
+  return select(0u, c.y, c.x != 0u);
+}
+
+fn candidate_of(mode: u32, p: f32, i: u32, o: u32) -> vec2u {
   if (mode == MODE_AUX) {
     let ok = dead[i] != 0u && eligible(i, o);
     return vec2u(select(0u, 1u, ok), key_of(p));
   }
   if (mode == MODE_BATCH) {
     let key = key_of(max(p, 0.0));
-    return vec2u(select(0u, 1u, key >= dead[0]), key);
+    return vec2u(select(0u, 1u, key >= batchT), key);
   }
   return vec2u(1u, key_of(select(0.0, p, eligible(i, o))));
+}
+
+// Fast path (threshold filter + exact rank): each invocation keeps the top m = ceil(k / WG) keys of
+// its strided share of the layer; the k-th largest of those WG·m keys, T, has at least k candidate
+// keys ≥ T (k distinct elements reach it), usually few more. One more read collects every key ≥ T
+// (at most MAX_C) and exact ranks place the top k. Returns false, having written nothing, when
+// T does not exist (fewer than k candidates) or too many keys tie at/above it: the caller then runs
+// the radix select. pre is read as vec4 when the layer is 4-aligned.
+fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) -> bool {
+  if (s < FAST_MIN_SIZE || k > 4u * WG) { return false; }
+  let m = (k + WG - 1u) / WG;
+  var t0 = 0u;
+  var t1 = 0u;
+  var t2 = 0u;
+  var t3 = 0u;
+  let aligned = (base + o) % 4u == 0u && s % 4u == 0u;
+  let n4 = select(0u, s / 4u, aligned);
+  // Two copies of the scan so the common m = 1 case runs a plain max (llvmpipe executes both sides
+  // of a divergent branch; a loop under a false uniform branch exits at once).
+  if (m == 1u) {
+    for (var q = t; q < n4; q += WG) {
+      let v = pre4[(base + o) / 4u + q];
+      for (var c = 0u; c < 4u; c++) { t0 = max(t0, cand_key(mode, v[c], o + 4u * q + c, o)); }
+    }
+    for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
+      t0 = max(t0, cand_key(mode, pre_at(base + i), i, o));
+    }
+  } else {
+    for (var q = t; q < n4; q += WG) {
+      let v = pre4[(base + o) / 4u + q];
+      for (var c = 0u; c < 4u; c++) {
+        let key = cand_key(mode, v[c], o + 4u * q + c, o);
+        if (key > t3) {
+          t3 = key;
+          if (t3 > t2) { let x = t2; t2 = t3; t3 = x; }
+          if (t2 > t1) { let x = t1; t1 = t2; t2 = x; }
+          if (t1 > t0) { let x = t0; t0 = t1; t1 = x; }
+        }
+      }
+    }
+    for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
+      let key = cand_key(mode, pre_at(base + i), i, o);
+      if (key > t3) {
+        t3 = key;
+        if (t3 > t2) { let x = t2; t2 = t3; t3 = x; }
+        if (t2 > t1) { let x = t1; t1 = t2; t2 = x; }
+        if (t1 > t0) { let x = t0; t0 = t1; t1 = x; }
+      }
+    }
+  }
+  candKey[t * m] = t0;
+  if (m > 1u) { candKey[t * m + 1u] = t1; }
+  if (m > 2u) { candKey[t * m + 2u] = t2; }
+  if (m > 3u) { candKey[t * m + 3u] = t3; }
+  if (t == 0u) {
+    wgU = 0u;
+    atomicStore(&candCount, 0u);
+  }
+  workgroupBarrier();
+  let tops = WG * m;
+  for (var e = t; e < tops; e += WG) {
+    let ke = candKey[e];
+    var rank = 0u;
+    for (var f = 0u; f < tops; f++) {
+      let kf = candKey[f];
+      if (kf > ke || (kf == ke && f < e)) { rank++; }
+    }
+    if (rank == k - 1u) { wgU = ke; }
+  }
+  let T = workgroupUniformLoad(&wgU);
+  if (T == 0u) { return false; }
+  // Hits are rare: each lane first skips (loads and compares only) to its next vec4 holding a key
+  // ≥ T, so the masked atomics and stores run once per hit instead of once per element.
+  var q = t;
+  loop {
+    loop {
+      if (q >= n4) { break; }
+      let v = pre4[(base + o) / 4u + q];
+      let i0 = o + 4u * q;
+      let hit = cand_key(mode, v.x, i0, o) >= T || cand_key(mode, v.y, i0 + 1u, o) >= T ||
+        cand_key(mode, v.z, i0 + 2u, o) >= T || cand_key(mode, v.w, i0 + 3u, o) >= T;
+      if (hit) { break; }
+      q += WG;
+    }
+    if (q >= n4) { break; }
+    let v = pre4[(base + o) / 4u + q];
+    for (var c = 0u; c < 4u; c++) {
+      let i = o + 4u * q + c;
+      let key = cand_key(mode, v[c], i, o);
+      if (key >= T) {
+        let p = atomicAdd(&candCount, 1u);
+        if (p < MAX_C) {
+          candIdx[p] = i;
+          candKey[p] = key;
+        }
+      }
+    }
+    q += WG;
+  }
+  for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
+    let key = cand_key(mode, pre_at(base + i), i, o);
+    if (key >= T) {
+      let p = atomicAdd(&candCount, 1u);
+      if (p < MAX_C) {
+        candIdx[p] = i;
+        candKey[p] = key;
+      }
+    }
+  }
+  workgroupBarrier();
+  if (t == 0u) { wgU = atomicLoad(&candCount); }
+  let C = workgroupUniformLoad(&wgU);
+  if (C > MAX_C) { return false; }
+  for (var c = t; c < C; c += WG) {
+    let ki = candKey[c];
+    let ii = candIdx[c];
+    var rank = 0u;
+    for (var q = 0u; q < C; q++) {
+      let kq = candKey[q];
+      if (kq > ki || (kq == ki && candIdx[q] < ii)) { rank++; }
+    }
+    if (rank < k) { place(mode, outBase + rank, ii, max(value_of(ki), 0.0)); }
+  }
+  workgroupBarrier();
+  return true;
+}
+
+// Write one winner into the main or aux slots (main: remember that it fired).
+fn place(mode: u32, slot: u32, i: u32, v: f32) {
+  if (mode == MODE_AUX) {
+    auxIdx[slot] = i;
+    auxVal[slot] = v;
+  } else {
+    idx[slot] = i;
+    val[slot] = v;
+    if (mode == MODE_MAIN && v > FIRE_THRESHOLD) { mark_fired(i); }
+  }
 }
 
 // Select the top k of layer (o, s) on chunk row `r`, writing slots [slot0, slot0 + k) of `outRow`
 // in either the main or the aux slot arrays. All invocations must call it (it has barriers).
 fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32) {
   let base = r * u.n;
+  if (try_fast(mode, t, base, o, s, k, outBase)) { return; }
   // Radix select of the k-th largest key among the candidates.
   var prefix = 0u;
   var mask = 0u;
@@ -215,7 +380,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
     }
     if (take && kk > 0u) {
       let p = atomicAdd(&candCount, 1u);
-      if (p < MAX_K) {
+      if (p < MAX_C) {
         candIdx[p] = i;
         candKey[p] = c.y;
       }
@@ -241,15 +406,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
       let kq = candKey[q];
       if (kq > ki || (kq == ki && candIdx[q] < ii)) { rank++; }
     }
-    let v = max(value_of(ki), 0.0);
-    if (mode == MODE_AUX) {
-      auxIdx[outBase + rank] = ii;
-      auxVal[outBase + rank] = v;
-    } else {
-      idx[outBase + rank] = ii;
-      val[outBase + rank] = v;
-      if (mode == MODE_MAIN && v > FIRE_THRESHOLD) { mark_fired(ii); }
-    }
+    place(mode, outBase + rank, ii, max(value_of(ki), 0.0));
   }
   workgroupBarrier();
 }
@@ -279,7 +436,7 @@ fn select_aux(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: 
   let t = l.x;
   clear_fired(t);
   let row = u.rowOffset + r;
-  if (u.gated != 0u) {
+  if (GATED != 0u) {
     for (var s = t; s < u.K; s += WG) {
       if (val[row * u.K + s] > FIRE_THRESHOLD) { mark_fired(idx[row * u.K + s]); }
     }
@@ -300,6 +457,7 @@ fn select_batch(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l
     val[row * u.K + c] = 0.0;
   }
   workgroupBarrier();
+  batchT = dead[0];
   let lay = layers[0];
   select_layer(MODE_BATCH, l.x, r, lay.x, lay.y, dead[1u + row], row * u.K);
 }

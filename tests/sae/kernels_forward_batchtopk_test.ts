@@ -4,6 +4,7 @@ import { selectBatchTopK } from "../../lib/sae/reference/select.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import { createLayerTable } from "../../lib/sae/ops/topk.ts";
+import { uploadPre } from "./kernels_forward_twins.ts";
 import { batchTopKOp, createBatchTopKScratch } from "../../lib/sae/ops/batch_topk.ts";
 
 Deno.test("BatchTopK kernels match the reference (ties, capped rows, k·B ≥ B·n, 3 chunks)", async () => {
@@ -13,6 +14,7 @@ Deno.test("BatchTopK kernels match the reference (ties, capped rows, k·B ≥ B�
     { B: 20, n: 63, k: 2, hot: true }, // one row holds far more than K winners: extras dropped
     { B: 5, n: 7, k: 7, hot: false }, // every value wins
     { B: 66, n: 129, k: 1, hot: false },
+    { B: 9, n: 1024, k: 8, hot: true }, // select_batch's fast path (and its fallback on the hot row)
   ];
   for (const { B, n, k, hot } of cases) {
     const K = Math.min(n, 4 * k);
@@ -32,7 +34,7 @@ Deno.test("BatchTopK kernels match the reference (ties, capped rows, k·B ≥ B�
     const scratch = createBatchTopKScratch(gpu, B);
     const cuts = [0, Math.floor(B / 3), Math.floor((2 * B) / 3), B];
     const chunks = cuts.slice(0, -1).map((start, i) => ({
-      pre: uploadStorage(gpu, pre.subarray(start * n, cuts[i + 1] * n), "pre chunk"),
+      pre: uploadPre(gpu, pre.subarray(start * n), cuts[i + 1] - start, n),
       rows: cuts[i + 1] - start,
       rowOffset: start,
     })).filter((c) => c.rows > 0);

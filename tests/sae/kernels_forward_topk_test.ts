@@ -11,6 +11,7 @@ import {
   slotsPerRow,
 } from "../../lib/sae/ops/topk.ts";
 import type { Gpu } from "../../lib/gpu/device.ts";
+import { uploadPre } from "./kernels_forward_twins.ts";
 
 /** Random pre-activations with deliberate ties (repeated values and exact zeros). */
 function preWithTies(B: number, n: number, seed: number): Float32Array {
@@ -53,11 +54,7 @@ async function gpuSelect(
   const h = Math.ceil(B / 2);
   for (const [rowOffset, rows] of [[0, h], [h, B - h]]) {
     if (rows === 0) continue;
-    const chunk = uploadStorage(
-      gpu,
-      pre.subarray(rowOffset * n, (rowOffset + rows) * n),
-      "pre chunk",
-    );
+    const chunk = uploadPre(gpu, pre.subarray(rowOffset * n), rows, n);
     const buffers = {
       pre: chunk,
       layerTable,
@@ -114,6 +111,7 @@ Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires wi
     { B: 17, sizes: [40, 63, 100], k: [5, 3, 2] },
     { B: 66, sizes: [7, 20, 33, 50], k: [7, 1, 4, 50] },
     { B: 4, sizes: [300, 700], k: [21, 5] },
+    { B: 9, sizes: [600, 1024, 514], k: [8, 4, 3] },
   ];
   for (const { B, sizes, k } of cases) {
     const n = sizes.reduce((a, b) => a + b, 0);
@@ -161,6 +159,8 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     { B: 13, sizes: [50, 77], k: [6, 3], gated: true, auxLayer: 0, kAux: 256 },
     { B: 21, sizes: [129], k: [4], gated: false, auxLayer: 0, kAux: 1 },
     { B: 21, sizes: [129], k: [4], gated: false, auxLayer: 0, kAux: 40 },
+    { B: 7, sizes: [800, 1200], k: [10, 5], gated: true, auxLayer: 1, kAux: 64 },
+    { B: 7, sizes: [2000], k: [16], gated: false, auxLayer: 0, kAux: 256 },
   ];
   for (const { B, sizes, k, gated, auxLayer, kAux } of cases) {
     const n = sizes.reduce((a, b) => a + b, 0);
@@ -176,7 +176,7 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     const deadBuf = uploadStorage(gpu, dead, "dead");
     const auxIdx = createStorage(gpu, B * kAux * 4, "auxIdx");
     const auxVal = createStorage(gpu, B * kAux * 4, "auxVal");
-    const chunk = uploadStorage(gpu, pre, "pre");
+    const chunk = uploadPre(gpu, pre, B, n);
     const buffers = {
       pre: chunk,
       layerTable: sel.layerTable,
@@ -215,4 +215,31 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     for (const b of [deadBuf, auxIdx, auxVal, chunk, sel.idx, sel.val, sel.layerTable]) b.destroy();
     sel.parentsBuf?.destroy();
   }
+});
+
+Deno.test("top-k falls back to the radix select when many keys tie at the threshold", async () => {
+  const gpu = await testGpu();
+  const [B, n, k] = [4, 3000, 32];
+  const pre = preWithTies(B, n, 99);
+  for (let i = 0; i < pre.length; i += 5) pre[i] = 5; // 600 ties at the top of each row …
+  for (let i = 1; i < pre.length; i += 2) pre[i] = 5; // … and 1500 more: over the 1024 candidates
+  const layout = { sizes: [n], kPerLayer: [k], gated: false };
+  const got = await gpuSelect(gpu, pre, B, n, layout);
+  const want = selectTreeTwin(pre, B, n, [n], [k], null);
+  assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx);
+  assertClose(await readF32(gpu, got.val, B * k), want.val, { atol: 0, rtol: 0 });
+  got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+});
+
+Deno.test("top-k rejects a pre buffer that cannot be read as vec4", async () => {
+  const gpu = await testGpu();
+  const pre = uploadStorage(gpu, new Float32Array(3 * 5), "odd pre");
+  const layout = { sizes: [5], kPerLayer: [2], gated: false };
+  const layerTable = createLayerTable(gpu, layout);
+  const idx = createStorage(gpu, 24, "idx"), val = createStorage(gpu, 24, "val");
+  assert.throws(
+    () => selectTopKOp(gpu, { pre, layerTable, idx, val }, layout, { n: 5, rows: 3, rowOffset: 0 }),
+    /allocate preChunkBytes\(3, 5\) = 64/,
+  );
+  for (const b of [pre, layerTable, idx, val]) b.destroy();
 });

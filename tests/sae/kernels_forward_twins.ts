@@ -3,6 +3,17 @@
  * contract, for the kernel tests. Shapes: B rows, d = d_in, n features, K slots per row.
  */
 
+import type { Gpu } from "../../lib/gpu/device.ts";
+import { uploadStorage } from "../../lib/gpu/buffer.ts";
+import { preChunkBytes } from "../../lib/sae/ops/topk.ts";
+
+/** Upload rows × n pre values into a buffer of preChunkBytes (padded to 16 bytes, read as vec4). */
+export function uploadPre(gpu: Gpu, pre: Float32Array, rows: number, n: number): GPUBuffer {
+  const padded = new Float32Array(preChunkBytes(rows, n) / 4);
+  padded.set(pre.subarray(0, rows * n));
+  return uploadStorage(gpu, padded, "pre chunk");
+}
+
 /** STD_EPS of the contract (ref). */
 const STD_EPS = 1e-5;
 /** FIRE_THRESHOLD of the contract (ref). */

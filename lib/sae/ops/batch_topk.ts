@@ -13,7 +13,7 @@ import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { createStorage, uniforms } from "../../gpu/buffer.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
-import { selectKernelFor, topkDummy } from "./topk.ts";
+import { checkPreBuffer, selectKernelFor, topkDummy } from "./topk.ts";
 
 /** Invocations per workgroup. */
 const WG = 64;
@@ -45,7 +45,7 @@ export function createBatchTopKScratch(gpu: Gpu, B: number): BatchTopKScratch {
   };
 }
 
-/** A resident chunk of pre: batch rows rowOffset..rowOffset+rows−1. */
+/** A resident chunk of pre: batch rows rowOffset..rowOffset+rows−1 (allocated with preChunkBytes). */
 export interface PreChunk {
   /** [rows, n] pre-activations. */
   pre: GPUBuffer;
@@ -84,6 +84,7 @@ export function batchTopKOp(
   if (K < 1 || K > 256 || K > n) {
     throw new ArborError(`BatchTopK: K = ${K} slots per row; it must be in [1, min(n, 256)]`);
   }
+  for (const c of buffers.chunks) checkPreBuffer(c.pre, c.rows, n);
   const want = Math.min(k * B, B * n);
   const { state, ghist, rowCnt, info } = buffers.scratch;
   const params = (chunk: PreChunk | null, pass: number) => {

@@ -4,7 +4,8 @@
  *
  * Shapes: B batch rows, n features, L selection layers of sizes s_l at offsets o_l with k_l each,
  * K = Σ k_l slots per row (layer-major, descending value, ties → lower index).
- *   pre [rows, n] (a row chunk: batch rows rowOffset..rowOffset+rows−1), parents [n] i32 (layer l's
+ *   pre [rows, n] (a row chunk: batch rows rowOffset..rowOffset+rows−1; allocate preChunkBytes(rows, n)
+ *   since it is read as vec4), parents [n] i32 (layer l's
  *   entries at o_l.., value o_l = root), idx [B, K] u32 (0xFFFFFFFF = unused), val [B, K] f32,
  *   dead [n] u32 (non-zero = dead), auxIdx [B, kAux] u32, auxVal [B, kAux] f32.
  * topk / matryoshka: one ungated layer {sizes: [n], kPerLayer: [k]}.
@@ -20,7 +21,7 @@ const WG = 64;
 /** Largest k per layer the kernel holds in workgroup memory (MAX_K in the WGSL). */
 export const MAX_K_PER_LAYER = 256;
 /** Most "fired" bitset words that fit workgroup memory beside the kernel's other arrays. */
-const MAX_FIRE_WORDS = 6144;
+const MAX_FIRE_WORDS = 4096;
 
 /** The selection layers: sizes s_l (summing to n) and k_l per layer; gated = tree parents apply. */
 export interface SelectionLayout {
@@ -30,6 +31,24 @@ export interface SelectionLayout {
   kPerLayer: number[];
   /** Whether the tree's parent gate applies (tree SAE); false for topk / matryoshka. */
   gated: boolean;
+}
+
+/**
+ * Bytes to allocate for a pre chunk of `rows` × `n` read by the selection kernels: they bind it as
+ * vec4 (four values per load), so the size is rounded up to a multiple of 16 bytes.
+ */
+export function preChunkBytes(rows: number, n: number): number {
+  return Math.ceil((rows * n * 4) / 16) * 16;
+}
+
+/** Throw unless a pre buffer can be bound as vec4 and holds the chunk. */
+export function checkPreBuffer(pre: GPUBuffer, rows: number, n: number) {
+  if (pre.size % 16 !== 0 || pre.size < rows * n * 4) {
+    throw new ArborError(
+      `top-k: the pre buffer "${pre.label}" has ${pre.size} bytes; allocate preChunkBytes(${rows}, ${n}) = ` +
+        `${preChunkBytes(rows, n)} (a multiple of 16 holding rows × n f32)`,
+    );
+  }
 }
 
 /** Slots per row of a layout: K = Σ k_l. */
@@ -160,7 +179,8 @@ function params(
 
 /** The topk.wgsl kernel of an entry point, with the bitset size a layout needs. */
 export function selectKernelFor(entry: string, layout: SelectionLayout): Kernel {
-  return { file: "topk.wgsl", entry, constants: { WG, FIRE_WORDS: fireWords(layout) } };
+  const constants = { WG, FIRE_WORDS: fireWords(layout), GATED: layout.gated ? 1 : 0 };
+  return { file: "topk.wgsl", entry, constants };
 }
 
 /**
@@ -174,6 +194,7 @@ export function selectTopKOp(
   sizes: SelectSizes,
 ): Dispatch[] {
   if (sizes.rows === 0) return [];
+  checkPreBuffer(buffers.pre, sizes.rows, sizes.n);
   const { grid, u } = params(gpu, layout, sizes, { layer: 0, kAux: 0 });
   const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
   if (!parents) throw new ArborError("tree selection: the gated layout needs a parents buffer");
@@ -220,6 +241,7 @@ export function selectAuxOp(
     throw new ArborError(`AuxK: kAux is ${sizes.kAux}; it must be in [1, ${MAX_K_PER_LAYER}]`);
   }
   if (sizes.rows === 0) return [];
+  checkPreBuffer(buffers.pre, sizes.rows, sizes.n);
   const { grid, u } = params(gpu, layout, sizes, { layer: sizes.auxLayer, kAux: sizes.kAux });
   const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
   if (!parents) throw new ArborError("tree AuxK: the gated layout needs a parents buffer");
