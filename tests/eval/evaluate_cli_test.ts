@@ -93,6 +93,14 @@ Deno.test("evaluate writes one result per SAE of a runs folder and compares them
     const first = await Deno.readTextFile(join(root, "runs", "tree", "eval.json"));
     assert.equal((await run(["evaluate", join(root, "runs", "tree"), ...FAST])).code, 0);
     assert.equal(await Deno.readTextFile(join(root, "runs", "tree", "eval.json")), first);
+    // --out with several SAEs is a folder of <name>.json.
+    const outDir = join(root, "results");
+    assert.equal((await run(["evaluate", join(root, "runs"), "--out", outDir, ...FAST])).code, 0);
+    assert.deepEqual(
+      [...Deno.readDirSync(outDir)].map((e) => e.name).sort(),
+      ["topk.json", "tree.json"],
+    );
+    assert.equal(await Deno.readTextFile(join(outDir, "tree.json")), first);
     // Compare previously written result files without recomputing.
     const c = await run([
       "evaluate",
@@ -118,6 +126,23 @@ Deno.test("evaluate names a d_in mismatch and a dataset without token files for 
     const model = await run(["evaluate", tree, "--metrics", "reconstruction,downstream", ...FAST]);
     assert.equal(model.code, 1);
     assert.match(model.err, /--metrics downstream needs token files \(tokens-NNNNN\.bin\)/);
+    const config = makeConfig({ arch: "topk", dIn: 6, layers: [10], k: 3, seed: 2 });
+    const progress = {
+      tokensSeen: 0,
+      batchSize: 64,
+      maxTokens: 0,
+      cursor: null,
+      rngState: 0,
+      hooks: {},
+      hookTensors: {},
+    };
+    await saveCheckpoint(join(root, "nodata"), { config, state: initState(config), progress });
+    const noData = await run(["evaluate", join(root, "nodata"), ...FAST]);
+    assert.equal(noData.code, 1);
+    assert.match(
+      noData.err,
+      /records no dataset \(metadata\.data\); pass the activations with --data DIR/,
+    );
     const none = await run(["evaluate", join(root, "acts"), ...FAST]);
     assert.equal(none.code, 1);
     assert.match(none.err, /no config\.json here or in its subfolders/);
