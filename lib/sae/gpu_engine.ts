@@ -38,7 +38,13 @@ import { adamDecoderRowsOp, adamDenseOp, type AdamTensor } from "./ops/adam.ts";
 import { deadUpdateOp, fireCountOp } from "./ops/dead.ts";
 import { standardizeOp, unstandardizeOp } from "./ops/standardize.ts";
 import { encoderGemmOp, type GemmVariant, maxGemmChunkRows } from "./ops/encoder_gemm.ts";
-import { createLayerTable, selectAuxOp, type SelectionLayout, selectTopKOp } from "./ops/topk.ts";
+import {
+  createLayerTable,
+  preChunkBytes,
+  selectAuxOp,
+  type SelectionLayout,
+  selectTopKOp,
+} from "./ops/topk.ts";
 import {
   createLevelBounds,
   type LevelPlan,
@@ -96,7 +102,7 @@ interface BatchBuffers {
   /** [L, B, d] level reconstructions. */
   recon: GPUBuffer;
   aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer }[];
-  /** f32 loss sums (lossTermsOp layout) then BatchTopK's smallest kept value: see scal* below. */
+  /** f32 loss sums in lossTermsOp's layout (see the scal* helpers at the end). */
   scal: GPUBuffer;
   /** [T, d] scratch of the loss reductions. */
   partials: GPUBuffer;
@@ -515,7 +521,11 @@ export class GpuEngine implements SaeEngine {
         `SAE config: one row of ${n} pre-activations exceeds the storage binding limit`,
       );
     }
-    const chunkRows = Math.min(B, limit);
+    let chunkRows = Math.min(B, limit);
+    // The selection binds pre as vec4, padded to 16 bytes: keep the padded chunk under the limit.
+    while (
+      chunkRows > 1 && preChunkBytes(chunkRows, n) > gpu.device.limits.maxStorageBufferBindingSize
+    ) chunkRows--;
     const off = layerOffsets(this.config);
     const levelEnds = this.#L === 1 ? [n] : off.slice(1);
     const auxGroups = this.#auxInBackward().map((a) => ({ g: this.#groups[a], a }));
@@ -543,7 +553,12 @@ export class GpuEngine implements SaeEngine {
       std: f32(B, "std"),
       pre: Array.from(
         { length: this.config.arch === "batchtopk" ? Math.ceil(B / chunkRows) : 1 },
-        (_, c) => f32(Math.min(chunkRows, B - c * chunkRows) * n, `pre chunk ${c}`),
+        (_, c) =>
+          createStorage(
+            gpu,
+            preChunkBytes(Math.min(chunkRows, B - c * chunkRows), n),
+            `pre chunk ${c}`,
+          ),
       ),
       minKept: f32(1, "batchtopk min kept"),
       ...(this.config.arch === "batchtopk" ? { batchScratch: createBatchTopKScratch(gpu, B) } : {}),

@@ -142,6 +142,34 @@ for (const [name, input] of CONFIGS) {
   });
 }
 
+Deno.test("GpuEngine inference (encode, reconstruct) equals ReferenceEngine (topk, matryoshka, tree)", async () => {
+  const gpu = await testGpu();
+  for (const [name, input] of [CONFIGS[0], CONFIGS[2], CONFIGS[3]]) {
+    const config = makeConfig(input);
+    const start = stateWithDead(config);
+    const ref = new ReferenceEngine(config, start);
+    const eng = await GpuEngine.create(config, start, { gpu });
+    try {
+      await ref.step(batch(37, D, 5), 37);
+      await eng.step(batch(37, D, 5), 37);
+      await eng.writeState(await ref.readState()); // same weights: compare inference only
+      const x = batch(29, D, 6);
+      const [a, b] = [await eng.encode(x, 29), await ref.encode(x, 29)];
+      assert.equal(a.K, b.K);
+      assert.deepEqual(a.idx, b.idx, `${name}: code indices`);
+      assertClose(a.val, b.val, { rtol: 1e-4, atol: 1e-5, label: `${name}: code values` });
+      const [ra, rb] = [await eng.reconstruct(x, 29), await ref.reconstruct(x, 29)];
+      assertClose(ra, rb, {
+        rtol: 1e-4,
+        atol: 1e-4 * maxAbs(rb),
+        label: `${name}: reconstruction`,
+      });
+    } finally {
+      eng.destroy();
+    }
+  }
+});
+
 Deno.test("GpuEngine in row chunks equals one chunk (encoder GEMM + selection per chunk)", async () => {
   const gpu = await testGpu();
   for (const [name, input] of [CONFIGS[0], CONFIGS[1], CONFIGS[3]]) {
