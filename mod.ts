@@ -372,3 +372,9 @@ export {
   type MpEngineOptions,
 } from "./lib/sae/mp/engine.ts";
 export { createMpEngine } from "./lib/sae/mp/factory.ts";
+export {
+  featureSplits,
+  type SplitResult,
+  type WordAbsorption,
+  wordAbsorption,
+} from "./lib/eval/absorption.ts";
