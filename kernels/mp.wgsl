@@ -7,30 +7,35 @@
 //           3 slotVal array<f32>  [B, K]   code values (a re-picked atom adds to its slot)
 //           4 pickIdx array<u32>  [B, K]   atom of pick t (for the backward pass)
 //           5 pickVal array<f32>  [B, K]   coefficient a_t of pick t
-//           6 info    array<u32>  [B, 4]   per row: slots used, done flag, picks made, unused
-//           7 rnorm2  array<f32>  [B]      ‖r‖² after the row's last update
-//           8 u       Params
+//           6 info    array<u32>  [B, 4]   per row: slots used, done flag, picks made, bits of the f32 ‖r‖²
+//           7 u       Params
+//           8 scores  array<f32>  [rows, n] mp_pick only: c = r·decWᵀ of this row chunk
+//                                           (kernels/encoder_gemm.wgsl with b_dec = 0)
 //
-// Entry mp_step: one workgroup owns one row b (grid: rows in x, wrapped into y past u.row_stride).
-// If the row is not done: every invocation scores a strided share of the atoms, c_i = Σ_j decW[i,j]·r[b,j],
-// and the workgroup reduces to the best (largest c, ties → lower index). If c ≤ 0 the row is done
-// (no atom correlates positively). Otherwise a = c is recorded as pick t = info.picks, added to the
+// Two variants of one iteration, both one workgroup per batch row b = u.rowOffset + local row
+// (grid: rows in x, wrapped into y past u.row_stride):
+//   mp_step  (fused)  every invocation scores a strided share of the atoms itself,
+//                     c_i = Σ_j decW[i,j]·r[b,j]: no score buffer, but every row re-reads all of
+//                     decW (slow where the GEMM is fast; kept as the simple reference variant).
+//   mp_pick  (gemm)   the scores come from the encoder GEMM run on r just before.
+// Then (finish_row): the best atom (largest c, ties → lower index); if c ≤ 0 the row is done (no
+// atom correlates positively). Otherwise a = c is recorded as pick t = info.picks and added to the
 // atom's slot (a new slot at the end, or the existing one — a re-pick ends the row, as in the
 // reference), r ← r − a·decW[i], ‖r‖² is reduced, and the row is done when ‖r‖² < u.eps2 or the
-// atom was re-picked. The host runs mp_step k times (one pass each) after setting r = xs and the
-// slots/picks/info to empty.
+// atom was re-picked. Rows already done are skipped. The host runs k iterations in one submit
+// after setting r = xs and the slots/picks/info to empty (lib/sae/mp/pursuit_gpu.ts).
 
 override WG: u32 = 64;
 
 struct Params {
-  B: u32,
+  rows: u32,
   d: u32,
   n: u32,
   K: u32,
   eps2: f32,
   row_stride: u32,
+  rowOffset: u32,
   _p0: u32,
-  _p1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> decW: array<f32>;
@@ -40,8 +45,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> pickIdx: array<u32>;
 @group(0) @binding(5) var<storage, read_write> pickVal: array<f32>;
 @group(0) @binding(6) var<storage, read_write> info: array<u32>;
-@group(0) @binding(7) var<storage, read_write> rnorm2: array<f32>;
-@group(0) @binding(8) var<uniform> u: Params;
+@group(0) @binding(7) var<uniform> u: Params;
+@group(0) @binding(8) var<storage, read> scores: array<f32>;
 
 var<workgroup> bestVal: array<f32, WG>;
 var<workgroup> bestIdx: array<u32, WG>;
@@ -56,25 +61,14 @@ fn better(va: f32, ia: u32, vb: f32, ib: u32) -> bool {
   return va > vb || (va == vb && ia < ib);
 }
 
-@compute @workgroup_size(WG)
-fn mp_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wg.y * u.row_stride + wg.x;
-  if (b >= u.B) { return; } // uniform: depends on the workgroup only
+// Whether row b is already done (uniform across the workgroup).
+fn row_done(b: u32, lid: u32) -> bool {
   if (lid == 0u) { wDone = info[b * 4u + 1u]; }
-  if (workgroupUniformLoad(&wDone) != 0u) { return; }
+  return workgroupUniformLoad(&wDone) != 0u;
+}
 
-  // 1. best atom of this invocation's share (increasing i: strict > keeps the lowest index)
-  let rb = b * u.d;
-  var bv = -3.4e38;
-  var bi = 0xFFFFFFFFu;
-  for (var i = lid; i < u.n; i += WG) {
-    var c = 0.0;
-    let wi = i * u.d;
-    for (var j = 0u; j < u.d; j++) { c += decW[wi + j] * r[rb + j]; }
-    if (c > bv) { bv = c; bi = i; }
-  }
-  bestVal[lid] = bv;
-  bestIdx[lid] = bi;
+// Reduce the invocations' bests in bestVal/bestIdx, record the pick, update r and ‖r‖².
+fn finish_row(b: u32, lid: u32) {
   workgroupBarrier();
   for (var s = WG / 2u; s > 0u; s >>= 1u) {
     if (lid < s && better(bestVal[lid + s], bestIdx[lid + s], bestVal[lid], bestIdx[lid])) {
@@ -83,8 +77,6 @@ fn mp_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li
     }
     workgroupBarrier();
   }
-
-  // 2. record the pick (one invocation)
   if (lid == 0u) {
     let a = bestVal[0];
     let atom = bestIdx[0];
@@ -118,10 +110,9 @@ fn mp_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li
   let atom = workgroupUniformLoad(&wAtom);
   if (atom == 0xFFFFFFFFu) { return; }
   let a = workgroupUniformLoad(&wCoef);
-
-  // 3. residual update and its squared norm
-  var q = 0.0;
+  let rb = b * u.d;
   let wa = atom * u.d;
+  var q = 0.0;
   for (var j = lid; j < u.d; j += WG) {
     let v = r[rb + j] - a * decW[wa + j];
     r[rb + j] = v;
@@ -134,7 +125,46 @@ fn mp_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li
     workgroupBarrier();
   }
   if (lid == 0u) {
-    rnorm2[b] = sums[0];
+    info[b * 4u + 3u] = bitcast<u32>(sums[0]);
     if (sums[0] < u.eps2 || wRepick != 0u) { info[b * 4u + 1u] = 1u; }
   }
+}
+
+@compute @workgroup_size(WG)
+fn mp_step(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let local = wg.y * u.row_stride + wg.x;
+  if (local >= u.rows) { return; } // uniform: depends on the workgroup only
+  let b = u.rowOffset + local;
+  if (row_done(b, lid)) { return; }
+  // increasing i: strict > keeps the lowest index of this invocation's share
+  let rb = b * u.d;
+  var bv = -3.4e38;
+  var bi = 0xFFFFFFFFu;
+  for (var i = lid; i < u.n; i += WG) {
+    var c = 0.0;
+    let wi = i * u.d;
+    for (var j = 0u; j < u.d; j++) { c += decW[wi + j] * r[rb + j]; }
+    if (c > bv) { bv = c; bi = i; }
+  }
+  bestVal[lid] = bv;
+  bestIdx[lid] = bi;
+  finish_row(b, lid);
+}
+
+@compute @workgroup_size(WG)
+fn mp_pick(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let local = wg.y * u.row_stride + wg.x;
+  if (local >= u.rows) { return; }
+  let b = u.rowOffset + local;
+  if (row_done(b, lid)) { return; }
+  let sb = local * u.n;
+  var bv = -3.4e38;
+  var bi = 0xFFFFFFFFu;
+  for (var i = lid; i < u.n; i += WG) {
+    let c = scores[sb + i];
+    if (c > bv) { bv = c; bi = i; }
+  }
+  bestVal[lid] = bv;
+  bestIdx[lid] = bi;
+  finish_row(b, lid);
 }

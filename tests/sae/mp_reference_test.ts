@@ -1,7 +1,13 @@
 /** The MP-SAE reference (lib/sae/mp/reference.ts): pursuit rules and the backward pass. */
 import assert from "node:assert/strict";
 import { assertClose, randn } from "../_util.ts";
-import { mpBackward, mpLoss, mpPursuit, mpResidualFixed } from "../../lib/sae/mp/reference.ts";
+import {
+  f32Bits,
+  mpBackward,
+  mpLoss,
+  mpPursuit,
+  mpResidualFixed,
+} from "../../lib/sae/mp/reference.ts";
 import { batchVariance } from "../../lib/sae/reference/ops.ts";
 
 function unitRows(w: Float32Array, n: number, d: number): Float32Array {
@@ -54,11 +60,14 @@ Deno.test("mpPursuit stops early: residual under eps, no positive atom, a re-pic
   const xs = new Float32Array([3, 1, 0, 0, /**/ -1, -2, 0, 0, /**/ 1, 0, 0, 0.004]);
   const s = mpPursuit(xs, decW, 3, d, n, 4);
   // row 0: picks e0 (3), e1 (1), then the residual is 0 → 2 picks
-  assert.deepEqual(Array.from(s.info.subarray(0, 4)), [2, 1, 2, 0]);
+  assert.deepEqual(Array.from(s.info.subarray(0, 3)), [2, 1, 2]);
   // row 1: nothing correlates positively → no pick
-  assert.deepEqual(Array.from(s.info.subarray(4, 8)), [0, 1, 0, 0]);
+  assert.deepEqual(Array.from(s.info.subarray(4, 7)), [0, 1, 0]);
   // row 2: e0 (1), then the residual 0.004 < eps = 5e-3 → done after 1 pick
-  assert.deepEqual(Array.from(s.info.subarray(8, 12)), [1, 1, 1, 0]);
+  assert.deepEqual(Array.from(s.info.subarray(8, 11)), [1, 1, 1]);
+  // info[3] holds the f32 bits of ‖r‖² (the kernel's layout): row 1 never moved from ‖xs‖² = 5
+  assertClose(s.rnorm2, [0, 5, 0.004 ** 2], { atol: 1e-9, rtol: 1e-6, label: "rnorm2" });
+  assert.equal(s.info[7], f32Bits(5));
   // a re-pick (few atoms, many steps): the row stops right after picking an atom again
   const s2 = mpPursuit(randn(5 * 17, 203), unitRows(randn(6 * 17, 103), 6, 17), 5, 17, 6, 6);
   const repicked = [0, 1, 2, 3, 4].filter((b) => s2.info[b * 4 + 2] > s2.info[b * 4]);

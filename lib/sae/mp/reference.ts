@@ -38,7 +38,7 @@ export interface MpState {
   pickIdx: Uint32Array;
   /** [B, K] coefficient a_t of pick t. */
   pickVal: Float32Array;
-  /** [B, 4] per row: slots used, done flag, picks made, 0. */
+  /** [B, 4] per row: slots used, done flag, picks made, bits of the f32 ‖r‖² (= rnorm2). */
   info: Uint32Array;
   /** [B, d] residual r. */
   residual: Float32Array;
@@ -49,10 +49,12 @@ export interface MpState {
 /** The pursuit's start: r = xs, every slot and pick empty, no row done. */
 export function mpInit(xs: Float32Array, B: number, d: number, K: number): MpState {
   const rnorm2 = new Float32Array(B);
+  const info = new Uint32Array(B * 4);
   for (let b = 0; b < B; b++) {
     let q = 0;
     for (let j = 0; j < d; j++) q += xs[b * d + j] ** 2;
     rnorm2[b] = q;
+    info[b * 4 + 3] = f32Bits(rnorm2[b]);
   }
   return {
     idx: new Uint32Array(B * K).fill(UNUSED_SLOT),
@@ -60,7 +62,7 @@ export function mpInit(xs: Float32Array, B: number, d: number, K: number): MpSta
     K,
     pickIdx: new Uint32Array(B * K).fill(UNUSED_SLOT),
     pickVal: new Float32Array(B * K),
-    info: new Uint32Array(B * 4),
+    info,
     residual: xs.slice(),
     rnorm2,
   };
@@ -118,8 +120,14 @@ export function mpIteration(
       q += v * v;
     }
     s.rnorm2[b] = q;
+    s.info[b * 4 + 3] = f32Bits(q);
     if (q < eps * eps || repick) s.info[b * 4 + 1] = 1;
   }
+}
+
+/** The bits of `v` rounded to f32 (how the kernel stores ‖r‖² in info). */
+export function f32Bits(v: number): number {
+  return new Uint32Array(Float32Array.of(v).buffer)[0];
 }
 
 /** The whole pursuit: up to k iterations from xs [B, d]. */
