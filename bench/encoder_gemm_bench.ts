@@ -1,15 +1,19 @@
 /**
  * Encoder GEMM and top-k throughput on this machine's WebGPU adapter (issue 3's speed figures).
  *
- *   deno run -A bench/encoder_gemm_bench.ts [--variant block4|wide|tiled] [--reps 2] [--n 24576,6144]
+ *   deno run -A bench/encoder_gemm_bench.ts [--variant tex|block4|wide|tiled] [--reps 2] [--n 24576,6144]
  *
  * For each n: pre = (xs − bDec)·encWᵀ at B = 4096, d = 768 in row chunks (the largest that fit one
  * storage binding), timed on the GPU (timestamp queries when available), reported as GFLOP/s
- * (2·B·d·n FLOPs); then the per-row top-32 over the same [B, n] pre (chunked the same way).
+ * (2·B·d·n FLOPs), also per CPU-second of this process (llvmpipe's threads included) since the
+ * development machines are shared and wall time swings with their load; "tex" (the default on
+ * software adapters when d % 64 == 0) includes copying xs and encW into textures. Then the per-row
+ * top-32 over the same [B, n] pre (chunked the same way).
  * Checks first (a sampled row of pre against a float64 dot product), then times; prints a
  * markdown table to paste into bench/README.md. Never run from tests.
  */
 import { parseArgs } from "node:util";
+import process from "node:process";
 import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, readF32, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
@@ -17,19 +21,35 @@ import type { Dispatch } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
 import { releaseUniforms } from "../lib/sae/ops/grid.ts";
 import {
+  createGemmTextures,
   defaultGemmVariant,
+  encodeGemmTextureCopies,
   encoderGemmOp,
   type GemmVariant,
   maxGemmChunkRows,
+  preferTextureGemm,
+  type TextureGemmPass,
+  textureGemmPass,
 } from "../lib/sae/ops/encoder_gemm.ts";
 import { createLayerTable, selectTopKOp } from "../lib/sae/ops/topk.ts";
 
 /** The issue's benchmark shape (paper-scale GPT-2 small SAE). */
 const B = 4096, D = 768, K = 32;
 
-async function timeDispatches(gpu: Awaited<ReturnType<typeof getGpu>>, dispatches: Dispatch[]) {
+type Gpu = Awaited<ReturnType<typeof getGpu>>;
+
+/** GPU milliseconds of `record`, and the CPU milliseconds this process spent meanwhile. */
+async function timed(gpu: Gpu, record: (enc: GPUCommandEncoder) => void) {
+  await gpu.device.queue.onSubmittedWorkDone();
+  const c0 = process.cpuUsage();
+  const ms = await timeGpu(gpu, record);
+  const c = process.cpuUsage(c0);
+  return { ms, cpuMs: (c.user + c.system) / 1000 };
+}
+
+async function timeDispatches(gpu: Gpu, dispatches: Dispatch[]) {
   const pipelines = await Promise.all(dispatches.map((x) => getPipeline(gpu, x.kernel)));
-  return await timeGpu(gpu, (enc) => encodeDispatches(gpu, enc, dispatches, pipelines));
+  return await timed(gpu, (enc) => encodeDispatches(gpu, enc, dispatches, pipelines));
 }
 
 if (import.meta.main) {
@@ -42,7 +62,10 @@ if (import.meta.main) {
     },
   });
   const gpu = await getGpu({ quiet: true });
-  const variant = (values.variant ?? defaultGemmVariant(gpu, D)) as GemmVariant;
+  const variant =
+    (values.variant ?? (preferTextureGemm(gpu, D) ? "tex" : defaultGemmVariant(gpu, D))) as
+      | GemmVariant
+      | "tex";
   const reps = Number(values.reps);
   console.log(
     `adapter: ${gpu.description}; GEMM variant: ${variant}; timestamps: ${gpu.hasTimestamps}`,
@@ -57,19 +80,35 @@ if (import.meta.main) {
     const bDec = createStorage(gpu, D * 4, "bDec");
     const pre = createStorage(gpu, chunk * n * 4, "pre chunk");
     const gemm: Dispatch[] = [];
+    const texPasses: TextureGemmPass[] = [];
+    const tex = variant === "tex" ? createGemmTextures(gpu, { B, d: D, n }) : undefined;
     for (let r0 = 0; r0 < B; r0 += chunk) {
-      gemm.push(
-        ...encoderGemmOp(gpu, { xs, encW, bDec, pre }, {
-          d: D,
-          n,
-          rows: Math.min(chunk, B - r0),
-          rowOffset: r0,
-          variant,
-        }),
-      );
+      const rows = Math.min(chunk, B - r0);
+      if (tex) {
+        texPasses.push(await textureGemmPass(gpu, tex, { bDec, pre }, { rows, rowOffset: r0 }));
+      } else {
+        const v = variant as GemmVariant;
+        gemm.push(
+          ...encoderGemmOp(gpu, { xs, encW, bDec, pre }, {
+            d: D,
+            n,
+            rows,
+            rowOffset: r0,
+            variant: v,
+          }),
+        );
+      }
     }
-    // Check: the last chunk's row 5 against float64.
-    await timeDispatches(gpu, gemm);
+    const pipelines = await Promise.all(gemm.map((x) => getPipeline(gpu, x.kernel)));
+    const runGemm = () =>
+      timed(gpu, (enc) => {
+        if (tex) {
+          encodeGemmTextureCopies(enc, tex, { xs, encW });
+          for (const p of texPasses) p.encode(enc);
+        } else encodeDispatches(gpu, enc, gemm, pipelines);
+      });
+    // Check first: the last chunk's row 0 against float64.
+    await runGemm();
     const lastStart = Math.floor((B - 1) / chunk) * chunk;
     const got = await readF32(gpu, pre, n);
     let worst = 0;
@@ -79,10 +118,24 @@ if (import.meta.main) {
       worst = Math.max(worst, Math.abs(got[f] - s));
     }
     if (worst > 1e-3) throw new Error(`GEMM check failed: max error ${worst}`);
-    let best = Infinity;
-    for (let i = 0; i < reps; i++) best = Math.min(best, await timeDispatches(gpu, gemm));
-    const gflops = (2 * B * D * n) / (best * 1e6);
-    console.log(`GEMM B=${B} d=${D} n=${n}: ${best.toFixed(0)} ms, ${gflops.toFixed(1)} GFLOP/s`);
+    console.log(`check passed (max error ${worst.toExponential(1)}); timing`);
+    let best = { ms: Infinity, cpuMs: Infinity };
+    for (let i = 0; i < reps; i++) {
+      const t = await runGemm();
+      if (t.ms < best.ms) best = t;
+    }
+    const gflop = (2 * B * D * n) / 1e9;
+    const gflops = gflop / (best.ms / 1e3), perCpu = gflop / (best.cpuMs / 1e3);
+    let copyMs = 0;
+    if (tex) {
+      copyMs = (await timed(gpu, (enc) => encodeGemmTextureCopies(enc, tex, { xs, encW }))).ms;
+    }
+    console.log(
+      `GEMM B=${B} d=${D} n=${n}: ${best.ms.toFixed(0)} ms (texture copies ${
+        copyMs.toFixed(0)
+      } ms), ` +
+        `${gflops.toFixed(1)} GFLOP/s wall, ${perCpu.toFixed(1)} GFLOP per CPU-second`,
+    );
     // Top-k on the same chunks (pre holds the last chunk; every chunk costs the same).
     const layout = { sizes: [n], kPerLayer: [K], gated: false };
     const layerTable = createLayerTable(gpu, layout);
@@ -99,17 +152,32 @@ if (import.meta.main) {
       );
     }
     await timeDispatches(gpu, topk);
-    let bestTopk = Infinity;
-    for (let i = 0; i < reps; i++) bestTopk = Math.min(bestTopk, await timeDispatches(gpu, topk));
-    console.log(`top-${K} of [${B}, ${n}]: ${bestTopk.toFixed(0)} ms`);
+    let bestTopk = { ms: Infinity, cpuMs: Infinity };
+    for (let i = 0; i < reps; i++) {
+      const t = await timeDispatches(gpu, topk);
+      if (t.ms < bestTopk.ms) bestTopk = t;
+    }
+    console.log(
+      `top-${K} of [${B}, ${n}]: ${bestTopk.ms.toFixed(0)} ms (${
+        bestTopk.cpuMs.toFixed(0)
+      } CPU ms)`,
+    );
     rows.push(
-      `| ${n} | ${variant} | ${best.toFixed(0)} | ${gflops.toFixed(1)} | ${bestTopk.toFixed(0)} |`,
+      `| ${n} | ${variant} | ${best.ms.toFixed(0)} | ${copyMs.toFixed(0)} | ${
+        gflops.toFixed(1)
+      } | ` +
+        `${perCpu.toFixed(1)} | ${bestTopk.ms.toFixed(0)} | ${bestTopk.cpuMs.toFixed(0)} |`,
     );
     releaseUniforms([...gemm, ...topk]);
+    for (const p of texPasses) p.release();
+    tex?.xs.destroy(), tex?.encW.destroy();
     for (const b of [xs, encW, bDec, pre, layerTable, idx, val]) b.destroy();
   }
   console.log(`\nAdapter: ${gpu.description}. B = ${B}, d = ${D}, k = ${K}, best of ${reps}.\n`);
-  console.log("| n | GEMM variant | GEMM ms | GEMM GFLOP/s | top-k ms |");
-  console.log("|---|---|---|---|---|");
+  console.log(
+    "| n | GEMM variant | GEMM ms | of which texture copies ms | GFLOP/s (wall) | GFLOP per CPU-s | " +
+      "top-k ms | top-k CPU ms |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|");
   for (const r of rows) console.log(r);
 }

@@ -3,7 +3,13 @@ import { encodeTwin, standardizeTwin } from "./kernels_forward_twins.ts";
 import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import { standardizeOp, unstandardizeOp } from "../../lib/sae/ops/standardize.ts";
-import { encoderGemmOp, type GemmVariant } from "../../lib/sae/ops/encoder_gemm.ts";
+import {
+  createGemmTextures,
+  encodeGemmTextureCopies,
+  encoderGemmOp,
+  type GemmVariant,
+  textureGemmPass,
+} from "../../lib/sae/ops/encoder_gemm.ts";
 import { encoderGemmWgsl } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
 import assert from "node:assert/strict";
 
@@ -80,5 +86,38 @@ Deno.test("encoder GEMM variants match the TS twin at awkward sizes, in row chun
       }
     }
     for (const b of Object.values(bufs)) b.destroy();
+  }
+});
+
+Deno.test("texture GEMM variant matches the TS twin (array layers in both operands, row chunks)", async () => {
+  const gpu = await testGpu();
+  for (const [B, d, n] of [[37, 64, 4100], [4100, 64, 40]]) {
+    const xs = randn(B * d, B + n);
+    const encW = randn(n * d, n + 1).map((v) => v / 8);
+    const bDec = randn(d, 5).map((v) => 0.1 * v);
+    const want = encodeTwin(xs, encW, bDec, B, d, n);
+    const bufs = {
+      xs: uploadStorage(gpu, xs, "xs"),
+      encW: uploadStorage(gpu, encW, "encW"),
+      bDec: uploadStorage(gpu, bDec, "bDec"),
+    };
+    const tex = createGemmTextures(gpu, { B, d, n });
+    const encoder = gpu.device.createCommandEncoder();
+    encodeGemmTextureCopies(encoder, tex, bufs);
+    gpu.device.queue.submit([encoder.finish()]);
+    const rowOffset = Math.floor(B / 3), rows = B - rowOffset;
+    const pre = createStorage(gpu, rows * n * 4, "pre");
+    const pass = await textureGemmPass(gpu, tex, { bDec: bufs.bDec, pre }, { rows, rowOffset });
+    const enc2 = gpu.device.createCommandEncoder();
+    pass.encode(enc2);
+    gpu.device.queue.submit([enc2.finish()]);
+    pass.release();
+    assertClose(await readF32(gpu, pre, rows * n), want.subarray(rowOffset * n), {
+      atol: 1e-4,
+      rtol: 1e-4,
+      label: `texture B=${B} d=${d} n=${n}`,
+    });
+    for (const b of [...Object.values(bufs), pre]) b.destroy();
+    tex.xs.destroy(), tex.encW.destroy();
   }
 });

@@ -6,12 +6,17 @@
  *   xs [B, d], encW [n, d], bDec [d]  →  pre [rows, n] holding batch rows rowOffset..rowOffset+rows−1.
  * A [4096, 24576] f32 pre is 402 MB, over the 128 MiB binding limit of the software drivers, so big
  * batches go through in row chunks (`maxGemmChunkRows`).
+ *
+ * Two ways to run it: `encoderGemmOp` (storage-buffer variants, plain Dispatch records) and, on
+ * software adapters with d % 64 == 0, the faster texture variant: `createGemmTextures` once,
+ * `encodeGemmTextureCopies` after xs/encW change, then one `textureGemmPass` per row chunk.
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { uniforms } from "../../gpu/buffer.ts";
 import { GpuError } from "../../errors.ts";
-import { BLOCK_COLS, BLOCK_ROWS, WIDE_COLS, WIDE_ROWS } from "./encoder_gemm_wgsl.ts";
+import { BLOCK_COLS, BLOCK_ROWS, TEX_ROWS, WIDE_COLS, WIDE_ROWS } from "./encoder_gemm_wgsl.ts";
+import { getPipeline, kernelName } from "../../gpu/kernel.ts";
 
 /**
  * GEMM variants (kernels/encoder_gemm.wgsl): "block4" = register-blocked, 32×32 per invocation, vec4
@@ -101,4 +106,144 @@ export function encoderGemmOp(
     buffers: [buffers.xs, buffers.encW, buffers.bDec, buffers.pre, u],
     workgroups,
   }];
+}
+
+/** xs and encW as rgba32float array textures for the texture variant (gemm_block4_tex). */
+export interface GemmTextures {
+  /** [B, d] as texels (d/4 wide, TEX_ROWS rows per layer). */
+  xs: GPUTexture;
+  /** [n, d] likewise. */
+  encW: GPUTexture;
+  B: number;
+  d: number;
+  n: number;
+}
+
+/** Whether to prefer the texture variant: software adapters (measured ~1.4× block4 there) and d % 64 == 0. */
+export function preferTextureGemm(gpu: Gpu, d: number): boolean {
+  return gpu.isFallback && gemmTexturesSupported(d);
+}
+
+/** Whether the texture variant can take width d (texture copies need 256-byte rows: d % 64 == 0). */
+export function gemmTexturesSupported(d: number): boolean {
+  return d > 0 && d % 64 === 0;
+}
+
+function matrixTexture(gpu: Gpu, rows: number, d: number, label: string): GPUTexture {
+  return gpu.device.createTexture({
+    label,
+    size: [d / 4, Math.min(rows, TEX_ROWS), Math.max(1, Math.ceil(rows / TEX_ROWS))],
+    format: "rgba32float",
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+  });
+}
+
+/** Allocate the textures of the texture variant for batches of B rows, width d, n features. */
+export function createGemmTextures(
+  gpu: Gpu,
+  sizes: { B: number; d: number; n: number },
+): GemmTextures {
+  const { B, d, n } = sizes;
+  if (!gemmTexturesSupported(d)) {
+    throw new GpuError(
+      `encoder GEMM textures need d_in divisible by 64 (got ${d}); use the block4 or wide variant`,
+    );
+  }
+  return {
+    xs: matrixTexture(gpu, B, d, "xs texture"),
+    encW: matrixTexture(gpu, n, d, "encW texture"),
+    B,
+    d,
+    n,
+  };
+}
+
+function copyMatrix(
+  encoder: GPUCommandEncoder,
+  src: GPUBuffer,
+  dst: GPUTexture,
+  rows: number,
+  d: number,
+) {
+  for (let z = 0; z * TEX_ROWS < rows; z++) {
+    const h = Math.min(TEX_ROWS, rows - z * TEX_ROWS);
+    encoder.copyBufferToTexture(
+      { buffer: src, offset: z * TEX_ROWS * d * 4, bytesPerRow: d * 4, rowsPerImage: h },
+      { texture: dst, origin: [0, 0, z] },
+      [d / 4, h, 1],
+    );
+  }
+}
+
+/**
+ * Record the copies of xs [B, d] and encW [n, d] into their textures. Call whenever either changed
+ * (every step: xs is a new batch, encW moved with Adam) before the texture GEMM passes.
+ */
+export function encodeGemmTextureCopies(
+  encoder: GPUCommandEncoder,
+  tex: GemmTextures,
+  buffers: { xs: GPUBuffer; encW: GPUBuffer },
+) {
+  copyMatrix(encoder, buffers.xs, tex.xs, tex.B, tex.d);
+  copyMatrix(encoder, buffers.encW, tex.encW, tex.n, tex.d);
+}
+
+/** One row chunk of the texture GEMM, ready to record (pipelines are compiled by the builder). */
+export interface TextureGemmPass {
+  /** Record the pass into `encoder`. */
+  encode(encoder: GPUCommandEncoder): void;
+  /** Destroy the pass's uniform buffer (after the recorded work was submitted). */
+  release(): void;
+}
+
+/** Build the texture-variant pass for one row chunk: pre = (xs − bDec)·encWᵀ from the textures. */
+export async function textureGemmPass(
+  gpu: Gpu,
+  tex: GemmTextures,
+  buffers: { bDec: GPUBuffer; pre: GPUBuffer },
+  sizes: { rows: number; rowOffset: number },
+): Promise<TextureGemmPass> {
+  const { d, n } = tex;
+  const { rows, rowOffset } = sizes;
+  const limit = maxGemmChunkRows(gpu, n);
+  if (rows > limit || rowOffset + rows > tex.B) {
+    throw new GpuError(
+      `encoder GEMM (textures): rows ${rowOffset}..${
+        rowOffset + rows
+      } must lie in the batch of ${tex.B} ` +
+        `and a chunk may hold at most ${limit} rows (maxGemmChunkRows)`,
+    );
+  }
+  const kernel: Kernel = {
+    file: "encoder_gemm.wgsl",
+    entry: "gemm_block4_tex",
+    constants: { WG: BLOCK_WG },
+  };
+  const pipeline = await getPipeline(gpu, kernel);
+  const u = uniforms(gpu, { rows, d, n, rowOffset });
+  const bindGroup = gpu.device.createBindGroup({
+    label: kernelName(kernel),
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [
+      { binding: 0, resource: tex.xs.createView({ dimension: "2d-array" }) },
+      { binding: 1, resource: tex.encW.createView({ dimension: "2d-array" }) },
+      { binding: 2, resource: { buffer: buffers.bDec } },
+      { binding: 3, resource: { buffer: buffers.pre } },
+      { binding: 4, resource: { buffer: u } },
+    ],
+  });
+  const workgroups = [Math.ceil(n / BLOCK_COLS), Math.ceil(rows / (BLOCK_WG * BLOCK_ROWS))];
+  return {
+    encode(encoder) {
+      if (rows === 0) return;
+      const pass = encoder.beginComputePass({ label: kernelName(kernel) });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(workgroups[0], workgroups[1]);
+      pass.end();
+    },
+    release() {
+      u.destroy();
+    },
+  };
 }

@@ -12,6 +12,8 @@
 export const WIDE_ROWS = 32;
 /** Features per invocation in `gemm_wide` (strided by the workgroup size). */
 export const WIDE_COLS = 8;
+/** Texture rows per array layer in `gemm_block4_tex` (row i sits in layer i / TEX_ROWS). */
+export const TEX_ROWS = 4096;
 /** Rows × features of one invocation's block in `gemm_block4`. */
 export const BLOCK_ROWS = 32;
 export const BLOCK_COLS = 32;
@@ -36,6 +38,10 @@ const HEADER = `// encoder_gemm: pre = (xs − bDec) · encWᵀ for a chunk of r
 //    (${BLOCK_ROWS + BLOCK_COLS} vec4 loads per ${
   BLOCK_ROWS * BLOCK_COLS * 4
 } FMAs). Grid: (ceil(n / ${BLOCK_COLS}), ceil(rows / (WG·${BLOCK_ROWS}))).
+//  * gemm_block4_tex — the same with xs and encW read from rgba32float 2-D array textures
+//    (bindings 0 and 1: texel (j/4, row % TEX_ROWS) of layer row / TEX_ROWS holds row[j..j+3]); texel
+//    fetches are gathers on llvmpipe, ~1.4× faster than storage loads here. Needs d % 64 == 0 (copies
+//    into textures need 256-byte rows); see createGemmTextures in lib/sae/ops/encoder_gemm.ts.
 //  * gemm_wide — any d: a workgroup owns ${WIDE_ROWS} rows × WG·${WIDE_COLS} features; invocation l owns features
 //    f0 + l + c·WG, c < ${WIDE_COLS}. Grid: (ceil(n / (WG·${WIDE_COLS})), ceil(rows / ${WIDE_ROWS})).
 //  * gemm_tiled — classic shared-memory tiling for real GPUs: a 16×16 workgroup computes a
@@ -54,6 +60,9 @@ struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 @group(0) @binding(0) var<storage, read> xs4: array<vec4f>;
 @group(0) @binding(1) var<storage, read> encW4: array<vec4f>;
 @group(0) @binding(2) var<storage, read> bDec4: array<vec4f>;
+@group(0) @binding(0) var xsT: texture_2d_array<f32>;
+@group(0) @binding(1) var encT: texture_2d_array<f32>;
+const TEX_ROWS: u32 = ${TEX_ROWS}u;
 `;
 
 const TILED = `
@@ -144,28 +153,55 @@ function wideEntry(): string {
   return lines.join("\n") + "\n";
 }
 
-/** The vec4 register-blocked entry: BLOCK_ROWS × BLOCK_COLS named accumulators per invocation. */
-function block4Entry(): string {
+/**
+ * The vec4 register-blocked entry: BLOCK_ROWS × BLOCK_COLS named accumulators per invocation,
+ * operands from storage (gemm_block4) or from rgba32float array textures (gemm_block4_tex).
+ */
+function block4Entry(tex: boolean): string {
   const R = BLOCK_ROWS, C = BLOCK_COLS;
   const rows = [...Array(R).keys()], cols = [...Array(C).keys()];
+  const rowBase = (m: number) =>
+    tex
+      ? [
+        `  let a${m}r = u.rowOffset + min(r0 + ${m}u, u.rows - 1u);`,
+        `  let a${m}y = i32(a${m}r % TEX_ROWS);`,
+        `  let a${m}z = i32(a${m}r / TEX_ROWS);`,
+      ]
+      : [`  let a${m} = (u.rowOffset + min(r0 + ${m}u, u.rows - 1u)) * d4;`];
+  const colBase = (c: number) =>
+    tex
+      ? [
+        `  let b${c}f = min(f0 + ${c}u, u.n - 1u);`,
+        `  let b${c}y = i32(b${c}f % TEX_ROWS);`,
+        `  let b${c}z = i32(b${c}f / TEX_ROWS);`,
+      ]
+      : [`  let b${c} = min(f0 + ${c}u, u.n - 1u) * d4;`];
+  const loadW = (c: number) =>
+    tex
+      ? `    let w${c} = textureLoad(encT, vec2i(ij, b${c}y), b${c}z, 0);`
+      : `    let w${c} = encW4[b${c} + j];`;
+  const loadX = (m: number) =>
+    tex
+      ? `    let x${m} = textureLoad(xsT, vec2i(ij, a${m}y), a${m}z, 0) - bj;`
+      : `    let x${m} = xs4[a${m} + j] - bj;`;
   const lines = [
     "",
     "@compute @workgroup_size(WG)",
-    "fn gemm_block4(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {",
+    `fn gemm_block4${
+      tex ? "_tex" : ""
+    }(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {`,
     `  let r0 = (w.y * WG + l.x) * ${R}u;`,
     `  let f0 = w.x * ${C}u;`,
     "  if (r0 >= u.rows) { return; }",
     "  let d4 = u.d / 4u;",
-    ...rows.map((m) => `  let a${m} = (u.rowOffset + min(r0 + ${m}u, u.rows - 1u)) * d4;`),
-    ...cols.map((c) => `  let b${c} = min(f0 + ${c}u, u.n - 1u) * d4;`),
+    ...rows.flatMap(rowBase),
+    ...cols.flatMap(colBase),
     ...rows.flatMap((m) => cols.map((c) => `  var c${m}_${c} = 0.0;`)),
     "  for (var j = 0u; j < d4; j++) {",
     "    let bj = bDec4[j];",
-    ...cols.map((c) => `    let w${c} = encW4[b${c} + j];`),
-    ...rows.flatMap((m) => [
-      `    let x${m} = xs4[a${m} + j] - bj;`,
-      ...cols.map((c) => `    c${m}_${c} += dot(x${m}, w${c});`),
-    ]),
+    ...(tex ? ["    let ij = i32(j);"] : []),
+    ...cols.map(loadW),
+    ...rows.flatMap((m) => [loadX(m), ...cols.map((c) => `    c${m}_${c} += dot(x${m}, w${c});`)]),
     "  }",
     ...rows.flatMap((m) => [
       `  if (r0 + ${m}u < u.rows) {`,
@@ -181,7 +217,7 @@ function block4Entry(): string {
 
 /** The full text of kernels/encoder_gemm.wgsl. */
 export function encoderGemmWgsl(): string {
-  return HEADER + block4Entry() + wideEntry() + TILED;
+  return HEADER + block4Entry(false) + block4Entry(true) + wideEntry() + TILED;
 }
 
 if (import.meta.main) {
