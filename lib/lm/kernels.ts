@@ -146,6 +146,23 @@ export function geluDispatch(gpu: Gpu, scratch: Scratch, x: GPUBuffer, n: number
   };
 }
 
+/** In-place bias add x[r, c] += bias[c] over rows × cols. */
+export function biasDispatch(
+  gpu: Gpu,
+  scratch: Scratch,
+  b: { x: GPUBuffer; bias: GPUBuffer },
+  s: { rows: number; cols: number },
+): Dispatch {
+  const n = s.rows * s.cols;
+  const { workgroups, rowStride } = grid1d(n, WG_ELEMENTWISE);
+  const u = param(gpu, scratch, { n, cols: s.cols, row_stride: rowStride });
+  return {
+    kernel: { file: "lm_bias.wgsl", entry: "main", constants: { WG: WG_ELEMENTWISE } },
+    buffers: [b.x, b.bias, u],
+    workgroups,
+  };
+}
+
 /** In-place residual add x[i] += y[i] over the first n elements. */
 export function residualDispatch(
   gpu: Gpu,

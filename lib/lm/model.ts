@@ -9,6 +9,12 @@
  * and logits are produced and folded into the cross-entropy one chunk at a time, so full logits
  * never need to fit in one buffer.
  *
+ * Linear layers run on the shared register-blocked GEMM of lib/sae/ops/encoder_gemm.ts
+ * (out = a·Wᵀ, per-adapter variant: ~10× faster than kernels/lm_matmul.wgsl on llvmpipe), so the
+ * HF Conv1D weights ([in, out]) are transposed to [out, in] once at upload and the bias is added by
+ * kernels/lm_bias.wgsl. kernels/lm_matmul.wgsl remains for unembedding chunks whose logits would
+ * not fit one binding (very large batches).
+ *
  * Shape legend: rows = batch·seq tokens (sequences end to end), d = n_embd, V = vocab.
  */
 import type { Gpu } from "../gpu/device.ts";
@@ -18,8 +24,10 @@ import { ArborError, DataError } from "../errors.ts";
 import type { Gpt2Config } from "./config.ts";
 import type { Gpt2Weights } from "./weights.ts";
 import { checkHook, hookName, type HookPoint, hookRank } from "./hooks.ts";
+import { encoderGemmOp } from "../sae/ops/encoder_gemm.ts";
 import {
   attentionDispatch,
+  biasDispatch,
   crossEntropyFinishDispatch,
   crossEntropyUpdateDispatch,
   embeddingDispatch,
@@ -33,10 +41,22 @@ import {
 /** Target id meaning "no next token" (last position of a window): matches no vocabulary chunk. */
 const NO_TARGET = 0xffffffff;
 
+/** Default token-table rows per GPU buffer: logits [rows, 8192] f32 fit 128 MiB up to 4096 rows. */
+const UNEMBED_CHUNK_ROWS = 8192;
+
+/** [rows, cols] row-major → [cols, rows] (HF Conv1D [in, out] → GEMM [out, in]). */
+function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = a[r * cols + c];
+  return out;
+}
+
 /** Options for uploading a model. */
 export interface Gpt2ModelOptions {
-  /** Most token-table rows per GPU buffer (default: as many as one storage binding holds). */
+  /** Most token-table rows per GPU buffer (default 8192, fewer if one binding holds less). */
   vocabChunkRows?: number;
+  /** Most logits columns computed at once (default: what one binding holds for the batch). */
+  logitsChunkCols?: number;
 }
 
 /** What one forward pass should do. */
@@ -69,18 +89,19 @@ export interface ForwardResult {
   logits?: Float32Array;
 }
 
+/** One block on the GPU; linear weights transposed to [out, in]. */
 interface GpuBlock {
   ln1Gamma: GPUBuffer;
   ln1Beta: GPUBuffer;
-  attnW: GPUBuffer;
+  attnWt: GPUBuffer; // [3d, d]
   attnB: GPUBuffer;
-  attnProjW: GPUBuffer;
+  attnProjWt: GPUBuffer; // [d, d]
   attnProjB: GPUBuffer;
   ln2Gamma: GPUBuffer;
   ln2Beta: GPUBuffer;
-  fcW: GPUBuffer;
+  fcWt: GPUBuffer; // [inner, d]
   fcB: GPUBuffer;
-  projW: GPUBuffer;
+  projWt: GPUBuffer; // [d, inner]
   projB: GPUBuffer;
 }
 
@@ -113,6 +134,9 @@ export class Gpt2Model {
   #blocks: GpuBlock[];
   #lnfGamma: GPUBuffer;
   #lnfBeta: GPUBuffer;
+  /** Zeros [max(d, inner)]: the GEMM's subtracted bias (bDec), unused here. */
+  #zeros: GPUBuffer;
+  #logitsChunkCols: number;
   #ws: Workspace | undefined;
 
   private constructor(
@@ -125,7 +149,7 @@ export class Gpt2Model {
     this.config = config;
     const d = config.nEmbd;
     const maxRows = Math.floor(gpu.device.limits.maxStorageBufferBindingSize / (d * 4));
-    const chunkRows = Math.max(1, Math.min(options.vocabChunkRows ?? maxRows, maxRows));
+    const chunkRows = Math.max(1, Math.min(options.vocabChunkRows ?? UNEMBED_CHUNK_ROWS, maxRows));
     this.#wte = [];
     for (let start = 0; start < config.vocabSize; start += chunkRows) {
       const count = Math.min(chunkRows, config.vocabSize - start);
@@ -134,20 +158,23 @@ export class Gpt2Model {
     }
     const up = (a: Float32Array, label: string) => uploadStorage(gpu, a, label);
     this.#wpe = up(weights.wpe, "wpe");
+    const inner = config.nInner;
     this.#blocks = weights.blocks.map((b, l) => ({
       ln1Gamma: up(b.ln1Gamma, `h.${l}.ln_1.weight`),
       ln1Beta: up(b.ln1Beta, `h.${l}.ln_1.bias`),
-      attnW: up(b.attnW, `h.${l}.attn.c_attn.weight`),
+      attnWt: up(transpose(b.attnW, d, 3 * d), `h.${l}.attn.c_attn.weight`),
       attnB: up(b.attnB, `h.${l}.attn.c_attn.bias`),
-      attnProjW: up(b.attnProjW, `h.${l}.attn.c_proj.weight`),
+      attnProjWt: up(transpose(b.attnProjW, d, d), `h.${l}.attn.c_proj.weight`),
       attnProjB: up(b.attnProjB, `h.${l}.attn.c_proj.bias`),
       ln2Gamma: up(b.ln2Gamma, `h.${l}.ln_2.weight`),
       ln2Beta: up(b.ln2Beta, `h.${l}.ln_2.bias`),
-      fcW: up(b.fcW, `h.${l}.mlp.c_fc.weight`),
+      fcWt: up(transpose(b.fcW, d, inner), `h.${l}.mlp.c_fc.weight`),
       fcB: up(b.fcB, `h.${l}.mlp.c_fc.bias`),
-      projW: up(b.projW, `h.${l}.mlp.c_proj.weight`),
+      projWt: up(transpose(b.projW, inner, d), `h.${l}.mlp.c_proj.weight`),
       projB: up(b.projB, `h.${l}.mlp.c_proj.bias`),
     }));
+    this.#zeros = createStorage(gpu, Math.max(d, inner) * 4, "zeros");
+    this.#logitsChunkCols = options.logitsChunkCols ?? Infinity;
     this.#lnfGamma = up(weights.lnfGamma, "ln_f.weight");
     this.#lnfBeta = up(weights.lnfBeta, "ln_f.bias");
   }
@@ -169,6 +196,7 @@ export class Gpt2Model {
     this.#blocks.forEach((b) => Object.values(b).forEach((buf) => buf.destroy()));
     this.#lnfGamma.destroy();
     this.#lnfBeta.destroy();
+    this.#zeros.destroy();
     this.#freeWorkspace();
   }
 
@@ -195,6 +223,28 @@ export class Gpt2Model {
       mlpOut: mk(d, "mlp_out"),
     };
     return this.#ws;
+  }
+
+  /** Dispatches of out[M, N] = a[M, K]·wtᵀ (+ bias); GEMM uniforms go to `scratch`. */
+  #linear(
+    scratch: Scratch,
+    b: { a: GPUBuffer; wt: GPUBuffer; bias?: GPUBuffer; out: GPUBuffer },
+    s: { M: number; N: number; K: number },
+  ): Dispatch[] {
+    const gemm = encoderGemmOp(this.gpu, { xs: b.a, encW: b.wt, bDec: this.#zeros, pre: b.out }, {
+      d: s.K,
+      n: s.N,
+      rows: s.M,
+      rowOffset: 0,
+    });
+    for (const d of gemm) {
+      for (const buf of d.buffers) if (buf.usage & GPUBufferUsage.UNIFORM) scratch.push(buf);
+    }
+    if (!b.bias) return gemm;
+    return [
+      ...gemm,
+      biasDispatch(this.gpu, scratch, { x: b.out, bias: b.bias }, { rows: s.M, cols: s.N }),
+    ];
   }
 
   /** Run one forward pass; see ForwardOptions. */
@@ -308,7 +358,7 @@ export class Gpt2Model {
           d,
           eps,
         }),
-        matmulDispatch(gpu, scratch, { a: ws.h, w: w.attnW, bias: w.attnB, out: ws.qkv }, {
+        ...this.#linear(scratch, { a: ws.h, wt: w.attnWt, bias: w.attnB, out: ws.qkv }, {
           M: rows,
           N: 3 * d,
           K: d,
@@ -319,9 +369,9 @@ export class Gpt2Model {
           nHead,
           headDim: d / nHead,
         }),
-        matmulDispatch(gpu, scratch, {
+        ...this.#linear(scratch, {
           a: ws.att,
-          w: w.attnProjW,
+          wt: w.attnProjWt,
           bias: w.attnProjB,
           out: ws.attnOut,
         }, {
@@ -339,13 +389,13 @@ export class Gpt2Model {
           d,
           eps,
         }),
-        matmulDispatch(gpu, scratch, { a: ws.h, w: w.fcW, bias: w.fcB, out: ws.hidden }, {
+        ...this.#linear(scratch, { a: ws.h, wt: w.fcWt, bias: w.fcB, out: ws.hidden }, {
           M: rows,
           N: nInner,
           K: d,
         }),
         geluDispatch(gpu, scratch, ws.hidden, rows * nInner),
-        matmulDispatch(gpu, scratch, { a: ws.hidden, w: w.projW, bias: w.projB, out: ws.mlpOut }, {
+        ...this.#linear(scratch, { a: ws.hidden, wt: w.projWt, bias: w.projB, out: ws.mlpOut }, {
           M: rows,
           N: d,
           K: nInner,
@@ -379,21 +429,33 @@ export class Gpt2Model {
       if (maxCols < 1) {
         throw new ArborError(`forward: batch of ${rows} tokens is too large for the logits buffer`);
       }
-      const cols = Math.min(maxCols, Math.max(...this.#wte.map((c) => c.count)));
+      const cols = Math.min(
+        maxCols,
+        this.#logitsChunkCols,
+        Math.max(...this.#wte.map((c) => c.count)),
+      );
       const logitsBuf = temp(createStorage(gpu, rows * cols * 4, "logits chunk"));
       let first = true;
       for (const chunk of this.#wte) {
         for (let off = 0; off < chunk.count; off += cols) {
           const count = Math.min(cols, chunk.count - off);
           const start = chunk.start + off;
-          steps.push(
-            matmulDispatch(gpu, scratch, { a: ws.h, w: chunk.buffer, out: logitsBuf }, {
+          // A whole chunk goes through the fast GEMM; sub-ranges (huge batches) need lm_matmul's offset.
+          const logitsOp = count === chunk.count
+            ? this.#linear(scratch, { a: ws.h, wt: chunk.buffer, out: logitsBuf }, {
+              M: rows,
+              N: count,
+              K: d,
+            })
+            : [matmulDispatch(gpu, scratch, { a: ws.h, w: chunk.buffer, out: logitsBuf }, {
               M: rows,
               N: count,
               K: d,
               transB: true,
               bOffset: off * d,
-            }),
+            })];
+          steps.push(
+            ...logitsOp,
             crossEntropyUpdateDispatch(gpu, scratch, {
               logits: logitsBuf,
               target: targetBuf,

@@ -108,6 +108,11 @@ export function geluRef(x: Float32Array): Float32Array {
   return x.map((v) => 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v))));
 }
 
+/** x [rows, cols] + bias [cols] broadcast over rows. */
+export function biasRef(x: Float32Array, bias: Float32Array): Float32Array {
+  return x.map((v, i) => v + bias[i % bias.length]);
+}
+
 /** x + y, elementwise. */
 export function residualRef(x: Float32Array, y: Float32Array): Float32Array {
   return x.map((v, i) => v + y[i]);

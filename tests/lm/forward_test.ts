@@ -22,9 +22,10 @@ const HOOKS = ["resid_pre", "attn_out", "mlp_out", "resid_post"].flatMap((s) =>
 
 Deno.test("forward matches the PyTorch reference at every hook, in logits and in loss", async () => {
   const gpu = await testGpu();
-  // vocabChunkRows splits the token table so the chunked embedding/unembedding path runs too.
-  for (const vocabChunkRows of [undefined, 20000]) {
-    const model = await loadGpt2Model(gpu, FIXTURE, { vocabChunkRows });
+  // Default chunks (8192 rows, logits by the shared GEMM), then 20000-row chunks whose logits come
+  // in 7000-column sub-ranges (the lm_matmul path used when a chunk's logits overflow a binding).
+  for (const options of [{}, { vocabChunkRows: 20000, logitsChunkCols: 7000 }]) {
+    const model = await loadGpt2Model(gpu, FIXTURE, options);
     for (const p of prompts) {
       const tokens = tokensOf(p);
       const out = await model.forward({ tokens, capture: HOOKS, logits: true });

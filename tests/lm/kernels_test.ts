@@ -5,6 +5,7 @@ import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { type Dispatch, runKernels } from "../../lib/gpu/kernel.ts";
 import {
   attentionDispatch,
+  biasDispatch,
   crossEntropyFinishDispatch,
   crossEntropyUpdateDispatch,
   embeddingDispatch,
@@ -16,6 +17,7 @@ import {
 } from "../../lib/lm/kernels.ts";
 import {
   attentionRef,
+  biasRef,
   crossEntropyRef,
   embeddingRef,
   geluRef,
@@ -258,5 +260,23 @@ Deno.test("lm_cross_entropy over vocabulary chunks matches crossEntropyRef", asy
       label: `nll chunk ${chunk}`,
     });
     [tb, state, nll, ...parts].forEach((b) => b.destroy());
+  }
+});
+
+Deno.test("lm_bias matches biasRef (odd shapes)", async () => {
+  const gpu = await testGpu();
+  const scratch: Scratch = [];
+  for (const [rows, cols] of [[1, 1], [3, 7], [37, 65]]) {
+    const x = randn(rows * cols, rows);
+    const bias = randn(cols, cols);
+    const xb = uploadStorage(gpu, x, "x");
+    const bb = uploadStorage(gpu, bias, "bias");
+    await run(gpu, scratch, [biasDispatch(gpu, scratch, { x: xb, bias: bb }, { rows, cols })]);
+    assertClose(await readF32(gpu, xb, rows * cols), biasRef(x, bias), {
+      atol: 0,
+      rtol: 0,
+      label: `bias ${rows}x${cols}`,
+    });
+    [xb, bb].forEach((b) => b.destroy());
   }
 });
