@@ -7,10 +7,10 @@
 import { ArborError } from "../errors.ts";
 
 /** The SAE architectures Arbor trains (DESIGN §4). */
-export type SaeArch = "topk" | "batchtopk" | "matryoshka" | "tree";
+export type SaeArch = "topk" | "batchtopk" | "matryoshka" | "tree" | "mp";
 
 /** Every architecture name, for flag validation and help text. */
-export const SAE_ARCHS: readonly SaeArch[] = ["topk", "batchtopk", "matryoshka", "tree"];
+export const SAE_ARCHS: readonly SaeArch[] = ["topk", "batchtopk", "matryoshka", "tree", "mp"];
 
 /** Number of dead features AuxK uses per token (paper App. C, after Gao et al. 2024). */
 export const DEFAULT_AUX_K = 256;
@@ -114,7 +114,7 @@ export function validateConfig(c: SaeConfig, where = "SAE config"): void {
   c.layers.forEach((s, l) => {
     if (!isCount(s, 1)) fail(`layers[${l}] = ${s} must be a positive integer`);
   });
-  if ((c.arch === "topk" || c.arch === "batchtopk") && c.layers.length !== 1) {
+  if ((c.arch === "topk" || c.arch === "batchtopk" || c.arch === "mp") && c.layers.length !== 1) {
     fail(`${c.arch} takes one layer (the dictionary size), got ${c.layers.length} layers`);
   }
   const n = numFeatures(c);

@@ -3,6 +3,7 @@ import { ArborError } from "../errors.ts";
 import type { SaeConfig } from "../sae/config.ts";
 import type { SaeEngine, SaeState } from "../sae/engine.ts";
 import { ReferenceEngine } from "../sae/reference_engine.ts";
+import type { MpConfig } from "../sae/mp/engine.ts";
 
 /** Engine kinds a user can ask for. */
 export type EngineKind = "gpu" | "reference";
@@ -26,6 +27,11 @@ export async function createEngine(
   notice: (line: string) => void,
   gpuModule?: string,
 ): Promise<SaeEngine> {
+  if (config.arch === "mp") {
+    // Matching pursuit has its own engine (GPU pursuit, host backward); see lib/sae/mp/.
+    const { createMpEngine } = await import("../sae/mp/factory.ts");
+    return await createMpEngine(kind, config as MpConfig, state, notice);
+  }
   if (kind === "reference") return new ReferenceEngine(config, state);
   try {
     const mod = gpuModule === undefined ? await importGpuEngine() : await import(gpuModule);
