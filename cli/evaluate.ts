@@ -4,7 +4,7 @@
  * `--compare` prints the SAEs (or earlier result files) side by side.
  */
 import { basename, isAbsolute, join, resolve } from "node:path";
-import { type CommandSpec, NotImplementedError, type ParsedCommand, UsageError } from "./args.ts";
+import { type CommandSpec, type ParsedCommand, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { DataError } from "../lib/errors.ts";
 import { CONFIG_FILE, loadSae } from "../lib/train/checkpoint.ts";
@@ -15,6 +15,9 @@ import { getGpu, type Gpu } from "../lib/gpu/device.ts";
 import { numFeatures } from "../lib/sae/config.ts";
 import { type EvalRows, readEvalRows } from "../lib/eval/eval_data.ts";
 import { downstreamMetrics } from "../lib/eval/downstream.ts";
+import { firstLetterAbsorption } from "../lib/eval/first_letter_model.ts";
+import { FIRST_LETTER_PROBE } from "../lib/eval/first_letter.ts";
+import { DEFAULT_L1_PROBE } from "../lib/eval/first_letter_sparse.ts";
 import { loadGpt2Model } from "../lib/lm/load.ts";
 import { resolveModel } from "../lib/lm/model_files.ts";
 import { parseHook } from "../lib/lm/hooks.ts";
@@ -97,7 +100,8 @@ export const spec: CommandSpec = {
     "batch-size": { type: "int", default: 1024, help: "tokens per encoder call" },
     model: {
       type: "string",
-      help: "downstream: language model folder or hub id (default: the dataset's provenance.model)",
+      help:
+        "downstream, absorption: language model folder or hub id (default: the dataset's provenance.model)",
     },
     "ce-tokens": {
       type: "int",
@@ -108,7 +112,13 @@ export const spec: CommandSpec = {
       type: "boolean",
       help: "downstream: also the KL divergence to the clean model (full logits, slower)",
     },
-    offline: { type: "boolean", help: "downstream: never download the model" },
+    offline: { type: "boolean", help: "downstream, absorption: never download the model" },
+    "absorption-words": {
+      type: "int",
+      default: 0,
+      help:
+        "absorption: use a seeded sample of N alphabetic vocabulary words (0: the whole vocabulary, as SAEBench)",
+    },
     kernels: {
       type: "string",
       default: "gpu",
@@ -144,6 +154,7 @@ export interface EvaluateArgs {
   ceTokens: number;
   kl: boolean;
   offline: boolean;
+  absorptionWords: number;
 }
 
 /** Check the flags; throws UsageError naming the bad one. */
@@ -165,6 +176,10 @@ export function parseEvaluateArgs(p: ParsedCommand): EvaluateArgs {
   const positive = (name: string) => {
     const v = f[name] as number;
     if (!(v > 0)) throw new UsageError(`evaluate: --${name} must be positive, got ${v}`);
+    return v;
+  };
+  const nonNegative = (v: number) => {
+    if (!(v >= 0)) throw new UsageError(`evaluate: --absorption-words must be ≥ 0, got ${v}`);
     return v;
   };
   const kernels = String(f.kernels);
@@ -195,6 +210,7 @@ export function parseEvaluateArgs(p: ParsedCommand): EvaluateArgs {
     ceTokens: positive("ce-tokens"),
     kl: Boolean(f.kl),
     offline: Boolean(f.offline),
+    absorptionWords: nonNegative(f["absorption-words"] as number),
   };
 }
 
@@ -289,19 +305,13 @@ export async function evaluateCheckpoint(
       notComputed[m] = "not requested (needs the language model; --metrics " + m + ")";
       continue;
     }
-    if (!rows.manifest.has_tokens) {
+    if (m === "downstream" && !rows.manifest.has_tokens) {
       throw new DataError(
         `${
           join(dataDir, "manifest.json")
         }: --metrics ${m} needs token files (tokens-NNNNN.bin) to re-run ` +
           "the language model; extract the dataset with token files or drop " + m +
           " from --metrics",
-      );
-    }
-    if (m === "absorption") {
-      throw new NotImplementedError(
-        "evaluate: --metrics absorption (first-letter absorption/splitting, issue #7 item 6) is not " +
-          `implemented yet; use ${[...ACTIVATION_METRICS, "downstream"].join(",")}`,
       );
     }
   }
@@ -330,6 +340,9 @@ export async function evaluateCheckpoint(
     );
     if (a.metrics.includes("downstream")) {
       metrics.downstream = await downstreamFor(gpu, engine, rows, dataDir, a);
+    }
+    if (a.metrics.includes("absorption")) {
+      metrics.absorption = await absorptionFor(gpu, engine, sae, rows, dataDir, a);
     }
     const m = rows.manifest;
     return makeResult({
@@ -412,6 +425,63 @@ async function downstreamFor(
       },
     });
     return { ...result, params: { model: spec, hook: prov.hook, tokens: windows * context } };
+  } finally {
+    model.destroy();
+  }
+}
+
+/** First-letter absorption and splitting of one SAE with the dataset's model and hook. */
+async function absorptionFor(
+  gpu: Gpu | null,
+  engine: SaeEngine,
+  sae: LoadedSae,
+  rows: EvalRows,
+  dataDir: string,
+  a: EvaluateArgs,
+): Promise<NonNullable<MetricsRecord["absorption"]>> {
+  const mpath = join(dataDir, "manifest.json");
+  const prov = rows.manifest.provenance;
+  const spec = a.model ?? (typeof prov.model === "string" ? prov.model : undefined);
+  if (!spec) {
+    throw new DataError(
+      `${mpath}: provenance names no model; --metrics absorption needs the language model: pass --model DIR`,
+    );
+  }
+  if (typeof prov.hook !== "string") {
+    throw new DataError(
+      `${mpath}: provenance names no hook (e.g. "resid_pre.5"); re-extract with arbor extract`,
+    );
+  }
+  const device = gpu ?? await getGpu({ quiet: true });
+  const modelDir = await resolveModel(spec, { offline: a.offline });
+  const model = await loadGpt2Model(device, modelDir);
+  try {
+    if (model.config.nEmbd !== rows.d) {
+      throw new DataError(
+        `${mpath}: model ${spec} has width ${model.config.nEmbd} but the activations have d_in = ${rows.d}; ` +
+          "pass the model the dataset was extracted from (--model)",
+      );
+    }
+    return await firstLetterAbsorption(
+      gpu,
+      model,
+      { hook: parseHook(prov.hook, model.config.nLayer), modelDir, modelName: spec },
+      {
+        d: rows.d,
+        n: numFeatures(sae.config),
+        decW: sae.state.decW,
+        encode: (x, B) => engine.encode(x, B),
+      },
+      {
+        data: { seed: a.seed, maxWords: a.absorptionWords },
+        metric: {
+          seed: a.seed,
+          batchSize: a.batchSize,
+          probe: { ...FIRST_LETTER_PROBE, epochs: a.probeEpochs },
+          sparse: { ...DEFAULT_L1_PROBE, epochs: a.probeEpochs },
+        },
+      },
+    );
   } finally {
     model.destroy();
   }

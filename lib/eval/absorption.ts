@@ -3,7 +3,7 @@
  * et al. 2024 as packaged by SAEBench; thresholds from the tree-sae reference). Only the
  * per-letter split rule and the per-word absorption decision live here; the pipeline that
  * feeds them (alphabetic vocabulary, in-context prompts run through the model, the 26-way
- * ground-truth letter probe, L1-ranked k-sparse probes) is not built yet (issue #7 item 6).
+ * ground-truth letter probe, L1-ranked k-sparse probes) is first_letter*.ts.
  *
  * Feature splitting (per letter): with F1 of the k-sparse probe for k = 1..K on held-out
  * words, walk k upwards while F1 rises by more than `f1Jump` over the best so far; the

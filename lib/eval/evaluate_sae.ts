@@ -30,6 +30,8 @@ import { treeChildren } from "./tree_children.ts";
 import { CooccurrenceAccumulator, type CooccurrenceResult } from "./cooccurrence.ts";
 import { composition, COMPOSITION_BLOCK } from "./composition.ts";
 import type { DownstreamResult } from "./downstream.ts";
+import type { AbsorptionParams } from "./first_letter_model.ts";
+import type { FirstLetterResult } from "./first_letter.ts";
 
 /** Metrics `evaluate` computes from activations alone. */
 export const ACTIVATION_METRICS = [
@@ -108,6 +110,8 @@ export interface MetricsRecord {
   composition?: { meanMaxCosine: number; params: { block: number } };
   /** Language-model metrics (computed by the caller that holds the model; downstream.ts). */
   downstream?: DownstreamResult & { params: { model: string; hook: string; tokens: number } };
+  /** First-letter absorption and splitting (computed by the caller that holds the model; first_letter_model.ts). */
+  absorption?: FirstLetterResult & { params: AbsorptionParams };
 }
 
 function variantName(v: { binary: boolean; scaled: boolean }): string {

@@ -9,12 +9,23 @@ import { hookName, type HookPoint } from "../lm/hooks.ts";
 import { loadTokenizer } from "../lm/tokenizer.ts";
 import { DataError } from "../errors.ts";
 import { Rng } from "../util/rng.ts";
-import type { LetterSplit } from "./first_letter.ts";
+import type { Gpu } from "../gpu/device.ts";
+import type { LogRegOptions } from "./logreg.ts";
+import type { L1ProbeOptions } from "./first_letter_sparse.ts";
+import {
+  DEFAULT_FIRST_LETTER,
+  type FirstLetterInput,
+  firstLetterMetric,
+  type FirstLetterOptions,
+  type FirstLetterResult,
+  type LetterSplit,
+} from "./first_letter.ts";
 import {
   alphabeticVocab,
   buildPrompts,
   MAX_ICL_EXAMPLES,
   type Prompt,
+  PROMPT_SUFFIX,
   promptPieces,
   readTokenizerVocab,
   shuffled,
@@ -134,5 +145,61 @@ export async function firstLetterData(
     test: toSplit(test, xTest),
     vocabSize: vocab.length,
     promptLength: len,
+  };
+}
+
+/** Parameters recorded with the absorption result. */
+export interface AbsorptionParams {
+  model: string;
+  hook: string;
+  seed: number;
+  promptTemplate: string;
+  maxIclExamples: number;
+  trainFraction: number;
+  /** Alphabetic tokens in the tokenizer, and how many were sampled (0: all). */
+  vocabSize: number;
+  maxWords: number;
+  trainWords: number;
+  testWords: number;
+  promptLength: number;
+  maxK: number;
+  f1Jump: number;
+  minProbeF1: number;
+  probe: LogRegOptions;
+  sparse: L1ProbeOptions;
+}
+
+/** The whole first-letter metric with a loaded model: prompts, activations, probes, scores. */
+export async function firstLetterAbsorption(
+  gpu: Gpu | null,
+  model: Gpt2Model,
+  where: { hook: HookPoint; modelDir: string; modelName: string },
+  sae: Omit<FirstLetterInput, "train" | "test">,
+  options: { data?: Partial<FirstLetterDataOptions>; metric?: Partial<FirstLetterOptions> } = {},
+): Promise<FirstLetterResult & { params: AbsorptionParams }> {
+  const data = await firstLetterData(model, where.hook, where.modelDir, options.data);
+  const dOpt = { ...DEFAULT_FIRST_LETTER_DATA, ...options.data };
+  const mOpt = { ...DEFAULT_FIRST_LETTER, ...options.metric };
+  const result = await firstLetterMetric(gpu, { ...sae, train: data.train, test: data.test }, mOpt);
+  return {
+    ...result,
+    params: {
+      model: where.modelName,
+      hook: hookName(where.hook),
+      seed: mOpt.seed,
+      promptTemplate: "{word}" + PROMPT_SUFFIX,
+      maxIclExamples: dOpt.maxIclExamples,
+      trainFraction: dOpt.trainFraction,
+      vocabSize: data.vocabSize,
+      maxWords: dOpt.maxWords,
+      trainWords: data.train.letters.length,
+      testWords: data.test.letters.length,
+      promptLength: data.promptLength,
+      maxK: mOpt.maxK,
+      f1Jump: mOpt.f1Jump,
+      minProbeF1: mOpt.minProbeF1,
+      probe: { ...mOpt.probe, seed: mOpt.seed },
+      sparse: { ...mOpt.sparse, seed: mOpt.seed },
+    },
   };
 }

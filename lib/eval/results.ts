@@ -117,6 +117,10 @@ const ROWS: [string, Getter][] = [
   ["CE zero-ablated", (r) => r.metrics.downstream?.zeroCe],
   ["CE loss recovered", (r) => r.metrics.downstream?.ceRecovered],
   ["KL to clean (nats/token)", (r) => r.metrics.downstream?.kl],
+  ["absorption fraction (mean)", (r) => r.metrics.absorption?.meanAbsorptionFraction],
+  ["full absorption rate (mean)", (r) => r.metrics.absorption?.meanFullAbsorptionRate],
+  ["split features (mean)", (r) => r.metrics.absorption?.meanNumSplitFeatures],
+  ["first letters evaluated", (r) => r.metrics.absorption?.lettersEvaluated],
 ];
 
 /** Side-by-side table of several results (one column per SAE); one result gives the plain table. */

@@ -197,16 +197,6 @@ Deno.test("evaluate --metrics downstream splices the SAE into the dataset's mode
     assert.ok(Number.isFinite(ds.ceRecovered) && ds.kl! >= 0 && ds.zeroCe > 0);
     assert.match(res.not_computed.absorption, /not requested/);
     assert.match(r.out, /CE loss recovered/);
-    const abs = await run([
-      "evaluate",
-      join(root, "sae"),
-      "--data",
-      join(root, "acts"),
-      "--metrics",
-      "absorption",
-    ]);
-    assert.equal(abs.code, 3);
-    assert.match(abs.err, /absorption .* is not implemented yet/);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
