@@ -197,3 +197,40 @@ Deno.test("extract errors: hook beyond the depth, empty corpus", async () => {
     );
   });
 });
+
+Deno.test("cli extract: --offline with an uncached hub id fails fast naming the local-folder alternative", async () => {
+  await withTempDir(async (tmp) => {
+    const t0 = performance.now();
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        join(ROOT, "cli/main.ts"),
+        "extract",
+        "--model",
+        "gpt2",
+        "--offline",
+        "--cache-dir",
+        tmp,
+        "--out",
+        join(tmp, "o"),
+        "-q",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(r.stderr);
+    assert.equal(r.code, 1, err);
+    assert.match(
+      err,
+      /model "gpt2" is not in the cache .* --offline forbids downloading; pass --model DIR with a local folder/,
+    );
+    assert.ok(performance.now() - t0 < 20_000);
+    const usage = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", join(ROOT, "cli/main.ts"), "extract", "--out", join(tmp, "o"), "-q"],
+      stderr: "piped",
+    }).output();
+    assert.equal(usage.code, 2);
+    assert.match(new TextDecoder().decode(usage.stderr), /--model is required/);
+  });
+});
