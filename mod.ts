@@ -378,3 +378,35 @@ export {
   type WordAbsorption,
   wordAbsorption,
 } from "./lib/eval/absorption.ts";
+export {
+  DEFAULT_FIRST_LETTER,
+  FIRST_LETTER_PROBE,
+  type FirstLetterInput,
+  firstLetterMetric,
+  type FirstLetterOptions,
+  type FirstLetterResult,
+  type LetterResult,
+  type LetterSplit,
+} from "./lib/eval/first_letter.ts";
+export {
+  type AbsorptionParams,
+  DEFAULT_FIRST_LETTER_DATA,
+  firstLetterAbsorption,
+  firstLetterData,
+  type FirstLetterDataOptions,
+} from "./lib/eval/first_letter_model.ts";
+export {
+  alphabeticVocab,
+  buildPrompts,
+  LETTERS,
+  promptPieces,
+  readTokenizerVocab,
+  splitVocab,
+  type VocabWord,
+} from "./lib/eval/first_letter_vocab.ts";
+export {
+  DEFAULT_L1_PROBE,
+  fitL1Probes,
+  fitSparseLogReg,
+  type L1ProbeOptions,
+} from "./lib/eval/first_letter_sparse.ts";

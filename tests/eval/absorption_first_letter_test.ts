@@ -14,10 +14,16 @@ import { randn, testGpu } from "../_util.ts";
 const D = 32;
 /** The extra direction an absorbing latent adds (outside the 26 letter directions). */
 const EXTRA = 26;
+/**
+ * Feature amplitude. Large on purpose: the per-token std (≈ AMP/6) then differs from 1, so
+ * comparing latent projections (standardised units) with x·probe (raw units) without the
+ * σ conversion would miss the absorption below.
+ */
+const AMP = 40;
 
 /**
- * Words of each letter: x = 4·e_letter + 0.1·noise. `absorbed` words of letter 0 also
- * carry 4·e_EXTRA (the token-specific feature an absorbing latent learns).
+ * Words of each letter: x = AMP·e_letter + AMP/40·noise. `absorbed` words of letter 0 also
+ * carry AMP·e_EXTRA (the token-specific feature an absorbing latent learns).
  */
 function split(perLetter: number[], absorbed: number, seed: number): LetterSplit {
   const letters: number[] = [];
@@ -25,16 +31,16 @@ function split(perLetter: number[], absorbed: number, seed: number): LetterSplit
     for (let i = 0; i < c; i++) letters.push(j);
   });
   const N = letters.length + absorbed;
-  const x = randn(N * D, seed).map((v) => 0.1 * v);
+  const x = randn(N * D, seed).map((v) => (AMP / 40) * v);
   const words: string[] = [];
   letters.forEach((j, r) => {
-    x[r * D + j] += 4;
+    x[r * D + j] += AMP;
     words.push(`${String.fromCharCode(97 + j)}${r}`);
   });
   for (let i = 0; i < absorbed; i++) {
     const r = letters.length + i;
-    x[r * D] += 4;
-    x[r * D + EXTRA] += 4;
+    x[r * D] += AMP;
+    x[r * D + EXTRA] += AMP;
     words.push(`absorbed${i}`);
   }
   return { x, letters: Int32Array.from([...letters, ...new Array(absorbed).fill(0)]), words };
