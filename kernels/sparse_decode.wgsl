@@ -13,14 +13,18 @@
 // level(s) = the first l with key < bounds[l], key = slot position s (mode 0: topk, batchtopk, tree —
 // slots are layer-major, bounds = cumulative k) or key = idx (mode 1: matryoshka, bounds = prefix
 // ends). Slots whose key is beyond the last bound are ignored.
-// One invocation computes column j of row b for every level: it walks the row's K slots in order,
-// adding each into its level's partial sum, then writes the cumulative sums (fixed order:
-// deterministic). Grid: (ceil(d / WG), B).
+// Entries: decode_levels (any d) — one invocation computes column j of row b for every level;
+// decode_levels4 (d % 4 == 0; decW and out bound as vec4) — one invocation computes columns
+// 4j..4j+3; a workgroup (one row) first stages the row's slots and their levels in workgroup
+// memory, SLOT_TILE at a time. Either walks the row's K slots in order and adds each slot's term into the running sum
+// of every level ≥ its own (a fixed, unrolled loop over MAX_LEVELS levels, so the sums stay in
+// registers; indexed private arrays are spilled per lane on llvmpipe), then writes the sums. Fixed
+// order: deterministic. Grid: (ceil(d / WG) or ceil(d / (4·WG)), B).
 
 override WG: u32 = 64;
 
 // Most levels a reconstruction may have (tree layers / matryoshka prefixes).
-const MAX_LEVELS: u32 = 16u;
+const MAX_LEVELS: u32 = 8u;
 const NO_SLOT: u32 = 0xffffffffu;
 
 struct Params { B: u32, d: u32, K: u32, L: u32, mode: u32, withBias: u32, pad0: u32, pad1: u32 }
@@ -32,28 +36,117 @@ struct Params { B: u32, d: u32, K: u32, L: u32, mode: u32, withBias: u32, pad0: 
 @group(0) @binding(4) var<storage, read> bounds: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<uniform> u: Params;
+@group(0) @binding(2) var<storage, read> decW4: array<vec4f>;
+@group(0) @binding(3) var<storage, read> bDec4: array<vec4f>;
+@group(0) @binding(5) var<storage, read_write> out4: array<vec4f>;
+
+// Level of slot s holding feature f: the first l with key < bounds[l] (L when beyond the last).
+fn level_of(s: u32, f: u32) -> u32 {
+  let key = select(s, f, u.mode == 1u);
+  var lev = 0u;
+  loop {
+    if (lev >= u.L || key < bounds[lev]) { break; }
+    lev++;
+  }
+  return lev;
+}
 
 @compute @workgroup_size(WG)
 fn decode_levels(@builtin(global_invocation_id) g: vec3u) {
   let j = g.x;
   let b = g.y;
   if (j >= u.d || b >= u.B) { return; }
-  var part: array<f32, MAX_LEVELS>;
+  var acc: array<f32, MAX_LEVELS>;
   for (var s = 0u; s < u.K; s++) {
     let f = idx[b * u.K + s];
     let v = val[b * u.K + s];
     if (f == NO_SLOT || v == 0.0) { continue; }
-    let key = select(s, f, u.mode == 1u);
-    var lev = 0u;
-    loop {
-      if (lev >= u.L || key < bounds[lev]) { break; }
-      lev++;
-    }
-    if (lev < u.L) { part[lev] = fma(v, decW[f * u.d + j], part[lev]); }
+    let lev = level_of(s, f);
+    let term = v * decW[f * u.d + j];
+    for (var l = 0u; l < MAX_LEVELS; l++) { acc[l] += select(0.0, term, l >= lev); }
   }
-  var acc = select(0.0, bDec[j], u.withBias != 0u);
+  let bias = select(0.0, bDec[j], u.withBias != 0u);
+  for (var l = 0u; l < MAX_LEVELS; l++) {
+    if (l < u.L) { out[(l * u.B + b) * u.d + j] = bias + acc[l]; }
+  }
+}
+
+// The row's slots, staged once per workgroup (all invocations of a workgroup share the row b):
+// feature, value, and level (MAX_LEVELS = skip).
+const SLOT_TILE: u32 = 256u;
+var<workgroup> sIdx: array<u32, SLOT_TILE>;
+var<workgroup> sVal: array<f32, SLOT_TILE>;
+var<workgroup> sLev: array<u32, SLOT_TILE>;
+
+@compute @workgroup_size(WG)
+fn decode_levels4(@builtin(global_invocation_id) g: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let j = g.x;
+  let b = g.y;
+  if (b >= u.B) { return; }
+  let d4 = u.d / 4u;
+  let jj = min(j, d4 - 1u);
+  var acc: array<vec4f, MAX_LEVELS>;
+  for (var s0 = 0u; s0 < u.K; s0 += SLOT_TILE) {
+    let cnt = min(SLOT_TILE, u.K - s0);
+    for (var t = l.x; t < cnt; t += WG) {
+      let f = idx[b * u.K + s0 + t];
+      let v = val[b * u.K + s0 + t];
+      let skip = f == NO_SLOT || v == 0.0;
+      sIdx[t] = select(f, 0u, skip);
+      sVal[t] = v;
+      sLev[t] = select(level_of(s0 + t, f), MAX_LEVELS, skip);
+    }
+    workgroupBarrier();
+    for (var t = 0u; t < cnt; t++) {
+      let lev = sLev[t];
+      let term = sVal[t] * decW4[sIdx[t] * d4 + jj];
+      for (var q = 0u; q < MAX_LEVELS; q++) { acc[q] += select(vec4f(0.0), term, q >= lev); }
+    }
+    workgroupBarrier();
+  }
+  if (j >= d4) { return; }
+  let bias = select(vec4f(0.0), bDec4[j], u.withBias != 0u);
+  for (var q = 0u; q < MAX_LEVELS; q++) {
+    if (q < u.L) { out4[(q * u.B + b) * d4 + j] = bias + acc[q]; }
+  }
+}
+
+// decode_slots16 (mode 0 only, d % 4 == 0): levels are consecutive slot ranges [bounds[l−1],
+// bounds[l]), so one running sum per column serves every level — written out after each range.
+// One invocation owns 4 vec4 columns j, j + nl, j + 2nl, j + 3nl (nl = ceil(d/16) invocations per row),
+// spreading each slot's loads over 16 columns. Grid: (ceil(nl / WG), B).
+@compute @workgroup_size(WG)
+fn decode_slots16(@builtin(global_invocation_id) g: vec3u) {
+  let b = g.y;
+  let d4 = u.d / 4u;
+  let nl = (d4 + 3u) / 4u;
+  let j = g.x;
+  if (b >= u.B || j >= nl) { return; }
+  let j1 = min(j + nl, d4 - 1u);
+  let j2 = min(j + 2u * nl, d4 - 1u);
+  let j3 = min(j + 3u * nl, d4 - 1u);
+  let useBias = u.withBias != 0u;
+  var a0 = select(vec4f(0.0), bDec4[j], useBias);
+  var a1 = select(vec4f(0.0), bDec4[j1], useBias);
+  var a2 = select(vec4f(0.0), bDec4[j2], useBias);
+  var a3 = select(vec4f(0.0), bDec4[j3], useBias);
+  var s = 0u;
   for (var l = 0u; l < u.L; l++) {
-    acc += part[l];
-    out[(l * u.B + b) * u.d + j] = acc;
+    let end = min(bounds[l], u.K);
+    for (; s < end; s++) {
+      let f = idx[b * u.K + s];
+      let v = val[b * u.K + s];
+      if (f == NO_SLOT || v == 0.0) { continue; }
+      let row = f * d4;
+      a0 += v * decW4[row + j];
+      a1 += v * decW4[row + j1];
+      a2 += v * decW4[row + j2];
+      a3 += v * decW4[row + j3];
+    }
+    let o = (l * u.B + b) * d4;
+    out4[o + j] = a0;
+    if (j + nl < d4) { out4[o + j + nl] = a1; }
+    if (j + 2u * nl < d4) { out4[o + j + 2u * nl] = a2; }
+    if (j + 3u * nl < d4) { out4[o + j + 3u * nl] = a3; }
   }
 }

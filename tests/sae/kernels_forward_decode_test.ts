@@ -25,13 +25,23 @@ function randomCodes(B: number, K: number, n: number, seed: number) {
   return { idx, val };
 }
 
-Deno.test("sparse decode levels match the TS twin (topk, tree, matryoshka, AuxK without bias)", async () => {
+Deno.test("sparse decode levels match the TS twin (topk, tree, matryoshka, AuxK; every entry point)", async () => {
   const gpu = await testGpu();
   const cases: { B: number; d: number; n: number; K: number; plan: LevelPlan; bias: boolean }[] = [
     { B: 9, d: 48, n: 40, K: 5, plan: singleLevel(5), bias: true },
     { B: 70, d: 63, n: 100, K: 10, plan: treeLevels([5, 3, 2]), bias: true },
     { B: 5, d: 65, n: 90, K: 8, plan: matryoshkaLevels([10, 30, 50]), bias: true },
     { B: 3, d: 1, n: 7, K: 7, plan: singleLevel(7), bias: false },
+    {
+      B: 6,
+      d: 64,
+      n: 300,
+      K: 300,
+      plan: matryoshkaLevels([10, 20, 30, 40, 50, 60, 40, 50]),
+      bias: true,
+    },
+    { B: 7, d: 52, n: 50, K: 9, plan: treeLevels([1, 2, 3, 3]), bias: false },
+    { B: 2, d: 1028, n: 20, K: 300, plan: singleLevel(300), bias: true },
   ];
   for (const { B, d, n, K, plan, bias } of cases) {
     const { idx, val } = randomCodes(B, K, n, B * K + d);

@@ -17,8 +17,10 @@ import { ArborError } from "../../errors.ts";
 /** Invocations per workgroup (columns of one row). */
 const WG = 64;
 /** Most levels the kernel accumulates (MAX_LEVELS in the WGSL). */
-export const MAX_LEVELS = 16;
+export const MAX_LEVELS = 8;
 const KERNEL: Kernel = { file: "sparse_decode.wgsl", entry: "decode_levels", constants: { WG } };
+const KERNEL4: Kernel = { file: "sparse_decode.wgsl", entry: "decode_levels4", constants: { WG } };
+const KERNEL16: Kernel = { file: "sparse_decode.wgsl", entry: "decode_slots16", constants: { WG } };
 
 /** How slots map to levels: by slot position (topk, batchtopk, tree) or by feature index (matryoshka). */
 export type LevelMode = "slot" | "feature";
