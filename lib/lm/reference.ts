@@ -140,3 +140,58 @@ export function crossEntropyRef(
   }
   return { logsumexp, nll };
 }
+
+/**
+ * The whole GPT-2 forward pass from the twins above, for tests at odd sizes: hook activations
+ * (by name, [T, d]) and the mean next-token loss of one window of tokens.
+ */
+export function referenceForward(
+  w: {
+    wte: Float32Array;
+    wpe: Float32Array;
+    blocks: {
+      ln1Gamma: Float32Array;
+      ln1Beta: Float32Array;
+      attnW: Float32Array;
+      attnB: Float32Array;
+      attnProjW: Float32Array;
+      attnProjB: Float32Array;
+      ln2Gamma: Float32Array;
+      ln2Beta: Float32Array;
+      fcW: Float32Array;
+      fcB: Float32Array;
+      projW: Float32Array;
+      projB: Float32Array;
+    }[];
+    lnfGamma: Float32Array;
+    lnfBeta: Float32Array;
+  },
+  c: { nHead: number; nEmbd: number; nInner: number; vocabSize: number; layerNormEpsilon: number },
+  tokens: number[],
+): { hooks: Map<string, Float32Array>; loss: number } {
+  const T = tokens.length;
+  const d = c.nEmbd;
+  const eps = c.layerNormEpsilon;
+  const hooks = new Map<string, Float32Array>();
+  let x = embeddingRef(tokens, tokens.map((_, i) => i), w.wte, w.wpe, d);
+  w.blocks.forEach((b, l) => {
+    hooks.set(`resid_pre.${l}`, x);
+    const h = layerNormRef(x, b.ln1Gamma, b.ln1Beta, d, eps);
+    const qkv = matmulRef(h, b.attnW, b.attnB, { M: T, N: 3 * d, K: d });
+    const att = attentionRef(qkv, { rows: T, seq: T, nHead: c.nHead, headDim: d / c.nHead });
+    const a = matmulRef(att, b.attnProjW, b.attnProjB, { M: T, N: d, K: d });
+    hooks.set(`attn_out.${l}`, a);
+    x = residualRef(x, a);
+    const h2 = layerNormRef(x, b.ln2Gamma, b.ln2Beta, d, eps);
+    const f = geluRef(matmulRef(h2, b.fcW, b.fcB, { M: T, N: c.nInner, K: d }));
+    const m = matmulRef(f, b.projW, b.projB, { M: T, N: d, K: c.nInner });
+    hooks.set(`mlp_out.${l}`, m);
+    x = residualRef(x, m);
+    hooks.set(`resid_post.${l}`, x);
+  });
+  const hf = layerNormRef(x, w.lnfGamma, w.lnfBeta, d, eps);
+  const logits = matmulRef(hf, w.wte, undefined, { M: T, N: c.vocabSize, K: d, transB: true });
+  const { nll } = crossEntropyRef(logits, tokens.slice(1).concat([0]), c.vocabSize);
+  const loss = nll.subarray(0, T - 1).reduce((s, v) => s + v, 0) / (T - 1);
+  return { hooks, loss };
+}
