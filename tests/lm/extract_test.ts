@@ -78,6 +78,56 @@ Deno.test("extract over the Brown Corpus writes a store whose rows are the model
   });
 });
 
+Deno.test("extract of a JSONL corpus (--text-field) to f32 stores the forward pass's values exactly", async () => {
+  const gpu = await testGpu();
+  await withTempDir(async (tmp) => {
+    const corpus = join(tmp, "docs.jsonl");
+    const texts = [
+      "The cat sat on the mat.",
+      "Dogs bark at night, and owls hoot.",
+      "A third short document here.",
+    ];
+    await Deno.writeTextFile(
+      corpus,
+      texts.map((t) => JSON.stringify({ body: t, id: 1 })).join("\n"),
+    );
+    const manifest = await extract(gpu, {
+      model: FIXTURE,
+      out: join(tmp, "acts"),
+      hook: "mlp_out.1",
+      inputs: [corpus],
+      textField: "body",
+      context: 8,
+      maxTokens: 1000,
+      dtype: "f32",
+      download: { offline: true },
+    });
+    const tok = await loadTokenizer(FIXTURE);
+    const stream = texts.flatMap((t) => [50256, ...tok.encode(t)]);
+    const rows = Math.floor(stream.length / 8) * 8;
+    assert.equal(
+      manifest.total_tokens,
+      rows,
+      "the corpus ends before --max-tokens: whole windows only",
+    );
+    const all = await readAllF32(join(tmp, "acts"));
+    assert.deepEqual(Array.from(all.tokens!.tokenIds), stream.slice(0, rows));
+    // Each EOS starts the next document: doc id = EOS tokens seen so far − 1.
+    let doc = -1;
+    const docIds = stream.slice(0, rows).map((t) => (t === 50256 ? ++doc : doc));
+    assert.deepEqual(Array.from(all.tokens!.docIds), docIds);
+    assert.equal(docIds[rows - 1], 2);
+    const model = await loadGpt2Model(gpu, FIXTURE);
+    const direct = await model.forward({
+      tokens: stream.slice(0, rows),
+      seq: 8,
+      capture: [parseHook("mlp_out.1")],
+    });
+    model.destroy();
+    assert.deepEqual(all.x, direct.activations.get("mlp_out.1"));
+  });
+});
+
 async function filesOf(dir: string): Promise<Map<string, Uint8Array>> {
   const m = new Map<string, Uint8Array>();
   for await (const e of Deno.readDir(dir)) m.set(e.name, await Deno.readFile(join(dir, e.name)));
