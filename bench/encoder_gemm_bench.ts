@@ -170,7 +170,7 @@ if (import.meta.main) {
     );
     releaseUniforms([...gemm, ...topk]);
     for (const p of texPasses) p.release();
-    tex?.xs.destroy(), tex?.encW.destroy();
+    tex?.xs.texture.destroy(), tex?.encW.texture.destroy();
     for (const b of [xs, encW, bDec, pre, layerTable, idx, val]) b.destroy();
   }
   console.log(`\nAdapter: ${gpu.description}. B = ${B}, d = ${D}, k = ${K}, best of ${reps}.\n`);

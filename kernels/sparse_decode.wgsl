@@ -39,6 +39,10 @@ struct Params { B: u32, d: u32, K: u32, L: u32, mode: u32, withBias: u32, pad0: 
 @group(0) @binding(2) var<storage, read> decW4: array<vec4f>;
 @group(0) @binding(3) var<storage, read> bDec4: array<vec4f>;
 @group(0) @binding(5) var<storage, read_write> out4: array<vec4f>;
+// decode_slots16_tex: decW mirrored into an rgba32float array texture (lib/sae/ops/matrix_texture.ts).
+@group(0) @binding(2) var decT: texture_2d_array<f32>;
+// Matrix rows per texture layer; must equal TEX_ROWS in lib/sae/ops/matrix_texture.ts (tested).
+const TEX_ROWS: u32 = 4096u;
 
 // Level of slot s holding feature f: the first l with key < bounds[l] (L when beyond the last).
 fn level_of(s: u32, f: u32) -> u32 {
@@ -111,7 +115,7 @@ fn decode_levels4(@builtin(global_invocation_id) g: vec3u, @builtin(local_invoca
   }
 }
 
-// decode_slots16 (mode 0 only, d % 4 == 0): levels are consecutive slot ranges [bounds[l−1],
+// decode_slots16 (mode 0 only, d % 4 == 0; decode_slots16_tex likewise, d % 64 == 0): levels are consecutive slot ranges [bounds[l−1],
 // bounds[l]), so one running sum per column serves every level — written out after each range.
 // One invocation owns 4 vec4 columns j, j + nl, j + 2nl, j + 3nl (nl = ceil(d/16) invocations per row),
 // spreading each slot's loads over 16 columns. Grid: (ceil(nl / WG), B).
@@ -142,6 +146,45 @@ fn decode_slots16(@builtin(global_invocation_id) g: vec3u) {
       a1 += v * decW4[row + j1];
       a2 += v * decW4[row + j2];
       a3 += v * decW4[row + j3];
+    }
+    let o = (l * u.B + b) * d4;
+    out4[o + j] = a0;
+    if (j + nl < d4) { out4[o + j + nl] = a1; }
+    if (j + 2u * nl < d4) { out4[o + j + 2u * nl] = a2; }
+    if (j + 3u * nl < d4) { out4[o + j + 3u * nl] = a3; }
+  }
+}
+
+// decode_slots16_tex: decode_slots16 with decW read through texel fetches (binding 2 is the
+// texture); llvmpipe turns those into SIMD gathers, ~3× faster than its per-lane storage loads.
+@compute @workgroup_size(WG)
+fn decode_slots16_tex(@builtin(global_invocation_id) g: vec3u) {
+  let b = g.y;
+  let d4 = u.d / 4u;
+  let nl = (d4 + 3u) / 4u;
+  let j = g.x;
+  if (b >= u.B || j >= nl) { return; }
+  let j1 = min(j + nl, d4 - 1u);
+  let j2 = min(j + 2u * nl, d4 - 1u);
+  let j3 = min(j + 3u * nl, d4 - 1u);
+  let useBias = u.withBias != 0u;
+  var a0 = select(vec4f(0.0), bDec4[j], useBias);
+  var a1 = select(vec4f(0.0), bDec4[j1], useBias);
+  var a2 = select(vec4f(0.0), bDec4[j2], useBias);
+  var a3 = select(vec4f(0.0), bDec4[j3], useBias);
+  var s = 0u;
+  for (var l = 0u; l < u.L; l++) {
+    let end = min(bounds[l], u.K);
+    for (; s < end; s++) {
+      let f = idx[b * u.K + s];
+      let v = val[b * u.K + s];
+      if (f == NO_SLOT || v == 0.0) { continue; }
+      let y = i32(f % TEX_ROWS);
+      let z = i32(f / TEX_ROWS);
+      a0 += v * textureLoad(decT, vec2i(i32(j), y), z, 0);
+      a1 += v * textureLoad(decT, vec2i(i32(j1), y), z, 0);
+      a2 += v * textureLoad(decT, vec2i(i32(j2), y), z, 0);
+      a3 += v * textureLoad(decT, vec2i(i32(j3), y), z, 0);
     }
     let o = (l * u.B + b) * d4;
     out4[o + j] = a0;

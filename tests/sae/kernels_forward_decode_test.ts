@@ -12,6 +12,63 @@ import {
   treeLevels,
 } from "../../lib/sae/ops/sparse_decode.ts";
 import { lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
+import { textureDecodePass } from "../../lib/sae/ops/sparse_decode.ts";
+import {
+  createMatrixTexture,
+  encodeMatrixTextureCopy,
+  TEX_ROWS,
+} from "../../lib/sae/ops/matrix_texture.ts";
+
+Deno.test("texture decode matches the TS twin (tree levels, AuxK, decW over two texture layers)", async () => {
+  const gpu = await testGpu();
+  const wgsl = await Deno.readTextFile(
+    new URL("../../kernels/sparse_decode.wgsl", import.meta.url),
+  );
+  assert.ok(wgsl.includes(`const TEX_ROWS: u32 = ${TEX_ROWS}u;`), "TEX_ROWS in WGSL and TS agree");
+  const cases = [
+    { B: 9, d: 64, n: 4100, K: 10, plan: treeLevels([5, 3, 2]), bias: true },
+    { B: 5, d: 128, n: 77, K: 33, plan: singleLevel(33), bias: false },
+  ];
+  for (const { B, d, n, K, plan, bias } of cases) {
+    const { idx, val } = randomCodes(B, K, n, B + K + d);
+    for (let b = 0; b < B; b++) idx[b * K] = n - 1; // the second texture layer
+    const decW = randn(n * d, n + d), bDec = randn(d, 2 * d);
+    const L = plan.bounds.length;
+    const decBuf = uploadStorage(gpu, decW, "decW");
+    const decT = createMatrixTexture(gpu, n, d, "decW texture");
+    const bufs = {
+      idx: uploadStorage(gpu, idx, "idx"),
+      val: uploadStorage(gpu, val, "val"),
+      bDec: uploadStorage(gpu, bDec, "bDec"),
+      levelBounds: createLevelBounds(gpu, plan),
+      out: createStorage(gpu, L * B * d * 4, "levels"),
+    };
+    const pass = await textureDecodePass(gpu, decT, bufs, { B, d, K, plan, withBias: bias });
+    const encoder = gpu.device.createCommandEncoder();
+    encodeMatrixTextureCopy(encoder, decBuf, decT);
+    pass.encode(encoder);
+    gpu.device.queue.submit([encoder.finish()]);
+    pass.release();
+    const want = decodeLevelsTwin(
+      idx,
+      val,
+      B,
+      K,
+      decW,
+      bias ? bDec : null,
+      d,
+      plan.mode,
+      plan.bounds,
+    );
+    assertClose(await readF32(gpu, bufs.out, L * B * d), want, {
+      atol: 1e-5,
+      rtol: 1e-5,
+      label: `texture B=${B} d=${d}`,
+    });
+    for (const b of [...Object.values(bufs), decBuf]) b.destroy();
+    decT.texture.destroy();
+  }
+});
 
 /** Random codes: K slots per row, some unused, some zero, features drawn from [0, n). */
 function randomCodes(B: number, K: number, n: number, seed: number) {

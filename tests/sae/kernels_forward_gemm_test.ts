@@ -118,6 +118,6 @@ Deno.test("texture GEMM variant matches the TS twin (array layers in both operan
       label: `texture B=${B} d=${d} n=${n}`,
     });
     for (const b of [...Object.values(bufs), pre]) b.destroy();
-    tex.xs.destroy(), tex.encW.destroy();
+    tex.xs.texture.destroy(), tex.encW.texture.destroy();
   }
 });

@@ -15,7 +15,14 @@ import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { uniforms } from "../../gpu/buffer.ts";
 import { GpuError } from "../../errors.ts";
-import { BLOCK_COLS, BLOCK_ROWS, TEX_ROWS, WIDE_COLS, WIDE_ROWS } from "./encoder_gemm_wgsl.ts";
+import { BLOCK_COLS, BLOCK_ROWS, WIDE_COLS, WIDE_ROWS } from "./encoder_gemm_wgsl.ts";
+import {
+  createMatrixTexture,
+  encodeMatrixTextureCopy,
+  type MatrixTexture,
+  matrixTextureSupported,
+  matrixTextureView,
+} from "./matrix_texture.ts";
 import { getPipeline, kernelName } from "../../gpu/kernel.ts";
 
 /**
@@ -110,32 +117,26 @@ export function encoderGemmOp(
 
 /** xs and encW as rgba32float array textures for the texture variant (gemm_block4_tex). */
 export interface GemmTextures {
-  /** [B, d] as texels (d/4 wide, TEX_ROWS rows per layer). */
-  xs: GPUTexture;
-  /** [n, d] likewise. */
-  encW: GPUTexture;
+  /** [B, d]. */
+  xs: MatrixTexture;
+  /** [n, d]. */
+  encW: MatrixTexture;
   B: number;
   d: number;
   n: number;
 }
 
-/** Whether to prefer the texture variant: software adapters (measured ~1.4× block4 there) and d % 64 == 0. */
-export function preferTextureGemm(gpu: Gpu, d: number): boolean {
-  return gpu.isFallback && gemmTexturesSupported(d);
-}
-
 /** Whether the texture variant can take width d (texture copies need 256-byte rows: d % 64 == 0). */
 export function gemmTexturesSupported(d: number): boolean {
-  return d > 0 && d % 64 === 0;
+  return matrixTextureSupported(d);
 }
 
-function matrixTexture(gpu: Gpu, rows: number, d: number, label: string): GPUTexture {
-  return gpu.device.createTexture({
-    label,
-    size: [d / 4, Math.min(rows, TEX_ROWS), Math.max(1, Math.ceil(rows / TEX_ROWS))],
-    format: "rgba32float",
-    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
-  });
+/**
+ * Whether to prefer the texture paths (GEMM and decode): software adapters, where they measured
+ * ~1.4× (GEMM) and ~3× (decode) the storage-buffer kernels, and d % 64 == 0.
+ */
+export function preferTextureGemm(gpu: Gpu, d: number): boolean {
+  return gpu.isFallback && gemmTexturesSupported(d);
 }
 
 /** Allocate the textures of the texture variant for batches of B rows, width d, n features. */
@@ -144,35 +145,13 @@ export function createGemmTextures(
   sizes: { B: number; d: number; n: number },
 ): GemmTextures {
   const { B, d, n } = sizes;
-  if (!gemmTexturesSupported(d)) {
-    throw new GpuError(
-      `encoder GEMM textures need d_in divisible by 64 (got ${d}); use the block4 or wide variant`,
-    );
-  }
   return {
-    xs: matrixTexture(gpu, B, d, "xs texture"),
-    encW: matrixTexture(gpu, n, d, "encW texture"),
+    xs: createMatrixTexture(gpu, B, d, "xs texture"),
+    encW: createMatrixTexture(gpu, n, d, "encW texture"),
     B,
     d,
     n,
   };
-}
-
-function copyMatrix(
-  encoder: GPUCommandEncoder,
-  src: GPUBuffer,
-  dst: GPUTexture,
-  rows: number,
-  d: number,
-) {
-  for (let z = 0; z * TEX_ROWS < rows; z++) {
-    const h = Math.min(TEX_ROWS, rows - z * TEX_ROWS);
-    encoder.copyBufferToTexture(
-      { buffer: src, offset: z * TEX_ROWS * d * 4, bytesPerRow: d * 4, rowsPerImage: h },
-      { texture: dst, origin: [0, 0, z] },
-      [d / 4, h, 1],
-    );
-  }
 }
 
 /**
@@ -184,8 +163,8 @@ export function encodeGemmTextureCopies(
   tex: GemmTextures,
   buffers: { xs: GPUBuffer; encW: GPUBuffer },
 ) {
-  copyMatrix(encoder, buffers.xs, tex.xs, tex.B, tex.d);
-  copyMatrix(encoder, buffers.encW, tex.encW, tex.n, tex.d);
+  encodeMatrixTextureCopy(encoder, buffers.xs, tex.xs);
+  encodeMatrixTextureCopy(encoder, buffers.encW, tex.encW);
 }
 
 /** One row chunk of the texture GEMM, ready to record (pipelines are compiled by the builder). */
@@ -225,8 +204,8 @@ export async function textureGemmPass(
     label: kernelName(kernel),
     layout: pipeline.getBindGroupLayout(0),
     entries: [
-      { binding: 0, resource: tex.xs.createView({ dimension: "2d-array" }) },
-      { binding: 1, resource: tex.encW.createView({ dimension: "2d-array" }) },
+      { binding: 0, resource: matrixTextureView(tex.xs) },
+      { binding: 1, resource: matrixTextureView(tex.encW) },
       { binding: 2, resource: { buffer: buffers.bDec } },
       { binding: 3, resource: { buffer: buffers.pre } },
       { binding: 4, resource: { buffer: u } },

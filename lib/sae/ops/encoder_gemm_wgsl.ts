@@ -12,8 +12,8 @@
 export const WIDE_ROWS = 32;
 /** Features per invocation in `gemm_wide` (strided by the workgroup size). */
 export const WIDE_COLS = 8;
-/** Texture rows per array layer in `gemm_block4_tex` (row i sits in layer i / TEX_ROWS). */
-export const TEX_ROWS = 4096;
+import { TEX_ROWS } from "./matrix_texture.ts";
+
 /** Rows × features of one invocation's block in `gemm_block4`. */
 export const BLOCK_ROWS = 32;
 export const BLOCK_COLS = 32;

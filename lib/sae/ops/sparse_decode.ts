@@ -8,11 +8,17 @@
  * Levels (Arbor SAE contract): topk / batchtopk one level (all slots); tree: level l = slots of
  * layers ≤ l (bounds = cumulative k_l, by slot position); matryoshka: level l = slots whose feature
  * is below the prefix end o_l + s_l (bounds by feature index).
+ *
+ * On software adapters with d % 64 == 0 and slot-range levels, `textureDecodePass` reads decW through
+ * a texture mirror (lib/sae/ops/matrix_texture.ts: copy decW into it after every optimiser step),
+ * ~3× faster there than `sparseDecodeOp`.
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { uniforms, uploadStorage } from "../../gpu/buffer.ts";
 import { ArborError } from "../../errors.ts";
+import { getPipeline, kernelName } from "../../gpu/kernel.ts";
+import { type MatrixTexture, matrixTextureView } from "./matrix_texture.ts";
 
 /** Invocations per workgroup (columns of one row). */
 const WG = 64;
@@ -117,4 +123,74 @@ export function sparseDecodeOp(
     ],
     workgroups: [Math.ceil(d / WG), B],
   }];
+}
+
+/** A recorded-later decode from the decW texture (see `textureDecodePass`). */
+export interface TextureDecodePass {
+  /** Record the pass into `encoder`. */
+  encode(encoder: GPUCommandEncoder): void;
+  /** Destroy the pass's uniform buffer (after the recorded work was submitted). */
+  release(): void;
+}
+
+/**
+ * Build the decode that reads decW from its texture mirror `decT` ([n, d], copied from decW after
+ * every change). Same outputs as `sparseDecodeOp`; needs d % 64 == 0 and a "slot" level plan.
+ */
+export async function textureDecodePass(
+  gpu: Gpu,
+  decT: MatrixTexture,
+  buffers: Omit<SparseDecodeBuffers, "decW">,
+  sizes: SparseDecodeSizes,
+): Promise<TextureDecodePass> {
+  const { B, d, K, plan } = sizes;
+  if (plan.mode !== "slot" || d !== decT.d) {
+    throw new ArborError(
+      `sparse decode (texture): needs slot-range levels and the texture's width ${decT.d} (got ` +
+        `${plan.mode} levels, d = ${d}); use sparseDecodeOp`,
+    );
+  }
+  const kernel: Kernel = {
+    file: "sparse_decode.wgsl",
+    entry: "decode_slots16_tex",
+    constants: { WG },
+  };
+  const pipeline = await getPipeline(gpu, kernel);
+  const u = uniforms(gpu, {
+    B,
+    d,
+    K,
+    L: plan.bounds.length,
+    mode: 0,
+    withBias: sizes.withBias ? 1 : 0,
+    pad0: 0,
+    pad1: 0,
+  });
+  const bindGroup = gpu.device.createBindGroup({
+    label: kernelName(kernel),
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [
+      { binding: 0, resource: { buffer: buffers.idx } },
+      { binding: 1, resource: { buffer: buffers.val } },
+      { binding: 2, resource: matrixTextureView(decT) },
+      { binding: 3, resource: { buffer: buffers.bDec } },
+      { binding: 4, resource: { buffer: buffers.levelBounds } },
+      { binding: 5, resource: { buffer: buffers.out } },
+      { binding: 6, resource: { buffer: u } },
+    ],
+  });
+  const groups = Math.ceil(Math.ceil(d / 16) / WG);
+  return {
+    encode(encoder) {
+      if (B === 0) return;
+      const pass = encoder.beginComputePass({ label: kernelName(kernel) });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(groups, B);
+      pass.end();
+    },
+    release() {
+      u.destroy();
+    },
+  };
 }
