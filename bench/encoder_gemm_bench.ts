@@ -8,7 +8,8 @@
  * (2·B·d·n FLOPs), also per CPU-second of this process (llvmpipe's threads included) since the
  * development machines are shared and wall time swings with their load; "tex" (the default on
  * software adapters when d % 64 == 0) includes copying xs and encW into textures. Then the per-row
- * top-32 over the same [B, n] pre (chunked the same way).
+ * top-32 over the same [B, n] pre (chunked the same way); last, the sparse decode (4 levels of
+ * 32 slots) through storage loads and through the decW texture.
  * Checks first (a sampled row of pre against a float64 dot product), then times; prints a
  * markdown table to paste into bench/README.md. Never run from tests.
  */
@@ -32,6 +33,53 @@ import {
   textureGemmPass,
 } from "../lib/sae/ops/encoder_gemm.ts";
 import { createLayerTable, selectTopKOp } from "../lib/sae/ops/topk.ts";
+import {
+  createLevelBounds,
+  sparseDecodeOp,
+  textureDecodePass,
+  treeLevels,
+} from "../lib/sae/ops/sparse_decode.ts";
+import { createMatrixTexture, encodeMatrixTextureCopy } from "../lib/sae/ops/matrix_texture.ts";
+
+/** Sparse decode of B rows × K = 32 slots in 4 tree levels (storage and texture paths). */
+async function benchDecode(gpu: Gpu, n: number, reps: number): Promise<string[]> {
+  const slots = 32, plan = treeLevels([8, 8, 8, 8]), L = 4;
+  const idx = uploadStorage(gpu, new Uint32Array(B * slots).map((_, i) => (i * 7919) % n), "idx");
+  const val = uploadStorage(gpu, new Float32Array(B * slots).fill(0.5), "val");
+  const decW = uploadStorage(gpu, new Float32Array(n * D).map((_, i) => Math.sin(i)), "decW");
+  const bDec = createStorage(gpu, D * 4, "bDec");
+  const levelBounds = createLevelBounds(gpu, plan);
+  const out = createStorage(gpu, L * B * D * 4, "levels");
+  const bufs = { idx, val, bDec, levelBounds, out };
+  const sizes = { B, d: D, K: slots, plan, withBias: true };
+  const storage = sparseDecodeOp(gpu, { ...bufs, decW }, sizes);
+  const lines: string[] = [];
+  const best = async (run: () => Promise<{ ms: number; cpuMs: number }>) => {
+    await run();
+    let b = { ms: Infinity, cpuMs: Infinity };
+    for (let i = 0; i < reps; i++) {
+      const t = await run();
+      if (t.ms < b.ms) b = t;
+    }
+    return b;
+  };
+  const s = await best(() => timeDispatches(gpu, storage));
+  lines.push(`| storage | ${s.ms.toFixed(0)} | ${s.cpuMs.toFixed(0)} |`);
+  const decT = createMatrixTexture(gpu, n, D, "decW texture");
+  const pass = await textureDecodePass(gpu, decT, bufs, sizes);
+  const t = await best(() =>
+    timed(gpu, (enc) => {
+      encodeMatrixTextureCopy(enc, decW, decT);
+      pass.encode(enc);
+    })
+  );
+  lines.push(`| texture (incl. decW copy) | ${t.ms.toFixed(0)} | ${t.cpuMs.toFixed(0)} |`);
+  releaseUniforms(storage);
+  pass.release();
+  decT.texture.destroy();
+  for (const b of [idx, val, decW, bDec, levelBounds, out]) b.destroy();
+  return lines;
+}
 
 /** The issue's benchmark shape (paper-scale GPT-2 small SAE). */
 const B = 4096, D = 768, K = 32;
@@ -173,6 +221,7 @@ if (import.meta.main) {
     tex?.xs.texture.destroy(), tex?.encW.texture.destroy();
     for (const b of [xs, encW, bDec, pre, layerTable, idx, val]) b.destroy();
   }
+  const decodeRows = await benchDecode(gpu, 24576, reps);
   console.log(`\nAdapter: ${gpu.description}. B = ${B}, d = ${D}, k = ${K}, best of ${reps}.\n`);
   console.log(
     "| n | GEMM variant | GEMM ms | of which texture copies ms | GFLOP/s (wall) | GFLOP per CPU-s | " +
@@ -180,4 +229,8 @@ if (import.meta.main) {
   );
   console.log("|---|---|---|---|---|---|---|---|");
   for (const r of rows) console.log(r);
+  console.log(`\nSparse decode, B = ${B}, d = ${D}, n = 24576, 32 slots, 4 levels:\n`);
+  console.log("| path | ms | CPU ms |");
+  console.log("|---|---|---|");
+  for (const r of decodeRows) console.log(r);
 }
