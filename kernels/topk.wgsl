@@ -6,7 +6,7 @@
 //                                              size must be a multiple of 16 bytes
 //           1 layers  array<vec4u>  [L]        per layer (offset o_l, size s_l, k_l, first slot of the layer)
 //           2 parents array<i32>    [n]        tree parent of each feature; o_l (the layer's offset) = root.
-//                                              Ignored unless u.gated != 0 (bind any 4-byte buffer then).
+//                                              Ignored unless GATED != 0 (bind any 4-byte buffer then).
 //           3 idx     array<u32>    [B, K]     code slots: feature index, 0xFFFFFFFF = unused
 //           4 val     array<f32>    [B, K]     code slots: value
 //           5 u       Params
@@ -53,7 +53,7 @@ const NO_SLOT: u32 = 0xffffffffu;
 
 struct Params {
   rows: u32, n: u32, K: u32, L: u32,
-  rowOffset: u32, gated: u32, row_stride: u32, auxLayer: u32,
+  rowOffset: u32, pad3: u32, row_stride: u32, auxLayer: u32,
   kAux: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 

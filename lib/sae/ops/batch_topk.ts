@@ -139,7 +139,7 @@ export function batchTopKOp(
       K,
       L: 1,
       rowOffset: chunk.rowOffset,
-      gated: 0,
+      pad3: 0,
       row_stride: grid.stride,
       auxLayer: 0,
       kAux: 0,

@@ -166,7 +166,7 @@ function params(
     K: slotsPerRow(layout),
     L: layout.sizes.length,
     rowOffset: sizes.rowOffset,
-    gated: layout.gated ? 1 : 0,
+    pad3: 0,
     row_stride: grid.stride,
     auxLayer: aux.layer,
     kAux: aux.kAux,
