@@ -325,8 +325,10 @@ fn reduce_features(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_i
   if (j == 0u) { rf_sum[f] = s; }
 }
 
-// reduce_features4: reduce_features on vec4 views (d a multiple of 4): invocation t of block c
-// owns columns 4·(c·WG + t) .. +3.
+// reduce_features4: reduce_features on vec4 views (d a multiple of 4). Grid: x·y = features
+// (feature = y·row_stride + x), z = column blocks, so every feature is done for one block of
+// 4·WG columns before the next block: U's and xs's column block stays in cache while the
+// features' entries jump between rows. Invocation t of block c owns columns 4·(c·WG + t) .. +3.
 @group(0) @binding(4) var<storage, read> rf_u4: array<vec4f>;
 @group(0) @binding(5) var<storage, read> rf_xs4: array<vec4f>;
 @group(0) @binding(6) var<storage, read> rf_bdec4: array<vec4f>;
@@ -335,11 +337,11 @@ fn reduce_features(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_i
 
 @compute @workgroup_size(WG)
 fn reduce_features4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let f = wg.z * rf_p.row_stride + wg.y;
+  let f = wg.y * rf_p.row_stride + wg.x;
   if (f >= rf_p.n) { return; }
   let lo = rf_start[f];
   let hi = rf_start[f + 1u];
-  let j = wg.x * WG + lid.x;
+  let j = wg.z * WG + lid.x;
   if (lo == hi) {
     if (j == 0u) { rf_sum[f] = 0.0; }
     return;

@@ -44,7 +44,13 @@ const K_PREFIX = kernel("block_prefix");
 const K_SCAN = kernel("scan_features");
 const K_SCATTER = kernel("scatter");
 const K_REDUCE = kernel("reduce_features");
-const K_REDUCE4 = kernel("reduce_features4");
+/** Columns-block width of reduce_features4 in vec4s: small blocks keep U's block in cache. */
+const REDUCE4_WG = 16;
+const K_REDUCE4: Kernel = {
+  file: "sparse_backward.wgsl",
+  entry: "reduce_features4",
+  constants: { WG: REDUCE4_WG },
+};
 const K_BPART = kernel("bdec_partial");
 const K_BFINAL = kernel("bdec_final");
 const ALL_KERNELS = [
@@ -320,7 +326,7 @@ export class SparseBackward {
     });
     const perFeature = wrapGrid(this.#gpu, n);
     const vec = d % 4 === 0 ? 4 : 1; // vec4 loads when rows allow
-    const colBlocks = Math.ceil(d / vec / WG);
+    const colBlocks = Math.ceil(d / vec / (vec === 4 ? REDUCE4_WG : WG));
     out.push({
       kernel: vec === 4 ? K_REDUCE4 : K_REDUCE,
       buffers: [
@@ -336,7 +342,9 @@ export class SparseBackward {
         s.sum,
         this.#params({ row_stride: perFeature.stride }),
       ],
-      workgroups: [colBlocks, ...perFeature.workgroups],
+      workgroups: vec === 4
+        ? [...perFeature.workgroups, colBlocks]
+        : [colBlocks, ...perFeature.workgroups],
     });
     const nChunks = Math.ceil(n / BDEC_CHUNK);
     out.push({
