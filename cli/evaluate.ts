@@ -7,10 +7,14 @@ import { basename, isAbsolute, join, resolve } from "node:path";
 import { type CommandSpec, type ParsedCommand, UsageError } from "./args.ts";
 import type { Command } from "./command.ts";
 import { DataError } from "../lib/errors.ts";
-import { CONFIG_FILE, loadSae } from "../lib/train/checkpoint.ts";
-import { createEngine } from "../lib/train/engine_factory.ts";
 import type { SaeEngine } from "../lib/sae/engine.ts";
-import type { LoadedSae } from "../lib/train/checkpoint.ts";
+import {
+  detectSaeFormat,
+  LAYOUTS_TEXT,
+  OPEN_FORMATS,
+  type OpenedSae,
+  openSae,
+} from "../lib/format/open_sae.ts";
 import { getGpu, type Gpu } from "../lib/gpu/device.ts";
 import { numFeatures } from "../lib/sae/config.ts";
 import { type EvalRows, readEvalRows } from "../lib/eval/eval_data.ts";
@@ -119,6 +123,12 @@ export const spec: CommandSpec = {
       help:
         "absorption: use a seeded sample of N alphabetic vocabulary words (0: the whole vocabulary, as SAEBench)",
     },
+    format: {
+      type: "string",
+      help: `SAE folder layout: ${
+        OPEN_FORMATS.join(", ")
+      } (default: detected from the files; imported SAEs encode on the CPU)`,
+    },
     kernels: {
       type: "string",
       default: "gpu",
@@ -131,6 +141,7 @@ export const spec: CommandSpec = {
     "deno run -A cli/main.ts evaluate runs/tree runs/topk --data acts/gpt2-l5 --compare",
     "deno run -A cli/main.ts evaluate runs/tree --metrics reconstruction,composition --out tree.json",
     "deno run -A cli/main.ts evaluate --compare runs/tree/eval.json runs/topk/eval.json",
+    "deno run -A cli/main.ts evaluate saelens/blocks.5 --data acts/gpt2-l5 --metrics reconstruction",
   ],
 };
 
@@ -155,6 +166,8 @@ export interface EvaluateArgs {
   kl: boolean;
   offline: boolean;
   absorptionWords: number;
+  /** SAE folder layout (undefined: detected). */
+  format: string | undefined;
 }
 
 /** Check the flags; throws UsageError naming the bad one. */
@@ -211,24 +224,20 @@ export function parseEvaluateArgs(p: ParsedCommand): EvaluateArgs {
     kl: Boolean(f.kl),
     offline: Boolean(f.offline),
     absorptionWords: nonNegative(f["absorption-words"] as number),
+    format: f.format as string | undefined,
   };
 }
 
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
-}
-
-/** A checkpoint folder, or a folder whose subfolders are checkpoints (sorted by name). */
-export async function expandCheckpoints(dir: string): Promise<string[]> {
-  if (await isFile(join(dir, CONFIG_FILE))) return [dir];
+/**
+ * An SAE folder (checkpoint, SAELens or sparsify; see lib/format/open_sae.ts), or a folder
+ * whose subfolders are (sorted by name). With `format` the folder itself is taken as that.
+ */
+export async function expandCheckpoints(dir: string, format?: string): Promise<string[]> {
+  if (format !== undefined || await detectSaeFormat(dir)) return [dir];
   const found: string[] = [];
   try {
     for await (const e of Deno.readDir(dir)) {
-      if (e.isDirectory && await isFile(join(dir, e.name, CONFIG_FILE))) {
+      if (e.isDirectory && await detectSaeFormat(join(dir, e.name))) {
         found.push(join(dir, e.name));
       }
     }
@@ -240,7 +249,8 @@ export async function expandCheckpoints(dir: string): Promise<string[]> {
   }
   if (found.length === 0) {
     throw new DataError(
-      `${dir}: no ${CONFIG_FILE} here or in its subfolders; pass a checkpoint folder written by train`,
+      `${dir}: no config.json here or in its subfolders, nor another SAE layout (looked for ` +
+        `${LAYOUTS_TEXT}); pass a checkpoint folder written by train, a SAELens or a sparsify folder`,
     );
   }
   return found.sort();
@@ -248,11 +258,11 @@ export async function expandCheckpoints(dir: string): Promise<string[]> {
 
 /**
  * The dataset recorded in a checkpoint's config.json (metadata.data, as `train` wrote it:
- * relative to the folder train ran in), if any. A relative path that does not exist from
- * here is tried relative to the checkpoint folder.
+ * relative to the folder train ran in; a SAELens export keeps it in cfg.json), if any. A
+ * relative path that does not exist from here is tried relative to the checkpoint folder.
  */
-async function recordedData(dir: string): Promise<string | undefined> {
-  const raw = JSON.parse(await Deno.readTextFile(join(dir, CONFIG_FILE)));
+async function recordedData(dir: string, metadataFile: string): Promise<string | undefined> {
+  const raw = JSON.parse(await Deno.readTextFile(metadataFile));
   const meta = raw?.metadata ?? {};
   const v = meta.data ?? meta.dataset;
   if (typeof v !== "string" || v === "") return undefined;
@@ -270,16 +280,11 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** The engine that encodes: the WebGPU engine when it works, else the TS reference (with a note). */
-function makeEngine(sae: LoadedSae, a: EvaluateArgs, quiet: boolean): Promise<SaeEngine> {
+function makeEngine(sae: OpenedSae, a: EvaluateArgs, quiet: boolean): Promise<SaeEngine> {
   const notice = (line: string) => {
     if (!quiet) console.error(line);
   };
-  return createEngine(
-    a.kernels === "reference" ? "reference" : undefined,
-    sae.config,
-    sae.state,
-    notice,
-  );
+  return sae.createEngine(a.kernels === "reference" ? "reference" : undefined, notice);
 }
 
 /** Evaluate one checkpoint folder; returns its result record. */
@@ -289,13 +294,11 @@ export async function evaluateCheckpoint(
   a: EvaluateArgs,
   quiet = false,
 ): Promise<EvalResult> {
-  const sae = await loadSae(dir);
-  const dataDir = a.data ?? await recordedData(dir);
+  const sae = await openSae(dir, a.format);
+  const dataDir = a.data ?? await recordedData(dir, sae.metadataFile);
   if (!dataDir) {
     throw new DataError(
-      `${
-        join(dir, CONFIG_FILE)
-      }: records no dataset (metadata.data); pass the activations with --data DIR`,
+      `${sae.metadataFile}: records no dataset (metadata.data); pass the activations with --data DIR`,
     );
   }
   const rows = await readEvalRows(dataDir, a.tokens, sae.config.dIn, dir);
@@ -434,7 +437,7 @@ async function downstreamFor(
 async function absorptionFor(
   gpu: Gpu | null,
   engine: SaeEngine,
-  sae: LoadedSae,
+  sae: OpenedSae,
   rows: EvalRows,
   dataDir: string,
   a: EvaluateArgs,
@@ -503,7 +506,7 @@ export async function runEvaluate(p: ParsedCommand): Promise<number> {
     if (input.endsWith(".json")) {
       results.push(parseResult(await Deno.readTextFile(input), input));
     } else {
-      checkpoints.push(...await expandCheckpoints(input));
+      checkpoints.push(...await expandCheckpoints(input, a.format));
     }
   }
   if (a.out && checkpoints.length > 1) await Deno.mkdir(a.out, { recursive: true });

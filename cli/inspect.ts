@@ -52,6 +52,10 @@ export const spec: CommandSpec = {
     },
     "batch-size": { type: "int", default: 1024, help: "tokens per encoder call" },
     engine: { type: "string", help: "gpu or reference (default: gpu when available)" },
+    format: {
+      type: "string",
+      help: "SAE folder layout: native, saelens, sparsify (default: detected from the files)",
+    },
     seed: { type: "int", default: 0, help: "seed of the sampled tokens behind plots" },
   },
   positionals: true,
@@ -60,6 +64,7 @@ export const spec: CommandSpec = {
     "deno run -A cli/main.ts inspect runs/demo --feature 3",
     "deno run -A cli/main.ts inspect runs/tree4 --data acts/gpt2-l5 --html runs/tree4/explorer",
     "deno run -A cli/main.ts inspect runs/tree4 --tree --root 135 --structure-only",
+    "deno run -A cli/main.ts inspect saelens/blocks.5 --data acts/gpt2-l5 --feature 12",
   ],
 };
 
@@ -80,6 +85,7 @@ export interface InspectArgs {
   maxGeometry: number;
   batchSize: number;
   engine?: EngineKind;
+  format?: string;
   seed: number;
 }
 
@@ -124,6 +130,7 @@ export function parseInspectArgs(p: ParsedCommand): InspectArgs {
     maxGeometry: positive(p, "max-geometry", 0),
     batchSize: positive(p, "batch-size", 1),
     ...(engine ? { engine: engine as EngineKind } : {}),
+    ...(f.format !== undefined ? { format: f.format as string } : {}),
     seed: f.seed as number,
   };
 }
@@ -143,6 +150,7 @@ export async function runInspect(p: ParsedCommand): Promise<number> {
     tokens: a.tokens,
     batchSize: a.batchSize,
     ...(a.engine ? { engine: a.engine } : {}),
+    ...(a.format !== undefined ? { format: a.format } : {}),
     seed: a.seed,
     notice,
   });

@@ -39,11 +39,16 @@ async function isDataset(dir: string): Promise<boolean> {
 
 /**
  * Find the dataset: `flag` (--data) if given, else config.json's metadata.data (or
- * metadata.dataset), tried relative to the working directory and then to the checkpoint.
+ * metadata.dataset; `cpath` names another metadata file, e.g. a SAELens cfg.json), tried
+ * relative to the working directory and then to the checkpoint.
  * A --data folder that is not a dataset is an error; a missing recorded one is reported as
  * a `problem` (the tree view still works without data).
  */
-export async function locateData(checkpoint: string, flag?: string): Promise<DataLocation> {
+export async function locateData(
+  checkpoint: string,
+  flag?: string,
+  cpath = join(checkpoint, CONFIG_FILE),
+): Promise<DataLocation> {
   if (flag !== undefined) {
     if (!(await isDataset(flag))) {
       throw new DataError(
@@ -52,7 +57,6 @@ export async function locateData(checkpoint: string, flag?: string): Promise<Dat
     }
     return { dir: flag };
   }
-  const cpath = join(checkpoint, CONFIG_FILE);
   let recorded: unknown;
   try {
     const meta = JSON.parse(await Deno.readTextFile(cpath))?.metadata ?? {};

@@ -4,10 +4,10 @@
  * neighbours) is still available and `dataProblem` says what is missing.
  */
 import { DataError } from "../errors.ts";
-import { loadSae } from "../train/checkpoint.ts";
+import { openSae } from "../format/open_sae.ts";
 import type { SaeConfig } from "../sae/config.ts";
 import type { SaeState } from "../sae/engine.ts";
-import { createEngine, type EngineKind } from "../train/engine_factory.ts";
+import type { EngineKind } from "../train/engine_factory.ts";
 import { type FeatureTree, featureTree } from "./structure.ts";
 import { type InspectRows, locateData, readInspectRows } from "./data_source.ts";
 import { type FeatureProfile, profileFeatures } from "./profile.ts";
@@ -32,6 +32,8 @@ export interface InspectOptions {
   batchSize: number;
   /** Engine (default: GPU when available, else the reference). */
   engine?: EngineKind;
+  /** SAE folder layout (native, saelens, sparsify; default: detected from the files). */
+  format?: string;
   /** Seed of the reservoir samples. */
   seed: number;
   /** Progress and notices (default: stderr). */
@@ -58,13 +60,14 @@ export interface Inspection {
 /** Load, locate data, encode and profile (see module doc). */
 export async function openInspection(dir: string, o: InspectOptions): Promise<Inspection> {
   const notice = o.notice ?? ((line: string) => console.error(line));
-  const { config, state } = await loadSae(dir);
+  const sae = await openSae(dir, o.format);
+  const { config, state } = sae;
   const tree = featureTree(config, state.parents);
   const neighbours = new DecoderNeighbours(state.decW, config.dIn);
   const base = { dir, config, state, tree, neighbours };
   const loc = o.noData
     ? { problem: "--structure-only: no activation data read" }
-    : await locateData(dir, o.data);
+    : await locateData(dir, o.data, sae.metadataFile);
   if ("problem" in loc) {
     if (o.requireData && !o.noData) {
       throw new DataError(`${loc.problem} (or --structure-only for the tree without statistics)`);
@@ -79,7 +82,7 @@ export async function openInspection(dir: string, o: InspectOptions): Promise<In
     };
   }
   const data = await readInspectRows(loc.dir, o.tokens, config.dIn);
-  const engine = await createEngine(o.engine, config, state, notice);
+  const engine = await sae.createEngine(o.engine, notice);
   let profile: FeatureProfile;
   try {
     profile = await profileFeatures(engine, tree, data, {
