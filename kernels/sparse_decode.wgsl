@@ -13,13 +13,15 @@
 // level(s) = the first l with key < bounds[l], key = slot position s (mode 0: topk, batchtopk, tree —
 // slots are layer-major, bounds = cumulative k) or key = idx (mode 1: matryoshka, bounds = prefix
 // ends). Slots whose key is beyond the last bound are ignored.
-// Entries: decode_levels (any d) — one invocation computes column j of row b for every level;
-// decode_levels4 (d % 4 == 0; decW and out bound as vec4) — one invocation computes columns
-// 4j..4j+3; a workgroup (one row) first stages the row's slots and their levels in workgroup
-// memory, SLOT_TILE at a time. Either walks the row's K slots in order and adds each slot's term into the running sum
-// of every level ≥ its own (a fixed, unrolled loop over MAX_LEVELS levels, so the sums stay in
-// registers; indexed private arrays are spilled per lane on llvmpipe), then writes the sums. Fixed
-// order: deterministic. Grid: (ceil(d / WG) or ceil(d / (4·WG)), B).
+// Entries (lib/sae/ops/sparse_decode.ts picks one):
+//  * decode_levels (any d): one invocation computes column j of row b for every level, walking the
+//    row's K slots in order and adding each term into the running sum of every level ≥ its own (a
+//    fixed, unrolled loop over MAX_LEVELS levels, so the sums stay in registers; indexed private
+//    arrays are spilled per lane on llvmpipe). Grid: (ceil(d / WG), B).
+//  * decode_levels4 (d % 4 == 0): the same on vec4 columns 4j..4j+3, the row's slots and levels
+//    staged in workgroup memory SLOT_TILE at a time. Grid: (ceil(d / (4·WG)), B).
+//  * decode_slots16 / decode_slots16_tex: see below (mode 0, the fast paths).
+// Fixed summation order everywhere: deterministic.
 
 override WG: u32 = 64;
 

@@ -20,20 +20,21 @@
 //   earlier layer, exceeds FIRE_THRESHOLD) else 0; the k_l best scores of the layer (ties → lower
 //   index) go to slots [first slot, first slot + k_l) in descending order, val = max(score, 0).
 // Entry select_batch (BatchTopK, after kernels/batch_topk.wgsl found the batch threshold): binding 6
-//   holds [threshold key T, k_row for each batch row]; layers = one layer {0, n, K, 0}; the row keeps its k_row largest max(pre, 0)
-//   among keys ≥ T (ties → lower index) in slots [0, k_row) of K, the rest unused.
+//   holds [threshold key T, k_row for each batch row]; layers = one layer {0, n, K, 0}; the row
+//   keeps its k_row largest max(pre, 0) among keys ≥ T (ties → lower index) in slots [0, k_row) of
+//   K, the rest unused.
 // Entry select_aux: candidates = dead features of layer u.auxLayer that are eligible (gate from the
 //   row's main slots); the top min(u.kAux, #candidates) pre values (ties → lower index), auxVal =
 //   max(pre, 0); the rest of the row's KA slots are unused.
 //
 // One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). Layers of at
 // least FAST_MIN_SIZE features first try a threshold filter + exact rank (see try_fast); otherwise,
-// or when that cannot decide, the k-th best
-// key is found by a radix select over the order-preserving u32 image of the scores (4 passes of 8
-// bits, workgroup histogram, stopping early when a bin holds exactly the remaining count), then the
-// winners are collected (ties at the threshold by index order via a prefix count over contiguous
-// per-invocation chunks) and placed by exact rank. k ≤ MAX_K per layer. The output is independent of
-// the order of the workgroup atomics, hence deterministic.
+// or when that cannot decide, the k-th best key is found by a radix select over the
+// order-preserving u32 image of the scores (4 passes of 8 bits, workgroup histogram, stopping early
+// when a bin holds exactly the remaining count), then the winners are collected (ties at the
+// threshold by index order via a prefix count over contiguous per-invocation chunks) and placed by
+// exact rank. k ≤ MAX_K per layer. The output is independent of the order of the workgroup
+// atomics, hence deterministic.
 
 override WG: u32 = 64;
 // 1 = tree parent gate applies (a pipeline constant so the ungated kernel skips the gate entirely).
