@@ -410,3 +410,10 @@ export {
   fitSparseLogReg,
   type L1ProbeOptions,
 } from "./lib/eval/first_letter_sparse.ts";
+export {
+  detectSaeFormat,
+  OPEN_FORMATS,
+  type OpenedSae,
+  openSae,
+  type SaeFormat,
+} from "./lib/format/open_sae.ts";
