@@ -11,7 +11,8 @@
 //           4 val     array<f32>    [B, K]     code slots: value
 //           5 u       Params
 //   select_aux only:
-//           6 dead    array<u32>    [n]        non-zero = dead feature (AuxK candidate)
+//           6 extra   array<u32>    [1 + n]    dead-feature list from kernels/dead_list.wgsl: [count,
+//                                              dead feature indices ascending] (select_batch: batch info)
 //           7 auxIdx  array<u32>    [B, KA]    AuxK slots (KA = u.kAux), 0xFFFFFFFF = unused
 //           8 auxVal  array<f32>    [B, KA]
 //
@@ -24,7 +25,7 @@
 //   keeps its k_row largest max(pre, 0) among keys ≥ T (ties → lower index) in slots [0, k_row) of
 //   K, the rest unused.
 // Entry select_aux: candidates = dead features of layer u.auxLayer that are eligible (gate from the
-//   row's main slots); the top min(u.kAux, #candidates) pre values (ties → lower index), auxVal =
+//   row's main slots), enumerated from the dead list (so the cost follows the dead count); the top min(u.kAux, #candidates) pre values (ties → lower index), auxVal =
 //   max(pre, 0); the rest of the row's KA slots are unused.
 //
 // One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). Layers of at
@@ -64,7 +65,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> idx: array<u32>;
 @group(0) @binding(4) var<storage, read_write> val: array<f32>;
 @group(0) @binding(5) var<uniform> u: Params;
-@group(0) @binding(6) var<storage, read> dead: array<u32>;
+@group(0) @binding(6) var<storage, read> extra: array<u32>;
 @group(0) @binding(7) var<storage, read_write> auxIdx: array<u32>;
 @group(0) @binding(8) var<storage, read_write> auxVal: array<f32>;
 
@@ -78,7 +79,8 @@ var<private> batchT: u32;
 var<workgroup> candCount: atomic<u32>;
 var<workgroup> eqScan: array<u32, WG>;
 // Selection state written by invocation 0: [0] threshold key T, [1] remaining count at T,
-// [2] 1 when every key ≥ T is taken (early stop), [3] k to take, [4] prefix mask, [5] done.
+// [2] 1 when every key ≥ T is taken (early stop), [3] k to take, [4] prefix mask,
+// [5] select_aux: the layer's first position in the dead list.
 var<workgroup> st: array<u32, 6>;
 var<workgroup> stDone: u32;
 
@@ -115,9 +117,17 @@ const MODE_AUX: u32 = 1u;
 const MODE_BATCH: u32 = 2u;
 
 // Whether feature i takes part and its selection key. Main: always, key of the gated score. Aux:
-// dead and eligible, key of pre. Batch: key of max(pre, 0) at or above the batch threshold dead[0].
+// (a dead feature from the list) eligible, key of pre. Batch: key of max(pre, 0) at or above the batch threshold dead[0].
 fn candidate(mode: u32, base: u32, i: u32, o: u32) -> vec2u {
   return candidate_of(mode, pre_at(base + i), i, o);
+}
+
+// Feature at position i of a layer starting at o: i itself, or for AuxK the (i − o)-th dead
+// feature of the layer (the layer's part of the dead list starts at listLo).
+var<private> listLo: u32;
+fn feat(mode: u32, i: u32, o: u32) -> u32 {
+  if (mode == MODE_AUX) { return extra[1u + listLo + (i - o)]; }
+  return i;
 }
 
 // Element e of the row-major pre chunk (bound as vec4 so aligned layers load four at a time).
@@ -133,7 +143,7 @@ fn cand_key(mode: u32, p: f32, i: u32, o: u32) -> u32 {
 
 fn candidate_of(mode: u32, p: f32, i: u32, o: u32) -> vec2u {
   if (mode == MODE_AUX) {
-    let ok = dead[i] != 0u && eligible(i, o);
+    let ok = eligible(i, o);
     return vec2u(select(0u, 1u, ok), key_of(p));
   }
   if (mode == MODE_BATCH) {
@@ -146,7 +156,7 @@ fn candidate_of(mode: u32, p: f32, i: u32, o: u32) -> vec2u {
 // Fast path (threshold filter + exact rank): each invocation keeps the top m = ceil(k / WG) keys of
 // its strided share of the layer; the k-th largest of those WG·m keys, T, has at least k candidate
 // keys ≥ T (k distinct elements reach it), usually few more. One more read collects every key ≥ T
-// (at most MAX_C) and exact ranks place the top k. Returns false, having written nothing, when
+// (at most MAX_C) and a bitonic sort orders them. Returns false, having written nothing, when
 // T does not exist (fewer than k candidates) or too many keys tie at/above it: the caller then runs
 // the radix select. pre is read as vec4 when the layer is 4-aligned.
 fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) -> bool {
@@ -156,7 +166,7 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   var t1 = 0u;
   var t2 = 0u;
   var t3 = 0u;
-  let aligned = (base + o) % 4u == 0u && s % 4u == 0u;
+  let aligned = mode != MODE_AUX && (base + o) % 4u == 0u && s % 4u == 0u;
   let n4 = select(0u, s / 4u, aligned);
   // Two copies of the scan so the common m = 1 case runs a plain max (llvmpipe executes both sides
   // of a divergent branch; a loop under a false uniform branch exits at once).
@@ -166,7 +176,8 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
       for (var c = 0u; c < 4u; c++) { t0 = max(t0, cand_key(mode, v[c], o + 4u * q + c, o)); }
     }
     for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
-      t0 = max(t0, cand_key(mode, pre_at(base + i), i, o));
+      let f = feat(mode, i, o);
+      t0 = max(t0, cand_key(mode, pre_at(base + f), f, o));
     }
   } else {
     for (var q = t; q < n4; q += WG) {
@@ -182,7 +193,8 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
       }
     }
     for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
-      let key = cand_key(mode, pre_at(base + i), i, o);
+      let f = feat(mode, i, o);
+      let key = cand_key(mode, pre_at(base + f), f, o);
       if (key > t3) {
         t3 = key;
         if (t3 > t2) { let x = t2; t2 = t3; t3 = x; }
@@ -241,11 +253,12 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
     q += WG;
   }
   for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
-    let key = cand_key(mode, pre_at(base + i), i, o);
+    let f = feat(mode, i, o);
+    let key = cand_key(mode, pre_at(base + f), f, o);
     if (key >= T) {
       let p = atomicAdd(&candCount, 1u);
       if (p < MAX_C) {
-        candIdx[p] = i;
+        candIdx[p] = f;
         candKey[p] = key;
       }
     }
@@ -254,18 +267,46 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   if (t == 0u) { wgU = atomicLoad(&candCount); }
   let C = workgroupUniformLoad(&wgU);
   if (C > MAX_C) { return false; }
-  for (var c = t; c < C; c += WG) {
-    let ki = candKey[c];
-    let ii = candIdx[c];
-    var rank = 0u;
-    for (var q = 0u; q < C; q++) {
-      let kq = candKey[q];
-      if (kq > ki || (kq == ki && candIdx[q] < ii)) { rank++; }
-    }
-    if (rank < k) { place(mode, outBase + rank, ii, max(value_of(ki), 0.0)); }
+  sort_candidates(t, C);
+  for (var c = t; c < min(k, C); c += WG) {
+    place(mode, outBase + c, candIdx[c], max(value_of(candKey[c]), 0.0));
   }
   workgroupBarrier();
   return true;
+}
+
+// Sort candKey/candIdx[0, count) by key descending, index ascending (a bitonic network over the
+// next power of two, padded with key 0 — below every candidate's key). count must be uniform.
+// O(P log² P) instead of the O(count²) of ranking every candidate against every other.
+fn sort_candidates(t: u32, count: u32) {
+  var P = 1u;
+  while (P < count) { P = P * 2u; }
+  for (var e = count + t; e < P; e += WG) {
+    candKey[e] = 0u;
+    candIdx[e] = NO_SLOT;
+  }
+  workgroupBarrier();
+  for (var size = 2u; size <= P; size = size * 2u) {
+    for (var stride = size / 2u; stride > 0u; stride = stride / 2u) {
+      for (var e = t; e < P / 2u; e += WG) {
+        let i = 2u * stride * (e / stride) + e % stride;
+        let j = i + stride;
+        let ki = candKey[i];
+        let kj = candKey[j];
+        let ii = candIdx[i];
+        let ij = candIdx[j];
+        let jFirst = kj > ki || (kj == ki && ij < ii);
+        let descending = (i & size) == 0u;
+        if (jFirst == descending) {
+          candKey[i] = kj;
+          candKey[j] = ki;
+          candIdx[i] = ij;
+          candIdx[j] = ii;
+        }
+      }
+      workgroupBarrier();
+    }
+  }
 }
 
 // Write one winner into the main or aux slots (main: remember that it fired).
@@ -293,7 +334,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
     for (var b = t; b < 256u; b += WG) { atomicStore(&hist[b], 0u); }
     workgroupBarrier();
     for (var i = o + t; i < o + s; i += WG) {
-      let c = candidate(mode, base, i, o);
+      let c = candidate(mode, base, feat(mode, i, o), o);
       if (c.x != 0u && (c.y & mask) == prefix) { atomicAdd(&hist[(c.y >> shift) & 255u], 1u); }
     }
     workgroupBarrier();
@@ -350,7 +391,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
   var eq = 0u;
   if (!takeAllGE) {
     for (var i = c0; i < c1; i++) {
-      let c = candidate(mode, base, i, o);
+      let c = candidate(mode, base, feat(mode, i, o), o);
       if (c.x != 0u && c.y == T) { eq++; }
     }
   }
@@ -368,7 +409,8 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
   workgroupBarrier();
   var eqBefore = eqScan[t];
   for (var i = c0; i < c1; i++) {
-    let c = candidate(mode, base, i, o);
+    let f = feat(mode, i, o);
+    let c = candidate(mode, base, f, o);
     if (c.x == 0u) { continue; }
     var take = false;
     if (takeAllGE) {
@@ -382,32 +424,26 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
     if (take && kk > 0u) {
       let p = atomicAdd(&candCount, 1u);
       if (p < MAX_C) {
-        candIdx[p] = i;
+        candIdx[p] = f;
         candKey[p] = c.y;
       }
     }
   }
   workgroupBarrier();
-  // Place winners by exact rank: value descending, index ascending.
+  // Place the winners in order: value descending, index ascending.
+  if (t == 0u) { wgU = kk; }
+  let count = workgroupUniformLoad(&wgU);
+  sort_candidates(t, count);
   for (var c = t; c < k; c += WG) {
-    if (c >= kk) {
-      if (mode == MODE_AUX) {
-        auxIdx[outBase + c] = NO_SLOT;
-        auxVal[outBase + c] = 0.0;
-      } else {
-        idx[outBase + c] = NO_SLOT;
-        val[outBase + c] = 0.0;
-      }
-      continue;
+    if (c < count) {
+      place(mode, outBase + c, candIdx[c], max(value_of(candKey[c]), 0.0));
+    } else if (mode == MODE_AUX) {
+      auxIdx[outBase + c] = NO_SLOT;
+      auxVal[outBase + c] = 0.0;
+    } else {
+      idx[outBase + c] = NO_SLOT;
+      val[outBase + c] = 0.0;
     }
-    let ki = candKey[c];
-    let ii = candIdx[c];
-    var rank = 0u;
-    for (var q = 0u; q < kk; q++) {
-      let kq = candKey[q];
-      if (kq > ki || (kq == ki && candIdx[q] < ii)) { rank++; }
-    }
-    place(mode, outBase + rank, ii, max(value_of(ki), 0.0));
   }
   workgroupBarrier();
 }
@@ -442,9 +478,30 @@ fn select_aux(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: 
       if (val[row * u.K + s] > FIRE_THRESHOLD) { mark_fired(idx[row * u.K + s]); }
     }
   }
-  workgroupBarrier();
+  // The layer's dead features: the part of the ascending dead list inside [o, o + s).
   let lay = layers[u.auxLayer];
-  select_layer(MODE_AUX, t, r, lay.x, lay.y, u.kAux, row * u.kAux);
+  if (t == 0u) {
+    let total = extra[0];
+    var lo = 0u;
+    var hi = total;
+    loop {
+      if (lo >= hi) { break; }
+      let mid = (lo + hi) / 2u;
+      if (extra[1u + mid] < lay.x) { lo = mid + 1u; } else { hi = mid; }
+    }
+    var end = lo;
+    hi = total;
+    loop {
+      if (end >= hi) { break; }
+      let mid = (end + hi) / 2u;
+      if (extra[1u + mid] < lay.x + lay.y) { end = mid + 1u; } else { hi = mid; }
+    }
+    st[5] = lo;
+    wgU = end - lo;
+  }
+  let count = workgroupUniformLoad(&wgU);
+  listLo = st[5];
+  select_layer(MODE_AUX, t, r, lay.x, count, u.kAux, row * u.kAux);
 }
 
 @compute @workgroup_size(WG)
@@ -452,13 +509,13 @@ fn select_batch(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l
   let r = w.y * u.row_stride + w.x;
   if (r >= u.rows) { return; }
   let row = u.rowOffset + r;
-  // dead = batch info from kernels/batch_topk.wgsl: [0] threshold key, [1 + row] slots this row keeps.
+  // extra = batch info from kernels/batch_topk.wgsl: [0] threshold key, [1 + row] slots this row keeps.
   for (var c = l.x; c < u.K; c += WG) {
     idx[row * u.K + c] = NO_SLOT;
     val[row * u.K + c] = 0.0;
   }
   workgroupBarrier();
-  batchT = dead[0];
+  batchT = extra[0];
   let lay = layers[0];
-  select_layer(MODE_BATCH, l.x, r, lay.x, lay.y, dead[1u + row], row * u.K);
+  select_layer(MODE_BATCH, l.x, r, lay.x, lay.y, extra[1u + row], row * u.K);
 }

@@ -161,14 +161,17 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     { B: 21, sizes: [129], k: [4], gated: false, auxLayer: 0, kAux: 40 },
     { B: 7, sizes: [800, 1200], k: [10, 5], gated: true, auxLayer: 1, kAux: 64 },
     { B: 7, sizes: [2000], k: [16], gated: false, auxLayer: 0, kAux: 256 },
+    { B: 5, sizes: [600, 1100], k: [9, 4], gated: true, auxLayer: 1, kAux: 100, deadP: 1 },
+    { B: 5, sizes: [600, 1100], k: [9, 4], gated: false, auxLayer: 0, kAux: 32, deadP: 1 },
+    { B: 3, sizes: [60, 90], k: [3, 2], gated: true, auxLayer: 1, kAux: 8, deadP: 0 },
   ];
-  for (const { B, sizes, k, gated, auxLayer, kAux } of cases) {
+  for (const { B, sizes, k, gated, auxLayer, kAux, deadP = 0.4 } of cases) {
     const n = sizes.reduce((a, b) => a + b, 0);
     const pre = preWithTies(B, n, 3 * n + kAux);
     for (let i = 0; i < pre.length; i++) pre[i] += 0.3;
     const parents = gated ? randomParents(sizes, n) : undefined;
     const r = rng(kAux + n);
-    const dead = new Uint32Array(n).map(() => (r() < 0.4 ? 1 : 0));
+    const dead = new Uint32Array(n).map(() => (r() < deadP ? 1 : 0));
     const layout = { sizes, kPerLayer: k, gated };
     const sel = await gpuSelect(gpu, pre, B, n, layout, parents);
     const idx = await readU32(gpu, sel.idx, B * sel.K);

@@ -12,7 +12,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { uniforms, uploadStorage } from "../../gpu/buffer.ts";
+import { createStorage, uniforms, uploadStorage } from "../../gpu/buffer.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
 
@@ -227,7 +227,9 @@ export interface AuxSelectBuffers extends SelectBuffers {
 }
 
 /**
- * Dispatches choosing the AuxK codes of one row chunk: among the dead features of layer `auxLayer`
+ * Dispatches choosing the AuxK codes of one row chunk (kernels/dead_list.wgsl compacts the dead mask
+ * into a list first, so the cost follows the number of dead features): among the dead features of
+ * layer `auxLayer`
  * (gated layouts: whose parent is the root or fires on the row per idx/val, read here), the top
  * min(kAux, #candidates) pre values, auxVal = max(pre, 0); remaining slots unused.
  */
@@ -245,19 +247,38 @@ export function selectAuxOp(
   const { grid, u } = params(gpu, layout, sizes, { layer: sizes.auxLayer, kAux: sizes.kAux });
   const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
   if (!parents) throw new ArborError("tree AuxK: the gated layout needs a parents buffer");
-  return [{
-    kernel: selectKernelFor("select_aux", layout),
-    buffers: [
-      buffers.pre,
-      buffers.layerTable,
-      parents,
-      buffers.idx,
-      buffers.val,
-      u,
-      buffers.dead,
-      buffers.auxIdx,
-      buffers.auxVal,
-    ],
-    workgroups: grid.workgroups,
-  }];
+  const list = deadListBuffer(gpu, buffers.dead, sizes.n);
+  const ul = uniforms(gpu, { n: sizes.n, pad0: 0, pad1: 0, pad2: 0 });
+  return [
+    // Recomputed per call (one workgroup, n reads): the list must follow the dead mask.
+    { kernel: DEAD_LIST, buffers: [buffers.dead, list, ul], workgroups: [1] },
+    {
+      kernel: selectKernelFor("select_aux", layout),
+      buffers: [
+        buffers.pre,
+        buffers.layerTable,
+        parents,
+        buffers.idx,
+        buffers.val,
+        u,
+        list,
+        buffers.auxIdx,
+        buffers.auxVal,
+      ],
+      workgroups: grid.workgroups,
+    },
+  ];
+}
+
+const DEAD_LIST: Kernel = { file: "dead_list.wgsl", entry: "dead_list", constants: { WG: 256 } };
+const deadLists = new WeakMap<GPUBuffer, GPUBuffer>();
+
+/** The [1 + n] u32 dead-list scratch belonging to a dead-mask buffer (allocated once). */
+function deadListBuffer(gpu: Gpu, dead: GPUBuffer, n: number): GPUBuffer {
+  let list = deadLists.get(dead);
+  if (!list || list.size < (1 + n) * 4) {
+    list = createStorage(gpu, (1 + n) * 4, `${dead.label} list`);
+    deadLists.set(dead, list);
+  }
+  return list;
 }
