@@ -207,21 +207,11 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   if (m > 1u) { candKey[t * m + 1u] = t1; }
   if (m > 2u) { candKey[t * m + 2u] = t2; }
   if (m > 3u) { candKey[t * m + 3u] = t3; }
-  if (t == 0u) {
-    wgU = 0u;
-    atomicStore(&candCount, 0u);
-  }
-  workgroupBarrier();
-  let tops = WG * m;
-  for (var e = t; e < tops; e += WG) {
-    let ke = candKey[e];
-    var rank = 0u;
-    for (var f = 0u; f < tops; f++) {
-      let kf = candKey[f];
-      if (kf > ke || (kf == ke && f < e)) { rank++; }
-    }
-    if (rank == k - 1u) { wgU = ke; }
-  }
+  for (var q = 0u; q < m; q++) { candIdx[t * m + q] = t * m + q; }
+  if (t == 0u) { atomicStore(&candCount, 0u); }
+  // T = the k-th largest of the WG·m kept keys (sorted; ranking all pairs costs O((WG·m)²)).
+  sort_candidates(t, WG * m);
+  if (t == 0u) { wgU = candKey[k - 1u]; }
   let T = workgroupUniformLoad(&wgU);
   if (T == 0u) { return false; }
   // Hits are rare: each lane first skips (loads and compares only) to its next vec4 holding a key
