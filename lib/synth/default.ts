@@ -2,9 +2,12 @@
  * The built-in synthetic hierarchy used by the demo (`train` with no `--data`): small
  * enough that a Tree SAE trains in minutes on a 2-core CPU with software WebGPU.
  *
- * 50 true features in 3 levels (5 top-level, 3 children each, 2 grandchildren each) in
- * d_in = 32 (superposition: 50 > 32), exclusive children, noisy magnitudes, ε-mixed
- * directions, 200k tokens (25.6 MB of f32).
+ * 30 true features in 2 levels (6 top-level, 4 mutually exclusive children each) in d_in = 32,
+ * noisy magnitudes, ε-mixed directions, 200k tokens (25.6 MB of f32). A child fires on half of
+ * its parent's tokens, so flat SAEs see parent+child pairs often enough to absorb parents.
+ * Chosen by experiment (issue #5 helper report): with the earlier 3-level tree (50 features,
+ * branching 5,3,2) no SAE recovered more than a few percent of the features in the demo's
+ * training budget.
  */
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
@@ -15,9 +18,9 @@ import { readTruth, type Truth } from "./truth.ts";
 
 /** Tree of the default dataset. */
 export const DEFAULT_TREE_PARAMS: TreeParams = {
-  branching: [5, 3, 2],
+  branching: [6, 4],
   topMass: 1.5,
-  childMass: 0.8,
+  childMass: 0.5,
   zipf: 0.5,
   exclusive: true,
   binary: false,
@@ -31,7 +34,9 @@ export const DEFAULT_SYNTH_PARAMS: SynthParams = {
   magnitudeStd: 0.15,
   epsilon: 0.2,
   siblingEpsilon: 0.1,
-  seed: 0,
+  // Not 0: the generator's direction stream and the SAE initialisation both use Rng(seed), so
+  // with equal seeds the SAE's initial decoder rows would start on the true directions.
+  seed: 7,
   keepEmpty: false,
 };
 
