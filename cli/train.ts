@@ -25,6 +25,17 @@ import { ensureWritableDir, METRICS_FILE, train, type TrainerHook } from "../lib
 import { treeTrainerHook } from "../lib/tree/trainer_hook.ts";
 import { getPreset, PRESET_NAMES } from "../lib/tree/presets.ts";
 import { ensureDefaultDataset } from "../lib/synth/default.ts";
+import { ALLOCATION_FLAGS, allocationOptionsFromFlags } from "./reallocate.ts";
+import {
+  compareConfig,
+  type CompareSettings,
+  DEMO_SETTINGS,
+  formatTable,
+  runComparison,
+  SUMMARY_FILE,
+} from "../lib/demo/compare.ts";
+import { ActivationReader } from "../lib/store/reader.ts";
+import { defaultAuxAlpha } from "../lib/sae/config.ts";
 
 /** Rows per batch (paper App. C trains with batches of 4096 tokens). */
 const DEFAULT_BATCH = 4096;
@@ -32,21 +43,26 @@ const DEFAULT_BATCH = 4096;
 const DEFAULT_K = 32;
 
 /**
- * `train` with no --data: the built-in synthetic hierarchy (lib/synth/default.ts: 50 true
- * features in 3 levels, d_in = 32, 200k tokens). Sizes and thresholds are scaled to a run
- * of ~200 steps so dead features, AuxK and reallocation all happen within minutes.
+ * `train` with no --data: the built-in synthetic hierarchy (lib/synth/default.ts: 6 parents ×
+ * 4 children, d_in = 32, 200k tokens) and the demo's model (lib/demo/compare.ts DEMO_SETTINGS:
+ * sizes, dead threshold and schedule scaled to a run of ~600 steps). By default the demo also
+ * trains TopK and Matryoshka and prints the ground-truth comparison (--no-compare: tree only).
  */
 const DEMO = {
   out: "runs/demo",
   arch: "tree" as SaeArch,
-  layers: { tree: [8, 24, 48], matryoshka: [16, 48], flat: [64] },
-  kPerLayer: [2, 2, 1],
-  k: 4,
-  batch: 1024,
-  lr: 1e-3,
-  deadTokens: 20_000,
-  /** Five passes over the 200k tokens: ~1,000 steps. */
-  maxTokens: 1_000_000,
+  layers: {
+    tree: DEMO_SETTINGS.layers,
+    matryoshka: DEMO_SETTINGS.layers,
+    flat: [DEMO_SETTINGS.layers.reduce((a, b) => a + b, 0)],
+  },
+  kPerLayer: DEMO_SETTINGS.kPerLayer,
+  k: DEMO_SETTINGS.kPerLayer.reduce((a, b) => a + b, 0),
+  batch: DEMO_SETTINGS.batch,
+  lr: DEMO_SETTINGS.lr,
+  deadTokens: DEMO_SETTINGS.deadTokens,
+  auxK: DEMO_SETTINGS.auxK,
+  maxTokens: DEMO_SETTINGS.maxTokens,
 };
 
 /** Flags that define the model; a resumed run takes them from its checkpoint. */
@@ -144,15 +160,20 @@ export const spec: CommandSpec = {
       help:
         "gpu | reference (default: gpu, or the reference engine with a notice when WebGPU fails)",
     },
-    reallocation: {
+    ...ALLOCATION_FLAGS,
+    compare: {
       type: "boolean",
-      default: true,
-      help: "tree: dynamic allocation of dead children (--no-reallocation: off)",
+      help:
+        "also train TopK and Matryoshka of the Tree SAE's size and L0 on the same data, score " +
+        "all three (ground truth when the data has truth.json) and print a table " +
+        "(default: on with no --data; --no-compare: the Tree SAE only)",
     },
     overwrite: { type: "boolean", help: "replace a checkpoint already in --out" },
   },
   examples: [
-    "deno run -A cli/main.ts train                      # demo: Tree SAE on the built-in synthetic hierarchy",
+    "deno run -A cli/main.ts train                      # demo: Tree SAE vs TopK vs Matryoshka on the built-in synthetic hierarchy",
+    "deno run -A cli/main.ts train --no-compare         # demo, Tree SAE only",
+    "deno run -A cli/main.ts train --data runs/synth --out runs/cmp --compare --layers 8,32 --k-per-layer 2,2",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/tree4 --arch tree --layers 1536,3072,9216,10752 --k-per-layer 21,5,4,2",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/tree4-32 --preset tree-4layer-l0-32",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/topk --arch topk --n-features 24576 --k 32",
@@ -175,7 +196,10 @@ export interface TrainPlan {
   logEvery: number;
   checkpointEvery: number;
   engine?: EngineKind;
-  reallocation: boolean;
+  /** The parsed flags (dynamic-allocation options are resolved once the run length is known). */
+  flags: ParsedFlags;
+  /** Train and score tree, topk and matryoshka (settings; maxTokens 0 = one pass). */
+  compare?: CompareSettings;
   overwrite: boolean;
   quiet: boolean;
 }
@@ -209,12 +233,20 @@ export function parseTrainArgs(flags: ParsedFlags): TrainPlan {
     logEvery: positiveInt(flags, "log-every")!,
     checkpointEvery: positiveInt(flags, "checkpoint-every", 0)!,
     engine: engine as EngineKind | undefined,
-    reallocation: flags.reallocation !== false,
+    flags,
     overwrite: Boolean(flags.overwrite),
     quiet: Boolean(flags.quiet),
   };
   if (plan.out === undefined) {
     throw new UsageError("train: --out is required with --data (the run's output folder)");
+  }
+  const compare = (flags.compare as boolean | undefined) ?? (data === undefined && !resume);
+  if (compare) {
+    if (resume !== undefined) {
+      throw new UsageError("train: --compare cannot be combined with --resume; drop one");
+    }
+    plan.compare = compareSettings(flags, data === undefined);
+    return plan;
   }
   if (resume !== undefined) {
     const given = MODEL_FLAGS.filter((f) => flags[f] !== undefined);
@@ -230,6 +262,58 @@ export function parseTrainArgs(flags: ParsedFlags): TrainPlan {
   plan.batch ??= data === undefined ? DEMO.batch : DEFAULT_BATCH;
   plan.config = modelConfig(flags, data === undefined);
   return plan;
+}
+
+/** Rows the comparison scores each SAE on (from the start of the dataset). */
+const COMPARE_EVAL_TOKENS = 50_000;
+
+/** Settings of `--compare` from the flags (the demo's defaults with no --data). */
+function compareSettings(flags: ParsedFlags, demo: boolean): CompareSettings {
+  const base = demo ? DEMO_SETTINGS : undefined;
+  for (const f of ["arch", "k", "n-features"]) {
+    if (flags[f] !== undefined) {
+      throw new UsageError(
+        `train: --${f} does not apply to --compare (it trains tree, topk and matryoshka from the ` +
+          "tree's --layers and --k-per-layer); drop it or pass --no-compare",
+      );
+    }
+  }
+  const presetName = flags.preset as string | undefined;
+  const preset = presetName === undefined ? undefined : getPreset(presetName);
+  if (preset && preset.arch !== "tree") {
+    throw new UsageError(
+      `train: --compare needs a tree preset (it derives the baselines from it); ${presetName} is ${preset.arch}`,
+    );
+  }
+  if (preset && (flags.layers !== undefined || flags["k-per-layer"] !== undefined)) {
+    throw new UsageError("train: --layers/--k-per-layer conflict with --preset; drop one");
+  }
+  const layers = (flags.layers as number[] | undefined) ?? preset?.layers ?? base?.layers;
+  const kPerLayer = (flags["k-per-layer"] as number[] | undefined) ?? preset?.kPerLayer ??
+    base?.kPerLayer;
+  if (!layers || !kPerLayer) {
+    throw new UsageError(
+      "train: --compare needs the Tree SAE's --layers and --k-per-layer (or a tree --preset)",
+    );
+  }
+  const s: CompareSettings = {
+    layers,
+    kPerLayer,
+    lr: num(flags, "lr") ?? base?.lr ?? DEFAULT_LR,
+    batch: positiveInt(flags, "batch") ?? base?.batch ?? DEFAULT_BATCH,
+    maxTokens: positiveInt(flags, "max-tokens") ?? base?.maxTokens ?? 0,
+    deadTokens: positiveInt(flags, "dead-tokens") ?? base?.deadTokens ?? DEFAULT_DEAD_TOKENS,
+    auxK: positiveInt(flags, "aux-k", 0) ?? base?.auxK ?? DEFAULT_AUX_K,
+    auxAlpha: (flags["aux-alpha"] as number[] | undefined) ?? preset?.auxAlpha ??
+      (base && base.layers.length === layers.length ? base.auxAlpha : undefined) ??
+      defaultAuxAlpha("tree", layers.length),
+    seed: positiveInt(flags, "seed", 0) ?? 0,
+    evalTokens: base?.evalTokens ?? COMPARE_EVAL_TOKENS,
+  };
+  for (const arch of ["tree", "topk", "matryoshka"] as const) {
+    compareConfig(arch, s, 1); // validates now, naming the bad field
+  }
+  return s;
 }
 
 /** Flags a --preset sets (giving one of them too is ambiguous). */
@@ -313,8 +397,9 @@ function modelConfig(flags: ParsedFlags, demo: boolean): SaeConfig {
     layers,
     k: a === "tree" ? undefined : positiveInt(flags, "k") ?? (demo ? DEMO.k : DEFAULT_K),
     kPerLayer: a === "tree" ? kPerLayer : [],
-    auxK: positiveInt(flags, "aux-k", 0),
-    auxAlpha: flags["aux-alpha"] as number[] | undefined,
+    auxK: positiveInt(flags, "aux-k", 0) ?? (demo ? DEMO.auxK : undefined),
+    auxAlpha: (flags["aux-alpha"] as number[] | undefined) ??
+      (demo && a === "tree" && layers === DEMO.layers.tree ? DEMO_SETTINGS.auxAlpha : undefined),
     deadTokens: positiveInt(flags, "dead-tokens") ?? (demo ? DEMO.deadTokens : undefined),
     lr: num(flags, "lr") ?? (demo ? DEMO.lr : undefined),
     seed: positiveInt(flags, "seed", 0),
@@ -326,6 +411,7 @@ export async function runTrain(
   plan: TrainPlan,
   say: (line: string) => void = console.log,
 ): Promise<number> {
+  if (plan.compare) return await runCompare(plan, plan.compare, say);
   const out = plan.out!;
   const info: CheckpointInfo = {};
   let config = plan.config;
@@ -375,12 +461,10 @@ export async function runTrain(
     const engine = await createEngine(plan.engine, config!, state, say);
     try {
       const hooks: TrainerHook[] = [];
-      const tree = plan.reallocation
-        ? treeTrainerHook(config!, {
-          totalSteps: Math.ceil(maxTokens / batch),
-          batchTokens: batch,
-        })
-        : null;
+      const tree = treeTrainerHook(
+        config!,
+        allocationOptionsFromFlags(plan.flags, Math.ceil(maxTokens / batch), batch),
+      );
       if (tree) hooks.push(tree);
       if (!plan.quiet) {
         say(`${engine.description}; data ${data} (d_in ${config!.dIn}); output ${out}`);
@@ -427,6 +511,74 @@ export async function runTrain(
   } finally {
     await source.close();
   }
+}
+
+/** `train --compare` (and the demo): tree, topk and matryoshka on one dataset, then the table. */
+async function runCompare(
+  plan: TrainPlan,
+  settings: CompareSettings,
+  say: (line: string) => void,
+): Promise<number> {
+  const out = plan.out!;
+  const demo = plan.data === undefined;
+  const archs = ["tree", "topk", "matryoshka"];
+  const occupied = [];
+  for (const a of archs) if (await hasCheckpoint(`${out}/${a}`)) occupied.push(`${out}/${a}`);
+  if (occupied.length && !plan.overwrite && !(demo && plan.flags.out === undefined)) {
+    throw new ArborError(
+      `--out ${out}: ${
+        occupied.join(", ")
+      } already hold checkpoints; pick another folder or pass --overwrite`,
+    );
+  }
+  let data = plan.data;
+  if (data === undefined) {
+    if (!plan.quiet) {
+      say("no --data: the built-in synthetic hierarchy (generated once into the cache)");
+    }
+    const t0 = performance.now();
+    const ds = await ensureDefaultDataset();
+    data = ds.dir;
+    if (!plan.quiet) {
+      say(
+        ds.generated
+          ? `generated ${data} in ${((performance.now() - t0) / 1000).toFixed(1)} s`
+          : `reusing ${data}`,
+      );
+    }
+  }
+  const reader = await ActivationReader.open(data, {});
+  const maxTokens = settings.maxTokens || reader.totalTokens;
+  const steps = Math.ceil(maxTokens / settings.batch);
+  const { totalSteps: _t, batchTokens: _b, ...allocation } = allocationOptionsFromFlags(
+    plan.flags,
+    steps,
+    settings.batch,
+  );
+  const s: CompareSettings = { ...settings, maxTokens, allocation };
+  if (!plan.quiet) {
+    say(
+      `training a Tree SAE (layers [${s.layers}], k per layer [${s.kPerLayer}]) and TopK and ` +
+        `Matryoshka of the same size and L0 on ${maxTokens} tokens each; output ${out}`,
+    );
+  }
+  const t0 = performance.now();
+  const summary = await runComparison({
+    data,
+    out,
+    settings: s,
+    ...(plan.engine ? { engine: plan.engine } : {}),
+    say: plan.quiet ? () => {} : say,
+    ...(plan.quiet ? { progressSink: null } : {}),
+  });
+  say("\n" + formatTable(summary.rows));
+  const truth = summary.rows.some((r) => r.parentAccuracy !== null);
+  if (!truth) say("(no truth.json in the data: ground-truth columns are empty)");
+  say(
+    `\n${summary.engine}; ${((performance.now() - t0) / 1000).toFixed(0)} s; checkpoints in ` +
+      `${out}/{${archs.join(",")}}, summary in ${out}/${SUMMARY_FILE}`,
+  );
+  return 0;
 }
 
 async function hasCheckpoint(dir: string): Promise<boolean> {

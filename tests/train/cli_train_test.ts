@@ -224,10 +224,14 @@ Deno.test("flag errors name the flag", () => {
   const preset = plan(["--data", "d", "--out", "o", "--preset", "tree-4layer-l0-32"]);
   assert.deepEqual(preset.config?.layers, [1536, 3072, 9216, 10752]);
   assert.deepEqual(preset.config?.kPerLayer, [21, 5, 4, 2]);
-  const demo = plan([]);
+  const demo = plan(["--no-compare"]);
   assert.equal(demo.out, "runs/demo");
   assert.equal(demo.config?.arch, "tree");
-  assert.deepEqual(demo.config?.kPerLayer, [2, 2, 1]);
+  assert.deepEqual(demo.config?.kPerLayer, [2, 2]);
+  const full = plan([]);
+  assert.equal(full.config, undefined);
+  assert.deepEqual(full.compare?.layers, [8, 32]);
+  assert.throws(() => plan(["--arch", "topk"]), /--arch does not apply to --compare/);
 });
 
 Deno.test("SIGINT: the CLI writes a checkpoint, says how to resume, exits 130", async () => {
