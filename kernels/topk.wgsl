@@ -208,10 +208,25 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   if (m > 2u) { candKey[t * m + 2u] = t2; }
   if (m > 3u) { candKey[t * m + 3u] = t3; }
   for (var q = 0u; q < m; q++) { candIdx[t * m + q] = t * m + q; }
-  if (t == 0u) { atomicStore(&candCount, 0u); }
-  // T = the k-th largest of the WG·m kept keys (sorted; ranking all pairs costs O((WG·m)²)).
-  sort_candidates(t, WG * m);
-  if (t == 0u) { wgU = candKey[k - 1u]; }
+  if (t == 0u) {
+    wgU = 0u;
+    atomicStore(&candCount, 0u);
+  }
+  // T = the k-th largest of the WG·m kept keys: ranked pairwise for m = 1 (cheaper than a sort's
+  // barriers on llvmpipe), sorted otherwise (pairwise would cost O((WG·m)²)).
+  if (m == 1u) {
+    workgroupBarrier();
+    let ke = candKey[t];
+    var rank = 0u;
+    for (var f = 0u; f < WG; f++) {
+      let kf = candKey[f];
+      if (kf > ke || (kf == ke && f < t)) { rank++; }
+    }
+    if (rank == k - 1u) { wgU = ke; }
+  } else {
+    sort_candidates(t, WG * m);
+    if (t == 0u) { wgU = candKey[k - 1u]; }
+  }
   let T = workgroupUniformLoad(&wgU);
   if (T == 0u) { return false; }
   // Hits are rare: each lane first skips (loads and compares only) to its next vec4 holding a key
@@ -257,12 +272,41 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   if (t == 0u) { wgU = atomicLoad(&candCount); }
   let C = workgroupUniformLoad(&wgU);
   if (C > MAX_C) { return false; }
-  sort_candidates(t, C);
-  for (var c = t; c < min(k, C); c += WG) {
-    place(mode, outBase + c, candIdx[c], max(value_of(candKey[c]), 0.0));
+  place_ordered(mode, t, C, k, outBase);
+  return true;
+}
+
+// Write the first min(k, count) of candKey/candIdx[0, count) in order (key descending, index
+// ascending) to slots outBase.., and mark slots [count, k) unused. Few candidates: each finds its
+// rank against all others (no barriers); many: bitonic sort. count must be uniform.
+fn place_ordered(mode: u32, t: u32, count: u32, k: u32, outBase: u32) {
+  if (count <= 128u) {
+    for (var c = t; c < count; c += WG) {
+      let ki = candKey[c];
+      let ii = candIdx[c];
+      var rank = 0u;
+      for (var q = 0u; q < count; q++) {
+        let kq = candKey[q];
+        if (kq > ki || (kq == ki && candIdx[q] < ii)) { rank++; }
+      }
+      if (rank < k) { place(mode, outBase + rank, ii, max(value_of(ki), 0.0)); }
+    }
+  } else {
+    sort_candidates(t, count);
+    for (var c = t; c < min(k, count); c += WG) {
+      place(mode, outBase + c, candIdx[c], max(value_of(candKey[c]), 0.0));
+    }
+  }
+  for (var c = count + t; c < k; c += WG) {
+    if (mode == MODE_AUX) {
+      auxIdx[outBase + c] = NO_SLOT;
+      auxVal[outBase + c] = 0.0;
+    } else {
+      idx[outBase + c] = NO_SLOT;
+      val[outBase + c] = 0.0;
+    }
   }
   workgroupBarrier();
-  return true;
 }
 
 // Sort candKey/candIdx[0, count) by key descending, index ascending (a bitonic network over the
@@ -423,19 +467,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
   // Place the winners in order: value descending, index ascending.
   if (t == 0u) { wgU = kk; }
   let count = workgroupUniformLoad(&wgU);
-  sort_candidates(t, count);
-  for (var c = t; c < k; c += WG) {
-    if (c < count) {
-      place(mode, outBase + c, candIdx[c], max(value_of(candKey[c]), 0.0));
-    } else if (mode == MODE_AUX) {
-      auxIdx[outBase + c] = NO_SLOT;
-      auxVal[outBase + c] = 0.0;
-    } else {
-      idx[outBase + c] = NO_SLOT;
-      val[outBase + c] = 0.0;
-    }
-  }
-  workgroupBarrier();
+  place_ordered(mode, t, count, k, outBase);
 }
 
 fn clear_fired(t: u32) {

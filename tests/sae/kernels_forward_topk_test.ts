@@ -80,15 +80,22 @@ function concat(parts: Int32Array[]): Int32Array {
 
 Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n)", async () => {
   const gpu = await testGpu();
-  const cases: [number, number, number][] = [[5, 1, 1], [9, 7, 1], [9, 7, 7], [70, 300, 32], [
-    3,
-    1000,
-    256,
-  ], [
-    33,
-    65,
-    64,
-  ]];
+  // Layers ≥ 512 wide take the fast path (vec4 reads when n % 4 == 0), smaller ones the radix
+  // select; ≤ 128 winners are ranked pairwise, more are sorted.
+  const cases: [number, number, number][] = [
+    [5, 1, 1],
+    [9, 7, 1],
+    [9, 7, 7],
+    [70, 300, 32],
+    [3, 1000, 256],
+    [33, 65, 64],
+    [6, 2048, 32],
+    [5, 1027, 1],
+    [4, 1500, 200],
+    [3, 600, 256],
+    [2, 4096, 64],
+    [3, 2000, 129],
+  ];
   for (const [B, n, k] of cases) {
     const pre = preWithTies(B, n, B * n + k);
     const layout = { sizes: [n], kPerLayer: [k], gated: false };
