@@ -2,9 +2,10 @@
  * Whole training step on the GPU engine: tokens/s of a TopK step with AuxK running, and the
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
- *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3]
+ *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3] [--aux-k 256]
  *
- * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144.
+ * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144
+ * (`--aux-k 0` times the step without AuxK).
  * Half the features are marked dead (tokensSinceFired ≥ deadTokens) before every timed step,
  * so the AuxK path does its full work (256 aux slots per token). The first step compiles the pipelines and sets b_dec
  * (host geometric median); it is not timed. The GEMM figure times the encoder GEMM over the
@@ -36,11 +37,13 @@ const { values } = parseArgs({
     n: { type: "string", default: "24576,6144" },
     batch: { type: "string", default: "4096" },
     steps: { type: "string", default: "3" },
+    "aux-k": { type: "string", default: "256" },
   },
 });
 const widths = values.n.split(",").map(Number);
 const B = Number(values.batch);
 const steps = Number(values.steps);
+const auxK = Number(values["aux-k"]);
 
 const gpu = await getGpu({ quiet: true });
 console.log(`adapter: ${gpu.description}`);
@@ -85,7 +88,7 @@ async function gemmMs(n: number, encW: Float32Array): Promise<[number, string]> 
 }
 
 for (const n of widths) {
-  const config = makeConfig({ arch: "topk", dIn: D, layers: [n], k: K, auxK: 256, seed: 1 });
+  const config = makeConfig({ arch: "topk", dIn: D, layers: [n], k: K, auxK, seed: 1 });
   const state = initState(config);
   for (let f = 0; f < n; f += 2) state.tokensSinceFired[f] = config.deadTokens;
   const [ms, gemmEntry] = await gemmMs(n, state.encW);
@@ -108,7 +111,7 @@ for (const n of widths) {
   const sec = total / 1000 / steps;
   engine.destroy();
   console.log(
-    `d=${D} n=${n} k=${K} B=${B} auxK=256 (${n / 2} dead, aux term ${aux.toFixed(3)}): ` +
+    `d=${D} n=${n} k=${K} B=${B} auxK=${auxK} (${n / 2} dead, aux term ${aux.toFixed(3)}): ` +
       `step ${(sec * 1000).toFixed(0)} ms = ${(B / sec).toFixed(0)} tokens/s; ` +
       `encoder GEMM ${ms.toFixed(0)} ms = ${gflops.toFixed(1)} GFLOP/s (${gemmEntry}); ` +
       `step / GEMM = ${(sec * 1000 / ms).toFixed(2)}`,
