@@ -158,7 +158,7 @@ fn decode_slots16(@builtin(global_invocation_id) g: vec3u) {
 }
 
 // decode_slots16_tex: decode_slots16 with decW read through texel fetches (binding 2 is the
-// texture); llvmpipe turns those into SIMD gathers, ~3× faster than its per-lane storage loads.
+// texture); llvmpipe turns those into SIMD gathers, ~1.15× decode_slots16 there.
 @compute @workgroup_size(WG)
 fn decode_slots16_tex(@builtin(global_invocation_id) g: vec3u) {
   let b = g.y;

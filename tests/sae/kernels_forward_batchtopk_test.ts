@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { assertClose, randn, rng, testGpu } from "../_util.ts";
 import { selectBatchTopK } from "../../lib/sae/reference/select.ts";
-import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import { createStorage, readF32, readU32 } from "../../lib/gpu/buffer.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import { createLayerTable } from "../../lib/sae/ops/topk.ts";
 import { uploadPre } from "./kernels_forward_twins.ts";

@@ -133,7 +133,7 @@ export function gemmTexturesSupported(d: number): boolean {
 
 /**
  * Whether to prefer the texture paths (GEMM and decode): software adapters, where they measured
- * ~1.4× (GEMM) and ~3× (decode) the storage-buffer kernels, and d % 64 == 0.
+ * ~1.4× (GEMM) and ~1.15× (decode) the storage-buffer kernels, and d % 64 == 0.
  */
 export function preferTextureGemm(gpu: Gpu, d: number): boolean {
   return gpu.isFallback && gemmTexturesSupported(d);

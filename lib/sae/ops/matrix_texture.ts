@@ -2,7 +2,7 @@
  * Row-major f32 matrices [rows, d] mirrored into rgba32float 2-D array textures, for the kernels
  * that read them faster through texel fetches on software adapters (llvmpipe turns those into
  * SIMD gathers; storage loads are per-lane loops): the encoder GEMM (xs, encW) and the sparse
- * decode (decW). Texel (j/4, row % TEX_ROWS) of layer ⌊row / TEX_ROWS⌋ holds row[j..j+3].
+ * decode (decW; a smaller gain there). Texel (j/4, row % TEX_ROWS) of layer ⌊row / TEX_ROWS⌋ holds row[j..j+3].
  * Copies need 256-byte rows, hence d % 64 == 0.
  */
 import type { Gpu } from "../../gpu/device.ts";
