@@ -9,7 +9,8 @@
  * Half the features are marked dead (tokensSinceFired ≥ deadTokens) before every timed step,
  * so the AuxK path does its full work (256 aux slots per token). The first step compiles the pipelines and sets b_dec
  * (host geometric median); it is not timed. The GEMM figure times the encoder GEMM over the
- * whole batch (in the same row chunks the engine uses) with GPU timestamps when available:
+ * whole batch (same variant and row chunks as the engine, texture copies included) with GPU
+ * timestamps when available:
  * FLOPs = 2·B·d·n. Results go in bench/README.md under "Training step".
  */
 import { parseArgs } from "node:util";
@@ -21,9 +22,13 @@ import { makeConfig } from "../lib/sae/config.ts";
 import { initState } from "../lib/sae/engine.ts";
 import { GpuEngine } from "../lib/sae/gpu_engine.ts";
 import {
-  defaultGemmVariant,
+  createGemmTextures,
+  encodeGemmTextureCopies,
   encoderGemmOp,
   maxGemmChunkRows,
+  preferTextureGemm,
+  type TextureGemmPass,
+  textureGemmPass,
 } from "../lib/sae/ops/encoder_gemm.ts";
 import { releaseUniforms } from "../lib/sae/ops/grid.ts";
 
@@ -66,25 +71,32 @@ async function gemmMs(n: number, encW: Float32Array): Promise<[number, string]> 
   const bias = createStorage(gpu, D * 4, "bench bDec");
   const rows = Math.min(B, maxGemmChunkRows(gpu, n));
   const pre = createStorage(gpu, rows * n * 4, "bench pre");
+  // The variant the engine uses: texture GEMM on software adapters (d % 64 = 0), else storage.
+  const tex = preferTextureGemm(gpu, D) ? createGemmTextures(gpu, { B, d: D, n }) : undefined;
   const dispatches: Dispatch[] = [];
+  const passes: TextureGemmPass[] = [];
   for (let r0 = 0; r0 < B; r0 += rows) {
-    dispatches.push(
-      ...encoderGemmOp(gpu, { xs, encW: w, bDec: bias, pre }, {
-        d: D,
-        n,
-        rows: Math.min(rows, B - r0),
-        rowOffset: r0,
-      }),
-    );
+    const sizes = { rows: Math.min(rows, B - r0), rowOffset: r0 };
+    if (tex) passes.push(await textureGemmPass(gpu, tex, { bDec: bias, pre }, sizes));
+    else {dispatches.push(
+        ...encoderGemmOp(gpu, { xs, encW: w, bDec: bias, pre }, { d: D, n, ...sizes }),
+      );}
   }
   const pipes = await Promise.all(dispatches.map((q) => getPipeline(gpu, q.kernel)));
-  const record = (enc: GPUCommandEncoder) => encodeDispatches(gpu, enc, dispatches, pipes);
+  const record = (enc: GPUCommandEncoder) => {
+    if (tex) encodeGemmTextureCopies(enc, tex, { xs, encW: w }); // the engine copies every step too
+    encodeDispatches(gpu, enc, dispatches, pipes);
+    for (const p of passes) p.encode(enc);
+  };
   await timeGpu(gpu, record); // warm-up (compiles on first use)
   let best = Infinity;
   for (let i = 0; i < 2; i++) best = Math.min(best, await timeGpu(gpu, record));
   releaseUniforms(dispatches);
+  for (const p of passes) p.release();
+  tex?.xs.texture.destroy();
+  tex?.encW.texture.destroy();
   for (const b of [xs, w, bias, pre]) b.destroy();
-  return [best, dispatches[0].kernel.entry];
+  return [best, tex ? "gemm_block4_tex + texture copies" : dispatches[0].kernel.entry];
 }
 
 for (const n of widths) {
