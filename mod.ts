@@ -417,3 +417,16 @@ export {
   openSae,
   type SaeFormat,
 } from "./lib/format/open_sae.ts";
+export {
+  COMPARE_ARCHS,
+  type CompareArch,
+  compareConfig,
+  type CompareOptions,
+  type CompareRow,
+  type CompareSettings,
+  type CompareSummary,
+  DEMO_SETTINGS,
+  formatTable,
+  runComparison,
+  SUMMARY_FILE,
+} from "./lib/demo/compare.ts";
