@@ -16,6 +16,7 @@
 //   adam_dense4, adam_rows4: the same on vec4 views (len, cols multiples of 4; u.len and
 //               u.cols count vec4s), four elements per load — llvmpipe issues one load per lane.
 
+// WG must be a power of two (adam_rows halves it in its workgroup reduction).
 override WG: u32 = 64;
 
 struct Params {

@@ -2,7 +2,8 @@
 // the active (row, slot) entries of the codes. SPARSE PATH: no dense [B, n] matrix is ever
 // built; per-feature sums are a deterministic transpose of the entry lists (counting sort by
 // feature index: per-row-block histogram -> prefix over blocks -> scan over features ->
-// stable scatter), then one workgroup per feature reduces its own entries in a fixed order.
+// stable scatter), then per feature (and block of columns) one workgroup sums its entries in a
+// fixed order.
 //
 // Shapes (f32 unless said, row-major). B rows, d width, n features, L levels, S = L + A sources.
 //   xs      [B, d]      standardised batch          recon  [L, B, d]  level reconstructions x̂s_{≤l}
@@ -32,6 +33,18 @@
 //                   (reduce_features4: four columns per invocation through vec4 views)
 //   bdec_partial    one (chunk, j): Σ_{f in chunk} sdpre[f]·encW[f, j]
 //   bdec_final      one j: gradB[j] = Σ_b U[0, b, j] - Σ_chunks partial[c, j]
+//
+// Bindings (in order; the last is the Params uniform):
+//   level_grad        recon, xs, scal, U, p
+//   aux_grad          ehat, xs, recon, scal, U, p
+//   entry_dpre(4)     idx, val, U, decW, layerEnds, dpre [E], p
+//   histogram         idx, val, counts, p
+//   block_prefix      counts, start, p
+//   scan_features     start, p
+//   scatter           idx, val, dpre, counts (cursors), start, sKey, sVal, sDpre, layerEnds, p
+//   reduce_features(4) start, sKey, sVal, sDpre, U, xs, bDec, gradDec, gradEnc, sdpre, p
+//   bdec_partial      sdpre, encW, partial, p
+//   bdec_final        U, partial, gradB, p
 
 override WG: u32 = 64;
 
