@@ -426,7 +426,7 @@ export {
   type CompareSettings,
   type CompareSummary,
   DEMO_SETTINGS,
-  formatTable,
+  formatTable as formatComparisonTable,
   runComparison,
   SUMMARY_FILE,
 } from "./lib/demo/compare.ts";
