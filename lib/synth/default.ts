@@ -74,7 +74,7 @@ export interface DefaultDataset {
  * is complete and matches the current definition (otherwise it is regenerated in place).
  */
 export async function ensureDefaultDataset(
-  cacheDir = arborCacheDir(),
+  cacheDir: string = arborCacheDir(),
   opts: { tokens?: number; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<DefaultDataset> {
   const dir = join(cacheDir, DEFAULT_DATASET_NAME);
