@@ -34,8 +34,6 @@ export const DEFAULT_SYNTH_PARAMS: SynthParams = {
   magnitudeStd: 0.15,
   epsilon: 0.2,
   siblingEpsilon: 0.1,
-  // Not 0: the generator's direction stream and the SAE initialisation both use Rng(seed), so
-  // with equal seeds the SAE's initial decoder rows would start on the true directions.
   seed: 7,
   keepEmpty: false,
 };

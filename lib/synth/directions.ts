@@ -51,6 +51,9 @@ export function fitsExactly(tree: FeatureTree, dIn: number): boolean {
   return true;
 }
 
+/** Salt of the direction stream, distinct from the SAE initialisation's plain `Rng(seed)`. */
+const DIRECTION_STREAM = 0x85ebca6b;
+
 /** Draw the true directions [m, d] for a tree (seeded; see the module doc for the formula). */
 export function buildDirections(
   tree: FeatureTree,
@@ -60,7 +63,8 @@ export function buildDirections(
 ): Float32Array {
   const m = tree.features.length;
   const d = dIn;
-  const rng = new Rng(seed);
+  // A stream of its own: an SAE initialised with Rng(seed) must not start on the true directions.
+  const rng = new Rng((seed ^ DIRECTION_STREAM) >>> 0);
   const dirs = new Float64Array(m * d);
   const row = (f: number) => dirs.subarray(f * d, (f + 1) * d);
   const ones = new Float64Array(d).fill(1 / Math.sqrt(d));

@@ -9,6 +9,8 @@ import {
 } from "../../lib/synth/generator.ts";
 import { type FeatureTree, parseTree, treeFromParams } from "../../lib/synth/tree.ts";
 import { toyTree } from "./_toy_tree.ts";
+import { initParams } from "../../lib/sae/reference/init.ts";
+import { makeConfig } from "../../lib/sae/config.ts";
 
 const PARAMS: SynthParams = {
   dIn: 24,
@@ -302,4 +304,26 @@ Deno.test("generator parameters are validated with the field named", () => {
   bad({ dIn: 2 }, "d_in");
   bad({ tokens: 0 }, "tokens");
   bad({ noise: -1 }, "noise");
+});
+
+Deno.test("directions: an SAE initialised with the data's seed does not start on the true directions", () => {
+  const tree = paramTree(false);
+  const d = PARAMS.dIn;
+  for (const seed of [0, 7]) {
+    const gen = new SynthGenerator(tree, { ...PARAMS, tokens: 1, seed });
+    const m = gen.features;
+    const sae = initParams(makeConfig({ arch: "topk", dIn: d, layers: [m], k: 2, seed }));
+    // Row i of the initial decoder against true feature i: random unit vectors in R^24 have
+    // |cos| ~ 0.2; a shared random stream would put them near 1.
+    let maxCos = 0;
+    for (let f = 0; f < m; f++) {
+      let dot = 0;
+      for (let j = 0; j < d; j++) dot += sae.decW[f * d + j] * gen.directions[f * d + j];
+      maxCos = Math.max(maxCos, Math.abs(dot));
+    }
+    assert.ok(
+      maxCos < 0.9,
+      `seed ${seed}: initial decoder row matches its true direction (cos ${maxCos})`,
+    );
+  }
 });
