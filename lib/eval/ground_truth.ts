@@ -130,7 +130,7 @@ export class GroundTruthCodeStats {
   /** Per learned feature: tokens on which it fired [n]. */
   readonly fireCount: Float64Array;
   /** Per requested child latent: co-firing counts with every latent [n]. */
-  readonly cofire = new Map<number, Float64Array>();
+  readonly cofire: Map<number, Float64Array> = new Map();
   #childrenOf: Map<number, number[]>;
   #fires: Uint8Array;
 

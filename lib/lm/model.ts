@@ -185,7 +185,7 @@ export class Gpt2Model {
     config: Gpt2Config,
     weights: Gpt2Weights,
     options: Gpt2ModelOptions = {},
-  ) {
+  ): Gpt2Model {
     return new Gpt2Model(gpu, config, weights, options);
   }
 
