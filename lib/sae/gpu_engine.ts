@@ -552,7 +552,8 @@ export class GpuEngine implements SaeEngine {
         `SAE config: one row of ${n} pre-activations exceeds the storage binding limit`,
       );
     }
-    let chunkRows = Math.min(B, limit);
+    // Equal chunks (4096 rows at n = 24576 under 128 MiB: 4 × 1024, not 3 × 1365 + 1).
+    let chunkRows = Math.ceil(B / Math.ceil(B / Math.min(B, limit)));
     // The selection binds pre as vec4, padded to 16 bytes: keep the padded chunk under the limit.
     while (
       chunkRows > 1 && preChunkBytes(chunkRows, n) > gpu.device.limits.maxStorageBufferBindingSize
