@@ -35,7 +35,7 @@ export const spec: CommandSpec = {
   },
   positionals: true,
   examples: [
-    "deno run -A cli/main.ts export runs/demo --format saelens --out runs/demo-saelens",
+    "deno run -A cli/main.ts export runs/demo/tree --format saelens --out runs/demo-saelens",
     "deno run -A cli/main.ts export --from saelens runs/demo-saelens --out runs/demo-back",
     "deno run -A cli/main.ts export --from sparsify path/to/layers.6 --out runs/imported",
   ],

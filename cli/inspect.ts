@@ -60,8 +60,8 @@ export const spec: CommandSpec = {
   },
   positionals: true,
   examples: [
-    "deno run -A cli/main.ts inspect runs/demo --tree --depth 2",
-    "deno run -A cli/main.ts inspect runs/demo --feature 3",
+    "deno run -A cli/main.ts inspect runs/demo/tree --tree --depth 2",
+    "deno run -A cli/main.ts inspect runs/demo/tree --feature 3",
     "deno run -A cli/main.ts inspect runs/tree4 --data acts/gpt2-l5 --html runs/tree4/explorer",
     "deno run -A cli/main.ts inspect runs/tree4 --tree --root 135 --structure-only",
     "deno run -A cli/main.ts inspect saelens/blocks.5 --data acts/gpt2-l5 --feature 12",
