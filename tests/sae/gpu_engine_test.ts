@@ -218,6 +218,28 @@ Deno.test("GpuEngine in row chunks equals one chunk (encoder GEMM + selection pe
   }
 });
 
+Deno.test("GpuEngine is bitwise reproducible: same state and batches give identical weights (tree, batchtopk)", async () => {
+  const gpu = await testGpu();
+  for (const [name, input] of [CONFIGS[1], CONFIGS[3]]) {
+    const config = makeConfig(input);
+    const start = stateWithDead(config);
+    const runs: SaeState[] = [];
+    for (let r = 0; r < 2; r++) {
+      const eng = await GpuEngine.create(config, start, { gpu });
+      try {
+        for (let t = 0; t < 2; t++) await eng.step(batch(41, D, 600 + t), 41);
+        runs.push(await eng.readState());
+      } finally {
+        eng.destroy();
+      }
+    }
+    assert.deepEqual(runs[1].encW, runs[0].encW, `${name}: encW`);
+    assert.deepEqual(runs[1].decW, runs[0].decW, `${name}: decW`);
+    assert.deepEqual(runs[1].bDec, runs[0].bDec, `${name}: bDec`);
+    assert.deepEqual(runs[1].adam.encW.v, runs[0].adam.encW.v, `${name}: Adam v`);
+  }
+});
+
 Deno.test("tree gate holds on GPU codes: no child is active where its parent is not", async () => {
   const gpu = await testGpu();
   const config = makeConfig(CONFIGS[3][1]);
