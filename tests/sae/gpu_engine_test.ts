@@ -1,8 +1,9 @@
 /**
  * GpuEngine against ReferenceEngine: one step (weights after Adam) and a few steps in a row
  * agree within 1e-4 relative for topk, batchtopk, matryoshka and a 3-layer tree with AuxK
- * active; the tree gate holds on GPU codes; row chunking gives the same step; and a TopK SAE
- * learns planted directions on synthetic data.
+ * active, on the storage paths (d = 24) and the texture GEMM/decode paths (d = 64); inference
+ * (encode, reconstruct) agrees; steps are bitwise reproducible; the tree gate holds on GPU codes;
+ * row chunking gives the same step; and a TopK SAE learns planted directions on synthetic data.
  */
 import assert from "node:assert/strict";
 import { assertClose, randn, rng, testGpu } from "../_util.ts";
