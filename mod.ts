@@ -430,3 +430,4 @@ export {
   runComparison,
   SUMMARY_FILE,
 } from "./lib/demo/compare.ts";
+export { GpuEngine, type GpuEngineOptions } from "./lib/sae/gpu_engine.ts";

@@ -49,7 +49,8 @@ const MAX_K: u32 = 256u;
 const MAX_C: u32 = 1024u;
 // Layers at least this large try the fast path first.
 const FAST_MIN_SIZE: u32 = 512u;
-// FIRE_THRESHOLD = 1e-3 (ref: a feature fires when its activation exceeds it).
+// FIRE_THRESHOLD = 1e-3 (ref: a feature fires when its activation exceeds it). The TS reference
+// compares f32 values with the double 1e-3; f32(1e-3) rounds up, so that test is `>=` here.
 const FIRE_THRESHOLD: f32 = 1e-3;
 const NO_SLOT: u32 = 0xffffffffu;
 
@@ -351,7 +352,7 @@ fn place(mode: u32, slot: u32, i: u32, v: f32) {
   } else {
     idx[slot] = i;
     val[slot] = v;
-    if (mode == MODE_MAIN && v > FIRE_THRESHOLD) { mark_fired(i); }
+    if (mode == MODE_MAIN && v >= FIRE_THRESHOLD) { mark_fired(i); }
   }
 }
 
@@ -497,7 +498,7 @@ fn select_aux(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: 
   let row = u.rowOffset + r;
   if (GATED != 0u) {
     for (var s = t; s < u.K; s += WG) {
-      if (val[row * u.K + s] > FIRE_THRESHOLD) { mark_fired(idx[row * u.K + s]); }
+      if (val[row * u.K + s] >= FIRE_THRESHOLD) { mark_fired(idx[row * u.K + s]); }
     }
   }
   // The layer's dead features: the part of the ascending dead list inside [o, o + s).

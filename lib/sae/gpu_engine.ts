@@ -69,6 +69,7 @@ import {
   treeLevels,
 } from "./ops/sparse_decode.ts";
 import { lossTermCount, lossTermsOp } from "./ops/loss.ts";
+import { thresholdFilterOp } from "./ops/threshold.ts";
 import {
   batchTopKOp,
   type BatchTopKScratch,
@@ -333,6 +334,8 @@ export class GpuEngine implements SaeEngine {
     // BatchTopK's threshold spans the batch: every chunk keeps its own pre buffer until the
     // selection ran. The other archs select per chunk and reuse one buffer.
     const batchTopK = this.config.arch === "batchtopk" && mode === "train";
+    const thresholded = this.config.arch === "batchtopk" && mode === "inference" &&
+      this.#threshold >= 0;
     const chunks: PreChunk[] = [];
     for (let r0 = 0, c = 0; r0 < B; r0 += bb.chunkRows, c++) {
       const rows = Math.min(bb.chunkRows, B - r0);
@@ -360,7 +363,13 @@ export class GpuEngine implements SaeEngine {
         idx: bb.idx,
         val: bb.val,
       };
-      if (!batchTopK) out.push(...selectTopKOp(gpu, sel, this.#layout, { n, rows, rowOffset: r0 }));
+      if (thresholded) {
+        // BatchTopK inference with θ set: the per-row top K, then only the slots above θ.
+        const wide = { ...sel, layerTable: this.#batchLayerTable! };
+        out.push(...selectTopKOp(gpu, wide, this.#batchLayout(), { n, rows, rowOffset: r0 }));
+      } else if (!batchTopK) {
+        out.push(...selectTopKOp(gpu, sel, this.#layout, { n, rows, rowOffset: r0 }));
+      }
       if (mode === "train") {
         // AuxK reads the main codes only for the tree gate, which BatchTopK does not have.
         this.#groups.forEach((_, a) => {
@@ -393,6 +402,13 @@ export class GpuEngine implements SaeEngine {
         },
         { B, n, k: this.config.k, K: this.#K },
       ));
+    }
+    if (thresholded) {
+      out.push(...thresholdFilterOp(gpu, { idx: bb.idx, val: bb.val }, {
+        B,
+        K: this.#K,
+        theta: this.#threshold,
+      }));
     }
     if (mode === "inference") return;
     await this.#decode(out, {
@@ -473,12 +489,16 @@ export class GpuEngine implements SaeEngine {
   }
 
   /**
-   * Slots per row at inference: the training K, except BatchTopK, which encodes with TopK (k
-   * slots) — the reference's choice before θ is set. The θ-threshold selection has no GPU op
-   * yet, so the GPU engine keeps TopK after θ is set too (a known gap; see the report).
+   * Slots per row at inference: the training K, except BatchTopK before θ is set, which encodes
+   * with TopK (k slots) as the reference does; once θ is set, K slots filtered by θ.
    */
   #inferenceK(): number {
-    return this.config.arch === "batchtopk" ? this.config.k : this.#K;
+    return this.config.arch === "batchtopk" && this.#threshold < 0 ? this.config.k : this.#K;
+  }
+
+  /** BatchTopK's inference selection: one ungated layer of K = min(n, 4k) slots. */
+  #batchLayout(): SelectionLayout {
+    return { sizes: [this.#n], kPerLayer: [this.#K], gated: false };
   }
 
   /** Run standardisation, GEMM and selection (and with `decode`, the raw-space reconstruction). */

@@ -199,6 +199,38 @@ Deno.test("GpuEngine inference (encode, reconstruct) equals ReferenceEngine (top
   }
 });
 
+Deno.test("GpuEngine BatchTopK inference uses the threshold θ once set, like ReferenceEngine", async () => {
+  const gpu = await testGpu();
+  const config = makeConfig(CONFIGS[1][1]);
+  const start = stateWithDead(config);
+  const ref = new ReferenceEngine(config, start);
+  const eng = await GpuEngine.create(config, start, { gpu });
+  try {
+    await ref.step(batch(37, D, 5), 37);
+    const trained = await ref.readState();
+    assert.ok(trained.threshold > 0, "θ is set after a training step");
+    // Raise θ so that rows keep different numbers of slots (some fewer than k, some more).
+    for (const theta of [trained.threshold, 0.5]) {
+      await eng.writeState({ ...trained, threshold: theta });
+      await ref.writeState({ ...trained, threshold: theta });
+      const x = batch(29, D, 6);
+      const [a, b] = [await eng.encode(x, 29), await ref.encode(x, 29)];
+      assert.equal(a.K, b.K);
+      assert.deepEqual(a.idx, b.idx, `θ=${theta}: code indices`);
+      assertClose(a.val, b.val, { rtol: 1e-4, atol: 1e-5, label: `θ=${theta}: code values` });
+      const kept = Array.from(
+        { length: 29 },
+        (_, r) => Array.from(a.val.subarray(r * a.K, (r + 1) * a.K)).filter((v) => v > 0).length,
+      );
+      assert.ok(new Set(kept).size > 1, `θ=${theta}: rows keep varying counts (${kept})`);
+      const [ra, rb] = [await eng.reconstruct(x, 29), await ref.reconstruct(x, 29)];
+      assertClose(ra, rb, { rtol: 1e-4, atol: 1e-4 * maxAbs(rb), label: `θ=${theta}: recon` });
+    }
+  } finally {
+    eng.destroy();
+  }
+});
+
 Deno.test("GpuEngine in row chunks equals one chunk (encoder GEMM + selection per chunk)", async () => {
   const gpu = await testGpu();
   for (const [name, input] of [CONFIGS[0], CONFIGS[1], CONFIGS[3]]) {
