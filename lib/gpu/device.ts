@@ -87,7 +87,7 @@ async function createGpu(options: GpuOptions): Promise<Gpu> {
   });
   // deno-lint-ignore no-explicit-any
   const info = (adapter as any).info ?? {};
-  const backend = Deno.env.get("DENO_WEBGPU_BACKEND") ?? "default";
+  const backend = Deno.env.get("DENO_WEBGPU_BACKEND") ?? "auto";
   const isFallback = Boolean(
     info.isFallbackAdapter ?? (adapter as { isFallbackAdapter?: boolean })
       .isFallbackAdapter,
