@@ -30,7 +30,8 @@
 //   scan_features   whole array (one workgroup): start = exclusive scan of totals
 //   scatter         one workgroup per row block; rows in order, slots of a row in parallel
 //   reduce_features one workgroup per (feature, block of WG columns); one column per invocation
-//                   (reduce_features4: four columns per invocation through vec4 views)
+//                   (reduce_features4: four columns per invocation through vec4 views;
+//                   reduce_features16: sixteen columns, four vec4s, per invocation)
 //   bdec_partial    one (chunk, j): Σ_{f in chunk} sdpre[f]·encW[f, j]
 //   bdec_final      one j: gradB[j] = Σ_b U[0, b, j] - Σ_chunks partial[c, j]
 //
@@ -42,7 +43,7 @@
 //   block_prefix      counts, start, p
 //   scan_features     start, p
 //   scatter           idx, val, dpre, counts (cursors), start, sKey, sVal, sDpre, layerEnds, p
-//   reduce_features(4) start, sKey, sVal, sDpre, U, xs, bDec, gradDec, gradEnc, sdpre, p
+//   reduce_features(4|16) start, sKey, sVal, sDpre, U, xs, bDec, gradDec, gradEnc, sdpre, p
 //   bdec_partial      sdpre, encW, partial, p
 //   bdec_final        U, partial, gradB, p
 
@@ -375,6 +376,62 @@ fn reduce_features4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
   }
   rf_gdec4[f * d4 + j] = gd;
   rf_genc4[f * d4 + j] = ge - s * rf_bdec4[j];
+  if (j == 0u) { rf_sum[f] = s; }
+}
+
+// reduce_features16: reduce_features4 with four vec4s (16 columns) per invocation, so the
+// entry's key, value and dpre loads (uniform over the workgroup, but per-lane loads on
+// software adapters) are paid once per 16 columns. d a multiple of 16. Grid as
+// reduce_features4; invocation t of block c owns vec4 columns 4·(c·WG + t) .. +3.
+@compute @workgroup_size(WG)
+fn reduce_features16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let f = wg.y * rf_p.row_stride + wg.x;
+  if (f >= rf_p.n) { return; }
+  let lo = rf_start[f];
+  let hi = rf_start[f + 1u];
+  let j = (wg.z * WG + lid.x) * 4u;
+  if (lo == hi) {
+    if (j == 0u) { rf_sum[f] = 0.0; }
+    return;
+  }
+  let d4 = rf_p.d / 4u;
+  if (j >= d4) { return; }
+  let bd4 = rf_p.B * d4;
+  var gd0 = vec4f(0.0);
+  var gd1 = vec4f(0.0);
+  var gd2 = vec4f(0.0);
+  var gd3 = vec4f(0.0);
+  var ge0 = vec4f(0.0);
+  var ge1 = vec4f(0.0);
+  var ge2 = vec4f(0.0);
+  var ge3 = vec4f(0.0);
+  var s = 0.0;
+  for (var e = lo; e < hi; e++) {
+    let key = rf_key[e];
+    let b = key & 0xFFFFFFu;
+    let dp = rf_sdpre[e];
+    let v = rf_sval[e];
+    s += dp;
+    let ub = (key >> 24u) * bd4 + b * d4 + j;
+    let xb = b * d4 + j;
+    gd0 += v * rf_u4[ub];
+    gd1 += v * rf_u4[ub + 1u];
+    gd2 += v * rf_u4[ub + 2u];
+    gd3 += v * rf_u4[ub + 3u];
+    ge0 += dp * rf_xs4[xb];
+    ge1 += dp * rf_xs4[xb + 1u];
+    ge2 += dp * rf_xs4[xb + 2u];
+    ge3 += dp * rf_xs4[xb + 3u];
+  }
+  let o = f * d4 + j;
+  rf_gdec4[o] = gd0;
+  rf_gdec4[o + 1u] = gd1;
+  rf_gdec4[o + 2u] = gd2;
+  rf_gdec4[o + 3u] = gd3;
+  rf_genc4[o] = ge0 - s * rf_bdec4[j];
+  rf_genc4[o + 1u] = ge1 - s * rf_bdec4[j + 1u];
+  rf_genc4[o + 2u] = ge2 - s * rf_bdec4[j + 2u];
+  rf_genc4[o + 3u] = ge3 - s * rf_bdec4[j + 3u];
   if (j == 0u) { rf_sum[f] = s; }
 }
 

@@ -264,6 +264,24 @@ const CASES: Case[] = [
     ],
     seed: 4,
   },
+  // d % 16 = 0: reduce_features16 (16 columns per invocation), one column block.
+  {
+    B: 53,
+    d: 48,
+    layers: [37],
+    k: 6,
+    aux: [{ k: 9, level: 0, alpha: 1 / 32, start: 0, end: 37 }],
+    seed: 5,
+  },
+  // d % 16 = 0 wider than one block of 48 invocations × 16 columns (second block partly idle).
+  {
+    B: 19,
+    d: 800,
+    layers: [13, 10],
+    k: 5,
+    aux: [{ k: 3, level: 1, alpha: 0.3, start: 0, end: 23 }],
+    seed: 6,
+  },
 ];
 
 for (const c of CASES) {
