@@ -264,13 +264,14 @@ const CASES: Case[] = [
     ],
     seed: 4,
   },
-  // d % 16 = 0: reduce_features16 (16 columns per invocation), one column block.
+  // d % 16 = 0: reduce_features16 (16 columns per invocation), one column block; aux k % 4 = 0:
+  // entry_dpre4x4 (four entries of a row per invocation).
   {
     B: 53,
     d: 48,
-    layers: [37],
+    layers: [97],
     k: 6,
-    aux: [{ k: 9, level: 0, alpha: 1 / 32, start: 0, end: 37 }],
+    aux: [{ k: 8, level: 0, alpha: 1 / 32, start: 0, end: 97 }],
     seed: 5,
   },
   // d % 16 = 0 wider than one block of 48 invocations × 16 columns (second block partly idle).

@@ -39,6 +39,7 @@ const K_LEVEL = kernel("level_grad");
 const K_AUX = kernel("aux_grad");
 const K_DPRE = kernel("entry_dpre");
 const K_DPRE4 = kernel("entry_dpre4");
+const K_DPRE4X4 = kernel("entry_dpre4x4");
 const K_HIST = kernel("histogram");
 const K_PREFIX = kernel("block_prefix");
 const K_SCAN = kernel("scan_features");
@@ -68,6 +69,7 @@ const ALL_KERNELS = [
   K_AUX,
   K_DPRE,
   K_DPRE4,
+  K_DPRE4X4,
   K_HIST,
   K_PREFIX,
   K_SCAN,
@@ -275,7 +277,15 @@ export class SparseBackward {
     const segParams = segments.map((seg) => {
       const grid = wrapGrid(this.#gpu, Math.ceil((B * seg.k) / WG));
       const blocks = wrapGrid(this.#gpu, this.nBlocks);
+      const quadGrid = wrapGrid(this.#gpu, Math.ceil((B * seg.k) / 4 / WG));
       const p = {
+        quad: this.#params({
+          kseg: seg.k,
+          src: seg.src,
+          seg_base: base,
+          row_stride: quadGrid.stride * WG,
+        }),
+        quadGrid,
         flat: this.#params({
           kseg: seg.k,
           src: seg.src,
@@ -297,11 +307,20 @@ export class SparseBackward {
     segments.forEach((seg, i) => {
       const p = segParams[i];
       if (seg.k === 0) return;
-      out.push({
-        kernel: d % 4 === 0 ? K_DPRE4 : K_DPRE, // vec4 loads when rows allow
-        buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.flat],
-        workgroups: p.grid.workgroups,
-      });
+      if (d % 4 === 0 && seg.k % 4 === 0 && seg.src !== SRC_FROM_LAYER) {
+        // Fixed source, whole rows of four entries: one U load serves four dot products.
+        out.push({
+          kernel: K_DPRE4X4,
+          buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.quad],
+          workgroups: p.quadGrid.workgroups,
+        });
+      } else {
+        out.push({
+          kernel: d % 4 === 0 ? K_DPRE4 : K_DPRE, // vec4 loads when rows allow
+          buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.flat],
+          workgroups: p.grid.workgroups,
+        });
+      }
       out.push({
         kernel: K_HIST,
         buffers: [seg.idx, seg.val, s.counts, p.flat],
