@@ -154,19 +154,23 @@ fn candidate_of(mode: u32, p: f32, i: u32, o: u32) -> vec2u {
   return vec2u(1u, key_of(select(0.0, p, eligible(i, o))));
 }
 
-// Fast path (threshold filter + exact rank): each invocation keeps the top m = ceil(k / WG) keys of
-// its strided share of the layer; the k-th largest of those WG·m keys, T, has at least k candidate
-// keys ≥ T (k distinct elements reach it), usually few more. One more read collects every key ≥ T
+// Fast path (threshold filter + exact rank): each invocation keeps the top m keys of its strided
+// share of the layer, m = ceil(k / WG), plus one when m > 1 (with WG·m = k exactly, T would be the
+// smallest kept key: for k = 256 over 12 288 features ~650 keys reach it, against ~300 with one
+// spare); the k-th largest of those WG·m keys, T, has at least k candidate keys ≥ T (k distinct
+// elements reach it), usually few more. One more read collects every key ≥ T
 // (at most MAX_C) and a bitonic sort orders them. Returns false, having written nothing, when
 // T does not exist (fewer than k candidates) or too many keys tie at/above it: the caller then runs
 // the radix select. pre is read as vec4 when the layer is 4-aligned.
 fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) -> bool {
   if (s < FAST_MIN_SIZE || k > 4u * WG) { return false; }
-  let m = (k + WG - 1u) / WG;
+  let m0 = (k + WG - 1u) / WG;
+  let m = select(m0, m0 + 1u, m0 > 1u);
   var t0 = 0u;
   var t1 = 0u;
   var t2 = 0u;
   var t3 = 0u;
+  var t4 = 0u;
   let aligned = mode != MODE_AUX && (base + o) % 4u == 0u && s % 4u == 0u;
   let n4 = select(0u, s / 4u, aligned);
   // Two copies of the scan so the common m = 1 case runs a plain max (llvmpipe executes both sides
@@ -185,8 +189,9 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
       let v = pre4[(base + o) / 4u + q];
       for (var c = 0u; c < 4u; c++) {
         let key = cand_key(mode, v[c], o + 4u * q + c, o);
-        if (key > t3) {
-          t3 = key;
+        if (key > t4) {
+          t4 = key;
+          if (t4 > t3) { let x = t3; t3 = t4; t4 = x; }
           if (t3 > t2) { let x = t2; t2 = t3; t3 = x; }
           if (t2 > t1) { let x = t1; t1 = t2; t2 = x; }
           if (t1 > t0) { let x = t0; t0 = t1; t1 = x; }
@@ -196,8 +201,9 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
     for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
       let f = feat(mode, i, o);
       let key = cand_key(mode, pre_at(base + f), f, o);
-      if (key > t3) {
-        t3 = key;
+      if (key > t4) {
+        t4 = key;
+        if (t4 > t3) { let x = t3; t3 = t4; t4 = x; }
         if (t3 > t2) { let x = t2; t2 = t3; t3 = x; }
         if (t2 > t1) { let x = t1; t1 = t2; t2 = x; }
         if (t1 > t0) { let x = t0; t0 = t1; t1 = x; }
@@ -208,6 +214,7 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   if (m > 1u) { candKey[t * m + 1u] = t1; }
   if (m > 2u) { candKey[t * m + 2u] = t2; }
   if (m > 3u) { candKey[t * m + 3u] = t3; }
+  if (m > 4u) { candKey[t * m + 4u] = t4; }
   for (var q = 0u; q < m; q++) { candIdx[t * m + q] = t * m + q; }
   if (t == 0u) {
     wgU = 0u;
