@@ -24,7 +24,13 @@ import {
   saveCheckpoint,
 } from "../lib/train/checkpoint.ts";
 import { CapacityAccumulator, PARENT_ELIGIBILITY_TOKENS } from "../lib/tree/capacity.ts";
-import { reallocate, type ReallocationResult, resetDeadToRoot } from "../lib/tree/reallocation.ts";
+import {
+  reallocate,
+  REALLOCATION_POOLS,
+  type ReallocationPool,
+  type ReallocationResult,
+  resetDeadToRoot,
+} from "../lib/tree/reallocation.ts";
 import { makeTree, type TreeStructure } from "../lib/tree/structure.ts";
 import {
   FIRST_REALLOCATION_STEP,
@@ -78,6 +84,14 @@ export const ALLOCATION_FLAGS: Record<string, FlagSpec> = {
     default: PARENT_ELIGIBILITY_TOKENS,
     help: "tree: a parent must have fired within this many tokens to receive children (App. G)",
   },
+  "realloc-pool": {
+    type: "string",
+    default: "surplus",
+    help:
+      "tree: which dead children Alg. 2 re-places: surplus (only parents' excess over k*; ref, " +
+      "issue #4) or all-dead (every dead child, first fit into k* minus alive children; the " +
+      "paper's App. G wording)",
+  },
   "capacity-rule": {
     type: "string",
     default: "split",
@@ -112,6 +126,7 @@ export function allocationOptionsFromFlags(
   if (!(eligibilityTokens >= 1)) {
     throw new UsageError(`train: --eligibility-tokens must be ≥ 1, got ${eligibilityTokens}`);
   }
+  const pool = parsePool(flags["realloc-pool"], "train");
   try {
     reallocationSteps(totalSteps, schedule);
   } catch (e) {
@@ -125,7 +140,18 @@ export function allocationOptionsFromFlags(
     const key = Object.keys(flag).find((k) => m.includes(`${k} =`));
     throw new UsageError(`train: ${key ? flag[key] + ": " : ""}${m}`);
   }
-  return { totalSteps, schedule, capacityRule: rule, eligibilityTokens, batchTokens };
+  return { totalSteps, schedule, capacityRule: rule, eligibilityTokens, pool, batchTokens };
+}
+
+/** --realloc-pool value, checked; throws UsageError naming the flag. */
+function parsePool(value: unknown, command: string): ReallocationPool {
+  const v = value ?? "surplus";
+  if (!REALLOCATION_POOLS.includes(v as ReallocationPool)) {
+    throw new UsageError(
+      `${command}: --realloc-pool must be ${REALLOCATION_POOLS.join(" or ")}, got "${v}"`,
+    );
+  }
+  return v as ReallocationPool;
 }
 
 /** Flags of `reallocate`. */
@@ -149,6 +175,12 @@ export const spec: CommandSpec = {
       type: "int",
       default: PARENT_ELIGIBILITY_TOKENS,
       help: "a parent must have fired within this many tokens to receive children (App. G)",
+    },
+    "realloc-pool": {
+      type: "string",
+      default: "surplus",
+      help: "which dead children move: surplus (only parents' excess over k*) or all-dead (every " +
+        "dead child, first fit into k* minus alive children; the paper's App. G wording)",
     },
     "show-moves": {
       type: "int",
@@ -178,6 +210,8 @@ export interface ReallocateArgs {
   deadTokens: number | undefined;
   /** Parent eligibility window in tokens. */
   eligibilityTokens: number;
+  /** Which dead children Algorithm 2 re-places. */
+  pool: ReallocationPool;
   /** Moves listed per layer in a dry run. */
   showMoves: number;
 }
@@ -225,6 +259,7 @@ export function parseReallocateArgs(p: ParsedCommand): ReallocateArgs {
     dryRun,
     deadTokens,
     eligibilityTokens,
+    pool: parsePool(f["realloc-pool"], "reallocate"),
     showMoves: Math.max(0, f["show-moves"] as number),
   };
 }
@@ -245,7 +280,9 @@ export function planReallocation(
   config: SaeConfig,
   state: { parents: Int32Array[]; tokensSinceFired: ArrayLike<number> },
   hookState: unknown,
-  args: Pick<ReallocateArgs, "toRoot" | "deadTokens" | "eligibilityTokens">,
+  args: Pick<ReallocateArgs, "toRoot" | "deadTokens" | "eligibilityTokens"> & {
+    pool?: ReallocationPool;
+  },
   source = "trainer state",
 ): ReallocationPlan {
   if (config.arch !== "tree") {
@@ -277,6 +314,7 @@ export function planReallocation(
     tokensSinceFired: state.tokensSinceFired,
     deadTokens,
     eligibilityTokens: args.eligibilityTokens,
+    pool: args.pool,
   });
   return { tree, result, notes };
 }

@@ -13,10 +13,17 @@
  *     donors ran out of dead children ("as far as dead children allow").
  * The caller then resets the capacities (`CapacityAccumulator.reset`).
  *
- * This follows issue #4 and the reference code. The paper's sentence "first fit ... for all of the
- * parents that have less than the optimal number of non-dead child features" could also be read
- * as re-placing every dead child (counting only alive children against k*); we do not, because
- * that moves dead children away from parents that are already at their optimum.
+ * This ("surplus" pool, the default) follows issue #4 and the reference code. The paper's own
+ * wording (App. G: "sample the pool of dead child features ... first fit strategy for all of the
+ * parents that have less than the optimal number of non-dead child features") is available as
+ * the "all-dead" pool:
+ *  2'. Pool: every dead child of the layer, ascending child index (we take all of them,
+ *      deterministically, instead of sampling).
+ *  3'. Deficits: k*_p − (alive children of p), clipped at 0. First fit: parents in ascending
+ *      index take pool children in order until the pool is empty or every deficit is filled;
+ *      dead children left over keep their parent. A dead child may land on its own parent
+ *      (not a move). Σ deficits ≥ Σk* − alive = dead, so with any eligible parent the pool
+ *      always empties: every dead child is re-placed, also those of parents at their optimum.
  *
  * Root reset (App. C, at half of training): every dead child of every layer l ≥ 1 becomes a child
  * of the root, so it may fire on any token; afterwards allocation stays frozen.
@@ -68,6 +75,11 @@ export interface ReallocationResult {
   layers: LayerReport[];
 }
 
+/** Which dead children Algorithm 2 re-places (see the file comment). */
+export type ReallocationPool = "surplus" | "all-dead";
+/** Accepted ReallocationPool values, default first. */
+export const REALLOCATION_POOLS: readonly ReallocationPool[] = ["surplus", "all-dead"];
+
 /** Inputs of Algorithm 2 besides the tree. */
 export interface ReallocationInputs {
   /** capacity[l]: C_p over the o_l + 1 candidate parents of layer l (l ≥ 1; index 0 unused). */
@@ -82,6 +94,8 @@ export interface ReallocationInputs {
    * below 50,000; in the paper's setting 50k ≪ 10M).
    */
   eligibilityTokens?: number;
+  /** Which dead children move (default "surplus": only parents' excess over k*). */
+  pool?: ReallocationPool;
 }
 
 /** Dead mask [n]: 1 where tokensSinceFired ≥ deadTokens. */
@@ -102,6 +116,7 @@ export function reallocateLayer(
   capacity: ArrayLike<number>,
   eligible: ArrayLike<number | boolean>,
   dead: ArrayLike<number | boolean>,
+  pool: ReallocationPool = "surplus",
 ): { parents: Int32Array; report: LayerReport } {
   const m = offset + 1;
   if (capacity.length !== m || eligible.length !== m || dead.length !== parents.length) {
@@ -117,50 +132,9 @@ export function reallocateLayer(
   let nEligible = 0;
   for (let p = 0; p < m; p++) if (eligible[p]) nEligible++;
 
-  // Dead children per parent in ascending child order (counting sort over dead children only).
-  const deadStart = new Uint32Array(m + 1);
-  let nDead = 0;
-  for (let i = 0; i < s; i++) {
-    if (dead[i]) {
-      deadStart[parents[i] + 1]++;
-      nDead++;
-    }
-  }
-  for (let p = 0; p < m; p++) deadStart[p + 1] += deadStart[p];
-  const deadByParent = new Uint32Array(nDead);
-  const fill = deadStart.slice(0, m);
-  for (let i = 0; i < s; i++) if (dead[i]) deadByParent[fill[parents[i]]++] = i;
-
-  // Movers: from each over-full parent, up to its excess of dead children.
-  const movers: number[] = [];
-  for (let p = 0; p < m; p++) {
-    if (counts[p] <= optimal[p]) continue;
-    const take = Math.min(counts[p] - optimal[p], deadStart[p + 1] - deadStart[p]);
-    for (let j = 0; j < take; j++) movers.push(deadByParent[deadStart[p] + j]);
-  }
-  // First fit into the under-full parents, ascending.
-  const out = parents.slice();
-  const child = new Uint32Array(movers.length);
-  const from = new Int32Array(movers.length);
-  const to = new Int32Array(movers.length);
-  let next = 0;
-  for (let p = 0; p < m && next < movers.length; p++) {
-    for (let free = optimal[p] - Math.min(optimal[p], counts[p]); free > 0; free--) {
-      if (next === movers.length) break;
-      const c = movers[next];
-      child[next] = c;
-      from[next] = parents[c];
-      to[next] = p;
-      out[c] = p;
-      next++;
-    }
-  }
-  // Σ(k − k*)⁺ = Σ(k* − k)⁺ whenever Σk* = s_l; only an empty k* (no eligible parent) breaks it.
-  if (next !== movers.length) {
-    throw new ArborError(
-      `reallocate layer ${layer}: internal error, ${movers.length - next} unplaced`,
-    );
-  }
+  const { out, child, from, to, nDead } = pool === "all-dead"
+    ? placeAllDead(parents, m, counts, optimal, dead)
+    : placeSurplus(layer, parents, m, counts, optimal, dead);
   const after = new Uint32Array(m);
   for (const p of out) after[p]++;
   const changes: ParentChange[] = [];
@@ -178,7 +152,7 @@ export function reallocateLayer(
       layer,
       children: s,
       dead: nDead,
-      moved: movers.length,
+      moved: child.length,
       eligibleParents: nEligible,
       payoff: {
         before: minPayoff(capacity, counts),
@@ -214,6 +188,7 @@ export function reallocate(tree: TreeStructure, inputs: ReallocationInputs): Rea
       cap,
       eligible,
       dead.subarray(o, o + tree.layers[l]),
+      inputs.pool ?? "surplus",
     );
     parents.push(r.parents);
     layers.push(r.report);
@@ -274,4 +249,112 @@ function checkFeatureArray(tree: TreeStructure, length: number): void {
       `reallocate: tokensSinceFired has ${length} entries but the tree has n = ${tree.n} features`,
     );
   }
+}
+
+/** The moves of one layer: new parents plus (child, from, to) of every child that changed. */
+interface Placement {
+  out: Int32Array;
+  child: Uint32Array;
+  from: Int32Array;
+  to: Int32Array;
+  nDead: number;
+}
+
+/** Surplus pool: over-full parents give up to their excess of dead children; first fit. */
+function placeSurplus(
+  layer: number,
+  parents: Int32Array,
+  m: number,
+  counts: Uint32Array,
+  optimal: Uint32Array,
+  dead: ArrayLike<number | boolean>,
+): Placement {
+  const s = parents.length;
+  // Dead children per parent in ascending child order (counting sort over dead children only).
+  const deadStart = new Uint32Array(m + 1);
+  let nDead = 0;
+  for (let i = 0; i < s; i++) {
+    if (dead[i]) {
+      deadStart[parents[i] + 1]++;
+      nDead++;
+    }
+  }
+  for (let p = 0; p < m; p++) deadStart[p + 1] += deadStart[p];
+  const deadByParent = new Uint32Array(nDead);
+  const fill = deadStart.slice(0, m);
+  for (let i = 0; i < s; i++) if (dead[i]) deadByParent[fill[parents[i]]++] = i;
+
+  // Movers: from each over-full parent, up to its excess of dead children.
+  const movers: number[] = [];
+  for (let p = 0; p < m; p++) {
+    if (counts[p] <= optimal[p]) continue;
+    const take = Math.min(counts[p] - optimal[p], deadStart[p + 1] - deadStart[p]);
+    for (let j = 0; j < take; j++) movers.push(deadByParent[deadStart[p] + j]);
+  }
+  // First fit into the under-full parents, ascending.
+  const out = parents.slice();
+  const child = new Uint32Array(movers.length);
+  const from = new Int32Array(movers.length);
+  const to = new Int32Array(movers.length);
+  let next = 0;
+  for (let p = 0; p < m && next < movers.length; p++) {
+    for (let free = optimal[p] - Math.min(optimal[p], counts[p]); free > 0; free--) {
+      if (next === movers.length) break;
+      const c = movers[next];
+      child[next] = c;
+      from[next] = parents[c];
+      to[next] = p;
+      out[c] = p;
+      next++;
+    }
+  }
+  // Σ(k − k*)⁺ = Σ(k* − k)⁺ whenever Σk* = s_l; only an empty k* (no eligible parent) breaks it.
+  if (next !== movers.length) {
+    throw new ArborError(
+      `reallocate layer ${layer}: internal error, ${movers.length - next} unplaced`,
+    );
+  }
+  return { out, child, from, to, nDead };
+}
+
+/**
+ * All-dead pool (the paper's wording): every dead child, ascending, first fit into the parents'
+ * deficits k*_p − alive_p in ascending parent order; leftovers keep their parent.
+ */
+function placeAllDead(
+  parents: Int32Array,
+  m: number,
+  counts: Uint32Array,
+  optimal: Uint32Array,
+  dead: ArrayLike<number | boolean>,
+): Placement {
+  const alive = counts.slice();
+  const poolChildren: number[] = [];
+  for (let i = 0; i < parents.length; i++) {
+    if (dead[i]) {
+      poolChildren.push(i);
+      alive[parents[i]]--;
+    }
+  }
+  const out = parents.slice();
+  const moved: number[] = [];
+  let next = 0;
+  for (let p = 0; p < m && next < poolChildren.length; p++) {
+    for (let free = optimal[p] - Math.min(optimal[p], alive[p]); free > 0; free--) {
+      if (next === poolChildren.length) break;
+      const c = poolChildren[next++];
+      if (parents[c] !== p) {
+        out[c] = p;
+        moved.push(c);
+      }
+    }
+  }
+  moved.sort((a, b) => a - b);
+  return {
+    out,
+    child: Uint32Array.from(moved),
+    from: Int32Array.from(moved, (c) => parents[c]),
+    to: Int32Array.from(moved, (c) => out[c]),
+    nDead: poolChildren.length,
+  };
 }

@@ -18,7 +18,12 @@ import { ArborError } from "../errors.ts";
 import type { SaeConfig } from "../sae/config.ts";
 import type { SaeEngine, StepStats } from "../sae/engine.ts";
 import { CapacityAccumulator, type CapacityRule, PARENT_ELIGIBILITY_TOKENS } from "./capacity.ts";
-import { reallocate, type ReallocationResult, resetDeadToRoot } from "./reallocation.ts";
+import {
+  reallocate,
+  type ReallocationPool,
+  type ReallocationResult,
+  resetDeadToRoot,
+} from "./reallocation.ts";
 import {
   type ReallocationSchedule,
   reallocationSteps,
@@ -40,6 +45,8 @@ export interface TreeAllocatorOptions {
   capacityRule?: CapacityRule;
   /** Parent eligibility window in tokens (default 50,000, App. G). */
   eligibilityTokens?: number;
+  /** Which dead children Algorithm 2 re-places (default "surplus", reallocation.ts). */
+  pool?: ReallocationPool;
   /** Tokens per batch; required by the "per-instance" capacity rule only. */
   batchTokens?: number;
   /** Where log lines go (default console.log; null: silent). */
@@ -93,6 +100,7 @@ export class TreeAllocator {
   /** Running capacities. */
   readonly capacity: CapacityAccumulator;
   readonly #eligibilityTokens: number;
+  readonly #pool: ReallocationPool;
   readonly #batchTokens: number | undefined;
   readonly #log: ((line: string) => void) | null;
   readonly #totalSteps: number;
@@ -110,6 +118,7 @@ export class TreeAllocator {
       throw new ArborError(`the per-instance capacity rule needs batchTokens (tokens per batch)`);
     }
     this.#eligibilityTokens = opts.eligibilityTokens ?? PARENT_ELIGIBILITY_TOKENS;
+    this.#pool = opts.pool ?? "surplus";
     this.#batchTokens = opts.batchTokens;
     this.#log = opts.log === undefined ? console.log : opts.log;
     this.#totalSteps = opts.totalSteps;
@@ -169,6 +178,7 @@ export class TreeAllocator {
         tokensSinceFired: state.tokensSinceFired,
         deadTokens: c.deadTokens,
         eligibilityTokens: this.#eligibilityTokens,
+        pool: this.#pool,
       });
     if (event === "reallocate") this.capacity.reset();
     const record: AllocationRecord = {

@@ -164,6 +164,7 @@ Deno.test("reallocate flag errors name the conflict", () => {
     dryRun: false,
     deadTokens: 5,
     eligibilityTokens: 50_000,
+    pool: "surplus",
     showMoves: 20,
   });
 });
