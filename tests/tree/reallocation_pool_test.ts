@@ -4,6 +4,8 @@ import { ALLOCATION_FLAGS, allocationOptionsFromFlags } from "../../cli/realloca
 import { greedyAllocation } from "../../lib/tree/allocation.ts";
 import { reallocate, reallocateLayer } from "../../lib/tree/reallocation.ts";
 import { makeTree } from "../../lib/tree/structure.ts";
+import { makeConfig } from "../../lib/sae/config.ts";
+import { TreeAllocator } from "../../lib/tree/trainer_hook.ts";
 import { rng } from "../_util.ts";
 
 function counts(parents: ArrayLike<number>, m: number): number[] {
@@ -174,4 +176,25 @@ Deno.test("--realloc-pool: default surplus, all-dead accepted, bad value named",
       e instanceof UsageError &&
       e.message === 'train: --realloc-pool must be surplus or all-dead, got "dead"',
   );
+});
+
+Deno.test("TreeAllocator passes its pool option to Algorithm 2", () => {
+  const config = makeConfig({
+    arch: "tree",
+    dIn: 4,
+    layers: [3, 4],
+    kPerLayer: [1, 1],
+    deadTokens: 100,
+  });
+  // Every layer-0 parent and the root hold one child; children 0 (under 1) and 1 (under 0) are
+  // dead. No capacity accumulated: k* spreads 4 children evenly, one per parent.
+  const state = {
+    parents: [Int32Array.from([0, 0, 0]), Int32Array.from([1, 0, 2, 3])],
+    tokensSinceFired: [0, 0, 0, 100, 100, 0, 0],
+  };
+  const run = (pool?: "surplus" | "all-dead") =>
+    new TreeAllocator(config, { totalSteps: 100, log: null, eligibilityTokens: 10, pool })
+      .apply("reallocate", state, 10).result.parents[1];
+  assert.deepEqual([...run()], [1, 0, 2, 3]);
+  assert.deepEqual([...run("all-dead")], [0, 1, 2, 3]);
 });
