@@ -498,9 +498,8 @@ export async function runTrain(
           );
           return 130;
         }
-        if (!plan.quiet) {
-          say(`done: ${r.steps} steps, ${r.tokensSeen} tokens${last}; checkpoint in ${out}`);
-        }
+        // The result line prints even with --quiet, which hides only progress and notices.
+        say(`done: ${r.steps} steps, ${r.tokensSeen} tokens${last}; checkpoint in ${out}`);
         return 0;
       } finally {
         Deno.removeSignalListener("SIGINT", onInt);

@@ -27,6 +27,9 @@ Deno.test("train --arch mp writes an MP-SAE checkpoint whose adaptive L0 is at m
       (l) => lines.push(l),
     );
     assert.equal(code, 0, lines.join("\n"));
+    // -q hides progress and notices, not the result line.
+    assert.deepEqual(lines.filter((l) => !l.startsWith("done: ")), [], "quiet: only the result");
+    assert.match(lines.at(-1) ?? "", /^done: 4 steps, 128 tokens/);
     const ckpt = await loadCheckpoint(join(dir, "mp"));
     assert.equal(ckpt.config.arch, "mp");
     assert.equal(ckpt.config.k, 3);
