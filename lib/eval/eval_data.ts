@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { DataError } from "../errors.ts";
-import { ActivationReader } from "../store/reader.ts";
+import { ActivationReader, readHeadRows } from "../store/reader.ts";
 import { type Manifest, MANIFEST_FILE } from "../store/manifest.ts";
 
 /** Rows read for an evaluation. */
@@ -43,19 +43,7 @@ export async function readEvalRows(
   if (rows === 0) {
     throw new DataError(`${join(dir, MANIFEST_FILE)}: dataset has no rows to evaluate`);
   }
-  const x = new Float32Array(rows * d);
-  const tokenIds = m.has_tokens ? new Uint32Array(rows) : undefined;
-  let at = 0;
-  for (let i = 0; i < m.shards.length && at < rows; i++) {
-    const s = await reader.loadShard(i);
-    const take = Math.min(s.rows, rows - at);
-    const b = s.bytes;
-    const values = m.dtype === "f16"
-      ? new Float16Array(b.buffer, b.byteOffset, take * d)
-      : new Float32Array(b.buffer, b.byteOffset, take * d);
-    x.set(values, at * d);
-    if (tokenIds && s.tokens) { for (let r = 0; r < take; r++) tokenIds[at + r] = s.tokens[3 * r]; }
-    at += take;
-  }
+  const { x, tokens: tok } = await readHeadRows(reader, rows);
+  const tokenIds = tok?.tokenIds;
   return { x, rows, d, manifest: m, ...(tokenIds ? { tokenIds } : {}) };
 }

@@ -7,7 +7,7 @@
 import { isAbsolute, join, resolve } from "node:path";
 import { DataError } from "../errors.ts";
 import { CONFIG_FILE } from "../train/checkpoint.ts";
-import { ActivationReader } from "../store/reader.ts";
+import { ActivationReader, readHeadRows } from "../store/reader.ts";
 import { type Manifest, MANIFEST_FILE } from "../store/manifest.ts";
 import { readTruth, readTruthActivity, type Truth } from "../synth/truth.ts";
 
@@ -100,32 +100,11 @@ export async function readInspectRows(
   const rows = Math.min(tokens, m.total_tokens);
   if (rows === 0) throw new DataError(`${mpath}: dataset has no rows`);
   const d = m.d_in;
-  const x = new Float32Array(rows * d);
-  const tok = m.has_tokens
-    ? {
-      ids: new Uint32Array(rows),
-      docs: new Uint32Array(rows),
-      positions: new Uint32Array(rows),
-    }
+  const head = await readHeadRows(reader, rows);
+  const x = head.x;
+  const tok = head.tokens
+    ? { ids: head.tokens.tokenIds, docs: head.tokens.docIds, positions: head.tokens.positions }
     : null;
-  let at = 0;
-  for (let i = 0; i < m.shards.length && at < rows; i++) {
-    const s = await reader.loadShard(i);
-    const take = Math.min(s.rows, rows - at);
-    const b = s.bytes;
-    const values = m.dtype === "f16"
-      ? new Float16Array(b.buffer, b.byteOffset, take * d)
-      : new Float32Array(b.buffer, b.byteOffset, take * d);
-    x.set(values, at * d);
-    if (tok && s.tokens) {
-      for (let r = 0; r < take; r++) {
-        tok.ids[at + r] = s.tokens[3 * r];
-        tok.docs[at + r] = s.tokens[3 * r + 1];
-        tok.positions[at + r] = s.tokens[3 * r + 2];
-      }
-    }
-    at += take;
-  }
   const truth = await readTruth(dir);
   const withTruth = truth
     ? { truth, activity: await readTruthActivity(dir, truth, 0, rows) }

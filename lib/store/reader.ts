@@ -298,27 +298,36 @@ export interface AllRows {
 /** Read a whole dataset into memory as f32, in shard order (for tests and small datasets). */
 export async function readAllF32(dir: string, opts: OpenOptions = {}): Promise<AllRows> {
   const reader = await ActivationReader.open(dir, opts);
-  const n = reader.totalTokens, d = reader.dIn;
+  return await readHeadRows(reader, reader.totalTokens);
+}
+
+/**
+ * The first `rows` rows of an open dataset (at most all of them) as f32 in shard order, with
+ * their token info when the dataset has token files; shards are loaded only as far as needed.
+ */
+export async function readHeadRows(reader: ActivationReader, rows: number): Promise<AllRows> {
+  const n = Math.min(rows, reader.totalTokens), d = reader.dIn;
   const x = new Float32Array(n * d);
   const tokens = reader.hasTokens
     ? { tokenIds: new Uint32Array(n), docIds: new Uint32Array(n), positions: new Uint32Array(n) }
     : undefined;
   let row = 0;
-  for (let i = 0; i < reader.manifest.shards.length; i++) {
+  for (let i = 0; i < reader.manifest.shards.length && row < n; i++) {
     const s = await reader.loadShard(i);
+    const take = Math.min(s.rows, n - row);
     const b = s.bytes;
     const values = reader.dtype === "f16"
-      ? new Float16Array(b.buffer, b.byteOffset, s.rows * d)
-      : new Float32Array(b.buffer, b.byteOffset, s.rows * d);
+      ? new Float16Array(b.buffer, b.byteOffset, take * d)
+      : new Float32Array(b.buffer, b.byteOffset, take * d);
     x.set(values, row * d);
     if (tokens && s.tokens) {
-      for (let r = 0; r < s.rows; r++) {
+      for (let r = 0; r < take; r++) {
         tokens.tokenIds[row + r] = s.tokens[3 * r];
         tokens.docIds[row + r] = s.tokens[3 * r + 1];
         tokens.positions[row + r] = s.tokens[3 * r + 2];
       }
     }
-    row += s.rows;
+    row += take;
   }
   return { x, rows: n, dIn: d, ...(tokens ? { tokens } : {}), manifest: reader.manifest };
 }
