@@ -65,3 +65,15 @@ export function assertClose(
     });
   }
 }
+
+/** Run `deno run -A cli/main.ts ...args` from the repository root; exit code and output. */
+export async function runCli(...args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "cli/main.ts", ...args],
+    cwd: new URL("../", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const td = new TextDecoder();
+  return { code: out.code, stdout: td.decode(out.stdout), stderr: td.decode(out.stderr) };
+}

@@ -1,18 +1,6 @@
 import assert from "node:assert/strict";
+import { runCli as cli } from "../_util.ts";
 import { type CommandSpec, helpText, parseCommand, UsageError } from "../../cli/args.ts";
-
-const ROOT = new URL("../../", import.meta.url);
-
-async function cli(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/main.ts", ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const td = new TextDecoder();
-  return { code: out.code, stdout: td.decode(out.stdout), stderr: td.decode(out.stderr) };
-}
 
 const SPEC: CommandSpec = {
   name: "demo",

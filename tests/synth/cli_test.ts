@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { runCli as cli } from "../_util.ts";
 import { join } from "node:path";
 import { parseCommand, UsageError } from "../../cli/args.ts";
 import { spec, synthSettingsFromFlags } from "../../cli/synth.ts";
@@ -6,19 +7,6 @@ import { DataError } from "../../lib/errors.ts";
 import { DEFAULT_SYNTH_PARAMS, defaultTree } from "../../lib/synth/default.ts";
 import { readTruth } from "../../lib/synth/truth.ts";
 import { toyTree } from "./_toy_tree.ts";
-
-const ROOT = new URL("../../", import.meta.url);
-
-async function cli(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/main.ts", ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const td = new TextDecoder();
-  return { code: out.code, stdout: td.decode(out.stdout), stderr: td.decode(out.stderr) };
-}
 
 Deno.test("synth flags: no tree flags give the default dataset's tree and parameters", async () => {
   const s = await synthSettingsFromFlags(parseCommand(spec, ["--out", "x"]));
