@@ -35,7 +35,7 @@ import {
   SUMMARY_FILE,
 } from "../lib/demo/compare.ts";
 import { ActivationReader } from "../lib/store/reader.ts";
-import { defaultAuxAlpha } from "../lib/sae/config.ts";
+import { defaultAuxAlpha, TREE_INITS, type TreeInit } from "../lib/sae/config.ts";
 
 /** Rows per batch (paper App. C trains with batches of 4096 tokens). */
 const DEFAULT_BATCH = 4096;
@@ -44,7 +44,7 @@ const DEFAULT_K = 32;
 
 /**
  * `train` with no --data: the built-in synthetic hierarchy (lib/synth/default.ts: 6 parents ×
- * 4 children, d_in = 32, 200k tokens) and the demo's model (lib/demo/compare.ts DEMO_SETTINGS:
+ * 4 children, d_in = 64, 200k tokens) and the demo's model (lib/demo/compare.ts DEMO_SETTINGS:
  * sizes, dead threshold and schedule scaled to a run of ~600 steps). By default the demo also
  * trains TopK and Matryoshka and prints the ground-truth comparison (--no-compare: tree only).
  */
@@ -77,6 +77,7 @@ const MODEL_FLAGS = [
   "seed",
   "dead-tokens",
   "lr",
+  "init-tree",
 ];
 
 /** Flags of `train`. */
@@ -136,6 +137,11 @@ export const spec: CommandSpec = {
         "resume: the original plan)",
     },
     seed: { type: "int", help: "seed of the initialisation and the data shuffle (default: 0)" },
+    "init-tree": {
+      type: "string",
+      help: `tree: initial allocation: ${TREE_INITS.join(" | ")} (balanced: equal children per ` +
+        "earlier feature, none at the root; random: uniform parents incl. the root) (default: balanced)",
+    },
     "dead-tokens": {
       type: "int",
       help:
@@ -173,7 +179,7 @@ export const spec: CommandSpec = {
   examples: [
     "deno run -A cli/main.ts train                      # demo: Tree SAE vs TopK vs Matryoshka on the built-in synthetic hierarchy",
     "deno run -A cli/main.ts train --no-compare         # demo, Tree SAE only",
-    "deno run -A cli/main.ts train --data runs/synth --out runs/cmp --compare --layers 8,32 --k-per-layer 2,2",
+    "deno run -A cli/main.ts train --data runs/synth --out runs/cmp --compare --layers 6,24 --k-per-layer 2,2",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/tree4 --arch tree --layers 1536,3072,9216,10752 --k-per-layer 21,5,4,2",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/tree4-32 --preset tree-4layer-l0-32",
     "deno run -A cli/main.ts train --data runs/gpt2-l5 --out runs/topk --arch topk --n-features 24576 --k 32",
@@ -308,6 +314,7 @@ function compareSettings(flags: ParsedFlags, demo: boolean): CompareSettings {
       (base && base.layers.length === layers.length ? base.auxAlpha : undefined) ??
       defaultAuxAlpha("tree", layers.length),
     seed: positiveInt(flags, "seed", 0) ?? 0,
+    initTree: initTreeFlag(flags) ?? base?.initTree ?? "balanced",
     evalTokens: base?.evalTokens ?? COMPARE_EVAL_TOKENS,
   };
   for (const arch of ["tree", "topk", "matryoshka"] as const) {
@@ -341,6 +348,7 @@ function modelConfig(flags: ParsedFlags, demo: boolean): SaeConfig {
       deadTokens: positiveInt(flags, "dead-tokens"),
       lr: num(flags, "lr"),
       seed: positiveInt(flags, "seed", 0),
+      initTree: p.arch === "tree" ? initTreeFlag(flags) : undefined,
     }, `--preset ${presetName}`);
   }
   const arch = (flags.arch as string | undefined) ?? DEMO.arch;
@@ -403,7 +411,17 @@ function modelConfig(flags: ParsedFlags, demo: boolean): SaeConfig {
     deadTokens: positiveInt(flags, "dead-tokens") ?? (demo ? DEMO.deadTokens : undefined),
     lr: num(flags, "lr") ?? (demo ? DEMO.lr : undefined),
     seed: positiveInt(flags, "seed", 0),
+    initTree: a === "tree" ? initTreeFlag(flags) : undefined,
   }, "train flags");
+}
+
+/** --init-tree, checked (undefined: the default). */
+function initTreeFlag(flags: ParsedFlags): TreeInit | undefined {
+  const v = flags["init-tree"] as string | undefined;
+  if (v !== undefined && !TREE_INITS.includes(v as TreeInit)) {
+    throw new UsageError(`train: --init-tree must be ${TREE_INITS.join(" or ")}, got "${v}"`);
+  }
+  return v as TreeInit | undefined;
 }
 
 /** Run `train`: resolve the data and model, then the training loop with SIGINT → checkpoint. */

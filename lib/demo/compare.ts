@@ -11,7 +11,7 @@
  */
 import { join } from "node:path";
 import { ArborError } from "../errors.ts";
-import { makeConfig, numFeatures, type SaeConfig } from "../sae/config.ts";
+import { makeConfig, numFeatures, type SaeConfig, type TreeInit } from "../sae/config.ts";
 import type { SaeEngine, SaeState } from "../sae/engine.ts";
 import { layerOffsets } from "../sae/config.ts";
 import { storeSource } from "../train/batch_source.ts";
@@ -52,6 +52,8 @@ export interface CompareSettings {
   auxAlpha: number[];
   /** Seed of initialisation and data order. */
   seed: number;
+  /** Tree SAE initial allocation (absent in summaries written before it existed: random). */
+  initTree?: TreeInit;
   /** Rows of the dataset (from its start) the SAEs are scored on. */
   evalTokens: number;
   /** Tree dynamic allocation (schedule etc.) beyond totalSteps/batchTokens; null: off. */
@@ -110,16 +112,18 @@ export interface CompareSummary {
 
 /**
  * The demo's settings for the default synthetic dataset (lib/synth/default.ts: 6 parents × 4
- * children, d_in = 32). Layer sizes leave room (8 ≥ 6 parents, 32 ≥ 24 children) and k per
- * layer covers the ~1.5 parents and ~0.75 children active per token. The dead threshold and
- * the reallocation schedule scale with the run (≈ 600 steps; the paper's 10M-token threshold
- * would never fire): a feature silent for 5,000 tokens (≈ 5 batches, ≥ 100× the rarest true
- * feature's mean gap) is dead. AuxK runs on both layers (the paper's App. C uses layer 0 only;
- * here a reallocated dead child needs the gradient to revive under its new parent).
- * lr 3e-3, batch 1024: the best of the settings tried (issue #5 helper report).
+ * children, d_in = 64). One latent per true feature (6 + 24) and k = 2 per layer: the ~1.35
+ * parents and ~0.8 children active per token fit, but a token with three parents does not, so
+ * the flat SAEs (k = 4) gain from merging a parent into its child (absorption). The initial
+ * tree is balanced (4 children per layer-0 latent, none at the root; see SaeConfig.initTree).
+ * The dead threshold and the reallocation schedule scale with the run (≈ 600 steps; the
+ * paper's 10M-token threshold would never fire): a feature silent for 5,000 tokens (≈ 5
+ * batches) is dead. AuxK runs on both layers (the paper's App. C uses layer 0 only; here a
+ * reallocated dead child needs the gradient to revive under its new parent; layer 0 only
+ * scores the same on this data). lr 3e-3, batch 1024: the best of the settings tried.
  */
 export const DEMO_SETTINGS: CompareSettings = {
-  layers: [8, 32],
+  layers: [6, 24],
   kPerLayer: [2, 2],
   lr: 3e-3,
   batch: 1024,
@@ -128,6 +132,7 @@ export const DEMO_SETTINGS: CompareSettings = {
   auxK: 32,
   auxAlpha: [1 / 32, 1 / 32],
   seed: 0,
+  initTree: "balanced",
   evalTokens: 50_000,
   allocation: {},
 };
@@ -149,6 +154,7 @@ export function compareConfig(arch: CompareArch, s: CompareSettings, dIn: number
         layers: s.layers,
         kPerLayer: s.kPerLayer,
         auxAlpha: s.auxAlpha,
+        initTree: s.initTree,
       }, where);
     case "matryoshka":
       return makeConfig({ ...common, arch, layers: s.layers, k, auxAlpha: [s.auxAlpha[0]] }, where);

@@ -23,6 +23,16 @@ export const DEFAULT_LR = 1e-4;
 /** BatchTopK: a token keeps at most this many times k of the batch's winners (documented deviation). */
 export const BATCHTOPK_ROW_CAP = 4;
 
+/**
+ * How a Tree SAE's initial allocation is dealt (the paper does not say): `balanced` gives every
+ * earlier feature the same number of children (Algorithm 1 with equal capacities) and the root
+ * none; `random` draws each child's parent uniformly over the earlier features and the root.
+ */
+export type TreeInit = "balanced" | "random";
+
+/** Every TreeInit, for flag validation and help text. */
+export const TREE_INITS: readonly TreeInit[] = ["balanced", "random"];
+
 /** Model configuration. Counts are plain integers; token counts are in tokens, not steps. */
 export interface SaeConfig {
   /** Architecture. */
@@ -55,6 +65,8 @@ export interface SaeConfig {
   lr: number;
   /** Seed of the initialisation RNG (u32). */
   seed: number;
+  /** tree only: initial allocation (default balanced); absent in other archs and old checkpoints. */
+  initTree?: TreeInit;
 }
 
 /** Options for `makeConfig`: everything except arch, dIn and layers has a default. */
@@ -79,6 +91,7 @@ export function makeConfig(input: SaeConfigInput, where = "SAE config"): SaeConf
     deadTokens: input.deadTokens ?? DEFAULT_DEAD_TOKENS,
     lr: input.lr ?? DEFAULT_LR,
     seed: input.seed ?? 0,
+    ...(tree ? { initTree: input.initTree ?? "balanced" } : {}),
   };
   validateConfig(config, where);
   return config;
@@ -116,6 +129,9 @@ export function validateConfig(c: SaeConfig, where = "SAE config"): void {
   });
   if ((c.arch === "topk" || c.arch === "batchtopk" || c.arch === "mp") && c.layers.length !== 1) {
     fail(`${c.arch} takes one layer (the dictionary size), got ${c.layers.length} layers`);
+  }
+  if (c.initTree !== undefined && !TREE_INITS.includes(c.initTree)) {
+    fail(`initTree "${c.initTree}" is unknown; use one of ${TREE_INITS.join(", ")}`);
   }
   const n = numFeatures(c);
   if (c.arch === "tree") {

@@ -289,8 +289,9 @@ Deno.test("geometricMedian minimises the sum of distances (better than the mean 
   }
 });
 
-Deno.test("initParams: unit decoder rows, tied encoder, tree parents in [0, o_l], seeded", () => {
+Deno.test("initParams: unit decoder rows, tied encoder, seeded; tree balanced by default", () => {
   const c = makeConfig({ arch: "tree", dIn: 7, layers: [4, 6, 9], kPerLayer: [1, 1, 1], seed: 42 });
+  assert.equal(c.initTree, "balanced");
   const a = initParams(c);
   const b = initParams(c);
   assert.deepEqual(a.decW, b.decW);
@@ -301,11 +302,41 @@ Deno.test("initParams: unit decoder rows, tied encoder, tree parents in [0, o_l]
     assertClose([s], [1], { atol: 1e-6 });
   }
   assert.deepEqual(Array.from(a.parents[0]), [0, 0, 0, 0]);
+  // Balanced: the o_l earlier features share the children (±1) in contiguous blocks; no root.
+  assert.deepEqual(Array.from(a.parents[1]), [0, 0, 1, 2, 2, 3]);
+  assert.deepEqual(Array.from(a.parents[2]), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  const big = initParams(makeConfig({ arch: "tree", dIn: 3, layers: [6, 24], kPerLayer: [1, 1] }));
+  const counts = new Array(7).fill(0);
+  for (const p of big.parents[1]) counts[p]++;
+  assert.deepEqual(counts, [4, 4, 4, 4, 4, 4, 0]);
+});
+
+Deno.test("initParams: random tree parents are uniform over [0, o_l], the root included", () => {
+  const c = makeConfig({
+    arch: "tree",
+    dIn: 3,
+    layers: [4, 400, 900],
+    kPerLayer: [1, 1, 1],
+    seed: 42,
+    initTree: "random",
+  });
+  const a = initParams(c);
+  assert.deepEqual(a.parents, initParams(c).parents);
   assert.ok(a.parents[1].every((p) => p >= 0 && p <= 4));
-  assert.ok(a.parents[2].every((p) => p >= 0 && p <= 10));
-  assert.ok(
-    a.parents[2].some((p) => p === 10) || a.parents[2].some((p) => p >= 4),
-    "layer 2 reaches past layer 0",
+  assert.ok(a.parents[2].every((p) => p >= 0 && p <= 404));
+  const root1 = a.parents[1].filter((p) => p === 4).length;
+  assert.ok(root1 > 40 && root1 < 120, `layer 1 root children ${root1} (expected ~80 of 400)`);
+  assert.ok(a.parents[2].some((p) => p >= 4 && p < 404), "layer 2 reaches past layer 0");
+  assert.throws(
+    () =>
+      makeConfig({
+        arch: "tree",
+        dIn: 3,
+        layers: [2, 2],
+        kPerLayer: [1, 1],
+        initTree: "x" as never,
+      }),
+    /initTree "x" is unknown; use one of balanced, random/,
   );
 });
 

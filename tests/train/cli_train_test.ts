@@ -230,8 +230,17 @@ Deno.test("flag errors name the flag", () => {
   assert.deepEqual(demo.config?.kPerLayer, [2, 2]);
   const full = plan([]);
   assert.equal(full.config, undefined);
-  assert.deepEqual(full.compare?.layers, [8, 32]);
+  assert.deepEqual(full.compare?.layers, [6, 24]);
+  assert.equal(full.compare?.initTree, "balanced");
+  assert.equal(plan(["--init-tree", "random"]).compare?.initTree, "random");
   assert.throws(() => plan(["--arch", "topk"]), /--arch does not apply to --compare/);
+  assert.equal(demo.config?.initTree, "balanced");
+  assert.equal(plan(["--no-compare", "--init-tree", "random"]).config?.initTree, "random");
+  assert.equal(preset.config?.initTree, "balanced");
+  assert.throws(
+    () => plan(["--no-compare", "--init-tree", "even"]),
+    /--init-tree must be balanced or random, got "even"/,
+  );
 });
 
 Deno.test("SIGINT: the CLI writes a checkpoint, says how to resume, exits 130", async () => {

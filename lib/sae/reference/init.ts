@@ -1,10 +1,10 @@
 /**
  * Seeded initialisation (DESIGN §4): decoder rows N(0,1) then unit norm, encoder tied
- * (encW = decW), tree parents uniform over the earlier features and the root, and the
+ * (encW = decW), the initial tree (balanced or uniform random, SaeConfig.initTree), and the
  * geometric median (Weiszfeld) that b_dec takes from the first standardised batch.
  * Legend: n = features, d = d_in, N = points.
  */
-import type { SaeConfig } from "../config.ts";
+import type { SaeConfig, TreeInit } from "../config.ts";
 import { layerOffsets, numFeatures } from "../config.ts";
 import { Rng } from "../../util/rng.ts";
 import { GEOMEDIAN_MAX_ITERS, GEOMEDIAN_TOL } from "./constants.ts";
@@ -35,16 +35,27 @@ export function initParams(config: SaeConfig): InitParams {
   const decW = rng.fillNormal(new Float32Array(n * d));
   renormRows(decW, n, d);
   const encW = decW.slice();
-  const parents = config.arch === "tree" ? initParents(config.layers, rng) : [];
+  const parents = config.arch === "tree"
+    ? initParents(config.layers, rng, config.initTree ?? "balanced")
+    : [];
   return { encW, decW, bDec: new Float32Array(d), parents, rngState: rng.state };
 }
 
-/** Tree parents: layer 0 all root (0); layer l ≥ 1 each uniform over [0, o_l] (o_l = root). */
-export function initParents(layers: number[], rng: Rng): Int32Array[] {
+/**
+ * Initial tree parents. Layer 0 hangs from the root (0). Layer l ≥ 1 with `balanced`: child i
+ * goes to earlier feature ⌊i·o_l/s_l⌋, so the o_l earlier features get equal shares (±1) in
+ * contiguous blocks and the root none — what Algorithm 1 deals with equal capacities, with the
+ * root's optional quota (App. G) at zero; it draws nothing from `rng`. With `random`: each
+ * child's parent is uniform over [0, o_l] (o_l = root).
+ */
+export function initParents(layers: number[], rng: Rng, mode: TreeInit = "balanced"): Int32Array[] {
   const off = layerOffsets({ layers });
   return layers.map((s, l) => {
     const p = new Int32Array(s);
-    if (l > 0) { for (let i = 0; i < s; i++) p[i] = rng.int(off[l] + 1); }
+    if (l === 0) return p;
+    for (let i = 0; i < s; i++) {
+      p[i] = mode === "random" ? rng.int(off[l] + 1) : Math.floor((i * off[l]) / s);
+    }
     return p;
   });
 }
