@@ -376,6 +376,9 @@ function modelConfig(flags: ParsedFlags, demo: boolean): SaeConfig {
     }
   } else {
     if (kPerLayer) throw new UsageError(`train: --k-per-layer is for --arch tree; ${a} uses --k`);
+    if (flags["init-tree"] !== undefined) {
+      throw new UsageError(`train: --init-tree is for --arch tree; ${a} has no tree`);
+    }
     if (a === "matryoshka") {
       layers ??= demo && nFeatures === undefined ? DEMO.layers.matryoshka : undefined;
       if (!layers) {

@@ -52,7 +52,7 @@ export interface CompareSettings {
   auxAlpha: number[];
   /** Seed of initialisation and data order. */
   seed: number;
-  /** Tree SAE initial allocation (absent in summaries written before it existed: random). */
+  /** Tree SAE initial allocation (default balanced, SaeConfig.initTree). */
   initTree?: TreeInit;
   /** Rows of the dataset (from its start) the SAEs are scored on. */
   evalTokens: number;

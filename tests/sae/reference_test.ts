@@ -26,6 +26,7 @@ import {
 } from "../../lib/sae/reference/ops.ts";
 import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
 import { Rng } from "../../lib/util/rng.ts";
+import { childCounts, makeTree } from "../../lib/tree/structure.ts";
 
 interface Params {
   encW: Float32Array;
@@ -306,9 +307,15 @@ Deno.test("initParams: unit decoder rows, tied encoder, seeded; tree balanced by
   assert.deepEqual(Array.from(a.parents[1]), [0, 0, 1, 2, 2, 3]);
   assert.deepEqual(Array.from(a.parents[2]), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
   const big = initParams(makeConfig({ arch: "tree", dIn: 3, layers: [6, 24], kPerLayer: [1, 1] }));
-  const counts = new Array(7).fill(0);
-  for (const p of big.parents[1]) counts[p]++;
-  assert.deepEqual(counts, [4, 4, 4, 4, 4, 4, 0]);
+  assert.deepEqual(Array.from(childCounts(makeTree([6, 24], big.parents), 1)), [
+    4,
+    4,
+    4,
+    4,
+    4,
+    4,
+    0,
+  ]);
 });
 
 Deno.test("initParams: random tree parents are uniform over [0, o_l], the root included", () => {
