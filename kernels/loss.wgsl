@@ -1,19 +1,29 @@
 // loss: deterministic reductions for the SAE losses (Arbor SAE contract, "Reconstruction and loss").
 // Two passes, fixed summation order, no float atomics: the same inputs give bitwise the same sums.
 //
-// Entry column_sums — per column j of a [B, d] difference e = a − bScale·b + cScale·c:
-//   out[outRow·d + j] = Σ_b (e[b, j] − mean_b e[·, j])²  when centered, else Σ_b e[b, j]².
+// Entry column_block_sums — per column j and block b of ROWS consecutive rows of a [B, d] difference
+// e = a − bScale·b + cScale·c:
+//   blocks[2·(b·d + j)]     = s = Σ_{rows of b} e[r, j]
+//   blocks[2·(b·d + j) + 1] = q = Σ (e[r, j] − s / rows_b)²  when centered, else Σ e[r, j]².
 //   Bindings: 0 a    array<f32>  [.., B, d]  read at element offset aOff
-//             1 b    array<f32>  [.., B, d]  read at bOff
-//             1 b    (ignored when bScale = 0), 2 c (ignored when cScale = 0): bind any buffer then
-//             2 c    array<f32>  [.., B, d]  read at cOff
-//             3 out  array<f32>  [T, d]      per-column partial sums, row outRow
+//             1 b    array<f32>  [.., B, d]  read at bOff (ignored when bScale = 0: bind any buffer)
+//             2 c    array<f32>  [.., B, d]  read at cOff (ignored when cScale = 0)
+//             3 blocks array<f32> [NB, d, 2] scratch, NB = ceil(B / ROWS)
 //             4 u    ColParams
-//   One invocation per column walks the B rows in order (twice when centered: mean, then squares).
-//   Grid: ceil(d / WG).
+//   One invocation per (column, block) walks the block's rows in order (twice when centered).
+//   Grid: (ceil(d / WG), NB).
 //   Uses: totalVar (a = xs, bScale = 0, centered); level error (a = x̂s_l, b = xs);
 //   AuxK numerator (a = ê, b = xs, c = x̂s_l: ê − r); AuxK denominator (a = xs, b = x̂s_l,
 //   centered: r = xs − x̂s_l about its batch mean).
+//
+// Entry column_merge — merged[outRow·d + j] = the column's sum over all B rows, merging the NB blocks in
+//   order: q summed, or when centered Chan et al.'s pairwise update of (count, mean, M2), so the
+//   result is Σ_b (e − mean_b e)² without a serial pass over all B rows.
+//   Bindings: 0 blocksIn array<f32> [NB, d, 2]; 1 merged array<f32> [T, d]; 2 um ColParams.
+//   Grid: ceil(d / WG).
+//
+// Why blocks: one invocation per column walking B = 4096 rows serially is a 4096-long dependent
+// chain, ~1.7 ms per term on an H200 with only d invocations busy; blocks give d·NB of them.
 //
 // Entry reduce_terms — terms[t] = Σ_j partials[t·d + j] for t < T.
 //   Bindings: 0 partials array<f32> [T, d]; 1 terms array<f32> [T]; 2 u RedParams.
@@ -21,6 +31,7 @@
 //   fixed-shape tree in workgroup memory. Grid: T.
 
 override WG: u32 = 64;
+override ROWS: u32 = 64;
 
 struct ColParams {
   B: u32, d: u32, aOff: u32, bOff: u32,
@@ -35,6 +46,9 @@ struct RedParams { d: u32, T: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(2) var<storage, read> cm: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> u: ColParams;
+@group(0) @binding(0) var<storage, read> blocksIn: array<f32>;
+@group(0) @binding(1) var<storage, read_write> merged: array<f32>;
+@group(0) @binding(2) var<uniform> um: ColParams;
 
 @group(0) @binding(0) var<storage, read> partials: array<f32>;
 @group(0) @binding(1) var<storage, read_write> terms: array<f32>;
@@ -48,21 +62,47 @@ fn diff(row: u32, j: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn column_sums(@builtin(global_invocation_id) g: vec3u) {
+fn column_block_sums(@builtin(global_invocation_id) g: vec3u) {
   let j = g.x;
-  if (j >= u.d) { return; }
+  let r0 = g.y * ROWS;
+  if (j >= u.d || r0 >= u.B) { return; }
+  let r1 = min(r0 + ROWS, u.B);
+  var s = 0.0;
+  for (var r = r0; r < r1; r++) { s += diff(r, j); }
   var mean = 0.0;
-  if (u.centered != 0u) {
-    var s = 0.0;
-    for (var r = 0u; r < u.B; r++) { s += diff(r, j); }
-    mean = s / f32(u.B);
-  }
+  if (u.centered != 0u) { mean = s / f32(r1 - r0); }
   var q = 0.0;
-  for (var r = 0u; r < u.B; r++) {
+  for (var r = r0; r < r1; r++) {
     let e = diff(r, j) - mean;
     q = fma(e, e, q);
   }
-  out[u.outRow * u.d + j] = q;
+  let o = 2u * (g.y * u.d + j);
+  out[o] = s;
+  out[o + 1u] = q;
+}
+
+@compute @workgroup_size(WG)
+fn column_merge(@builtin(global_invocation_id) g: vec3u) {
+  let j = g.x;
+  if (j >= um.d) { return; }
+  var count = 0.0;
+  var mean = 0.0;
+  var m2 = 0.0;
+  for (var r0 = 0u; r0 < um.B; r0 += ROWS) {
+    let o = 2u * ((r0 / ROWS) * um.d + j);
+    let q = blocksIn[o + 1u];
+    if (um.centered == 0u) {
+      m2 += q;
+      continue;
+    }
+    let nb = f32(min(ROWS, um.B - r0));
+    let total = count + nb;
+    let delta = blocksIn[o] / nb - mean;
+    mean += delta * (nb / total);
+    m2 += q + delta * delta * (count * nb / total);
+    count = total;
+  }
+  merged[um.outRow * um.d + j] = m2;
 }
 
 @compute @workgroup_size(WG)

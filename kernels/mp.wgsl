@@ -18,8 +18,8 @@
 //                     c_i = Σ_j decW[i,j]·r[b,j]: no score buffer, but every row re-reads all of
 //                     decW (slow where the GEMM is fast; kept as the simple reference variant).
 //   mp_pick  (gemm)   the scores come from the encoder GEMM run on r just before.
-// Then (finish_row): the best atom (largest c, ties → lower index); if c ≤ 0 the row is done (no
-// atom correlates positively). Otherwise a = c is recorded as pick t = info.picks and added to the
+// Then (finish_row): the best atom (largest c, ties → lower index); if c ≤ 0 or c² ≤ u.minCorr2·‖r‖²
+// the row is done (no atom correlates positively beyond f32 rounding: MP_MIN_CORRELATION). Otherwise a = c is recorded as pick t = info.picks and added to the
 // atom's slot (a new slot at the end, or the existing one — a re-pick ends the row, as in the
 // reference), r ← r − a·decW[i], ‖r‖² is reduced, and the row is done when ‖r‖² < u.eps2 or the
 // atom was re-picked. Rows already done are skipped. The host runs k iterations in one submit
@@ -35,7 +35,7 @@ struct Params {
   eps2: f32,
   row_stride: u32,
   rowOffset: u32,
-  _p0: u32,
+  minCorr2: f32,
 }
 
 @group(0) @binding(0) var<storage, read> decW: array<f32>;
@@ -80,7 +80,7 @@ fn finish_row(b: u32, lid: u32) {
   if (lid == 0u) {
     let a = bestVal[0];
     let atom = bestIdx[0];
-    if (!(a > 0.0)) {
+    if (!(a > 0.0 && a * a > u.minCorr2 * bitcast<f32>(info[b * 4u + 3u]))) {
       info[b * 4u + 1u] = 1u;
       wAtom = 0xFFFFFFFFu;
     } else {

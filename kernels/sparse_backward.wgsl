@@ -25,7 +25,8 @@
 //   level_grad      one (b, j) element: the suffix sums U[l][b][j] over levels
 //   aux_grad        one (b, j) element of U[src]
 //   entry_dpre      one entry: dpre = (val > 0) ? U[src, b] · decW[f] : 0 (entry_dpre4: vec4 loads;
-//                   entry_dpre4x4: four entries of one row of a fixed-source segment, kseg % 4 == 0)
+//                   entry_dpre4x4: four entries of one row of a fixed-source segment, kseg % 4 == 0;
+//                   entry_dpre_g8: eight invocations per entry, for real GPUs)
 //   histogram       one entry: counts[block(b), f] += 1
 //   block_prefix    one feature: exclusive prefix of counts over blocks, total into start[f]
 //   scan_features   whole array (one workgroup): start = exclusive scan of totals
@@ -34,19 +35,22 @@
 //                   (reduce_features4: four columns per invocation through vec4 views;
 //                   reduce_features16: sixteen columns, four vec4s, per invocation)
 //   bdec_partial    one (chunk, j): Σ_{f in chunk} sdpre[f]·encW[f, j]
-//   bdec_final      one j: gradB[j] = Σ_b U[0, b, j] - Σ_chunks partial[c, j]
+//   bdec_rows       one (row block q, j): rowPartial[q, j] = Σ_{b in block q} U[0, b, j] (BDEC_ROWS rows;
+//                   blocks instead of one serial pass over all B rows keep B·d/BDEC_ROWS invocations busy)
+//   bdec_final      one j: gradB[j] = Σ_q rowPartial[q, j] - Σ_chunks partial[c, j]
 //
 // Bindings (in order; the last is the Params uniform):
 //   level_grad        recon, xs, scal, U, p
 //   aux_grad          ehat, xs, recon, scal, U, p
-//   entry_dpre(4|4x4) idx, val, U, decW, layerEnds, dpre [E], p
+//   entry_dpre(4|4x4|_g8) idx, val, U, decW, layerEnds, dpre [E], p
 //   histogram         idx, val, counts, p
 //   block_prefix      counts, start, p
 //   scan_features     start, p
 //   scatter           idx, val, dpre, counts (cursors), start, sKey, sVal, sDpre, layerEnds, p
 //   reduce_features(4|16) start, sKey, sVal, sDpre, U, xs, bDec, gradDec, gradEnc, sdpre, p
 //   bdec_partial      sdpre, encW, partial, p
-//   bdec_final        U, partial, gradB, p
+//   bdec_rows         U, rowPartial, p
+//   bdec_final        rowPartial, partial, gradB, p
 
 override WG: u32 = 64;
 
@@ -179,6 +183,42 @@ fn entry_dpre4(@builtin(global_invocation_id) g: vec3u) {
     dp = acc.x + acc.y + acc.z + acc.w;
   }
   ed_dpre[ed_p.seg_base + e] = dp;
+}
+
+// entry_dpre_g8: entry_dpre4 for real GPUs (d % 4 == 0, any segment). Eight invocations share one
+// entry: lane l reads vec4s l, l + 8, l + 16, … of U's row and of decW[f], so the eight lanes read
+// 128 contiguous bytes of each at a time (one invocation walking a whole 3 KB row, as entry_dpre4
+// does, makes every load of a warp touch a different row); the eight partial sums are added in a
+// fixed tree in workgroup memory (deterministic, but in another order than entry_dpre4).
+// Grid: one workgroup per WG / 8 entries (WG a multiple of 8), 1-D wrapped into y past row_stride.
+var<workgroup> g8_part: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn entry_dpre_g8(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let e = (w.y * ed_p.row_stride + w.x) * (WG / 8u) + l.x / 8u;
+  let lane = l.x % 8u;
+  let inRange = e < ed_p.B * ed_p.kseg;
+  var part = 0.0;
+  if (inRange) {
+    let f = ed_idx[e];
+    if (f != EMPTY && ed_val[e] > 0.0) {
+      var src = ed_p.src;
+      if (src == SRC_FROM_LAYER) { src = layer_of(f, ed_p.L); }
+      let d4 = ed_p.d / 4u;
+      let ub = (src * ed_p.B + e / ed_p.kseg) * d4;
+      let wb = f * d4;
+      var acc = vec4f(0.0);
+      for (var j = lane; j < d4; j += 8u) { acc += ed_u4[ub + j] * ed_dec4[wb + j]; }
+      part = acc.x + acc.y + acc.z + acc.w;
+    }
+  }
+  g8_part[l.x] = part;
+  workgroupBarrier();
+  if (lane < 4u) { g8_part[l.x] += g8_part[l.x + 4u]; }
+  workgroupBarrier();
+  if (lane < 2u) { g8_part[l.x] += g8_part[l.x + 2u]; }
+  workgroupBarrier();
+  if (lane == 0u && inRange) { ed_dpre[ed_p.seg_base + e] = g8_part[l.x] + g8_part[l.x + 1u]; }
 }
 
 // entry_dpre4x4: entry_dpre4 for a segment with a fixed source (aux codes) and kseg % 4 == 0:
@@ -511,7 +551,24 @@ fn bdec_partial(@builtin(global_invocation_id) g: vec3u) {
   bq_partial[c * bq_p.d + j] = acc;
 }
 
-@group(0) @binding(0) var<storage, read> bf_u: array<f32>;
+override BDEC_ROWS: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> br_u: array<f32>;
+@group(0) @binding(1) var<storage, read_write> br_out: array<f32>;
+@group(0) @binding(2) var<uniform> br_p: Params;
+
+@compute @workgroup_size(WG)
+fn bdec_rows(@builtin(global_invocation_id) g: vec3u) {
+  let j = g.x;
+  let b0 = g.y * BDEC_ROWS;
+  if (j >= br_p.d || b0 >= br_p.B) { return; }
+  let b1 = min(b0 + BDEC_ROWS, br_p.B);
+  var acc = 0.0;
+  for (var b = b0; b < b1; b++) { acc += br_u[b * br_p.d + j]; }
+  br_out[g.y * br_p.d + j] = acc;
+}
+
+@group(0) @binding(0) var<storage, read> bf_rows: array<f32>;
 @group(0) @binding(1) var<storage, read> bf_partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> bf_gradb: array<f32>;
 @group(0) @binding(3) var<uniform> bf_p: Params;
@@ -521,7 +578,7 @@ fn bdec_final(@builtin(global_invocation_id) g: vec3u) {
   let j = g.x;
   if (j >= bf_p.d) { return; }
   var acc = 0.0;
-  for (var b = 0u; b < bf_p.B; b++) { acc += bf_u[b * bf_p.d + j]; }
+  for (var q = 0u; q * BDEC_ROWS < bf_p.B; q++) { acc += bf_rows[q * bf_p.d + j]; }
   var sub = 0.0;
   for (var c = 0u; c < bf_p.n_chunks; c++) { sub += bf_partial[c * bf_p.d + j]; }
   bf_gradb[j] = acc - sub;

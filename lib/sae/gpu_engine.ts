@@ -68,7 +68,7 @@ import {
   textureDecodePass,
   treeLevels,
 } from "./ops/sparse_decode.ts";
-import { lossTermCount, lossTermsOp } from "./ops/loss.ts";
+import { lossBlocksLength, lossTermCount, lossTermsOp } from "./ops/loss.ts";
 import { thresholdFilterOp } from "./ops/threshold.ts";
 import {
   batchTopKOp,
@@ -77,6 +77,7 @@ import {
   type PreChunk,
 } from "./ops/batch_topk.ts";
 import { ArborError } from "../errors.ts";
+import { PhaseTimer } from "../gpu/phase_timer.ts";
 
 /** Options of `GpuEngine.create`. */
 export interface GpuEngineOptions {
@@ -86,6 +87,8 @@ export interface GpuEngineOptions {
   gemmVariant?: GemmVariant;
   /** Upper bound on rows per GEMM + selection chunk (default: as many as one binding holds). */
   maxChunkRows?: number;
+  /** Time every training step's phases on the GPU (timestamp queries); see `lastProfile`. */
+  profile?: boolean;
 }
 
 /** Parameter, moment and gradient buffers (fixed for the engine's life). */
@@ -122,6 +125,8 @@ interface BatchBuffers {
   scal: GPUBuffer;
   /** [T, d] scratch of the loss reductions. */
   partials: GPUBuffer;
+  /** Block-sum scratch of the loss reductions (lossBlocksLength floats). */
+  lossBlocks: GPUBuffer;
   /** u32 [n] 1 = dead (AuxK candidates), uploaded each step. */
   dead: GPUBuffer;
   counts: GPUBuffer;
@@ -158,6 +163,9 @@ export class GpuEngine implements SaeEngine {
   #levelPlan: LevelPlan;
   #levelBounds: GPUBuffer;
   #auxBoundsCache = new Map<number, GPUBuffer>();
+  #phaseTimer?: PhaseTimer;
+  /** With `profile`: GPU milliseconds per phase of the last training step. */
+  lastProfile?: Map<string, number>;
   /** Software adapters (d % 64 = 0, no explicit GEMM variant): decW's texture mirror. */
   #decTex?: MatrixTexture;
 
@@ -258,6 +266,12 @@ export class GpuEngine implements SaeEngine {
     this.#threshold = s.threshold;
   }
 
+  /** The phase timer when profiling (created on first use), else undefined. */
+  #timer(): PhaseTimer | undefined {
+    if (!this.#opts.profile) return undefined;
+    return this.#phaseTimer ??= new PhaseTimer(this.#gpu);
+  }
+
   /** One optimiser step on x [B, d]: everything on the GPU in one submit, one readback. */
   async step(x: Float32Array, B: number): Promise<StepStats> {
     checkBatch(x, B, this.#d);
@@ -270,7 +284,7 @@ export class GpuEngine implements SaeEngine {
     const bb = await this.#batchBuffers(B);
     writeBuffer(gpu, bb.x, x);
     const kAux = this.#auxK(this.#uploadDeadMask(bb));
-    const rec = new Recording();
+    const rec = new Recording(this.#timer());
     rec.command((enc) => {
       enc.clearBuffer(bb.counts);
       enc.clearBuffer(bb.active);
@@ -280,8 +294,9 @@ export class GpuEngine implements SaeEngine {
     rec.push(
       ...standardizeOp(gpu, { x: bb.x, xs: bb.xs, mean: bb.mean, std: bb.std }, { B, d: this.#d }),
     );
+    rec.mark("standardize");
     await this.#forward(rec, bb, "train", kAux);
-    rec.command((enc) => bb.backward.encode(enc, this.#backwardBuffers(bb, kAux)));
+    rec.command((enc) => bb.backward.encode(enc, this.#backwardBuffers(bb, kAux), rec.timer));
     const t = this.#step + 1;
     const n = this.#n;
     const d = this.#d;
@@ -291,16 +306,21 @@ export class GpuEngine implements SaeEngine {
       ...adamDecoderRowsOp(gpu, p.dec, n, d, { lr, t }),
       ...adamDenseOp(gpu, p.enc, n * d, { lr, t }),
       ...adamDenseOp(gpu, p.bias, d, { lr, t }),
+    );
+    rec.mark("adam + decoder projection");
+    rec.push(
       ...fireCountOp(gpu, { idx: bb.idx, val: bb.val, counts: bb.counts, active: bb.active }, {
         B,
         K: this.#K,
       }),
       ...deadUpdateOp(gpu, { counts: bb.counts, since: p.since }, { n, tokens: B }),
     );
+    rec.mark("dead tracking");
     // Error scopes cost a device round trip each (~10 ms on Deno): check the first step of
     // each batch shape, whose command stream every later step repeats.
     await rec.submit(gpu, bb.checked ? undefined : "SAE training step");
     bb.checked = true;
+    if (rec.timer) this.lastProfile = await rec.timer.read();
     const stats = await this.#readStats(bb, B, kAux);
     this.#step++;
     return stats;
@@ -330,6 +350,7 @@ export class GpuEngine implements SaeEngine {
         encodeGemmTextureCopies(enc, tex, { xs: bb.xs, encW: p.enc.param });
         encodeMatrixTextureCopy(enc, p.dec.param, decTex);
       });
+      out.mark("texture copies");
     }
     // BatchTopK's threshold spans the batch: every chunk keeps its own pre buffer until the
     // selection ran. The other archs select per chunk and reuse one buffer.
@@ -356,6 +377,7 @@ export class GpuEngine implements SaeEngine {
           }),
         );
       }
+      out.mark("encoder GEMM");
       const sel = {
         pre,
         layerTable: this.#layerTable,
@@ -370,6 +392,7 @@ export class GpuEngine implements SaeEngine {
       } else if (!batchTopK) {
         out.push(...selectTopKOp(gpu, sel, this.#layout, { n, rows, rowOffset: r0 }));
       }
+      out.mark("top-k");
       if (mode === "train") {
         // AuxK reads the main codes only for the tree gate, which BatchTopK does not have.
         this.#groups.forEach((_, a) => {
@@ -387,6 +410,7 @@ export class GpuEngine implements SaeEngine {
             },
           ));
         });
+        out.mark("AuxK selection");
       }
     }
     if (batchTopK) {
@@ -402,6 +426,7 @@ export class GpuEngine implements SaeEngine {
         },
         { B, n, k: this.config.k, K: this.#K },
       ));
+      out.mark("top-k");
     }
     if (thresholded) {
       out.push(...thresholdFilterOp(gpu, { idx: bb.idx, val: bb.val }, {
@@ -422,6 +447,7 @@ export class GpuEngine implements SaeEngine {
       plan: this.#levelPlan,
       withBias: true,
     });
+    out.mark("sparse decode");
     for (let a = 0; a < this.#groups.length; a++) {
       if (!kAux[a]) continue;
       const { idx, val, ehat } = bb.aux[a];
@@ -432,6 +458,7 @@ export class GpuEngine implements SaeEngine {
         withBias: false,
       });
     }
+    out.mark("AuxK decode");
     out.push(...lossTermsOp(
       gpu,
       {
@@ -439,10 +466,12 @@ export class GpuEngine implements SaeEngine {
         levels: bb.recon,
         aux: this.#groups.map((g, a) => ({ ehat: bb.aux[a].ehat, level: g.level })),
         partials: bb.partials,
+        blocks: bb.lossBlocks,
         terms: bb.scal,
       },
       { B, d, L: this.#L },
     ));
+    out.mark("loss sums");
   }
 
   /** Record a sparse decode: from the decW texture where supported (slot levels), else storage. */
@@ -627,6 +656,7 @@ export class GpuEngine implements SaeEngine {
       }),
       scal: f32(scalLength(L, this.#groups.length), "loss scalars"),
       partials: f32(lossTermCount(L, this.#groups.length) * d, "loss partial sums"),
+      lossBlocks: f32(lossBlocksLength(B, d), "loss block sums"),
       dead: f32(n, "dead mask"),
       counts: f32(n, "fire counts"),
       active: f32(n, "active counts"),
@@ -773,6 +803,7 @@ export class GpuEngine implements SaeEngine {
     this.#levelBounds.destroy();
     for (const b of this.#auxBoundsCache.values()) b.destroy();
     this.#decTex?.texture.destroy();
+    this.#phaseTimer?.destroy();
   }
 
   #destroyBatch() {
@@ -792,6 +823,7 @@ export class GpuEngine implements SaeEngine {
         b.recon,
         b.scal,
         b.partials,
+        b.lossBlocks,
         b.dead,
         b.counts,
         b.active,
@@ -836,6 +868,19 @@ interface RecordedPass {
 class Recording {
   #items: (Dispatch | ((encoder: GPUCommandEncoder) => void))[] = [];
   #passes: RecordedPass[] = [];
+  /** When set, `mark` records phase timestamps into it. */
+  readonly timer?: PhaseTimer;
+
+  constructor(timer?: PhaseTimer) {
+    this.timer = timer;
+    if (timer) this.#items.push((enc) => timer.begin(enc));
+  }
+
+  /** Name the work appended since the last mark (a no-op unless timing). */
+  mark(label: string) {
+    const timer = this.timer;
+    if (timer) this.#items.push((enc) => timer.mark(enc, label));
+  }
 
   /** Append kernel dispatches. */
   push(...dispatches: Dispatch[]) {

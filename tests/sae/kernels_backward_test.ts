@@ -6,7 +6,11 @@
 import assert from "node:assert/strict";
 import { assertClose, randn, rng, testGpu } from "../_util.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
-import { type BackwardAuxGroup, SparseBackward } from "../../lib/sae/ops/backward.ts";
+import {
+  type BackwardAuxGroup,
+  type DpreLayout,
+  SparseBackward,
+} from "../../lib/sae/ops/backward.ts";
 import type { Gpu } from "../../lib/gpu/device.ts";
 import { backward } from "../../lib/sae/reference/ops.ts";
 import { featureLayers } from "../../lib/sae/config.ts";
@@ -169,7 +173,12 @@ function makeData(c: Case) {
   };
 }
 
-async function runGpu(gpu: Gpu, c: Case, data: ReturnType<typeof makeData>) {
+async function runGpu(
+  gpu: Gpu,
+  c: Case,
+  data: ReturnType<typeof makeData>,
+  dpre: DpreLayout = "lanes",
+) {
   const { B, d } = c;
   const n = c.layers.reduce((a, b) => a + b, 0);
   const ends: number[] = [];
@@ -188,6 +197,7 @@ async function runGpu(gpu: Gpu, c: Case, data: ReturnType<typeof makeData>) {
     k: c.k,
     aux,
     totalVarIndex: 0,
+    dpre,
   });
   const up = (x: Float32Array | Uint32Array, label: string) => uploadStorage(gpu, x, label);
   const bufs = {
@@ -285,37 +295,42 @@ const CASES: Case[] = [
   },
 ];
 
+// "groups" (eight invocations per entry dot product, the real-GPU layout) needs d % 4 == 0.
+const LAYOUTS = (d: number): DpreLayout[] => d % 4 === 0 ? ["lanes", "groups"] : ["lanes"];
+
 for (const c of CASES) {
-  const n = c.layers.reduce((a, b) => a + b, 0);
-  Deno.test(
-    `sparse backward equals the dense reference (B=${c.B} d=${c.d} layers=${c.layers} k=${c.k} aux=${c.aux.length})`,
-    async () => {
-      const gpu = await testGpu();
-      const data = makeData(c);
-      const want = denseReference(c, data);
-      const got = await runGpu(gpu, c, data);
-      close(got.gradDec, want.gradDec, "grad decW");
-      close(got.gradEnc, want.gradEnc, "grad encW");
-      close(got.gradB, want.gradB, "grad bDec");
-      // Features without an active entry get exactly zero rows; segment starts are a valid scan.
-      const active = new Set<number>();
-      const mark = (idx: Uint32Array, val: Float32Array) =>
-        idx.forEach((f, e) => f !== EMPTY && val[e] > 0 && active.add(f));
-      mark(data.idx, data.val);
-      data.aux.forEach((a) => mark(a.idx, a.val));
-      let total = 0;
-      for (let f = 0; f < n; f++) {
-        assert.equal(got.start[f], total, `start[${f}]`);
-        const cnt = got.start[f + 1] - got.start[f];
-        assert.equal(cnt > 0, active.has(f), `feature ${f} entries`);
-        total += cnt;
-        if (!active.has(f)) {
-          for (let j = 0; j < c.d; j++) assert.equal(got.gradDec[f * c.d + j], 0);
+  for (const dpre of LAYOUTS(c.d)) {
+    const n = c.layers.reduce((a, b) => a + b, 0);
+    Deno.test(
+      `sparse backward equals the dense reference (B=${c.B} d=${c.d} layers=${c.layers} k=${c.k} aux=${c.aux.length}, dpre ${dpre})`,
+      async () => {
+        const gpu = await testGpu();
+        const data = makeData(c);
+        const want = denseReference(c, data);
+        const got = await runGpu(gpu, c, data, dpre);
+        close(got.gradDec, want.gradDec, "grad decW");
+        close(got.gradEnc, want.gradEnc, "grad encW");
+        close(got.gradB, want.gradB, "grad bDec");
+        // Features without an active entry get exactly zero rows; segment starts are a valid scan.
+        const active = new Set<number>();
+        const mark = (idx: Uint32Array, val: Float32Array) =>
+          idx.forEach((f, e) => f !== EMPTY && val[e] > 0 && active.add(f));
+        mark(data.idx, data.val);
+        data.aux.forEach((a) => mark(a.idx, a.val));
+        let total = 0;
+        for (let f = 0; f < n; f++) {
+          assert.equal(got.start[f], total, `start[${f}]`);
+          const cnt = got.start[f + 1] - got.start[f];
+          assert.equal(cnt > 0, active.has(f), `feature ${f} entries`);
+          total += cnt;
+          if (!active.has(f)) {
+            for (let j = 0; j < c.d; j++) assert.equal(got.gradDec[f * c.d + j], 0);
+          }
         }
-      }
-      assert.ok(active.size < n || c.k === n, "some feature never appears");
-    },
-  );
+        assert.ok(active.size < n || c.k === n, "some feature never appears");
+      },
+    );
+  }
 }
 
 Deno.test("sparse backward is deterministic: sorted entries are in (block, segment, row) order and repeat bitwise", async () => {

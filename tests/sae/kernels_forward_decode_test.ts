@@ -11,7 +11,7 @@ import {
   sparseDecodeOp,
   treeLevels,
 } from "../../lib/sae/ops/sparse_decode.ts";
-import { lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
+import { lossBlocksLength, lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
 import { textureDecodePass } from "../../lib/sae/ops/sparse_decode.ts";
 import {
   createMatrixTexture,
@@ -146,12 +146,17 @@ Deno.test("loss term sums match the TS twin and are bitwise reproducible", async
     const levelsBuf = uploadStorage(gpu, levels, "levels");
     const ehatBuf = uploadStorage(gpu, ehat, "ehat");
     const partials = createStorage(gpu, T * d * 4, "partials");
+    const blocks = createStorage(gpu, lossBlocksLength(B, d) * 4, "loss blocks");
     const terms = createStorage(gpu, T * 4, "terms");
     const aux = auxLevels.map((level) => ({ ehat: ehatBuf, level }));
     const run = async () => {
       await runOps(
         gpu,
-        lossTermsOp(gpu, { xs: xsBuf, levels: levelsBuf, aux, partials, terms }, { B, d, L }),
+        lossTermsOp(gpu, { xs: xsBuf, levels: levelsBuf, aux, partials, blocks, terms }, {
+          B,
+          d,
+          L,
+        }),
         "loss",
       );
       return await readF32(gpu, terms, T);
@@ -167,6 +172,6 @@ Deno.test("loss term sums match the TS twin and are bitwise reproducible", async
     }
     assertClose(got, want, { atol: 1e-6, rtol: 1e-5, label: `terms B=${B} d=${d} L=${L}` });
     assert.deepEqual(await run(), got, "same inputs give bitwise the same sums");
-    for (const b of [xsBuf, levelsBuf, ehatBuf, partials, terms]) b.destroy();
+    for (const b of [xsBuf, levelsBuf, ehatBuf, partials, blocks, terms]) b.destroy();
   }
 });

@@ -21,7 +21,7 @@ import {
   singleLevel,
   sparseDecodeOp,
 } from "../../lib/sae/ops/sparse_decode.ts";
-import { lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
+import { lossBlocksLength, lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
 
 Deno.test("tree forward pass on the GPU agrees with lib/sae/reference (codes exact, sums 1e-4)", async () => {
   const gpu = await testGpu();
@@ -120,6 +120,7 @@ Deno.test("tree forward pass on the GPU agrees with lib/sae/reference (codes exa
   const auxBounds = createLevelBounds(gpu, singleLevel(kAux));
   const T = lossTermCount(L, 1);
   const partials = createStorage(gpu, T * d * 4, "partials"),
+    blocks = createStorage(gpu, lossBlocksLength(B, d) * 4, "loss blocks"),
     terms = createStorage(gpu, T * 4, "terms");
   await runOps(gpu, [
     ...selectAuxOp(
@@ -151,7 +152,11 @@ Deno.test("tree forward pass on the GPU agrees with lib/sae/reference (codes exa
       plan: singleLevel(kAux),
       withBias: false,
     }),
-    ...lossTermsOp(gpu, { xs, levels, aux: [{ ehat, level: 1 }], partials, terms }, { B, d, L }),
+    ...lossTermsOp(gpu, { xs, levels, aux: [{ ehat, level: 1 }], partials, blocks, terms }, {
+      B,
+      d,
+      L,
+    }),
   ], "tree aux + loss");
   assert.deepEqual(await readU32(gpu, auxIdx, B * kAux), auxCodes.idx, "aux idx");
   assertClose(await readF32(gpu, auxVal, B * kAux), auxCodes.val, {
@@ -187,5 +192,5 @@ Deno.test("tree forward pass on the GPU agrees with lib/sae/reference (codes exa
       levels,
     ]
   ) b.destroy();
-  for (const b of [deadBuf, auxIdx, auxVal, ehat, auxBounds, partials, terms]) b.destroy();
+  for (const b of [deadBuf, auxIdx, auxVal, ehat, auxBounds, partials, blocks, terms]) b.destroy();
 });

@@ -2,7 +2,13 @@
 import assert from "node:assert/strict";
 import { assertClose, randn, testGpu } from "../_util.ts";
 import { uploadStorage } from "../../lib/gpu/buffer.ts";
-import { MP_RESIDUAL_EPS, mpInit, mpIteration, mpPursuit } from "../../lib/sae/mp/reference.ts";
+import {
+  MP_MIN_CORRELATION,
+  MP_RESIDUAL_EPS,
+  mpInit,
+  mpIteration,
+  mpPursuit,
+} from "../../lib/sae/mp/reference.ts";
 import { mpPursuitGpu } from "../../lib/sae/mp/pursuit_gpu.ts";
 
 function unitRows(w: Float32Array, n: number, d: number): Float32Array {
@@ -90,6 +96,30 @@ Deno.test("mp_step stops a row whose residual is below eps, and one with no posi
     const twin = mpInit(xs, 2, d, 3);
     mpIteration(twin, decW, 2, d, n, MP_RESIDUAL_EPS);
     assert.deepEqual(meta(twin.info), meta(got.info));
+  } finally {
+    buf.destroy();
+  }
+});
+
+Deno.test("mp picks need c > MP_MIN_CORRELATION·‖r‖: a rounding-level correlation ends the row", async () => {
+  const gpu = await testGpu();
+  const d = 5, n = 3;
+  const decW = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) decW[i * d + i] = 1; // atoms e_0..e_2
+  // ‖r‖ = 2 in both rows; the best correlation is 2e-6·‖r‖/2 (below the bar) or 2e-4 (above).
+  const xs = new Float32Array(2 * d);
+  xs.set([2e-6, -2, 0, 0, 0], 0);
+  xs.set([2e-4, -2, 0, 0, 0], d);
+  assert.ok(2e-6 < MP_MIN_CORRELATION * 2 && 2e-4 > MP_MIN_CORRELATION * 2);
+  const buf = uploadStorage(gpu, decW, "test decW");
+  try {
+    const got = await mpPursuitGpu(gpu, buf, xs, { B: 2, d, n, k: 2 }, MP_RESIDUAL_EPS);
+    // per row: slots used, done, picks (‖r‖² bits dropped)
+    assert.deepEqual(meta(got.info).slice(0, 3), [0, 1, 0], "row 0 stops without a pick");
+    assert.equal(got.idx[2], 0, "row 1 picks atom 0");
+    const twin = mpPursuit(xs, decW, 2, d, n, 2);
+    assert.deepEqual(meta(got.info), meta(twin.info));
+    assert.deepEqual(got.idx, twin.idx);
   } finally {
     buf.destroy();
   }

@@ -16,7 +16,7 @@ import { createStorage, readF32, readU32, uniforms, uploadStorage } from "../../
 import { type Dispatch, type Kernel, runKernels } from "../../gpu/kernel.ts";
 import { releaseUniforms, wrapGrid } from "../ops/grid.ts";
 import { encoderGemmOp, maxGemmChunkRows } from "../ops/encoder_gemm.ts";
-import { mpInit, type MpState } from "./reference.ts";
+import { MP_MIN_CORRELATION, mpInit, type MpState } from "./reference.ts";
 
 /** Invocations per workgroup (a power of two: the kernel reduces by halving). */
 const WG = 64;
@@ -73,8 +73,8 @@ export async function mpPursuitGpu(
       eps2: eps * eps,
       row_stride: grid.stride,
       rowOffset,
-      _p0: 0,
-    }, ["eps2"]);
+      minCorr2: MP_MIN_CORRELATION ** 2,
+    }, ["eps2", "minCorr2"]);
     return { u, workgroups: grid.workgroups };
   };
   if (variant === "fused") {

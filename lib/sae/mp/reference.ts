@@ -5,7 +5,7 @@
  * decoder bias (the paper's setup; ref `use_pre_encoder_bias = False`).
  *
  * Forward, per token (xs = the standardised input, r_0 = xs), for t = 0..k−1 while not done:
- *   c = decW · r_t; i_t = argmax c (ties → lower index); stop if c[i_t] ≤ 0;
+ *   c = decW · r_t; i_t = argmax c (ties → lower index); stop if c[i_t] ≤ MP_MIN_CORRELATION·‖r_t‖;
  *   a_t = c[i_t]; r_{t+1} = r_t − a_t·decW[i_t];
  *   done when ‖r_{t+1}‖ < eps (MP_RESIDUAL_EPS) or i_t was already picked (then a_t is added to
  *   its coefficient: the ref's "support stopped changing" rule).
@@ -25,6 +25,14 @@ import { UNUSED_SLOT } from "../reference/constants.ts";
 
 /** Pursuit stops when the residual norm falls below this (ref `eps` default; Costa et al.). */
 export const MP_RESIDUAL_EPS = 5e-3;
+
+/**
+ * A pick needs c > MP_MIN_CORRELATION·‖r‖, not just c > 0: right after an update the picked atom's
+ * correlation is exactly 0 in exact arithmetic, and its f32 value (~1e-8·‖r‖, sign by rounding) would
+ * otherwise decide whether the row re-picks it or stops, differently on different GPUs. f32 error of
+ * a unit-atom dot product is ~6e-8·√d·‖r‖ (1.7e-6·‖r‖ at d = 768), well under this.
+ */
+export const MP_MIN_CORRELATION = 1e-5;
 
 /** State of a batch's pursuit: codes, the pick sequence and the residual. */
 export interface MpState {
@@ -92,7 +100,7 @@ export function mpIteration(
         atom = i;
       }
     }
-    if (!(best > 0)) {
+    if (!(best > 0 && best * best > MP_MIN_CORRELATION ** 2 * s.rnorm2[b])) {
       s.info[b * 4 + 1] = 1;
       continue;
     }

@@ -20,6 +20,7 @@ import { encodeDispatches, getPipeline } from "../../gpu/kernel.ts";
 import { createStorage, uniforms, uploadStorage } from "../../gpu/buffer.ts";
 import { GpuError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
+import type { PhaseTimer } from "../../gpu/phase_timer.ts";
 
 /** Invocations per workgroup of every backward kernel. */
 const WG = 64;
@@ -27,6 +28,8 @@ const WG = 64;
 const MAX_CURSOR_ENTRIES = 1 << 22;
 /** Fewest rows a scatter block walks (bounds the block count for small n). */
 const MIN_ROWS_PER_BLOCK = 16;
+/** Batch rows per b_dec row-block sum (bdec_rows). */
+const BDEC_ROWS = 64;
 /** Features per b_dec partial sum. */
 const BDEC_CHUNK = 256;
 /** `Params.src` value meaning "derive the source from the feature's layer". */
@@ -40,6 +43,13 @@ const K_AUX = kernel("aux_grad");
 const K_DPRE = kernel("entry_dpre");
 const K_DPRE4 = kernel("entry_dpre4");
 const K_DPRE4X4 = kernel("entry_dpre4x4");
+/** Invocations per workgroup of entry_dpre_g8 (eight per entry: 32 entries per workgroup). */
+const G8_WG = 256;
+const K_DPRE_G8: Kernel = {
+  file: "sparse_backward.wgsl",
+  entry: "entry_dpre_g8",
+  constants: { WG: G8_WG },
+};
 const K_HIST = kernel("histogram");
 const K_PREFIX = kernel("block_prefix");
 const K_SCAN = kernel("scan_features");
@@ -63,13 +73,15 @@ const K_REDUCE16: Kernel = {
   constants: { WG: REDUCE16_WG },
 };
 const K_BPART = kernel("bdec_partial");
-const K_BFINAL = kernel("bdec_final");
+const K_BROWS: Kernel = { ...kernel("bdec_rows"), constants: { WG, BDEC_ROWS } };
+const K_BFINAL: Kernel = { ...kernel("bdec_final"), constants: { WG, BDEC_ROWS } };
 const ALL_KERNELS = [
   K_LEVEL,
   K_AUX,
   K_DPRE,
   K_DPRE4,
   K_DPRE4X4,
+  K_DPRE_G8,
   K_HIST,
   K_PREFIX,
   K_SCAN,
@@ -78,6 +90,7 @@ const ALL_KERNELS = [
   K_REDUCE4,
   K_REDUCE16,
   K_BPART,
+  K_BROWS,
   K_BFINAL,
 ];
 
@@ -93,6 +106,14 @@ export interface BackwardAuxGroup {
   denomIndex: number;
 }
 
+/**
+ * How the per-entry dot products dpre = U[b]·decW[f] are laid out: "lanes" = one invocation per
+ * entry (four per invocation for aux segments; best on llvmpipe, whose workgroups are SIMD lanes of
+ * one CPU thread), "groups" = eight invocations per entry reading each row in 128-byte pieces
+ * (coalesced loads on real GPUs; d % 4 == 0, else "lanes").
+ */
+export type DpreLayout = "lanes" | "groups";
+
 /** Sizes of a backward plan (fixed for its lifetime). */
 export interface BackwardShape {
   B: number;
@@ -106,6 +127,8 @@ export interface BackwardShape {
   aux: BackwardAuxGroup[];
   /** Index of totalVar in `scal`. */
   totalVarIndex: number;
+  /** Per-entry dot-product layout (default: "lanes" on software adapters, else "groups"). */
+  dpre?: DpreLayout;
 }
 
 /** Buffers of one backward pass (bound per call, so the engine may swap them). */
@@ -189,6 +212,7 @@ export class SparseBackward {
     s.sdpre = createStorage(gpu, E * 4, "backward sorted dpre");
     s.sum = createStorage(gpu, n * 4, "backward dpre sums");
     s.partial = createStorage(gpu, Math.ceil(n / BDEC_CHUNK) * d * 4, "backward bDec partials");
+    s.rowPartial = createStorage(gpu, Math.ceil(B / BDEC_ROWS) * d * 4, "backward bDec row sums");
     s.ends = uploadStorage(gpu, new Uint32Array(levelEnds), "backward level ends");
     return self;
   }
@@ -278,7 +302,10 @@ export class SparseBackward {
       const grid = wrapGrid(this.#gpu, Math.ceil((B * seg.k) / WG));
       const blocks = wrapGrid(this.#gpu, this.nBlocks);
       const quadGrid = wrapGrid(this.#gpu, Math.ceil((B * seg.k) / 4 / WG));
+      const g8Grid = wrapGrid(this.#gpu, Math.ceil((B * seg.k) / (G8_WG / 8)));
       const p = {
+        g8: this.#params({ kseg: seg.k, src: seg.src, seg_base: base, row_stride: g8Grid.stride }),
+        g8Grid,
         quad: this.#params({
           kseg: seg.k,
           src: seg.src,
@@ -304,10 +331,18 @@ export class SparseBackward {
       base += B * seg.k;
       return p;
     });
+    const groups = d % 4 === 0 &&
+      (this.shape.dpre ?? (this.#gpu.isFallback ? "lanes" : "groups")) === "groups";
     segments.forEach((seg, i) => {
       const p = segParams[i];
       if (seg.k === 0) return;
-      if (d % 4 === 0 && seg.k % 4 === 0 && seg.src !== SRC_FROM_LAYER) {
+      if (groups) {
+        out.push({
+          kernel: K_DPRE_G8,
+          buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.g8],
+          workgroups: p.g8Grid.workgroups,
+        });
+      } else if (d % 4 === 0 && seg.k % 4 === 0 && seg.src !== SRC_FROM_LAYER) {
         // Fixed source, whole rows of four entries: one U load serves four dot products.
         out.push({
           kernel: K_DPRE4X4,
@@ -386,8 +421,13 @@ export class SparseBackward {
       workgroups: [Math.ceil(d / WG), nChunks],
     });
     out.push({
+      kernel: K_BROWS,
+      buffers: [s.u, s.rowPartial, this.#params({})],
+      workgroups: [Math.ceil(d / WG), Math.ceil(B / BDEC_ROWS)],
+    });
+    out.push({
       kernel: K_BFINAL,
-      buffers: [s.u, s.partial, bufs.gradB, this.#params({})],
+      buffers: [s.rowPartial, s.partial, bufs.gradB, this.#params({})],
       workgroups: [Math.ceil(d / WG)],
     });
     return out;
@@ -395,18 +435,22 @@ export class SparseBackward {
 
   /**
    * Record the backward pass into `encoder`. Uniform buffers made for it are freed by the
-   * next `encode` or `destroy` (after the work that uses them was submitted).
+   * next `encode` or `destroy` (after the work that uses them was submitted). With `timer`, each
+   * kernel is a phase of its own, named "sparse backward: <entry>".
    */
-  encode(encoder: GPUCommandEncoder, bufs: BackwardBuffers) {
+  encode(encoder: GPUCommandEncoder, bufs: BackwardBuffers, timer?: PhaseTimer) {
     this.#releaseUniforms();
     const dispatches = this.dispatches(bufs);
     encoder.clearBuffer(this.#scratch.counts);
-    encodeDispatches(
-      this.#gpu,
-      encoder,
-      dispatches,
-      dispatches.map((x) => this.#pipelines.get(x.kernel)!),
-    );
+    const pipelines = dispatches.map((x) => this.#pipelines.get(x.kernel)!);
+    if (!timer) {
+      encodeDispatches(this.#gpu, encoder, dispatches, pipelines);
+      return;
+    }
+    dispatches.forEach((x, i) => {
+      encodeDispatches(this.#gpu, encoder, [x], [pipelines[i]]);
+      timer.mark(encoder, `sparse backward: ${x.kernel.entry}`);
+    });
   }
 
   /** Scratch buffers, for tests that inspect the transpose (sorted entries, segment starts). */

@@ -15,7 +15,7 @@ import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { uniforms } from "../../gpu/buffer.ts";
 import { GpuError } from "../../errors.ts";
-import { BLOCK_COLS, BLOCK_ROWS, WIDE_COLS, WIDE_ROWS } from "./encoder_gemm_wgsl.ts";
+import { BLOCK_COLS, BLOCK_ROWS, TILE, WIDE_COLS, WIDE_ROWS } from "./encoder_gemm_wgsl.ts";
 import {
   createMatrixTexture,
   encodeMatrixTextureCopy,
@@ -28,7 +28,7 @@ import { getPipeline, kernelName } from "../../gpu/kernel.ts";
 /**
  * GEMM variants (kernels/encoder_gemm.wgsl): "block4" = register-blocked, 32×32 per invocation, vec4
  * loads straight from storage (llvmpipe/lavapipe, DESIGN §2; needs d % 4 == 0); "wide" = the same
- * idea with scalar loads for any d; "tiled" = 64×64 workgroup-memory tiles (real GPUs).
+ * idea with scalar loads for any d; "tiled" = 128×128 workgroup-memory tiles, 8×8 per invocation (real GPUs).
  */
 export type GemmVariant = "block4" | "wide" | "tiled";
 
@@ -36,8 +36,6 @@ export type GemmVariant = "block4" | "wide" | "tiled";
 const WIDE_WG = 64;
 /** Invocations per workgroup of the block4 variant (best measured on llvmpipe: 16). */
 const BLOCK_WG = 16;
-/** Tile of the shared-memory variant (BM = BN in the WGSL). */
-const TILE = 64;
 
 /** The variant suited to an adapter and width: register blocks on software drivers, tiles on real GPUs. */
 export function defaultGemmVariant(gpu: Gpu, d: number): GemmVariant {

@@ -3,7 +3,7 @@
  * errors and the AuxK numerator/denominator, as sums the host (or a later kernel) divides.
  *
  * Shapes: B rows, d = d_in, L levels. xs [B, d], levels [L, B, d] (x̂s_{≤l}), ehat [B, d] (AuxK ê
- * of one aux layer), partials [T, d] scratch, terms [T] output with the layout of `lossTermLayout`:
+ * of one aux layer), partials [T, d] and blocks [NB, d, 2] scratch, terms [T] output with the layout of `lossTermLayout`:
  *   terms[0]            = totalVar = Σ_b Σ_j (xs − mean_b xs)²
  *   terms[1 + l]        = Σ_b Σ_j (x̂s_{≤l} − xs)²                       for l < L
  *   terms[1 + L + 2a]   = Σ (ê_a − r_a)², r_a = xs − x̂s_{≤level_a}      AuxK numerator of aux entry a
@@ -16,12 +16,24 @@ import { uniforms } from "../../gpu/buffer.ts";
 
 /** Invocations per workgroup. */
 const WG = 64;
-const COLUMNS: Kernel = { file: "loss.wgsl", entry: "column_sums", constants: { WG } };
+/** Rows per block of the column sums (blocks merged in order by column_merge). */
+const ROWS = 64;
+const BLOCKS: Kernel = {
+  file: "loss.wgsl",
+  entry: "column_block_sums",
+  constants: { WG, ROWS },
+};
+const MERGE: Kernel = { file: "loss.wgsl", entry: "column_merge", constants: { WG, ROWS } };
 const REDUCE: Kernel = { file: "loss.wgsl", entry: "reduce_terms", constants: { WG } };
 
 /** Number of terms for L levels and `auxCount` AuxK entries: 1 + L + 2·auxCount. */
 export function lossTermCount(L: number, auxCount: number): number {
   return 1 + L + 2 * auxCount;
+}
+
+/** Floats of `lossTermsOp`'s block scratch for B rows of width d: [ceil(B / ROWS), d, 2]. */
+export function lossBlocksLength(B: number, d: number): number {
+  return 2 * Math.ceil(B / ROWS) * d;
 }
 
 /** One AuxK entry: its ê buffer and the level whose residual it reconstructs. */
@@ -42,6 +54,8 @@ export interface LossTermsBuffers {
   aux: AuxTermInput[];
   /** [T, d] scratch, T = lossTermCount(L, aux.length). */
   partials: GPUBuffer;
+  /** Block-sum scratch of lossBlocksLength(B, d) floats (reused by every term in turn). */
+  blocks: GPUBuffer;
   /** [T] output sums. */
   terms: GPUBuffer;
 }
@@ -60,8 +74,8 @@ function columnSums(
     bScale: number;
     cScale: number;
   },
-  out: GPUBuffer,
-): Dispatch {
+  { blocks, out }: { blocks: GPUBuffer; out: GPUBuffer },
+): Dispatch[] {
   const u = uniforms(gpu, {
     B: p.B,
     d: p.d,
@@ -76,7 +90,11 @@ function columnSums(
     pad1: 0,
     pad2: 0,
   }, ["bScale", "cScale", "pad1", "pad2"]);
-  return { kernel: COLUMNS, buffers: [a, b, c, out, u], workgroups: [Math.ceil(p.d / WG)] };
+  const groups = Math.ceil(p.d / WG);
+  return [
+    { kernel: BLOCKS, buffers: [a, b, c, blocks, u], workgroups: [groups, Math.ceil(p.B / ROWS)] },
+    { kernel: MERGE, buffers: [blocks, out, u], workgroups: [groups] },
+  ];
 }
 
 /** Dispatches computing every loss term sum (layout in the module doc) into `terms`. */
@@ -86,33 +104,32 @@ export function lossTermsOp(
   sizes: { B: number; d: number; L: number },
 ): Dispatch[] {
   const { B, d, L } = sizes;
-  const { xs, levels, partials } = buffers;
+  const { xs, levels, partials, blocks } = buffers;
+  const to = { blocks, out: partials };
   const base = { B, d, aOff: 0, bOff: 0, cOff: 0, centered: false, bScale: 1, cScale: 0 };
   const out: Dispatch[] = [
-    columnSums(gpu, [xs, xs, xs], { ...base, outRow: 0, centered: true, bScale: 0 }, partials),
+    ...columnSums(gpu, [xs, xs, xs], { ...base, outRow: 0, centered: true, bScale: 0 }, to),
   ];
   for (let l = 0; l < L; l++) {
     out.push(
-      columnSums(gpu, [levels, xs, xs], { ...base, aOff: l * B * d, outRow: 1 + l }, partials),
+      ...columnSums(gpu, [levels, xs, xs], { ...base, aOff: l * B * d, outRow: 1 + l }, to),
     );
   }
   buffers.aux.forEach(({ ehat, level }, i) => {
     const lOff = level * B * d;
     out.push(
-      columnSums(
+      ...columnSums(
         gpu,
         [ehat, xs, levels],
         { ...base, cOff: lOff, cScale: 1, outRow: 1 + L + 2 * i },
-        partials,
+        to,
       ),
-    );
-    out.push(
-      columnSums(gpu, [xs, levels, xs], {
-        ...base,
-        bOff: lOff,
-        centered: true,
-        outRow: 2 + L + 2 * i,
-      }, partials),
+      ...columnSums(
+        gpu,
+        [xs, levels, xs],
+        { ...base, bOff: lOff, centered: true, outRow: 2 + L + 2 * i },
+        to,
+      ),
     );
   });
   const T = lossTermCount(L, buffers.aux.length);

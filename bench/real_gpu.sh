@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Kernel tests and speed benchmarks on a machine with a real GPU, in one go:
+#
+#   bash bench/real_gpu.sh [LOG_DIR]        (LOG_DIR default: runs/real_gpu)
+#
+# 1. the GPU-facing tests (every kernel against its TypeScript twin, whole engine steps against the
+#    reference engine) on this machine's adapter: a real GPU runs workgroups truly in parallel and
+#    catches races a software adapter hides;
+# 2. bench/train_step.ts with --profile (AuxK 256, then AuxK off) and bench/encoder_gemm_bench.ts;
+# 3. bench/torch_train_step.py, the PyTorch twin of the step, when python3 has torch.
+# DENO names the Deno binary (default: deno); DENO_WEBGPU_BACKEND defaults to vulkan. Each part
+# has its own time limit so one hang cannot eat the others; logs go to LOG_DIR, a summary to stdout.
+set -u
+out=${1:-runs/real_gpu}
+mkdir -p "$out"
+deno=${DENO:-deno}
+export DENO_WEBGPU_BACKEND=${DENO_WEBGPU_BACKEND:-vulkan}
+export NO_COLOR=1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv 2>/dev/null
+
+part() { # part NAME SECONDS CMD...: run CMD under a time limit, log to $out/NAME.log
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "== $name: exit $rc in $((SECONDS - t0)) s"
+}
+
+# The GPU-facing test files whose module graph needs no npm package (a GPU box may be offline).
+tests=()
+for f in tests/{gpu,sae,tree,train,eval}/*_test.ts tests/lm/kernels_test.ts; do
+  "$deno" info --json --node-modules-dir=none "$f" 2>&1 | grep -q 'npm:\|npm package' || tests+=("$f")
+done
+echo "== ${#tests[@]} test files"
+part tests 240 "$deno" test -A --no-check --node-modules-dir=none "${tests[@]}"
+grep -E "^(ok|FAILED) \||=> |error:" "$out/tests.log" | tail -n 25
+# SM clock and power once a second during the benchmarks (NVIDIA only), to read the clocks the steps ran at.
+dmon=""
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi dmon -s pc -d 1 >"$out/dmon.log" 2>&1 &
+  dmon=$!
+fi
+part train_step 150 "$deno" run -A bench/train_step.ts --profile --steps 5
+cat "$out/train_step.log"
+part train_step_noaux 90 "$deno" run -A bench/train_step.ts --profile --steps 5 --aux-k 0
+cat "$out/train_step_noaux.log"
+part train_step_b2b 90 "$deno" run -A bench/train_step.ts --steps 10 --back-to-back --n 24576
+cat "$out/train_step_b2b.log"
+part encoder_gemm 120 "$deno" run -A bench/encoder_gemm_bench.ts --reps 3
+tail -n 20 "$out/encoder_gemm.log"
+[ -n "$dmon" ] && kill "$dmon" && awk 'NR <= 2 || NR % 5 == 0' "$out/dmon.log" | head -n 40
+if python3 -c "import torch" 2>/dev/null; then
+  part torch 120 python3 bench/torch_train_step.py --steps 10
+  cat "$out/torch.log"
+  part torch_noaux 60 python3 bench/torch_train_step.py --steps 10 --aux-k 0
+  cat "$out/torch_noaux.log"
+fi
