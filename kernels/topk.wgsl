@@ -42,6 +42,10 @@ override WG: u32 = 64;
 override GATED: u32 = 0u;
 // Words of the per-row "fired" bitset: covers features [0, 32·FIRE_WORDS), i.e. every possible parent.
 override FIRE_WORDS: u32 = 1u;
+// Up to this many winners are placed by pairwise ranks instead of a bitonic sort: O(count²/WG)
+// compares per invocation but no barriers, which cost most on llvmpipe (with the pairwise T below,
+// AuxK over 12 288 dead features went from 449 to 309 ms per 1 024 rows; ~300 winners per row).
+const RANK_MAX: u32 = 512u;
 
 // Largest k per layer (the contract's k ≤ 256 and auxK = 256).
 const MAX_K: u32 = 256u;
@@ -215,13 +219,12 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   if (m > 2u) { candKey[t * m + 2u] = t2; }
   if (m > 3u) { candKey[t * m + 3u] = t3; }
   if (m > 4u) { candKey[t * m + 4u] = t4; }
-  for (var q = 0u; q < m; q++) { candIdx[t * m + q] = t * m + q; }
   if (t == 0u) {
     wgU = 0u;
     atomicStore(&candCount, 0u);
   }
-  // T = the k-th largest of the WG·m kept keys: ranked pairwise for m = 1 (cheaper than a sort's
-  // barriers on llvmpipe), sorted otherwise (pairwise would cost O((WG·m)²)).
+  // T = the k-th largest of the WG·m kept keys, ranked pairwise (no barriers: a bitonic sort's
+  // ~45 barrier-separated stages cost more on llvmpipe than the compares).
   if (m == 1u) {
     workgroupBarrier();
     let ke = candKey[t];
@@ -232,8 +235,17 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
     }
     if (rank == k - 1u) { wgU = ke; }
   } else {
-    sort_candidates(t, WG * m);
-    if (t == 0u) { wgU = candKey[k - 1u]; }
+    // WG·m ≤ 4·WG + WG keys (k ≤ 4·WG): pairwise ranks, O((WG·m)²/WG) compares per invocation.
+    workgroupBarrier();
+    for (var e = t; e < WG * m; e += WG) {
+      let ke = candKey[e];
+      var rank = 0u;
+      for (var f = 0u; f < WG * m; f++) {
+        let kf = candKey[f];
+        if (kf > ke || (kf == ke && f < e)) { rank++; }
+      }
+      if (rank == k - 1u) { wgU = ke; }
+    }
   }
   let T = workgroupUniformLoad(&wgU);
   if (T == 0u) { return false; }
@@ -285,10 +297,10 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
 }
 
 // Write the first min(k, count) of candKey/candIdx[0, count) in order (key descending, index
-// ascending) to slots outBase.., and mark slots [count, k) unused. Few candidates: each finds its
+// ascending) to slots outBase.., and mark slots [count, k) unused. Up to RANK_MAX candidates: each finds its
 // rank against all others (no barriers); many: bitonic sort. count must be uniform.
 fn place_ordered(mode: u32, t: u32, count: u32, k: u32, outBase: u32) {
-  if (count <= 128u) {
+  if (count <= RANK_MAX) {
     for (var c = t; c < count; c += WG) {
       let ki = candKey[c];
       let ii = candIdx[c];

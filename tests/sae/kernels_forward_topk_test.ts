@@ -81,7 +81,7 @@ function concat(parts: Int32Array[]): Int32Array {
 Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n)", async () => {
   const gpu = await testGpu();
   // Layers ≥ 512 wide take the fast path (vec4 reads when n % 4 == 0), smaller ones the radix
-  // select; ≤ 128 winners are ranked pairwise, more are sorted.
+  // select; ≤ 512 winners are ranked pairwise, more are sorted.
   const cases: [number, number, number][] = [
     [5, 1, 1],
     [9, 7, 1],
@@ -252,4 +252,17 @@ Deno.test("top-k rejects a pre buffer that cannot be read as vec4", async () => 
     /allocate preChunkBytes\(3, 5\) = 64/,
   );
   for (const b of [pre, layerTable, idx, val]) b.destroy();
+});
+
+Deno.test("top-k sorts the candidates when more than RANK_MAX (512) tie at the threshold", async () => {
+  const gpu = await testGpu();
+  const [B, n, k] = [3, 3000, 32];
+  const pre = preWithTies(B, n, 7);
+  for (let i = 0; i < pre.length; i += 5) pre[i] = 5; // 600 ties at the top: 513..1024 candidates
+  const layout = { sizes: [n], kPerLayer: [k], gated: false };
+  const got = await gpuSelect(gpu, pre, B, n, layout);
+  const want = selectTreeTwin(pre, B, n, [n], [k], null);
+  assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx);
+  assertClose(await readF32(gpu, got.val, B * k), want.val, { atol: 0, rtol: 0 });
+  got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
 });
