@@ -3,7 +3,7 @@
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
  *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3] [--aux-k 256]
- *                                   [--profile] [--back-to-back]
+ *                                   [--profile] [--back-to-back [--one-at-a-time]]
  *
  * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144
  * (`--aux-k 0` times the step without AuxK).
@@ -15,8 +15,10 @@
  * FLOPs = 2·B·d·n. On a real GPU the re-upload of the whole state (~450 MB at n = 24576) leaves the
  * GPU idle long enough to drop to idle clocks (the next step ran ~5× slower on an H200), so there
  * two untimed inference passes follow each upload. `--back-to-back` writes the half-dead state
- * once and runs the timed steps one after another, as a training loop does (the dead fraction
- * then falls, to 0 after one step on this random data; the last step's is printed). `--profile` also prints the GPU time of each phase of the step (timestamp
+ * once and runs the timed steps as the trainer does, each submitted before the previous one's
+ * statistics are awaited (`enqueueStep`); it reports the mean over the whole run (the dead
+ * fraction falls, to 0 after one step on this random data; the last step's is printed); with
+ * `--one-at-a-time` each step's statistics are awaited before the next is submitted. `--profile` also prints the GPU time of each phase of the step (timestamp
  * queries between phases; mean over the timed steps). Results go in bench/README.md under
  * "Training step".
  */
@@ -27,7 +29,7 @@ import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { type Dispatch, encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
 import { makeConfig } from "../lib/sae/config.ts";
-import { initState } from "../lib/sae/engine.ts";
+import { initState, type StepStats } from "../lib/sae/engine.ts";
 import { GpuEngine } from "../lib/sae/gpu_engine.ts";
 import {
   createGemmTextures,
@@ -53,6 +55,7 @@ const { values } = parseArgs({
     "aux-k": { type: "string", default: "256" },
     profile: { type: "boolean", default: false },
     "back-to-back": { type: "boolean", default: false },
+    "one-at-a-time": { type: "boolean", default: false },
   },
 });
 const widths = values.n.split(",").map(Number);
@@ -109,6 +112,12 @@ async function gemmMs(n: number, encW: Float32Array): Promise<[number, string]> 
   return [best, tex ? "gemm_block4_tex + texture copies" : dispatches[0].kernel.entry];
 }
 
+const mode = !values["back-to-back"]
+  ? ""
+  : values["one-at-a-time"]
+  ? ", back to back, one at a time"
+  : ", back to back, pipelined";
+
 for (const n of widths) {
   const config = makeConfig({ arch: "topk", dIn: D, layers: [n], k: K, auxK, seed: 1 });
   const state = initState(config);
@@ -130,14 +139,34 @@ for (const n of widths) {
   let aux = 0;
   let dead = 0;
   const batches = Array.from({ length: steps }, (_, s) => makeBatch(2 + s));
-  for (let s = 0; s < steps; s++) {
-    if (s === 0 || !values["back-to-back"]) {
-      await engine.writeState(st);
-      // A real GPU idles at low clocks during the upload; two untimed inference passes (they leave
-      // the state alone) bring it back to working clocks, as the previous step would in training.
-      if (!gpu.isFallback) { for (let w = 0; w < 2; w++) await engine.encode(batches[s], B); }
-      await gpu.device.queue.onSubmittedWorkDone();
+  if (values["back-to-back"]) {
+    // As the trainer runs them: step s + 1 is submitted before step s's statistics are awaited.
+    await engine.writeState(st);
+    if (!gpu.isFallback) { for (let w = 0; w < 2; w++) await engine.encode(batches[0], B); }
+    await gpu.device.queue.onSubmittedWorkDone();
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    let prev: Promise<StepStats> | null = null;
+    for (let s = 0; s < steps; s++) {
+      if (values["one-at-a-time"] && prev) await prev;
+      const { stats } = await engine.enqueueStep(batches[s], B);
+      if (prev) await prev;
+      prev = stats;
     }
+    const last = await prev!;
+    total = performance.now() - t0;
+    best = total / steps;
+    const c = process.cpuUsage(c0);
+    cpu = (c.user + c.system) / 1e6;
+    aux = last.auxLoss[0];
+    dead = last.deadFraction[0];
+  }
+  for (let s = 0; s < steps && !values["back-to-back"]; s++) {
+    await engine.writeState(st);
+    // A real GPU idles at low clocks during the upload; two untimed inference passes (they leave
+    // the state alone) bring it back to working clocks, as the previous step would in training.
+    if (!gpu.isFallback) { for (let w = 0; w < 2; w++) await engine.encode(batches[s], B); }
+    await gpu.device.queue.onSubmittedWorkDone();
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     const stats = await engine.step(batches[s], B);
@@ -155,7 +184,7 @@ for (const n of widths) {
   const sec = total / 1000 / steps;
   engine.destroy();
   console.log(
-    `d=${D} n=${n} k=${K} B=${B} auxK=${auxK} (${n / 2} dead${
+    `d=${D} n=${n} k=${K} B=${B} auxK=${auxK}${mode} (${n / 2} dead${
       values["back-to-back"] ? ` at first, ${(dead * 100).toFixed(1)} % after the last step` : ""
     }, aux term ${aux.toFixed(3)}): ` +
       `step ${(sec * 1000).toFixed(0)} ms = ${(B / sec).toFixed(0)} tokens/s ` +

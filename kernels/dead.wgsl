@@ -9,6 +9,10 @@
 //                Slot order does not matter: integer atomics give the same counts every time.
 //   dead_update  bindings 0 counts u32 [n], 1 since u32 [n], 2 u Params.
 //                One invocation updates one feature: since = counts > 0 ? 0 : min(since + B, 2^32 - 1).
+//   dead_mask    bindings 0 since u32 [n], 1 dead u32 [n], 2 u Params (tokens = the dead threshold,
+//                _p = 1 when the threshold exceeds 2^32 − 1).
+//                One invocation per feature: dead = since >= threshold ? 1 : 0 (the AuxK candidates of
+//                the next step, computed on the GPU so the host need not wait for the counters).
 // Grids are 1-D, wrapped into y: i = y·row_stride + x.
 
 override WG: u32 = 64;
@@ -19,7 +23,7 @@ const FIRE_THRESHOLD: f32 = 1e-3;
 struct Params {
   // Slots in the batch (B·K) for fire_count, features (n) for dead_update.
   len: u32,
-  // Tokens in the batch (B): added to every counter.
+  // Tokens in the batch (B): added to every counter. dead_mask: the dead threshold.
   tokens: u32,
   row_stride: u32,
   _p: u32,
@@ -59,4 +63,16 @@ fn dead_update(@builtin(global_invocation_id) g: vec3u) {
     // Saturate instead of wrapping so a long-dead feature stays dead.
     du_since[f] = select(s + du_p.tokens, EMPTY, s > EMPTY - du_p.tokens);
   }
+}
+
+@group(0) @binding(0) var<storage, read> dm_since: array<u32>;
+@group(0) @binding(1) var<storage, read_write> dm_dead: array<u32>;
+@group(0) @binding(2) var<uniform> dm_p: Params;
+
+@compute @workgroup_size(WG)
+fn dead_mask(@builtin(global_invocation_id) g: vec3u) {
+  let f = g.y * dm_p.row_stride + g.x;
+  if (f >= dm_p.len) { return; }
+  // _p = 1: the threshold is above every counter value (2^32 − 1), nothing is dead.
+  dm_dead[f] = select(0u, 1u, dm_p._p == 0u && dm_since[f] >= dm_p.tokens);
 }

@@ -30,6 +30,11 @@ export interface StepStats {
   fireCounts: Uint32Array;
 }
 
+/** A submitted training step: its statistics arrive when the GPU is done with it. */
+export interface StepTicket {
+  stats: Promise<StepStats>;
+}
+
 /** Adam first and second moments of one parameter (same length as the parameter). */
 export interface AdamMoments {
   /** First moment m. */
@@ -80,6 +85,12 @@ export interface SaeEngine {
   readonly description: string;
   /** One optimiser step on x [B, d]; returns the batch's statistics. */
   step(x: Float32Array, B: number): Promise<StepStats>;
+  /**
+   * Optional pipelining: submit one step and resolve once it is submitted, so the caller can
+   * enqueue the next before this one's statistics arrive (same weights as `step`). Callers await
+   * each call before the next; the engine's other methods wait for the steps in flight.
+   */
+  enqueueStep?(x: Float32Array, B: number): Promise<StepTicket>;
   /** Inference codes for x [B, d] (batchtopk: threshold θ; tree: gated). */
   encode(x: Float32Array, B: number): Promise<EncodeResult>;
   /** Inference reconstruction of x [B, d] in the raw (unstandardised) space. */

@@ -19,6 +19,7 @@ import {
   type SaeEngine,
   type SaeState,
   type StepStats,
+  type StepTicket,
 } from "./engine.ts";
 import { checkBatch } from "./reference_engine.ts";
 import {
@@ -35,7 +36,7 @@ import { type Dispatch, encodeDispatches, getPipeline, withErrorScope } from "..
 import { releaseUniforms } from "./ops/grid.ts";
 import { SparseBackward } from "./ops/backward.ts";
 import { adamDecoderRowsOp, adamDenseOp, type AdamTensor } from "./ops/adam.ts";
-import { deadUpdateOp, fireCountOp } from "./ops/dead.ts";
+import { deadMaskOp, deadUpdateOp, fireCountOp } from "./ops/dead.ts";
 import { standardizeOp, unstandardizeOp } from "./ops/standardize.ts";
 import {
   createGemmTextures,
@@ -164,6 +165,12 @@ export class GpuEngine implements SaeEngine {
   #levelBounds: GPUBuffer;
   #auxBoundsCache = new Map<number, GPUBuffer>();
   #phaseTimer?: PhaseTimer;
+  /** Rows of the enqueued steps whose statistics are not in yet. */
+  #pendingTokens = 0;
+  /** Step whose counters `#since` holds (readbacks are applied newest-wins). */
+  #sinceStep = 0;
+  /** Statistics of the last enqueued step (null once drained). */
+  #inflight: Promise<StepStats> | null = null;
   /** With `profile`: GPU milliseconds per phase of the last training step. */
   lastProfile?: Map<string, number>;
   /** Software adapters (d % 64 = 0, no explicit GEMM variant): decW's texture mirror. */
@@ -255,6 +262,7 @@ export class GpuEngine implements SaeEngine {
     writeBuffer(gpu, p.bias.v, s.adam.bDec.v);
     writeBuffer(gpu, p.since, s.tokensSinceFired);
     this.#since = s.tokensSinceFired.slice();
+    this.#sinceStep = s.step;
     this.#parentsHost = s.parents.map((x) => x.slice());
     if (this.config.arch === "tree") {
       const flat = new Int32Array(this.#n);
@@ -274,6 +282,17 @@ export class GpuEngine implements SaeEngine {
 
   /** One optimiser step on x [B, d]: everything on the GPU in one submit, one readback. */
   async step(x: Float32Array, B: number): Promise<StepStats> {
+    return await (await this.enqueueStep(x, B)).stats;
+  }
+
+  /**
+   * Record and submit one optimiser step; resolves once it is submitted, with a promise of its
+   * statistics. The next step may be enqueued before that promise settles: the GPU then never
+   * waits for the host between steps (Deno resolves a readback ≥ 10 ms after the work is done).
+   * Await each `enqueueStep` before calling it again; every other method first waits for the
+   * steps in flight. The weights are the same as with `step` one at a time.
+   */
+  async enqueueStep(x: Float32Array, B: number): Promise<StepTicket> {
     checkBatch(x, B, this.#d);
     const gpu = this.#gpu;
     if (this.#step === 0) {
@@ -283,7 +302,10 @@ export class GpuEngine implements SaeEngine {
     }
     const bb = await this.#batchBuffers(B);
     writeBuffer(gpu, bb.x, x);
-    const kAux = this.#auxK(this.#uploadDeadMask(bb));
+    const kAux = this.#auxKBound();
+    const n = this.#n;
+    const d = this.#d;
+    const p = this.#p;
     const rec = new Recording(this.#timer());
     rec.command((enc) => {
       enc.clearBuffer(bb.counts);
@@ -291,16 +313,20 @@ export class GpuEngine implements SaeEngine {
       // A group without AuxK this step keeps ê = 0 so its loss sums stay defined.
       kAux.forEach((k, a) => k === 0 && enc.clearBuffer(bb.aux[a].ehat));
     });
-    rec.push(
-      ...standardizeOp(gpu, { x: bb.x, xs: bb.xs, mean: bb.mean, std: bb.std }, { B, d: this.#d }),
-    );
+    if (kAux.some((k) => k > 0)) {
+      // AuxK's candidates from the counters on the GPU, as the previous step left them.
+      rec.push(
+        ...deadMaskOp(gpu, { since: p.since, dead: bb.dead }, {
+          n,
+          deadTokens: this.config.deadTokens,
+        }),
+      );
+    } else rec.command((enc) => enc.clearBuffer(bb.dead));
+    rec.push(...standardizeOp(gpu, { x: bb.x, xs: bb.xs, mean: bb.mean, std: bb.std }, { B, d }));
     rec.mark("standardize");
     await this.#forward(rec, bb, "train", kAux);
     rec.command((enc) => bb.backward.encode(enc, this.#backwardBuffers(bb, kAux), rec.timer));
     const t = this.#step + 1;
-    const n = this.#n;
-    const d = this.#d;
-    const p = this.#p;
     const lr = this.config.lr;
     rec.push(
       ...adamDecoderRowsOp(gpu, p.dec, n, d, { lr, t }),
@@ -316,14 +342,35 @@ export class GpuEngine implements SaeEngine {
       ...deadUpdateOp(gpu, { counts: bb.counts, since: p.since }, { n, tokens: B }),
     );
     rec.mark("dead tracking");
+    // The statistics are copied in the same submit, before a later step reuses the buffers.
+    const readback = this.#statsCopy(rec, bb);
     // Error scopes cost a device round trip each (~10 ms on Deno): check the first step of
     // each batch shape, whose command stream every later step repeats.
     await rec.submit(gpu, bb.checked ? undefined : "SAE training step");
     bb.checked = true;
-    if (rec.timer) this.lastProfile = await rec.timer.read();
-    const stats = await this.#readStats(bb, B, kAux);
-    this.#step++;
-    return stats;
+    this.#step = t;
+    this.#pendingTokens += B;
+    const stats = (async () => {
+      const raw = await readback();
+      this.#pendingTokens -= B;
+      return this.#statsFrom(raw, t, B);
+    })();
+    // Marked handled so that a step nobody awaits (the run failed elsewhere) cannot crash the
+    // process; awaiting `stats` still sees the error.
+    stats.catch(() => {});
+    this.#inflight = stats;
+    if (rec.timer) {
+      await stats;
+      this.lastProfile = await rec.timer.read();
+    }
+    return { stats };
+  }
+
+  /** Wait until every enqueued step's statistics are in (their errors are the steps' to report). */
+  async #drain(): Promise<void> {
+    const last = this.#inflight;
+    this.#inflight = null;
+    if (last) await last.catch(() => {});
   }
 
   /**
@@ -502,6 +549,7 @@ export class GpuEngine implements SaeEngine {
 
   /** Inference codes for x [B, d]: the training selection (batchtopk: threshold θ once set). */
   async encode(x: Float32Array, B: number): Promise<EncodeResult> {
+    await this.#drain();
     const bb = await this.#inference(x, B, false);
     const K = this.#inferenceK();
     const [idx, val] = [
@@ -513,6 +561,7 @@ export class GpuEngine implements SaeEngine {
 
   /** Inference reconstruction of x [B, d] in the raw space (decode, then undo standardisation). */
   async reconstruct(x: Float32Array, B: number): Promise<Float32Array> {
+    await this.#drain();
     const bb = await this.#inference(x, B, true);
     return await readF32(this.#gpu, bb.x, B * this.#d);
   }
@@ -567,21 +616,22 @@ export class GpuEngine implements SaeEngine {
    * Upload dead[f] = tokensSinceFired[f] ≥ deadTokens (from the host copy of the counters,
    * refreshed by every step's readback); returns the dead count of each aux group.
    */
-  #uploadDeadMask(bb: BatchBuffers): number[] {
+  /**
+   * AuxK slots to dispatch per group this step: min(auxK, an upper bound on its dead features),
+   * 0 when α = 0. The counters on the host are those of the last step whose statistics are in;
+   * the steps still in flight add at most their rows to each, so a feature can only be dead now
+   * if its counter plus those rows reaches deadTokens. With nothing in flight this is exact. The
+   * selection takes min(slots, candidates), so a bound gives the same codes as the exact count.
+   */
+  #auxKBound(): number[] {
     const dt = this.config.deadTokens;
-    const mask = new Uint32Array(this.#n);
-    for (let f = 0; f < this.#n; f++) mask[f] = this.#since[f] >= dt ? 1 : 0;
-    writeBuffer(this.#gpu, bb.dead, mask);
+    const ahead = this.#pendingTokens;
     return this.#groups.map((g) => {
+      if (!(g.alpha > 0)) return 0;
       let c = 0;
-      for (let f = g.start; f < g.end; f++) c += mask[f];
-      return c;
+      for (let f = g.start; f < g.end; f++) if (this.#since[f] + ahead >= dt) c++;
+      return Math.min(this.config.auxK, c);
     });
-  }
-
-  /** kAux of each group this step: min(auxK, dead in the group), 0 when α = 0. */
-  #auxK(dead: number[]): number[] {
-    return this.#groups.map((g, a) => (g.alpha > 0 ? Math.min(this.config.auxK, dead[a]) : 0));
   }
 
   /** Indices of the aux groups that can carry gradient (α > 0 and auxK > 0). */
@@ -592,6 +642,7 @@ export class GpuEngine implements SaeEngine {
   /** Buffers for batch size B (kept while B stays the same). */
   async #batchBuffers(B: number): Promise<BatchBuffers> {
     if (this.#batch?.B === B) return this.#batch;
+    await this.#drain(); // steps in flight still use the old buffers
     this.#destroyBatch();
     const gpu = this.#gpu;
     const { n, d, L, K } = { n: this.#n, d: this.#d, L: this.#L, K: this.#K };
@@ -685,8 +736,11 @@ export class GpuEngine implements SaeEngine {
     };
   }
 
-  /** Read scalars, fire/active counts and dead counters in one copy; build the step's stats. */
-  async #readStats(bb: BatchBuffers, B: number, kAux: number[]): Promise<StepStats> {
+  /**
+   * Record a copy of the step's scalars, fire/active counts, dead counters and dead mask into a
+   * fresh staging buffer; the returned function maps it (after the submit) and returns the bytes.
+   */
+  #statsCopy(rec: Recording, bb: BatchBuffers): () => Promise<ArrayBuffer> {
     const gpu = this.#gpu;
     const n = this.#n;
     const S = scalLength(this.#L, this.#groups.length);
@@ -696,6 +750,7 @@ export class GpuEngine implements SaeEngine {
       [bb.counts, n],
       [bb.active, n],
       [this.#p.since, n],
+      [bb.dead, n],
     ];
     const total = parts.reduce((a, [, len]) => a + len, 0) * 4;
     const staging = gpu.device.createBuffer({
@@ -703,22 +758,43 @@ export class GpuEngine implements SaeEngine {
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
       label: "step stats readback",
     });
-    const encoder = gpu.device.createCommandEncoder({ label: "step stats" });
-    let at = 0;
-    for (const [buf, len] of parts) {
-      encoder.copyBufferToBuffer(buf, 0, staging, at, len * 4);
-      at += len * 4;
-    }
-    gpu.device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const raw = staging.getMappedRange().slice(0);
-    staging.unmap();
-    staging.destroy();
+    rec.command((encoder) => {
+      let at = 0;
+      for (const [buf, len] of parts) {
+        encoder.copyBufferToBuffer(buf, 0, staging, at, len * 4);
+        at += len * 4;
+      }
+    });
+    return async () => {
+      try {
+        await staging.mapAsync(GPUMapMode.READ);
+        return staging.getMappedRange().slice(0);
+      } finally {
+        staging.destroy();
+      }
+    };
+  }
+
+  /** The statistics of step `step` (B rows) from the bytes `#statsCopy` read back. */
+  #statsFrom(raw: ArrayBuffer, step: number, B: number): StepStats {
+    const n = this.#n;
+    const S = scalLength(this.#L, this.#groups.length);
     const scal = new Float32Array(raw, 0, S);
     const minKept = new Float32Array(raw, S * 4, 1)[0];
     const counts = new Uint32Array(raw, (S + 1) * 4, n).slice();
     const active = new Uint32Array(raw, (S + 1 + n) * 4, n);
-    this.#since = new Uint32Array(raw, (S + 1 + 2 * n) * 4, n).slice();
+    if (step > this.#sinceStep) {
+      this.#since = new Uint32Array(raw, (S + 1 + 2 * n) * 4, n).slice();
+      this.#sinceStep = step;
+    }
+    const since = new Uint32Array(raw, (S + 1 + 2 * n) * 4, n);
+    const dead = new Uint32Array(raw, (S + 1 + 3 * n) * 4, n);
+    // kAux of each group as the reference counts it: min(auxK, dead features), 0 when α = 0.
+    const kAux = this.#groups.map((g) => {
+      let c = 0;
+      for (let f = g.start; f < g.end; f++) c += dead[f];
+      return g.alpha > 0 ? Math.min(this.config.auxK, c) : 0;
+    });
     const L = this.#L;
     const totalVar = scal[SCAL_TOTAL_VAR];
     const mainLoss = Array.from({ length: L }, (_, l) => scal[scalLevel(l)] / totalVar);
@@ -740,11 +816,11 @@ export class GpuEngine implements SaeEngine {
     });
     const deadFraction = this.config.layers.map((size, l) => {
       let c = 0;
-      for (let f = off[l]; f < off[l + 1]; f++) if (this.#since[f] >= dt) c++;
+      for (let f = off[l]; f < off[l + 1]; f++) if (since[f] >= dt) c++;
       return c / size;
     });
     return {
-      step: this.#step + 1,
+      step,
       loss,
       mainLoss,
       auxLoss,
@@ -765,6 +841,7 @@ export class GpuEngine implements SaeEngine {
 
   /** A copy of the full state, read back from the GPU. */
   async readState(): Promise<SaeState> {
+    await this.#drain();
     const gpu = this.#gpu;
     const p = this.#p;
     const f = (b: GPUBuffer) => readF32(gpu, b);
@@ -785,10 +862,10 @@ export class GpuEngine implements SaeEngine {
   }
 
   /** Replace the state (shapes checked); gradients stay zero. */
-  writeState(state: SaeState): Promise<void> {
+  async writeState(state: SaeState): Promise<void> {
     checkStateShapes(this.config, state);
+    await this.#drain();
     this.#upload(cloneState(state));
-    return Promise.resolve();
   }
 
   /** Free every GPU buffer of the engine. */

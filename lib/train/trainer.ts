@@ -37,6 +37,11 @@ export interface TrainerHook {
   readonly name: string;
   /** Runs after every engine step (may read or write the engine's state). */
   afterStep(stats: StepStats, engine: SaeEngine, ctx: HookContext): Promise<void> | void;
+  /**
+   * Whether `afterStep` of step `step` may read or write the engine (absent: always). When it
+   * says no, the trainer submits the next step before running it.
+   */
+  usesEngineAfter?(step: number): boolean;
   /** JSON state and tensors to checkpoint. */
   saveState?(): {
     json?: unknown;
@@ -121,23 +126,44 @@ export async function ensureWritableDir(dir: string, flag = "--out") {
   }
 }
 
-/** Train until maxTokens or the signal; checkpoints periodically and at the end. */
+/**
+ * Train until maxTokens or the signal; checkpoints periodically and at the end. With an engine
+ * that can enqueue steps (the GPU engine), the next step is submitted before the previous one's
+ * statistics are handled, so the GPU never waits for the host between steps; not when the
+ * previous step is followed by a checkpoint or a hook that uses the engine, which must see it as
+ * that step left it. The weights are the same either way.
+ */
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const run = new Run(o);
+  let inflight: Pending | null = null;
+  let next: Pending | null = null;
   try {
     await run.start();
-    while (!run.done()) {
-      const batch = await run.nextBatch();
-      if (!batch) break;
-      const stats = await run.step(batch);
-      await run.runHooks(stats);
-      await run.maybeLog(stats);
-      await run.maybeCheckpoint();
+    for (;;) {
+      if (inflight && !run.canOverlap(inflight)) {
+        await run.complete(inflight);
+        inflight = null;
+      }
+      next = await run.enqueueNext();
+      if (inflight) await run.complete(inflight);
+      inflight = next;
+      next = null;
+      if (!inflight) break;
     }
     return await run.finish();
   } finally {
+    // On an error, let submitted steps finish before the caller frees the engine.
+    for (const p of [inflight, next]) await p?.stats.catch(() => {});
     run.close();
   }
+}
+
+/** A submitted step whose statistics are not handled yet. */
+interface Pending {
+  batch: SourceBatch;
+  /** The engine's step count once this step is done. */
+  step: number;
+  stats: Promise<StepStats>;
 }
 
 /** State of one `train` call; each method is one named phase of the loop. */
@@ -147,6 +173,9 @@ class Run {
   readonly #sink: ProgressSink | null;
   #metrics: Deno.FsFile | null = null;
   #step = 0;
+  /** Steps and tokens submitted but not yet handled. */
+  #queuedSteps = 0;
+  #queuedTokens = 0;
   #last: StepStats | null = null;
   #startTokens = 0;
   #startTime = 0;
@@ -194,15 +223,51 @@ class Run {
     return this.#progress.tokensSeen >= this.#o.maxTokens || !!this.#o.signal?.aborted;
   }
 
-  /** The next batch, with every value checked finite. */
-  async nextBatch(): Promise<SourceBatch | null> {
+  /**
+   * Submit the next step (null when the run is done or the data ran out): the next batch, every
+   * value checked finite, handed to the engine.
+   */
+  async enqueueNext(): Promise<Pending | null> {
+    const p = this.#progress;
+    if (p.tokensSeen + this.#queuedTokens >= this.#o.maxTokens || this.#o.signal?.aborted) {
+      return null;
+    }
     const batch = await this.#o.source.next();
-    if (batch) checkFinite(batch, this.#o.source.name, this.#progress.tokensSeen);
-    return batch;
+    if (!batch) return null;
+    checkFinite(batch, this.#o.source.name, p.tokensSeen + this.#queuedTokens);
+    const engine = this.#o.engine;
+    const stats = engine.enqueueStep
+      ? (await engine.enqueueStep(batch.x, batch.rows)).stats
+      : Promise.resolve(await engine.step(batch.x, batch.rows));
+    this.#queuedSteps++;
+    this.#queuedTokens += batch.rows;
+    return { batch, step: this.#step + this.#queuedSteps, stats };
   }
 
-  async step(batch: SourceBatch): Promise<StepStats> {
-    const stats = await this.#o.engine.step(batch.x, batch.rows);
+  /** Whether the step after `pending` may be submitted before `pending` is handled. */
+  canOverlap(pending: Pending): boolean {
+    const every = this.#o.checkpointEvery;
+    const checkpointNext = every > 0 && pending.step % every === 0;
+    const hooksQuiet = (this.#o.hooks ?? []).every((h) =>
+      h.usesEngineAfter?.(pending.step) === false
+    );
+    return !checkpointNext && hooksQuiet;
+  }
+
+  /** Handle a submitted step once its statistics are in: progress, hooks, log, checkpoint. */
+  async complete(pending: Pending) {
+    const stats = await this.#takeStats(pending);
+    await this.runHooks(stats);
+    await this.maybeLog(stats);
+    await this.maybeCheckpoint();
+  }
+
+  /** Wait for a submitted step's statistics and count it into the progress. */
+  async #takeStats(pending: Pending): Promise<StepStats> {
+    const { batch } = pending;
+    const stats = await pending.stats;
+    this.#queuedSteps--;
+    this.#queuedTokens -= batch.rows;
     if (!Number.isFinite(stats.loss)) {
       throw new ArborError(
         `training diverged: loss is ${stats.loss} at step ${stats.step}; lower --lr or check the data`,

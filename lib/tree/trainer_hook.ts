@@ -304,6 +304,8 @@ export interface TreeTrainerHook {
   readonly allocator: TreeAllocator;
   /** Accumulate, run scheduled events, print them and append their records to metrics.jsonl. */
   afterStep(stats: StepStats, engine: SaeEngine, ctx?: TreeHookContext): Promise<void>;
+  /** Whether step `step` ends in a scheduled event (the only time the hook uses the engine). */
+  usesEngineAfter(step: number): boolean;
   /** JSON state for the checkpoint. */
   saveState(): { json: TreeAllocatorState };
   /** Restore the saved JSON state on resume. */
@@ -331,6 +333,9 @@ export function treeTrainerHook(
       print = ctx ? (line) => ctx.print(line) : fallback;
       const records = await allocator.afterStep(stats, engine);
       for (const r of records) await ctx?.log({ ...r });
+    },
+    usesEngineAfter(step) {
+      return scheduledEvent(allocator.schedule, step) !== null;
     },
     saveState() {
       return { json: allocator.toState() };

@@ -8,7 +8,7 @@ import { assertClose, randn, rng, testGpu } from "../_util.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runKernels } from "../../lib/gpu/kernel.ts";
 import { adamDecoderRowsOp, adamDenseOp, type AdamTensor } from "../../lib/sae/ops/adam.ts";
-import { deadUpdateOp, fireCountOp } from "../../lib/sae/ops/dead.ts";
+import { deadMaskOp, deadUpdateOp, fireCountOp } from "../../lib/sae/ops/dead.ts";
 import {
   adamStep,
   fireCounts,
@@ -124,3 +124,19 @@ for (const [B, K, n] of [[1, 1, 1], [37, 5, 53], [300, 9, 7]]) {
     for (const b of [counts, active, since, idxB, valB]) b.destroy();
   });
 }
+
+Deno.test("dead_mask marks since ≥ deadTokens (odd n, saturated counters, threshold above u32)", async () => {
+  const gpu = await testGpu();
+  const n = 131;
+  const since0 = new Uint32Array(n).map((_, f) => [0, 99, 100, 101, 0xffffffff][f % 5] + (f % 7));
+  const since = uploadStorage(gpu, since0, "since");
+  const dead = uploadStorage(gpu, new Uint32Array(n).fill(7), "dead (poisoned)");
+  for (const deadTokens of [100, 0xffffffff, 2 ** 33]) {
+    await runKernels(gpu, deadMaskOp(gpu, { since, dead }, { n, deadTokens }), "dead mask");
+    const want = Array.from(since0, (s) => (s >= deadTokens ? 1 : 0));
+    assert.deepEqual(Array.from(await readU32(gpu, dead)), want, `deadTokens ${deadTokens}`);
+  }
+  assert.ok(Array.from(since0).some((s) => s === 0xffffffff), "a saturated counter is tested");
+  since.destroy();
+  dead.destroy();
+});

@@ -6,6 +6,7 @@ import { makeConfig, type SaeConfig } from "../../lib/sae/config.ts";
 import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
 import { GpuEngine } from "../../lib/sae/gpu_engine.ts";
 import { arraySource } from "../../lib/train/batch_source.ts";
+import { treeTrainerHook } from "../../lib/tree/trainer_hook.ts";
 import { loadCheckpoint } from "../../lib/train/checkpoint.ts";
 import {
   formatDuration,
@@ -238,5 +239,124 @@ Deno.test("GPU engine: 8 straight steps equal 4 steps + resume + 4 steps, bit fo
     const a = await loadCheckpoint(straight), b = await loadCheckpoint(split);
     assert.deepEqual(b.state, a.state);
     assert.ok(r.last!.auxLoss.some((v) => v > 0), "AuxK was active");
+  });
+});
+
+/** The GPU engine seen through a counter of steps submitted but not yet finished. */
+function countingEngine(engine: GpuEngine, pipelined: boolean) {
+  let open = 0;
+  /** readsInFlight: state reads and writes while a step was in flight (must stay 0). */
+  const seen = { maxOpen: 0, readsInFlight: 0 };
+  const wrapped = {
+    config: engine.config,
+    description: engine.description,
+    step: (x: Float32Array, rows: number) => engine.step(x, rows),
+    encode: (x: Float32Array, rows: number) => engine.encode(x, rows),
+    reconstruct: (x: Float32Array, rows: number) => engine.reconstruct(x, rows),
+    readState: () => {
+      // A checkpoint must see the engine as its step left it, with no later step submitted.
+      if (open > 0) seen.readsInFlight++;
+      return engine.readState();
+    },
+    writeState: (s: Parameters<GpuEngine["writeState"]>[0]) => {
+      if (open > 0) seen.readsInFlight++;
+      return engine.writeState(s);
+    },
+    destroy: () => engine.destroy(),
+    ...(pipelined
+      ? {
+        enqueueStep: async (x: Float32Array, rows: number) => {
+          const ticket = await engine.enqueueStep(x, rows);
+          seen.maxOpen = Math.max(seen.maxOpen, ++open);
+          ticket.stats.then(() => open--, () => open--);
+          return ticket;
+        },
+      }
+      : {}),
+  };
+  return { wrapped, seen };
+}
+
+Deno.test("GPU engine: the trainer submits the next step before the last one's statistics are in; same weights", async () => {
+  const config = makeConfig({ arch: "topk", dIn: D, layers: [12], k: 2, deadTokens: 16, seed: 5 });
+  await withDir(async (dir) => {
+    const run = async (out: string, pipelined: boolean, extra: Partial<TrainOptions> = {}) => {
+      const engine = await GpuEngine.create(config);
+      const { wrapped, seen } = countingEngine(engine, pipelined);
+      try {
+        const r = await train({ ...options(config, out, 9 * B), engine: wrapped, ...extra });
+        return { r, seen, state: (await loadCheckpoint(out)).state };
+      } finally {
+        engine.destroy();
+      }
+    };
+    const plain = await run(join(dir, "plain"), false);
+    const piped = await run(join(dir, "piped"), true);
+    assert.equal(piped.r.steps, 9);
+    assert.deepEqual(piped.state, plain.state);
+    assert.deepEqual(piped.r.last, plain.r.last);
+    assert.equal(piped.seen.maxOpen, 2, "one step in flight while the previous one is handled");
+    assert.equal(
+      piped.seen.readsInFlight,
+      0,
+      "checkpoints (every 3 steps) wait for no step in flight",
+    );
+    // Hooks must see the engine as each step left it: no overlap then.
+    const hooked = await run(join(dir, "hooked"), true, { hooks: [new CountingHook()] });
+    assert.equal(hooked.seen.maxOpen, 1);
+    assert.deepEqual(hooked.state, plain.state);
+    // Logging needs only the statistics.
+    const metrics = await Deno.readTextFile(join(dir, "piped", "metrics.jsonl"));
+    assert.equal(metrics.trim().split("\n").length, 5, "log lines at steps 2, 4, 6, 8 and 9");
+  });
+});
+
+Deno.test("GPU engine: with the tree hook, steps overlap except around scheduled events; same weights", async () => {
+  const config = makeConfig({
+    arch: "tree",
+    dIn: D,
+    layers: [3, 9],
+    kPerLayer: [1, 2],
+    deadTokens: 16,
+    auxAlpha: [0.1, 0.1],
+    seed: 7,
+  });
+  const steps = 10;
+  // Reallocations at steps 3, 5 and 7, the root reset at 8: the hook reads and writes the engine.
+  const schedule = { firstStep: 3, growth: 1, maxInterval: 2, rootResetStep: 8 };
+  await withDir(async (dir) => {
+    const run = async (out: string, pipelined: boolean) => {
+      const engine = await GpuEngine.create(config);
+      const { wrapped, seen } = countingEngine(engine, pipelined);
+      const hook = treeTrainerHook(config, { totalSteps: steps, schedule, log: null })!;
+      try {
+        await train({
+          ...options(config, out, steps * B),
+          engine: wrapped,
+          hooks: [hook],
+          checkpointEvery: 0,
+        });
+        const events = (await Deno.readTextFile(join(out, "metrics.jsonl")))
+          .split("\n").filter((l) => l.includes('"event"')).map((l) => JSON.parse(l));
+        return { seen, events, state: (await loadCheckpoint(out)).state };
+      } finally {
+        engine.destroy();
+      }
+    };
+    const plain = await run(join(dir, "plain"), false);
+    const piped = await run(join(dir, "piped"), true);
+    assert.deepEqual(piped.state, plain.state);
+    assert.deepEqual(piped.events, plain.events);
+    assert.deepEqual(
+      plain.events.filter((e) => e.event !== "reallocation-followup").map((e) => e.step),
+      [3, 5, 7, 8],
+      "the scheduled events ran",
+    );
+    assert.equal(piped.seen.maxOpen, 2, "steps overlap between events");
+    assert.equal(
+      piped.seen.readsInFlight,
+      0,
+      "the hook never used the engine with a step in flight",
+    );
   });
 });

@@ -13,8 +13,11 @@ import { wrapGrid } from "./grid.ts";
 const WG = 64;
 const FIRE: Kernel = { file: "dead.wgsl", entry: "fire_count", constants: { WG } };
 const UPDATE: Kernel = { file: "dead.wgsl", entry: "dead_update", constants: { WG } };
+const MASK: Kernel = { file: "dead.wgsl", entry: "dead_mask", constants: { WG } };
 /** The kernels of this op, for compiling ahead of the first step. */
-export const DEAD_KERNELS: Kernel[] = [FIRE, UPDATE];
+export const DEAD_KERNELS: Kernel[] = [FIRE, UPDATE, MASK];
+/** Largest tokens-since-fired value (the counters saturate there). */
+const SINCE_MAX = 0xffffffff;
 
 /**
  * Dispatches adding each firing slot (val > 1e-3) of the codes [B, K] to counts [n] and each
@@ -49,4 +52,23 @@ export function deadUpdateOp(
     _p: 0,
   });
   return [{ kernel: UPDATE, buffers: [bufs.counts, bufs.since, u], workgroups: grid.workgroups }];
+}
+
+/**
+ * Dispatches of dead[f] = since[f] ≥ deadTokens ? 1 : 0 for n features (a threshold above the
+ * counters' saturation value marks nothing dead, as on the host).
+ */
+export function deadMaskOp(
+  gpu: Gpu,
+  bufs: { since: GPUBuffer; dead: GPUBuffer },
+  sizes: { n: number; deadTokens: number },
+): Dispatch[] {
+  const grid = wrapGrid(gpu, Math.ceil(sizes.n / WG));
+  const u = uniforms(gpu, {
+    len: sizes.n,
+    tokens: Math.min(sizes.deadTokens, SINCE_MAX),
+    row_stride: grid.stride * WG,
+    _p: sizes.deadTokens > SINCE_MAX ? 1 : 0,
+  });
+  return [{ kernel: MASK, buffers: [bufs.since, bufs.dead, u], workgroups: grid.workgroups }];
 }
