@@ -165,6 +165,8 @@ export class GpuEngine implements SaeEngine {
   #levelBounds: GPUBuffer;
   #auxBoundsCache = new Map<number, GPUBuffer>();
   #phaseTimer?: PhaseTimer;
+  /** True while `enqueueStep` records and submits (calls must not interleave). */
+  #recording = false;
   /** Rows of the enqueued steps whose statistics are not in yet. */
   #pendingTokens = 0;
   /** Step whose counters `#since` holds (readbacks are applied newest-wins). */
@@ -293,6 +295,20 @@ export class GpuEngine implements SaeEngine {
    * steps in flight. The weights are the same as with `step` one at a time.
    */
   async enqueueStep(x: Float32Array, B: number): Promise<StepTicket> {
+    if (this.#recording) {
+      throw new ArborError(
+        "GpuEngine: a step is being recorded; await enqueueStep before the next",
+      );
+    }
+    this.#recording = true;
+    try {
+      return await this.#enqueue(x, B);
+    } finally {
+      this.#recording = false;
+    }
+  }
+
+  async #enqueue(x: Float32Array, B: number): Promise<StepTicket> {
     checkBatch(x, B, this.#d);
     const gpu = this.#gpu;
     if (this.#step === 0) {

@@ -469,3 +469,18 @@ Deno.test("GpuEngine enqueueStep: steps in flight give the same stats and weight
     }
   }
 });
+
+Deno.test("GpuEngine enqueueStep refuses a second call before the first has been submitted", async () => {
+  const gpu = await testGpu();
+  const config = makeConfig(CONFIGS[0][1]);
+  const eng = await GpuEngine.create(config, stateWithDead(config), { gpu });
+  try {
+    const x = batch(41, D, 9);
+    const first = eng.enqueueStep(x, 41);
+    await assert.rejects(eng.enqueueStep(x, 41), /await enqueueStep before the next/);
+    await (await first).stats;
+    assert.equal((await eng.readState()).step, 1, "only the first step ran");
+  } finally {
+    eng.destroy();
+  }
+});
