@@ -157,6 +157,12 @@ export const spec: CommandSpec = {
       default: 1000,
       help: "steps between checkpoints (0: only at the end)",
     },
+    "steps-ahead": {
+      type: "int",
+      default: 2,
+      help:
+        "GPU engine: steps submitted before the current one's statistics are in (0: one at a time; same weights)",
+    },
     resume: {
       type: "string",
       help: "continue the run checkpointed in this folder (model flags come from it)",
@@ -201,6 +207,7 @@ export interface TrainPlan {
   maxTokens?: number;
   logEvery: number;
   checkpointEvery: number;
+  stepsAhead: number;
   engine?: EngineKind;
   /** The parsed flags (dynamic-allocation options are resolved once the run length is known). */
   flags: ParsedFlags;
@@ -238,6 +245,7 @@ export function parseTrainArgs(flags: ParsedFlags): TrainPlan {
     maxTokens: positiveInt(flags, "max-tokens"),
     logEvery: positiveInt(flags, "log-every")!,
     checkpointEvery: positiveInt(flags, "checkpoint-every", 0)!,
+    stepsAhead: positiveInt(flags, "steps-ahead", 0)!,
     engine: engine as EngineKind | undefined,
     flags,
     overwrite: Boolean(flags.overwrite),
@@ -502,6 +510,7 @@ export async function runTrain(
           maxTokens,
           logEvery: plan.logEvery,
           checkpointEvery: plan.checkpointEvery,
+          stepsAhead: plan.stepsAhead,
           hooks,
           info,
           signal: ctl.signal,

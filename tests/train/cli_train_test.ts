@@ -172,6 +172,15 @@ Deno.test("flag errors name the flag", () => {
   const plan = (argv: string[]) => parseTrainArgs(parseCommand(spec, argv).flags);
   assert.throws(() => plan(["--data", "d"]), /--out is required with --data/);
   assert.throws(
+    () => plan(["--data", "d", "--out", "o", "--steps-ahead", "1.5"]),
+    /--steps-ahead expects an integer, got "1.5"/,
+  );
+  assert.throws(
+    () => plan(["--data", "d", "--out", "o", "--steps-ahead=-1"]),
+    /--steps-ahead must be an integer ≥ 0, got -1/,
+  );
+  assert.equal(plan(["--steps-ahead", "0"]).stepsAhead, 0);
+  assert.throws(
     () => plan(["--data", "d", "--out", "o", "--arch", "tree"]),
     /--arch tree needs --layers and --k-per-layer/,
   );

@@ -295,7 +295,12 @@ Deno.test("GPU engine: the trainer submits the next step before the last one's s
     assert.equal(piped.r.steps, 9);
     assert.deepEqual(piped.state, plain.state);
     assert.deepEqual(piped.r.last, plain.r.last);
-    assert.equal(piped.seen.maxOpen, 2, "one step in flight while the previous one is handled");
+    assert.equal(piped.seen.maxOpen, 3, "two steps ahead of the one being handled (the default)");
+    for (const stepsAhead of [0, 1]) {
+      const r = await run(join(dir, `ahead${stepsAhead}`), true, { stepsAhead });
+      assert.equal(r.seen.maxOpen, stepsAhead + 1, `stepsAhead ${stepsAhead}`);
+      assert.deepEqual(r.state, plain.state, `stepsAhead ${stepsAhead}`);
+    }
     assert.equal(
       piped.seen.readsInFlight,
       0,
@@ -352,7 +357,7 @@ Deno.test("GPU engine: with the tree hook, steps overlap except around scheduled
       [3, 5, 7, 8],
       "the scheduled events ran",
     );
-    assert.equal(piped.seen.maxOpen, 2, "steps overlap between events");
+    assert.equal(piped.seen.maxOpen, 3, "steps overlap between events");
     assert.equal(
       piped.seen.readsInFlight,
       0,
