@@ -45,7 +45,9 @@ part train_step 150 "$deno" run -A bench/train_step.ts --profile --steps 5
 cat "$out/train_step.log"
 part train_step_noaux 90 "$deno" run -A bench/train_step.ts --profile --steps 5 --aux-k 0
 cat "$out/train_step_noaux.log"
-part train_step_b2b 90 "$deno" run -A bench/train_step.ts --steps 10 --back-to-back --n 24576
+# Steps as the trainer runs them (2 ahead), and one at a time: what keeping the GPU fed is worth.
+part train_step_b2b 120 sh -c "for a in 0 2; do \"$deno\" run -A bench/train_step.ts --steps 20 \
+  --back-to-back --ahead \$a --n 24576 --aux-k 0; done"
 cat "$out/train_step_b2b.log"
 part encoder_gemm 120 "$deno" run -A bench/encoder_gemm_bench.ts --reps 3
 tail -n 20 "$out/encoder_gemm.log"

@@ -3,7 +3,7 @@
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
  *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3] [--aux-k 256]
- *                                   [--profile] [--back-to-back [--one-at-a-time]]
+ *                                   [--profile] [--back-to-back [--ahead 2]]
  *
  * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144
  * (`--aux-k 0` times the step without AuxK).
@@ -15,10 +15,11 @@
  * FLOPs = 2·B·d·n. On a real GPU the re-upload of the whole state (~450 MB at n = 24576) leaves the
  * GPU idle long enough to drop to idle clocks (the next step ran ~5× slower on an H200), so there
  * two untimed inference passes follow each upload. `--back-to-back` writes the half-dead state
- * once and runs the timed steps as the trainer does, each submitted before the previous one's
- * statistics are awaited (`enqueueStep`); it reports the mean over the whole run (the dead
- * fraction falls, to 0 after one step on this random data; the last step's is printed); with
- * `--one-at-a-time` each step's statistics are awaited before the next is submitted. `--profile` also prints the GPU time of each phase of the step (timestamp
+ * once and runs the timed steps as the trainer does, keeping `--ahead` steps (default 2, the
+ * trainer's; 0 = one at a time) submitted ahead of the one whose statistics are awaited
+ * (`enqueueStep`); it reports the mean over the whole run (the dead fraction falls, to 0 after
+ * one step on this random data; the last step's is printed). `--profile` also prints the GPU
+ * time of each phase of the step (timestamp
  * queries between phases; mean over the timed steps). Results go in bench/README.md under
  * "Training step".
  */
@@ -55,7 +56,7 @@ const { values } = parseArgs({
     "aux-k": { type: "string", default: "256" },
     profile: { type: "boolean", default: false },
     "back-to-back": { type: "boolean", default: false },
-    "one-at-a-time": { type: "boolean", default: false },
+    ahead: { type: "string", default: "2" },
   },
 });
 const widths = values.n.split(",").map(Number);
@@ -112,11 +113,8 @@ async function gemmMs(n: number, encW: Float32Array): Promise<[number, string]> 
   return [best, tex ? "gemm_block4_tex + texture copies" : dispatches[0].kernel.entry];
 }
 
-const mode = !values["back-to-back"]
-  ? ""
-  : values["one-at-a-time"]
-  ? ", back to back, one at a time"
-  : ", back to back, pipelined";
+const ahead = Number(values.ahead);
+const mode = values["back-to-back"] ? `, back to back, ${ahead} ahead` : "";
 
 for (const n of widths) {
   const config = makeConfig({ arch: "topk", dIn: D, layers: [n], k: K, auxK, seed: 1 });
@@ -140,26 +138,25 @@ for (const n of widths) {
   let dead = 0;
   const batches = Array.from({ length: steps }, (_, s) => makeBatch(2 + s));
   if (values["back-to-back"]) {
-    // As the trainer runs them: step s + 1 is submitted before step s's statistics are awaited.
+    // As the trainer runs them: `ahead` later steps are submitted before a step's statistics are awaited.
     await engine.writeState(st);
     if (!gpu.isFallback) { for (let w = 0; w < 2; w++) await engine.encode(batches[0], B); }
     await gpu.device.queue.onSubmittedWorkDone();
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    let prev: Promise<StepStats> | null = null;
+    const queue: Promise<StepStats>[] = [];
+    let last: StepStats | undefined;
     for (let s = 0; s < steps; s++) {
-      if (values["one-at-a-time"] && prev) await prev;
-      const { stats } = await engine.enqueueStep(batches[s], B);
-      if (prev) await prev;
-      prev = stats;
+      queue.push((await engine.enqueueStep(batches[s], B)).stats);
+      while (queue.length > ahead) last = await queue.shift();
     }
-    const last = await prev!;
+    while (queue.length) last = await queue.shift();
     total = performance.now() - t0;
     best = total / steps;
     const c = process.cpuUsage(c0);
     cpu = (c.user + c.system) / 1e6;
-    aux = last.auxLoss[0];
-    dead = last.deadFraction[0];
+    aux = last!.auxLoss[0];
+    dead = last!.deadFraction[0];
   }
   for (let s = 0; s < steps && !values["back-to-back"]; s++) {
     await engine.writeState(st);
