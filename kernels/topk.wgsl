@@ -379,6 +379,26 @@ fn place(mode: u32, slot: u32, i: u32, v: f32) {
 // in either the main or the aux slot arrays. All invocations must call it (it has barriers).
 fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32) {
   let base = r * u.n;
+  if (s <= RANK_MAX) {
+    // At most RANK_MAX candidates: collect them all and place them by pairwise ranks (two
+    // barriers, against the radix select's eight per pass; small layers and dead lists were
+    // dominated by those barriers on llvmpipe).
+    if (t == 0u) { atomicStore(&candCount, 0u); }
+    workgroupBarrier();
+    for (var i = o + t; i < o + s; i += WG) {
+      let f = feat(mode, i, o);
+      let c = candidate(mode, base, f, o);
+      if (c.x != 0u) {
+        let p = atomicAdd(&candCount, 1u);
+        candIdx[p] = f;
+        candKey[p] = c.y;
+      }
+    }
+    workgroupBarrier();
+    if (t == 0u) { wgU = atomicLoad(&candCount); }
+    place_ordered(mode, t, workgroupUniformLoad(&wgU), k, outBase);
+    return;
+  }
   if (try_fast(mode, t, base, o, s, k, outBase)) { return; }
   // Radix select of the k-th largest key among the candidates.
   var prefix = 0u;

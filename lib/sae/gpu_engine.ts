@@ -784,7 +784,10 @@ export class GpuEngine implements SaeEngine {
     return async () => {
       try {
         await staging.mapAsync(GPUMapMode.READ);
-        return staging.getMappedRange().slice(0);
+        const raw = staging.getMappedRange().slice(0);
+        // Unmap before destroy: destroying a mapped buffer corrupted Deno's heap at exit.
+        staging.unmap();
+        return raw;
       } finally {
         staging.destroy();
       }
