@@ -28,9 +28,10 @@
 //   row's main slots), enumerated from the dead list (so the cost follows the dead count); the top min(u.kAux, #candidates) pre values (ties → lower index), auxVal =
 //   max(pre, 0); the rest of the row's KA slots are unused.
 //
-// One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). Layers of at
-// least FAST_MIN_SIZE features first try a threshold filter + exact rank (see try_fast); otherwise,
-// or when that cannot decide, the k-th best key is found by a radix select over the
+// One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). A layer (or
+// dead list) of at most RANK_MAX positions has all its candidates placed by pairwise ranks. Larger
+// ones first try a threshold filter + exact rank (see try_fast); when that cannot decide (heavy
+// ties, fewer than k candidates), the k-th best key is found by a radix select over the
 // order-preserving u32 image of the scores (4 passes of 8 bits, workgroup histogram, stopping early
 // when a bin holds exactly the remaining count), then the winners are collected (ties at the
 // threshold by index order via a prefix count over contiguous per-invocation chunks) and placed by

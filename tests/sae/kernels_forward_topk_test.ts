@@ -80,8 +80,8 @@ function concat(parts: Int32Array[]): Int32Array {
 
 Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n)", async () => {
   const gpu = await testGpu();
-  // Layers ≥ 512 wide take the fast path (vec4 reads when n % 4 == 0), smaller ones the radix
-  // select; ≤ 512 winners are ranked pairwise, more are sorted.
+  // Layers of ≤ 512 features place all candidates by pairwise ranks; wider ones take the fast
+  // path (vec4 reads when n % 4 == 0), whose ≤ 512 winners are ranked pairwise, more sorted.
   const cases: [number, number, number][] = [
     [5, 1, 1],
     [9, 7, 1],
