@@ -52,8 +52,6 @@ const RANK_MAX: u32 = 512u;
 const MAX_K: u32 = 256u;
 // Candidate buffer of the fast path (and the winners of the radix path).
 const MAX_C: u32 = 1024u;
-// Layers at least this large try the fast path first.
-const FAST_MIN_SIZE: u32 = 512u;
 // FIRE_THRESHOLD = 1e-3 (ref: a feature fires when its activation exceeds it). The TS reference
 // compares f32 values with the double 1e-3; f32(1e-3) rounds up, so that test is `>=` here.
 const FIRE_THRESHOLD: f32 = 1e-3;
@@ -168,7 +166,7 @@ fn candidate_of(mode: u32, p: f32, i: u32, o: u32) -> vec2u {
 // T does not exist (fewer than k candidates) or too many keys tie at/above it: the caller then runs
 // the radix select. pre is read as vec4 when the layer is 4-aligned.
 fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) -> bool {
-  if (s < FAST_MIN_SIZE || k > 4u * WG) { return false; }
+  if (k > 4u * WG) { return false; }
   let m0 = (k + WG - 1u) / WG;
   let m = select(m0, m0 + 1u, m0 > 1u);
   var t0 = 0u;
@@ -224,29 +222,17 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
     wgU = 0u;
     atomicStore(&candCount, 0u);
   }
-  // T = the k-th largest of the WG·m kept keys, ranked pairwise (no barriers: a bitonic sort's
-  // ~45 barrier-separated stages cost more on llvmpipe than the compares).
-  if (m == 1u) {
-    workgroupBarrier();
-    let ke = candKey[t];
+  // T = the k-th largest of the WG·m ≤ 5·WG kept keys, ranked pairwise: O((WG·m)²/WG) compares per
+  // invocation but no barriers (a bitonic sort's ~45 barrier-separated stages cost more on llvmpipe).
+  workgroupBarrier();
+  for (var e = t; e < WG * m; e += WG) {
+    let ke = candKey[e];
     var rank = 0u;
-    for (var f = 0u; f < WG; f++) {
+    for (var f = 0u; f < WG * m; f++) {
       let kf = candKey[f];
-      if (kf > ke || (kf == ke && f < t)) { rank++; }
+      if (kf > ke || (kf == ke && f < e)) { rank++; }
     }
     if (rank == k - 1u) { wgU = ke; }
-  } else {
-    // WG·m ≤ 4·WG + WG keys (k ≤ 4·WG): pairwise ranks, O((WG·m)²/WG) compares per invocation.
-    workgroupBarrier();
-    for (var e = t; e < WG * m; e += WG) {
-      let ke = candKey[e];
-      var rank = 0u;
-      for (var f = 0u; f < WG * m; f++) {
-        let kf = candKey[f];
-        if (kf > ke || (kf == ke && f < e)) { rank++; }
-      }
-      if (rank == k - 1u) { wgU = ke; }
-    }
   }
   let T = workgroupUniformLoad(&wgU);
   if (T == 0u) { return false; }

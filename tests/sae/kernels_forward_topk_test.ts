@@ -227,18 +227,34 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
   }
 });
 
-Deno.test("top-k falls back to the radix select when many keys tie at the threshold", async () => {
+Deno.test("top-k with many ties at the threshold: sorts 513..1024 candidates, radix select beyond", async () => {
   const gpu = await testGpu();
-  const [B, n, k] = [4, 3000, 32];
-  const pre = preWithTies(B, n, 99);
-  for (let i = 0; i < pre.length; i += 5) pre[i] = 5; // 600 ties at the top of each row …
-  for (let i = 1; i < pre.length; i += 2) pre[i] = 5; // … and 1500 more: over the 1024 candidates
-  const layout = { sizes: [n], kPerLayer: [k], gated: false };
-  const got = await gpuSelect(gpu, pre, B, n, layout);
-  const want = selectTreeTwin(pre, B, n, [n], [k], null);
-  assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx);
-  assertClose(await readF32(gpu, got.val, B * k), want.val, { atol: 0, rtol: 0 });
-  got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+  const n = 3000, k = 32;
+  // [rows, seed, tie pattern]: 600 ties at the top of each row (sorted: more than RANK_MAX = 512
+  // candidates), then 600 + 1500 more (over the 1024 candidates: the radix select).
+  const cases: [number, number, (pre: Float32Array) => void][] = [
+    [3, 7, (pre) => {
+      for (let i = 0; i < pre.length; i += 5) pre[i] = 5;
+    }],
+    [4, 99, (pre) => {
+      for (let i = 0; i < pre.length; i += 5) pre[i] = 5;
+      for (let i = 1; i < pre.length; i += 2) pre[i] = 5;
+    }],
+  ];
+  for (const [B, seed, ties] of cases) {
+    const pre = preWithTies(B, n, seed);
+    ties(pre);
+    const layout = { sizes: [n], kPerLayer: [k], gated: false };
+    const got = await gpuSelect(gpu, pre, B, n, layout);
+    const want = selectTreeTwin(pre, B, n, [n], [k], null);
+    assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx, `B=${B}`);
+    assertClose(await readF32(gpu, got.val, B * k), want.val, {
+      atol: 0,
+      rtol: 0,
+      label: `B=${B}`,
+    });
+    got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+  }
 });
 
 Deno.test("top-k rejects a pre buffer that cannot be read as vec4", async () => {
@@ -252,17 +268,4 @@ Deno.test("top-k rejects a pre buffer that cannot be read as vec4", async () => 
     /allocate preChunkBytes\(3, 5\) = 64/,
   );
   for (const b of [pre, layerTable, idx, val]) b.destroy();
-});
-
-Deno.test("top-k sorts the candidates when more than RANK_MAX (512) tie at the threshold", async () => {
-  const gpu = await testGpu();
-  const [B, n, k] = [3, 3000, 32];
-  const pre = preWithTies(B, n, 7);
-  for (let i = 0; i < pre.length; i += 5) pre[i] = 5; // 600 ties at the top: 513..1024 candidates
-  const layout = { sizes: [n], kPerLayer: [k], gated: false };
-  const got = await gpuSelect(gpu, pre, B, n, layout);
-  const want = selectTreeTwin(pre, B, n, [n], [k], null);
-  assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx);
-  assertClose(await readF32(gpu, got.val, B * k), want.val, { atol: 0, rtol: 0 });
-  got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
 });
