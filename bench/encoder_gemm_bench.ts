@@ -1,7 +1,7 @@
 /**
  * Encoder GEMM and top-k throughput on this machine's WebGPU adapter (issue 3's speed figures).
  *
- *   deno run -A bench/encoder_gemm_bench.ts [--variant tex|block4|wide|tiled] [--reps 2] [--n 24576,6144]
+ *   deno run -A bench/encoder_gemm_bench.ts [--variant tex|tex32|tex64|block4|wide|tiled] [--reps 2] [--n 24576,6144]
  *
  * For each n: pre = (xs − bDec)·encWᵀ at B = 4096, d = 768 in row chunks (the largest that fit one
  * storage binding), timed on the GPU (timestamp queries when available), reported as GFLOP/s
@@ -29,6 +29,7 @@ import {
   type GemmVariant,
   maxGemmChunkRows,
   preferTextureGemm,
+  textureGemmBlock,
   type TextureGemmPass,
   textureGemmPass,
 } from "../lib/sae/ops/encoder_gemm.ts";
@@ -113,7 +114,9 @@ if (import.meta.main) {
   const variant =
     (values.variant ?? (preferTextureGemm(gpu, D) ? "tex" : defaultGemmVariant(gpu, D))) as
       | GemmVariant
-      | "tex";
+      | "tex"
+      | "tex32"
+      | "tex64";
   const reps = Number(values.reps);
   console.log(
     `adapter: ${gpu.description}; GEMM variant: ${variant}; timestamps: ${gpu.hasTimestamps}`,
@@ -129,11 +132,15 @@ if (import.meta.main) {
     const pre = createStorage(gpu, chunk * n * 4, "pre chunk");
     const gemm: Dispatch[] = [];
     const texPasses: TextureGemmPass[] = [];
-    const tex = variant === "tex" ? createGemmTextures(gpu, { B, d: D, n }) : undefined;
+    const tex = variant.startsWith("tex") ? createGemmTextures(gpu, { B, d: D, n }) : undefined;
+    // "tex" picks the block width by n as the engine does; tex32/tex64 force one.
+    const block = variant === "tex" ? textureGemmBlock(n) : variant === "tex64" ? 64 : 32;
     for (let r0 = 0; r0 < B; r0 += chunk) {
       const rows = Math.min(chunk, B - r0);
       if (tex) {
-        texPasses.push(await textureGemmPass(gpu, tex, { bDec, pre }, { rows, rowOffset: r0 }));
+        texPasses.push(
+          await textureGemmPass(gpu, tex, { bDec, pre }, { rows, rowOffset: r0 }, block),
+        );
       } else {
         const v = variant as GemmVariant;
         gemm.push(
@@ -211,9 +218,9 @@ if (import.meta.main) {
       } CPU ms)`,
     );
     rows.push(
-      `| ${n} | ${variant} | ${best.ms.toFixed(0)} | ${copyMs.toFixed(0)} | ${
-        gflops.toFixed(1)
-      } | ` +
+      `| ${n} | ${tex ? `tex (${block}-wide)` : variant} | ${best.ms.toFixed(0)} | ${
+        copyMs.toFixed(0)
+      } | ${gflops.toFixed(1)} | ` +
         `${perCpu.toFixed(1)} | ${bestTopk.ms.toFixed(0)} | ${bestTopk.cpuMs.toFixed(0)} |`,
     );
     releaseUniforms([...gemm, ...topk]);

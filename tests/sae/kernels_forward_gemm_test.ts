@@ -8,6 +8,7 @@ import {
   encodeGemmTextureCopies,
   encoderGemmOp,
   type GemmVariant,
+  textureGemmBlock,
   textureGemmPass,
 } from "../../lib/sae/ops/encoder_gemm.ts";
 import { encoderGemmWgsl } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
@@ -89,9 +90,14 @@ Deno.test("encoder GEMM variants match the TS twin at awkward sizes, in row chun
   }
 });
 
-Deno.test("texture GEMM variant matches the TS twin (array layers in both operands, row chunks)", async () => {
+Deno.test("texture GEMM variants (32 × 32 and 32 × 64 blocks) match the TS twin (array layers in both operands, row chunks)", async () => {
   const gpu = await testGpu();
-  for (const [B, d, n] of [[37, 64, 4100], [4100, 64, 40]]) {
+  // n = 4100 picks the 64-wide blocks by default (TEX_WIDE_MIN_FEATURES), n = 40 the 32-wide; the
+  // last case runs 64-wide blocks on n < 64 (every block partly out of range).
+  assert.deepEqual([textureGemmBlock(4100), textureGemmBlock(40)], [64, 32]);
+  for (
+    const [B, d, n, block] of [[37, 64, 4100, 64], [4100, 64, 40, 32], [45, 128, 37, 64]] as const
+  ) {
     const xs = randn(B * d, B + n);
     const encW = randn(n * d, n + 1).map((v) => v / 8);
     const bDec = randn(d, 5).map((v) => 0.1 * v);
@@ -107,7 +113,13 @@ Deno.test("texture GEMM variant matches the TS twin (array layers in both operan
     gpu.device.queue.submit([encoder.finish()]);
     const rowOffset = Math.floor(B / 3), rows = B - rowOffset;
     const pre = createStorage(gpu, rows * n * 4, "pre");
-    const pass = await textureGemmPass(gpu, tex, { bDec: bufs.bDec, pre }, { rows, rowOffset });
+    const pass = await textureGemmPass(
+      gpu,
+      tex,
+      { bDec: bufs.bDec, pre },
+      { rows, rowOffset },
+      block,
+    );
     const enc2 = gpu.device.createCommandEncoder();
     pass.encode(enc2);
     gpu.device.queue.submit([enc2.finish()]);
@@ -115,7 +127,7 @@ Deno.test("texture GEMM variant matches the TS twin (array layers in both operan
     assertClose(await readF32(gpu, pre, rows * n), want.subarray(rowOffset * n), {
       atol: 1e-4,
       rtol: 1e-4,
-      label: `texture B=${B} d=${d} n=${n}`,
+      label: `texture ${block}-wide B=${B} d=${d} n=${n}`,
     });
     for (const b of [...Object.values(bufs), pre]) b.destroy();
     tex.xs.texture.destroy(), tex.encW.texture.destroy();

@@ -15,7 +15,14 @@ import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { uniforms } from "../../gpu/buffer.ts";
 import { GpuError } from "../../errors.ts";
-import { BLOCK_COLS, BLOCK_ROWS, TILE, WIDE_COLS, WIDE_ROWS } from "./encoder_gemm_wgsl.ts";
+import {
+  BLOCK_COLS,
+  BLOCK_COLS_WIDE,
+  BLOCK_ROWS,
+  TILE,
+  WIDE_COLS,
+  WIDE_ROWS,
+} from "./encoder_gemm_wgsl.ts";
 import {
   createMatrixTexture,
   encodeMatrixTextureCopy,
@@ -165,6 +172,21 @@ export function encodeGemmTextureCopies(
   encodeMatrixTextureCopy(encoder, buffers.encW, tex.encW);
 }
 
+/**
+ * Features from which the texture GEMM uses 32 × 64 blocks (`gemm_block4_tex64`): 1.17× faster on
+ * llvmpipe at large n (bench/README.md), but its first compile takes 30 s (Vulkan) to 2 min (GL)
+ * before Mesa's shader cache holds it — not worth it for small dictionaries.
+ */
+export const TEX_WIDE_MIN_FEATURES = 4096;
+
+/** Features per invocation of the texture GEMM: 32 (`gemm_block4_tex`) or 64 (`gemm_block4_tex64`). */
+export type TextureGemmBlock = 32 | 64;
+
+/** The texture GEMM's block width for a dictionary of n features. */
+export function textureGemmBlock(n: number): TextureGemmBlock {
+  return n >= TEX_WIDE_MIN_FEATURES ? BLOCK_COLS_WIDE as 64 : BLOCK_COLS as 32;
+}
+
 /** One row chunk of the texture GEMM, ready to record (pipelines are compiled by the builder). */
 export interface TextureGemmPass {
   /** Record the pass into `encoder`. */
@@ -173,12 +195,16 @@ export interface TextureGemmPass {
   release(): void;
 }
 
-/** Build the texture-variant pass for one row chunk: pre = (xs − bDec)·encWᵀ from the textures. */
+/**
+ * Build the texture-variant pass for one row chunk: pre = (xs − bDec)·encWᵀ from the textures,
+ * in blocks of 32 rows × `block` features per invocation (default by n: `textureGemmBlock`).
+ */
 export async function textureGemmPass(
   gpu: Gpu,
   tex: GemmTextures,
   buffers: { bDec: GPUBuffer; pre: GPUBuffer },
   sizes: { rows: number; rowOffset: number },
+  block: TextureGemmBlock = textureGemmBlock(tex.n),
 ): Promise<TextureGemmPass> {
   const { d, n } = tex;
   const { rows, rowOffset } = sizes;
@@ -193,7 +219,7 @@ export async function textureGemmPass(
   }
   const kernel: Kernel = {
     file: "encoder_gemm.wgsl",
-    entry: "gemm_block4_tex",
+    entry: block === 64 ? "gemm_block4_tex64" : "gemm_block4_tex",
     constants: { WG: BLOCK_WG },
   };
   const pipeline = await getPipeline(gpu, kernel);
@@ -209,7 +235,7 @@ export async function textureGemmPass(
       { binding: 4, resource: { buffer: u } },
     ],
   });
-  const workgroups = [Math.ceil(n / BLOCK_COLS), Math.ceil(rows / (BLOCK_WG * BLOCK_ROWS))];
+  const workgroups = [Math.ceil(n / block), Math.ceil(rows / (BLOCK_WG * BLOCK_ROWS))];
   return {
     encode(encoder) {
       if (rows === 0) return;

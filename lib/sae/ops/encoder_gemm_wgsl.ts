@@ -14,9 +14,15 @@ export const WIDE_ROWS = 32;
 export const WIDE_COLS = 8;
 import { TEX_ROWS } from "./matrix_texture.ts";
 
-/** Rows × features of one invocation's block in `gemm_block4`. */
+/** Rows × features of one invocation's block in `gemm_block4` and `gemm_block4_tex`. */
 export const BLOCK_ROWS = 32;
 export const BLOCK_COLS = 32;
+/**
+ * Features of one invocation's block in `gemm_block4_tex64` (rows: BLOCK_ROWS). Twice the features
+ * per texel fetch: 57 against 49 GFLOP/s on lavapipe at n = 24 576 (bench/README.md), but LLVM takes
+ * ~30 s instead of ~8 s to compile it (once per machine: Mesa caches it on disk).
+ */
+export const BLOCK_COLS_WIDE = 64;
 /** Rows (and features) of one workgroup's tile in `gemm_tiled`. */
 export const TILE = 128;
 /** Columns of d per workgroup-memory step in `gemm_tiled`. */
@@ -48,6 +54,8 @@ const HEADER = `// encoder_gemm: pre = (xs − bDec) · encWᵀ for a chunk of r
 //    (bindings 0 and 1: texel (j/4, row % TEX_ROWS) of layer row / TEX_ROWS holds row[j..j+3]); texel
 //    fetches are gathers on llvmpipe, ~1.4× faster than storage loads here. Needs d % 64 == 0 (copies
 //    into textures need 256-byte rows); see createGemmTextures in lib/sae/ops/encoder_gemm.ts.
+//  * gemm_block4_tex64 — the same with ${BLOCK_ROWS} rows × ${BLOCK_COLS_WIDE} features per invocation (1.17× faster at large n,
+//    ~4× longer to compile). Grid: (ceil(n / ${BLOCK_COLS_WIDE}), ceil(rows / (WG·${BLOCK_ROWS}))).
 //  * gemm_wide — any d: a workgroup owns ${WIDE_ROWS} rows × WG·${WIDE_COLS} features; invocation l owns features
 //    f0 + l + c·WG, c < ${WIDE_COLS}. Grid: (ceil(n / (WG·${WIDE_COLS})), ceil(rows / ${WIDE_ROWS})).
 //  * gemm_tiled — shared-memory tiling for real GPUs: a 16×16 workgroup computes a
@@ -196,8 +204,8 @@ function wideEntry(): string {
  * The vec4 register-blocked entry: BLOCK_ROWS × BLOCK_COLS named accumulators per invocation,
  * operands from storage (gemm_block4) or from rgba32float array textures (gemm_block4_tex).
  */
-function block4Entry(tex: boolean): string {
-  const R = BLOCK_ROWS, C = BLOCK_COLS;
+function block4Entry(tex: boolean, C = BLOCK_COLS, suffix = ""): string {
+  const R = BLOCK_ROWS;
   const rows = [...Array(R).keys()], cols = [...Array(C).keys()];
   const rowBase = (m: number) =>
     tex
@@ -228,7 +236,7 @@ function block4Entry(tex: boolean): string {
     "@compute @workgroup_size(WG)",
     `fn gemm_block4${
       tex ? "_tex" : ""
-    }(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {`,
+    }${suffix}(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {`,
     `  let r0 = (w.y * WG + l.x) * ${R}u;`,
     `  let f0 = w.x * ${C}u;`,
     "  if (r0 >= u.rows) { return; }",
@@ -256,7 +264,8 @@ function block4Entry(tex: boolean): string {
 
 /** The full text of kernels/encoder_gemm.wgsl. */
 export function encoderGemmWgsl(): string {
-  return HEADER + block4Entry(false) + block4Entry(true) + wideEntry() + tiledEntry();
+  return HEADER + block4Entry(false) + block4Entry(true) +
+    block4Entry(true, BLOCK_COLS_WIDE, "64") + wideEntry() + tiledEntry();
 }
 
 if (import.meta.main) {
