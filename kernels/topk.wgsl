@@ -29,7 +29,7 @@
 //   max(pre, 0); the rest of the row's KA slots are unused.
 //
 // One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). A layer (or
-// dead list) of at most RANK_MAX positions has all its candidates placed by pairwise ranks. Larger
+// dead list) of at most SMALL_MAX positions has all its candidates placed by pairwise ranks. Larger
 // ones first try a threshold filter + exact rank (see try_fast); when that cannot decide (heavy
 // ties, fewer than k candidates), the k-th best key is found by a radix select over the
 // order-preserving u32 image of the scores (4 passes of 8 bits, workgroup histogram, stopping early
@@ -47,6 +47,10 @@ override FIRE_WORDS: u32 = 1u;
 // compares per invocation but no barriers, which cost most on llvmpipe (with the pairwise T below,
 // AuxK over 12 288 dead features went from 449 to 309 ms per 1 024 rows; ~300 winners per row).
 const RANK_MAX: u32 = 512u;
+// Layers (and dead lists) of at most this many positions skip the threshold filter: every
+// candidate is collected and ranked pairwise (s² compares per row: at s = 512 that made top-k of
+// 256 rows take 171 ms on lavapipe, against 13 ms through the filter; 64 measured best).
+const SMALL_MAX: u32 = 64u;
 
 // Largest k per layer (the contract's k ≤ 256 and auxK = 256).
 const MAX_K: u32 = 256u;
@@ -366,8 +370,8 @@ fn place(mode: u32, slot: u32, i: u32, v: f32) {
 // in either the main or the aux slot arrays. All invocations must call it (it has barriers).
 fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32) {
   let base = r * u.n;
-  if (s <= RANK_MAX) {
-    // At most RANK_MAX candidates: collect them all and place them by pairwise ranks (two
+  if (s <= SMALL_MAX) {
+    // At most SMALL_MAX candidates: collect them all and place them by pairwise ranks (two
     // barriers, against the radix select's eight per pass; small layers and dead lists were
     // dominated by those barriers on llvmpipe).
     if (t == 0u) { atomicStore(&candCount, 0u); }

@@ -80,8 +80,8 @@ function concat(parts: Int32Array[]): Int32Array {
 
 Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n)", async () => {
   const gpu = await testGpu();
-  // Layers of ≤ 512 features place all candidates by pairwise ranks; wider ones take the fast
-  // path (vec4 reads when n % 4 == 0), whose ≤ 512 winners are ranked pairwise, more sorted.
+  // Layers of ≤ 64 features (SMALL_MAX) place all candidates by pairwise ranks; wider ones take the
+  // fast path (vec4 reads when n % 4 == 0), whose ≤ 512 winners are ranked pairwise, more sorted.
   const cases: [number, number, number][] = [
     [5, 1, 1],
     [9, 7, 1],
@@ -89,6 +89,7 @@ Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n)", as
     [70, 300, 32],
     [3, 1000, 256],
     [33, 65, 64],
+    [4, 64, 10],
     [6, 2048, 32],
     [5, 1027, 1],
     [4, 1500, 200],
