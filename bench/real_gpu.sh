@@ -6,11 +6,15 @@
 # 1. the GPU-facing tests (every kernel against its TypeScript twin, whole engine steps against the
 #    reference engine) on this machine's adapter: a real GPU runs workgroups truly in parallel and
 #    catches races a software adapter hides;
-# 2. bench/train_step.ts with --profile (AuxK 256, then AuxK off) and bench/encoder_gemm_bench.ts;
+# 2. bench/train_step.ts with --profile (AuxK 256, then AuxK off), then --back-to-back with 0, 2 and
+#    4 steps ahead (AuxK 256 and off), and bench/encoder_gemm_bench.ts;
 # 3. bench/torch_train_step.py, the PyTorch twin of the step, when python3 has torch.
 # DENO names the Deno binary (default: deno); DENO_WEBGPU_BACKEND defaults to vulkan. Each part
 # has its own time limit so one hang cannot eat the others; logs go to LOG_DIR, a summary to stdout.
+# PARTS picks the parts to run (default: "tests step noaux b2b gemm torch"), to fit a short lease.
 set -u
+parts=" ${PARTS:-tests step noaux b2b gemm torch} "
+want() { [[ $parts == *" $1 "* ]]; }
 out=${1:-runs/real_gpu}
 mkdir -p "$out"
 deno=${DENO:-deno}
@@ -32,27 +36,39 @@ tests=()
 for f in tests/{gpu,sae,tree,train,eval}/*_test.ts tests/lm/kernels_test.ts; do
   "$deno" info --json --node-modules-dir=none "$f" 2>&1 | grep -q 'npm:\|npm package' || tests+=("$f")
 done
-echo "== ${#tests[@]} test files"
-part tests 240 "$deno" test -A --no-check --node-modules-dir=none "${tests[@]}"
-grep -E "^(ok|FAILED) \||=> |error:" "$out/tests.log" | tail -n 25
+if want tests; then
+  echo "== ${#tests[@]} test files"
+  part tests 240 "$deno" test -A --no-check --node-modules-dir=none "${tests[@]}"
+  grep -E "^(ok|FAILED) \||=> |error:" "$out/tests.log" | tail -n 25
+fi
 # SM clock and power once a second during the benchmarks (NVIDIA only), to read the clocks the steps ran at.
 dmon=""
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi dmon -s pc -d 1 >"$out/dmon.log" 2>&1 &
   dmon=$!
 fi
-part train_step 150 "$deno" run -A bench/train_step.ts --profile --steps 5
-cat "$out/train_step.log"
-part train_step_noaux 90 "$deno" run -A bench/train_step.ts --profile --steps 5 --aux-k 0
-cat "$out/train_step_noaux.log"
-# Steps as the trainer runs them (2 ahead), and one at a time: what keeping the GPU fed is worth.
-part train_step_b2b 120 sh -c "for a in 0 2; do \"$deno\" run -A bench/train_step.ts --steps 20 \
-  --back-to-back --ahead \$a --n 24576 --aux-k 0; done"
-cat "$out/train_step_b2b.log"
-part encoder_gemm 120 "$deno" run -A bench/encoder_gemm_bench.ts --reps 3
-tail -n 20 "$out/encoder_gemm.log"
+if want step; then
+  part train_step 150 "$deno" run -A bench/train_step.ts --profile --steps 5
+  cat "$out/train_step.log"
+fi
+if want noaux; then
+  part train_step_noaux 90 "$deno" run -A bench/train_step.ts --profile --steps 5 --aux-k 0
+  cat "$out/train_step_noaux.log"
+fi
+# Steps as the trainer runs them (2 or 4 ahead), and one at a time: what keeping the GPU fed is
+# worth, with AuxK running in every step (256) and without.
+if want b2b; then
+  part train_step_b2b 300 sh -c "for n in 24576 6144; do for x in 256 0; do for a in 0 2 4; do \
+    \"$deno\" run -A bench/train_step.ts --steps 40 --back-to-back --ahead \$a --n \$n --aux-k \$x; \
+    done; done; done"
+  grep -v '^adapter' "$out/train_step_b2b.log"
+fi
+if want gemm; then
+  part encoder_gemm 120 "$deno" run -A bench/encoder_gemm_bench.ts --reps 3
+  tail -n 20 "$out/encoder_gemm.log"
+fi
 [ -n "$dmon" ] && kill "$dmon" && awk 'NR <= 2 || NR % 5 == 0' "$out/dmon.log" | head -n 40
-if python3 -c "import torch" 2>/dev/null; then
+if want torch && python3 -c "import torch" 2>/dev/null; then
   part torch 120 python3 bench/torch_train_step.py --steps 10
   cat "$out/torch.log"
   part torch_noaux 60 python3 bench/torch_train_step.py --steps 10 --aux-k 0
