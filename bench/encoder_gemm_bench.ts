@@ -134,7 +134,11 @@ if (import.meta.main) {
     const texPasses: TextureGemmPass[] = [];
     const tex = variant.startsWith("tex") ? createGemmTextures(gpu, { B, d: D, n }) : undefined;
     // "tex" picks the block width by n as the engine does; tex32/tex64 force one.
-    const block = variant === "tex" ? textureGemmBlock(n) : variant === "tex64" ? 64 : 32;
+    const block = variant === "tex"
+      ? (gpu.isFallback ? textureGemmBlock(n) : 32)
+      : variant === "tex64"
+      ? 64
+      : 32;
     for (let r0 = 0; r0 < B; r0 += chunk) {
       const rows = Math.min(chunk, B - r0);
       if (tex) {

@@ -197,17 +197,25 @@ export interface TextureGemmPass {
 
 /**
  * Build the texture-variant pass for one row chunk: pre = (xs − bDec)·encWᵀ from the textures,
- * in blocks of 32 rows × `block` features per invocation (default by n: `textureGemmBlock`).
+ * in blocks of 32 rows × `block` features per invocation (default: by n on software adapters,
+ * `textureGemmBlock`; 32 elsewhere).
  */
 export async function textureGemmPass(
   gpu: Gpu,
   tex: GemmTextures,
   buffers: { bDec: GPUBuffer; pre: GPUBuffer },
   sizes: { rows: number; rowOffset: number },
-  block: TextureGemmBlock = textureGemmBlock(tex.n),
+  block: TextureGemmBlock = gpu.isFallback ? textureGemmBlock(tex.n) : 32,
 ): Promise<TextureGemmPass> {
   const { d, n } = tex;
   const { rows, rowOffset } = sizes;
+  if (block === BLOCK_COLS_WIDE && !gpu.isFallback) {
+    // Its 2 048 accumulators per invocation suit llvmpipe's SIMD lanes, not a GPU's registers: on
+    // an H200 the test dispatch lost the device. Real GPUs run `gemm_tiled` (encoderGemmOp).
+    throw new GpuError(
+      "encoder GEMM (textures): 64-wide blocks are for software adapters only; use 32 or the tiled variant",
+    );
+  }
   const limit = maxGemmChunkRows(gpu, n);
   if (rows > limit || rowOffset + rows > tex.B) {
     throw new GpuError(
