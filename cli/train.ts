@@ -497,6 +497,13 @@ export async function runTrain(
       if (tree) hooks.push(tree);
       if (!plan.quiet) {
         say(`${engine.description}; data ${data} (d_in ${config!.dIn}); output ${out}`);
+        // LLVM compiles llvmpipe's big unrolled kernels slowly (the 64-wide GEMM: 30 s – 2 min).
+        if (/\bsoftware\b/.test(engine.description)) {
+          say(
+            "the first step compiles the GPU kernels: a minute or more on a software adapter, " +
+              "seconds once Mesa's shader cache holds them",
+          );
+        }
       }
       const ctl = new AbortController();
       const onInt = () => ctl.abort();

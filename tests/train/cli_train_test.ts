@@ -1,7 +1,7 @@
 /** Tests of `arbor train` (cli/train.ts) on small stored datasets with the reference engine. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { randn } from "../_util.ts";
+import { randn, testGpu } from "../_util.ts";
 import { parseCommand, UsageError } from "../../cli/args.ts";
 import { parseTrainArgs, runTrain, spec } from "../../cli/train.ts";
 import { ActivationWriter } from "../../lib/store/writer.ts";
@@ -250,6 +250,26 @@ Deno.test("flag errors name the flag", () => {
     () => plan(["--no-compare", "--init-tree", "even"]),
     /--init-tree must be balanced or random, got "even"/,
   );
+});
+
+Deno.test("GPU engine: on a software adapter train announces the slow first step (kernel compiles)", async () => {
+  const gpu = await testGpu();
+  await withDir(async (dir) => {
+    const data = await dataset(join(dir, "data"), 8, 64);
+    const argv = BASE.map((a) => (a === "reference" ? "gpu" : a)).filter((a) => a !== "-q");
+    const { code, lines } = await train([
+      ...argv,
+      "--data",
+      data,
+      "--out",
+      join(dir, "out"),
+      "--max-tokens",
+      "32",
+    ]);
+    assert.equal(code, 0, lines.join("\n"));
+    const notice = lines.some((l) => l.startsWith("the first step compiles the GPU kernels"));
+    assert.equal(notice, gpu.isFallback, lines.join("\n"));
+  });
 });
 
 Deno.test("SIGINT: the CLI writes a checkpoint, says how to resume, exits 130", async () => {
