@@ -79,8 +79,10 @@ struct Params {
 
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> fired: array<atomic<u32>, FIRE_WORDS>;
-var<workgroup> candIdx: array<u32, MAX_C>;
-var<workgroup> candKey: array<u32, MAX_C>;
+// Candidates as vec4s: the pairwise rank loops read four keys (and indices) per load, a quarter of
+// the per-lane loads llvmpipe makes of workgroup memory. Element p is [p / 4][p % 4].
+var<workgroup> candIdx4: array<vec4u, MAX_C / 4u>;
+var<workgroup> candKey4: array<vec4u, MAX_C / 4u>;
 var<workgroup> wgU: u32;
 // select_batch: the batch threshold key (binding 6's first word), read once per invocation.
 var<private> batchT: u32;
@@ -100,6 +102,19 @@ fn key_of(v: f32) -> u32 {
 
 fn value_of(k: u32) -> f32 {
   return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
+}
+
+fn cand_key_at(p: u32) -> u32 { return candKey4[p / 4u][p % 4u]; }
+fn cand_idx_at(p: u32) -> u32 { return candIdx4[p / 4u][p % 4u]; }
+fn set_cand(p: u32, i: u32, key: u32) {
+  candIdx4[p / 4u][p % 4u] = i;
+  candKey4[p / 4u][p % 4u] = key;
+}
+
+// 1 when candidate (kq, iq) at position q < count ranks before (ki, ii): larger key, or the same
+// key and a smaller index (non-short-circuit & and |: no branches).
+fn before(q: u32, count: u32, kq: u32, iq: u32, ki: u32, ii: u32) -> u32 {
+  return select(0u, 1u, (q < count) & ((kq > ki) | ((kq == ki) & (iq < ii))));
 }
 
 fn has_fired(f: u32) -> bool {
@@ -217,11 +232,11 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
       }
     }
   }
-  candKey[t * m] = t0;
-  if (m > 1u) { candKey[t * m + 1u] = t1; }
-  if (m > 2u) { candKey[t * m + 2u] = t2; }
-  if (m > 3u) { candKey[t * m + 3u] = t3; }
-  if (m > 4u) { candKey[t * m + 4u] = t4; }
+  candKey4[(t * m) / 4u][(t * m) % 4u] = t0;
+  if (m > 1u) { candKey4[(t * m + 1u) / 4u][(t * m + 1u) % 4u] = t1; }
+  if (m > 2u) { candKey4[(t * m + 2u) / 4u][(t * m + 2u) % 4u] = t2; }
+  if (m > 3u) { candKey4[(t * m + 3u) / 4u][(t * m + 3u) % 4u] = t3; }
+  if (m > 4u) { candKey4[(t * m + 4u) / 4u][(t * m + 4u) % 4u] = t4; }
   if (t == 0u) {
     wgU = 0u;
     atomicStore(&candCount, 0u);
@@ -229,12 +244,15 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   // T = the k-th largest of the WG·m ≤ 5·WG kept keys, ranked pairwise: O((WG·m)²/WG) compares per
   // invocation but no barriers (a bitonic sort's ~45 barrier-separated stages cost more on llvmpipe).
   workgroupBarrier();
-  for (var e = t; e < WG * m; e += WG) {
-    let ke = candKey[e];
+  let kept = WG * m;
+  for (var e = t; e < kept; e += WG) {
+    let ke = cand_key_at(e);
     var rank = 0u;
-    for (var f = 0u; f < WG * m; f++) {
-      let kf = candKey[f];
-      if (kf > ke || (kf == ke && f < e)) { rank++; }
+    for (var f4 = 0u; 4u * f4 < kept; f4++) {
+      let kv = candKey4[f4];
+      let f = 4u * f4;
+      rank += before(f, kept, kv.x, f, ke, e) + before(f + 1u, kept, kv.y, f + 1u, ke, e) +
+        before(f + 2u, kept, kv.z, f + 2u, ke, e) + before(f + 3u, kept, kv.w, f + 3u, ke, e);
     }
     if (rank == k - 1u) { wgU = ke; }
   }
@@ -260,10 +278,7 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
       let key = cand_key(mode, v[c], i, o);
       if (key >= T) {
         let p = atomicAdd(&candCount, 1u);
-        if (p < MAX_C) {
-          candIdx[p] = i;
-          candKey[p] = key;
-        }
+        if (p < MAX_C) { set_cand(p, i, key); }
       }
     }
     q += WG;
@@ -273,10 +288,7 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
     let key = cand_key(mode, pre_at(base + f), f, o);
     if (key >= T) {
       let p = atomicAdd(&candCount, 1u);
-      if (p < MAX_C) {
-        candIdx[p] = f;
-        candKey[p] = key;
-      }
+      if (p < MAX_C) { set_cand(p, f, key); }
     }
   }
   workgroupBarrier();
@@ -287,25 +299,28 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   return true;
 }
 
-// Write the first min(k, count) of candKey/candIdx[0, count) in order (key descending, index
+// Write the first min(k, count) candidates [0, count) in order (key descending, index
 // ascending) to slots outBase.., and mark slots [count, k) unused. Up to RANK_MAX candidates: each finds its
 // rank against all others (no barriers); many: bitonic sort. count must be uniform.
 fn place_ordered(mode: u32, t: u32, count: u32, k: u32, outBase: u32) {
   if (count <= RANK_MAX) {
     for (var c = t; c < count; c += WG) {
-      let ki = candKey[c];
-      let ii = candIdx[c];
+      let ki = cand_key_at(c);
+      let ii = cand_idx_at(c);
       var rank = 0u;
-      for (var q = 0u; q < count; q++) {
-        let kq = candKey[q];
-        if (kq > ki || (kq == ki && candIdx[q] < ii)) { rank++; }
+      for (var q4 = 0u; 4u * q4 < count; q4++) {
+        let kv = candKey4[q4];
+        let iv = candIdx4[q4];
+        let q = 4u * q4;
+        rank += before(q, count, kv.x, iv.x, ki, ii) + before(q + 1u, count, kv.y, iv.y, ki, ii) +
+          before(q + 2u, count, kv.z, iv.z, ki, ii) + before(q + 3u, count, kv.w, iv.w, ki, ii);
       }
       if (rank < k) { place(mode, outBase + rank, ii, max(value_of(ki), 0.0)); }
     }
   } else {
     sort_candidates(t, count);
     for (var c = t; c < min(k, count); c += WG) {
-      place(mode, outBase + c, candIdx[c], max(value_of(candKey[c]), 0.0));
+      place(mode, outBase + c, cand_idx_at(c), max(value_of(cand_key_at(c)), 0.0));
     }
   }
   for (var c = count + t; c < k; c += WG) {
@@ -320,15 +335,14 @@ fn place_ordered(mode: u32, t: u32, count: u32, k: u32, outBase: u32) {
   workgroupBarrier();
 }
 
-// Sort candKey/candIdx[0, count) by key descending, index ascending (a bitonic network over the
+// Sort the candidates [0, count) by key descending, index ascending (a bitonic network over the
 // next power of two, padded with key 0 — below every candidate's key). count must be uniform.
 // O(P log² P) instead of the O(count²) of ranking every candidate against every other.
 fn sort_candidates(t: u32, count: u32) {
   var P = 1u;
   while (P < count) { P = P * 2u; }
   for (var e = count + t; e < P; e += WG) {
-    candKey[e] = 0u;
-    candIdx[e] = NO_SLOT;
+    set_cand(e, NO_SLOT, 0u);
   }
   workgroupBarrier();
   for (var size = 2u; size <= P; size = size * 2u) {
@@ -336,17 +350,15 @@ fn sort_candidates(t: u32, count: u32) {
       for (var e = t; e < P / 2u; e += WG) {
         let i = 2u * stride * (e / stride) + e % stride;
         let j = i + stride;
-        let ki = candKey[i];
-        let kj = candKey[j];
-        let ii = candIdx[i];
-        let ij = candIdx[j];
+        let ki = cand_key_at(i);
+        let kj = cand_key_at(j);
+        let ii = cand_idx_at(i);
+        let ij = cand_idx_at(j);
         let jFirst = kj > ki || (kj == ki && ij < ii);
         let descending = (i & size) == 0u;
         if (jFirst == descending) {
-          candKey[i] = kj;
-          candKey[j] = ki;
-          candIdx[i] = ij;
-          candIdx[j] = ii;
+          set_cand(i, ij, kj);
+          set_cand(j, ii, ki);
         }
       }
       workgroupBarrier();
@@ -381,8 +393,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
       let c = candidate(mode, base, f, o);
       if (c.x != 0u) {
         let p = atomicAdd(&candCount, 1u);
-        candIdx[p] = f;
-        candKey[p] = c.y;
+        set_cand(p, f, c.y);
       }
     }
     workgroupBarrier();
@@ -489,8 +500,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
     if (take && kk > 0u) {
       let p = atomicAdd(&candCount, 1u);
       if (p < MAX_C) {
-        candIdx[p] = f;
-        candKey[p] = c.y;
+        set_cand(p, f, c.y);
       }
     }
   }
