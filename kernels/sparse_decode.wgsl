@@ -20,7 +20,7 @@
 //    arrays are spilled per lane on llvmpipe). Grid: (ceil(d / WG), B).
 //  * decode_levels4 (d % 4 == 0): the same on vec4 columns 4j..4j+3, the row's slots and levels
 //    staged in workgroup memory SLOT_TILE at a time. Grid: (ceil(d / (4·WG)), B).
-//  * decode_slots16 / decode_slots16_tex: see below (mode 0, the fast paths).
+//  * decode_slots16 / decode_slots16_tex / decode_slots16_tex4: see below (mode 0, the fast paths).
 // Fixed summation order everywhere: deterministic.
 
 override WG: u32 = 64;
@@ -33,6 +33,9 @@ struct Params { B: u32, d: u32, K: u32, L: u32, mode: u32, withBias: u32, pad0: 
 
 @group(0) @binding(0) var<storage, read> idx: array<u32>;
 @group(0) @binding(1) var<storage, read> val: array<f32>;
+// decode_slots16_tex4 reads bindings 0 and 1 four slots at a time.
+@group(0) @binding(0) var<storage, read> idx4: array<vec4u>;
+@group(0) @binding(1) var<storage, read> val4: array<vec4f>;
 @group(0) @binding(2) var<storage, read> decW: array<f32>;
 @group(0) @binding(3) var<storage, read> bDec: array<f32>;
 @group(0) @binding(4) var<storage, read> bounds: array<u32>;
@@ -187,6 +190,52 @@ fn decode_slots16_tex(@builtin(global_invocation_id) g: vec3u) {
       a1 += v * textureLoad(decT, vec2i(i32(j1), y), z, 0);
       a2 += v * textureLoad(decT, vec2i(i32(j2), y), z, 0);
       a3 += v * textureLoad(decT, vec2i(i32(j3), y), z, 0);
+    }
+    let o = (l * u.B + b) * d4;
+    out4[o + j] = a0;
+    if (j + nl < d4) { out4[o + j + nl] = a1; }
+    if (j + 2u * nl < d4) { out4[o + j + 2u * nl] = a2; }
+    if (j + 3u * nl < d4) { out4[o + j + 3u * nl] = a3; }
+  }
+}
+
+// decode_slots16_tex4: decode_slots16_tex reading each row's slots four at a time (one vec4 load of
+// idx and one of val per four slots instead of four of each: llvmpipe loads storage per lane). Needs
+// K % 4 == 0 and every level end min(bounds[l], K) a multiple of 4 (AuxK's single level, TopK); the
+// slots are added in the same order, so the result is bitwise decode_slots16_tex's.
+@compute @workgroup_size(WG)
+fn decode_slots16_tex4(@builtin(global_invocation_id) g: vec3u) {
+  let b = g.y;
+  let d4 = u.d / 4u;
+  let nl = (d4 + 3u) / 4u;
+  let j = g.x;
+  if (b >= u.B || j >= nl) { return; }
+  let j1 = min(j + nl, d4 - 1u);
+  let j2 = min(j + 2u * nl, d4 - 1u);
+  let j3 = min(j + 3u * nl, d4 - 1u);
+  let useBias = u.withBias != 0u;
+  var a0 = select(vec4f(0.0), bDec4[j], useBias);
+  var a1 = select(vec4f(0.0), bDec4[j1], useBias);
+  var a2 = select(vec4f(0.0), bDec4[j2], useBias);
+  var a3 = select(vec4f(0.0), bDec4[j3], useBias);
+  let row4 = b * (u.K / 4u);
+  var s4 = 0u;
+  for (var l = 0u; l < u.L; l++) {
+    let end4 = min(bounds[l], u.K) / 4u;
+    for (; s4 < end4; s4++) {
+      let fs = idx4[row4 + s4];
+      let vs = val4[row4 + s4];
+      for (var c = 0u; c < 4u; c++) {
+        let f = fs[c];
+        let v = vs[c];
+        if (f == NO_SLOT || v == 0.0) { continue; }
+        let y = i32(f % TEX_ROWS);
+        let z = i32(f / TEX_ROWS);
+        a0 += v * textureLoad(decT, vec2i(i32(j), y), z, 0);
+        a1 += v * textureLoad(decT, vec2i(i32(j1), y), z, 0);
+        a2 += v * textureLoad(decT, vec2i(i32(j2), y), z, 0);
+        a3 += v * textureLoad(decT, vec2i(i32(j3), y), z, 0);
+      }
     }
     let o = (l * u.B + b) * d4;
     out4[o + j] = a0;

@@ -12,7 +12,7 @@ import {
   treeLevels,
 } from "../../lib/sae/ops/sparse_decode.ts";
 import { lossBlocksLength, lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
-import { textureDecodePass } from "../../lib/sae/ops/sparse_decode.ts";
+import { slotsInFours, textureDecodePass } from "../../lib/sae/ops/sparse_decode.ts";
 import {
   createMatrixTexture,
   encodeMatrixTextureCopy,
@@ -25,11 +25,15 @@ Deno.test("texture decode matches the TS twin (tree levels, AuxK, decW over two 
     new URL("../../kernels/sparse_decode.wgsl", import.meta.url),
   );
   assert.ok(wgsl.includes(`const TEX_ROWS: u32 = ${TEX_ROWS}u;`), "TEX_ROWS in WGSL and TS agree");
+  // fours: the slots go as vec4s (decode_slots16_tex4) — levels of whole groups of four slots.
   const cases = [
-    { B: 9, d: 64, n: 4100, K: 10, plan: treeLevels([5, 3, 2]), bias: true },
-    { B: 5, d: 128, n: 77, K: 33, plan: singleLevel(33), bias: false },
+    { B: 9, d: 64, n: 4100, K: 10, plan: treeLevels([5, 3, 2]), bias: true, fours: false },
+    { B: 5, d: 128, n: 77, K: 33, plan: singleLevel(33), bias: false, fours: false },
+    { B: 7, d: 64, n: 4100, K: 12, plan: treeLevels([4, 8]), bias: true, fours: true },
+    { B: 6, d: 192, n: 300, K: 32, plan: singleLevel(32), bias: false, fours: true },
   ];
-  for (const { B, d, n, K, plan, bias } of cases) {
+  for (const { B, d, n, K, plan, bias, fours } of cases) {
+    assert.equal(slotsInFours(K, plan), fours, `K=${K} bounds ${plan.bounds}`);
     const { idx, val } = randomCodes(B, K, n, B + K + d);
     for (let b = 0; b < B; b++) idx[b * K] = n - 1; // the second texture layer
     const decW = randn(n * d, n + d), bDec = randn(d, 2 * d);
@@ -63,7 +67,7 @@ Deno.test("texture decode matches the TS twin (tree levels, AuxK, decW over two 
     assertClose(await readF32(gpu, bufs.out, L * B * d), want, {
       atol: 1e-5,
       rtol: 1e-5,
-      label: `texture B=${B} d=${d}`,
+      label: `texture B=${B} d=${d} K=${K}`,
     });
     for (const b of [...Object.values(bufs), decBuf]) b.destroy();
     decT.texture.destroy();

@@ -144,6 +144,14 @@ export interface TextureDecodePass {
 }
 
 /**
+ * Whether every level of a slot plan spans whole groups of four slots (K % 4 == 0, every level end
+ * min(bound, K) a multiple of 4): then the texture decode reads the slots as vec4s.
+ */
+export function slotsInFours(K: number, plan: LevelPlan): boolean {
+  return K % 4 === 0 && plan.bounds.every((e) => Math.min(e, K) % 4 === 0);
+}
+
+/**
  * Build the decode that reads decW from its texture mirror `decT` ([n, d], copied from decW after
  * every change). Same outputs as `sparseDecodeOp`; needs d % 64 == 0 and a "slot" level plan.
  */
@@ -162,7 +170,7 @@ export async function textureDecodePass(
   }
   const kernel: Kernel = {
     file: "sparse_decode.wgsl",
-    entry: "decode_slots16_tex",
+    entry: slotsInFours(K, plan) ? "decode_slots16_tex4" : "decode_slots16_tex",
     constants: { WG },
   };
   const pipeline = await getPipeline(gpu, kernel);
