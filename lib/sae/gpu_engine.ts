@@ -128,7 +128,7 @@ interface BatchBuffers {
   partials: GPUBuffer;
   /** Block-sum scratch of the loss reductions (lossBlocksLength floats). */
   lossBlocks: GPUBuffer;
-  /** u32 [n] 1 = dead (AuxK candidates), uploaded each step. */
+  /** u32 [n] 1 = dead (AuxK candidates), computed on the GPU each step (dead_mask). */
   dead: GPUBuffer;
   counts: GPUBuffer;
   active: GPUBuffer;
@@ -628,10 +628,6 @@ export class GpuEngine implements SaeEngine {
     return bb;
   }
 
-  /**
-   * Upload dead[f] = tokensSinceFired[f] ≥ deadTokens (from the host copy of the counters,
-   * refreshed by every step's readback); returns the dead count of each aux group.
-   */
   /**
    * AuxK slots to dispatch per group this step: min(auxK, an upper bound on its dead features),
    * 0 when α = 0. The counters on the host are those of the last step whose statistics are in;
