@@ -124,6 +124,46 @@ fn decode_levels4(@builtin(global_invocation_id) g: vec3u, @builtin(local_invoca
 // bounds[l]), so one running sum per column serves every level — written out after each range.
 // One invocation owns 4 vec4 columns j, j + nl, j + 2nl, j + 3nl (nl = ceil(d/16) invocations per row),
 // spreading each slot's loads over 16 columns. Grid: (ceil(nl / WG), B).
+// The 16 columns an invocation of the slots16 entries owns: vec4 columns j, j + nl, j + 2nl,
+// j + 3nl (clamped to the row; the stores skip the clamped ones), and their running sums.
+struct Cols16 { j: vec4u, a0: vec4f, a1: vec4f, a2: vec4f, a3: vec4f }
+
+fn cols16_start(j: u32, nl: u32, d4: u32) -> Cols16 {
+  let jj = vec4u(j, min(j + nl, d4 - 1u), min(j + 2u * nl, d4 - 1u), min(j + 3u * nl, d4 - 1u));
+  let useBias = u.withBias != 0u;
+  return Cols16(jj, select(vec4f(0.0), bDec4[jj.x], useBias),
+    select(vec4f(0.0), bDec4[jj.y], useBias), select(vec4f(0.0), bDec4[jj.z], useBias),
+    select(vec4f(0.0), bDec4[jj.w], useBias));
+}
+
+// Add v · decW[f] (storage) to the 16 columns.
+fn cols16_add(c: ptr<function, Cols16>, f: u32, v: f32, d4: u32) {
+  let row = f * d4;
+  (*c).a0 += v * decW4[row + (*c).j.x];
+  (*c).a1 += v * decW4[row + (*c).j.y];
+  (*c).a2 += v * decW4[row + (*c).j.z];
+  (*c).a3 += v * decW4[row + (*c).j.w];
+}
+
+// Add v · decW[f] (texture) to the 16 columns.
+fn cols16_add_tex(c: ptr<function, Cols16>, f: u32, v: f32) {
+  let y = i32(f % TEX_ROWS);
+  let z = i32(f / TEX_ROWS);
+  (*c).a0 += v * textureLoad(decT, vec2i(i32((*c).j.x), y), z, 0);
+  (*c).a1 += v * textureLoad(decT, vec2i(i32((*c).j.y), y), z, 0);
+  (*c).a2 += v * textureLoad(decT, vec2i(i32((*c).j.z), y), z, 0);
+  (*c).a3 += v * textureLoad(decT, vec2i(i32((*c).j.w), y), z, 0);
+}
+
+// Write the running sums as level l of row b.
+fn cols16_store(c: Cols16, l: u32, b: u32, j: u32, nl: u32, d4: u32) {
+  let o = (l * u.B + b) * d4;
+  out4[o + j] = c.a0;
+  if (j + nl < d4) { out4[o + j + nl] = c.a1; }
+  if (j + 2u * nl < d4) { out4[o + j + 2u * nl] = c.a2; }
+  if (j + 3u * nl < d4) { out4[o + j + 3u * nl] = c.a3; }
+}
+
 @compute @workgroup_size(WG)
 fn decode_slots16(@builtin(global_invocation_id) g: vec3u) {
   let b = g.y;
@@ -131,14 +171,7 @@ fn decode_slots16(@builtin(global_invocation_id) g: vec3u) {
   let nl = (d4 + 3u) / 4u;
   let j = g.x;
   if (b >= u.B || j >= nl) { return; }
-  let j1 = min(j + nl, d4 - 1u);
-  let j2 = min(j + 2u * nl, d4 - 1u);
-  let j3 = min(j + 3u * nl, d4 - 1u);
-  let useBias = u.withBias != 0u;
-  var a0 = select(vec4f(0.0), bDec4[j], useBias);
-  var a1 = select(vec4f(0.0), bDec4[j1], useBias);
-  var a2 = select(vec4f(0.0), bDec4[j2], useBias);
-  var a3 = select(vec4f(0.0), bDec4[j3], useBias);
+  var c = cols16_start(j, nl, d4);
   var s = 0u;
   for (var l = 0u; l < u.L; l++) {
     let end = min(bounds[l], u.K);
@@ -146,17 +179,9 @@ fn decode_slots16(@builtin(global_invocation_id) g: vec3u) {
       let f = idx[b * u.K + s];
       let v = val[b * u.K + s];
       if (f == NO_SLOT || v == 0.0) { continue; }
-      let row = f * d4;
-      a0 += v * decW4[row + j];
-      a1 += v * decW4[row + j1];
-      a2 += v * decW4[row + j2];
-      a3 += v * decW4[row + j3];
+      cols16_add(&c, f, v, d4);
     }
-    let o = (l * u.B + b) * d4;
-    out4[o + j] = a0;
-    if (j + nl < d4) { out4[o + j + nl] = a1; }
-    if (j + 2u * nl < d4) { out4[o + j + 2u * nl] = a2; }
-    if (j + 3u * nl < d4) { out4[o + j + 3u * nl] = a3; }
+    cols16_store(c, l, b, j, nl, d4);
   }
 }
 
@@ -169,14 +194,7 @@ fn decode_slots16_tex(@builtin(global_invocation_id) g: vec3u) {
   let nl = (d4 + 3u) / 4u;
   let j = g.x;
   if (b >= u.B || j >= nl) { return; }
-  let j1 = min(j + nl, d4 - 1u);
-  let j2 = min(j + 2u * nl, d4 - 1u);
-  let j3 = min(j + 3u * nl, d4 - 1u);
-  let useBias = u.withBias != 0u;
-  var a0 = select(vec4f(0.0), bDec4[j], useBias);
-  var a1 = select(vec4f(0.0), bDec4[j1], useBias);
-  var a2 = select(vec4f(0.0), bDec4[j2], useBias);
-  var a3 = select(vec4f(0.0), bDec4[j3], useBias);
+  var c = cols16_start(j, nl, d4);
   var s = 0u;
   for (var l = 0u; l < u.L; l++) {
     let end = min(bounds[l], u.K);
@@ -184,18 +202,9 @@ fn decode_slots16_tex(@builtin(global_invocation_id) g: vec3u) {
       let f = idx[b * u.K + s];
       let v = val[b * u.K + s];
       if (f == NO_SLOT || v == 0.0) { continue; }
-      let y = i32(f % TEX_ROWS);
-      let z = i32(f / TEX_ROWS);
-      a0 += v * textureLoad(decT, vec2i(i32(j), y), z, 0);
-      a1 += v * textureLoad(decT, vec2i(i32(j1), y), z, 0);
-      a2 += v * textureLoad(decT, vec2i(i32(j2), y), z, 0);
-      a3 += v * textureLoad(decT, vec2i(i32(j3), y), z, 0);
+      cols16_add_tex(&c, f, v);
     }
-    let o = (l * u.B + b) * d4;
-    out4[o + j] = a0;
-    if (j + nl < d4) { out4[o + j + nl] = a1; }
-    if (j + 2u * nl < d4) { out4[o + j + 2u * nl] = a2; }
-    if (j + 3u * nl < d4) { out4[o + j + 3u * nl] = a3; }
+    cols16_store(c, l, b, j, nl, d4);
   }
 }
 
@@ -210,14 +219,7 @@ fn decode_slots16_tex4(@builtin(global_invocation_id) g: vec3u) {
   let nl = (d4 + 3u) / 4u;
   let j = g.x;
   if (b >= u.B || j >= nl) { return; }
-  let j1 = min(j + nl, d4 - 1u);
-  let j2 = min(j + 2u * nl, d4 - 1u);
-  let j3 = min(j + 3u * nl, d4 - 1u);
-  let useBias = u.withBias != 0u;
-  var a0 = select(vec4f(0.0), bDec4[j], useBias);
-  var a1 = select(vec4f(0.0), bDec4[j1], useBias);
-  var a2 = select(vec4f(0.0), bDec4[j2], useBias);
-  var a3 = select(vec4f(0.0), bDec4[j3], useBias);
+  var c = cols16_start(j, nl, d4);
   let row4 = b * (u.K / 4u);
   var s4 = 0u;
   for (var l = 0u; l < u.L; l++) {
@@ -225,22 +227,11 @@ fn decode_slots16_tex4(@builtin(global_invocation_id) g: vec3u) {
     for (; s4 < end4; s4++) {
       let fs = idx4[row4 + s4];
       let vs = val4[row4 + s4];
-      for (var c = 0u; c < 4u; c++) {
-        let f = fs[c];
-        let v = vs[c];
-        if (f == NO_SLOT || v == 0.0) { continue; }
-        let y = i32(f % TEX_ROWS);
-        let z = i32(f / TEX_ROWS);
-        a0 += v * textureLoad(decT, vec2i(i32(j), y), z, 0);
-        a1 += v * textureLoad(decT, vec2i(i32(j1), y), z, 0);
-        a2 += v * textureLoad(decT, vec2i(i32(j2), y), z, 0);
-        a3 += v * textureLoad(decT, vec2i(i32(j3), y), z, 0);
+      for (var q = 0u; q < 4u; q++) {
+        if (fs[q] == NO_SLOT || vs[q] == 0.0) { continue; }
+        cols16_add_tex(&c, fs[q], vs[q]);
       }
     }
-    let o = (l * u.B + b) * d4;
-    out4[o + j] = a0;
-    if (j + nl < d4) { out4[o + j + nl] = a1; }
-    if (j + 2u * nl < d4) { out4[o + j + 2u * nl] = a2; }
-    if (j + 3u * nl < d4) { out4[o + j + 3u * nl] = a3; }
+    cols16_store(c, l, b, j, nl, d4);
   }
 }
