@@ -15,6 +15,15 @@
 set -u
 parts=" ${PARTS:-tests step noaux b2b gemm torch} "
 want() { [[ $parts == *" $1 "* ]]; }
+for p in $parts; do
+  case $p in
+    tests | step | noaux | b2b | gemm | torch) ;;
+    *)
+      echo "bench/real_gpu.sh: unknown part '$p' in PARTS (known: tests step noaux b2b gemm torch)" >&2
+      exit 2
+      ;;
+  esac
+done
 out=${1:-runs/real_gpu}
 mkdir -p "$out"
 deno=${DENO:-deno}
