@@ -194,6 +194,7 @@ for (const n of widths) {
     best = Math.min(best, dt);
   }
   const sec = total / 1000 / steps;
+  const auxBlocks = engine.auxDecodeBlocks[0];
   engine.destroy();
   console.log(
     `d=${D} n=${n} k=${K} B=${B} auxK=${auxK}${mode} (${n / 2} dead${
@@ -202,7 +203,8 @@ for (const n of widths) {
       `step ${(sec * 1000).toFixed(0)} ms = ${(B / sec).toFixed(0)} tokens/s ` +
       `(best ${best.toFixed(0)} ms, ${(cpu / steps).toFixed(1)} CPU-s per step); ` +
       `encoder GEMM ${ms.toFixed(0)} ms = ${gflops.toFixed(1)} GFLOP/s (${gemmEntry}); ` +
-      `step / GEMM = ${(sec * 1000 / ms).toFixed(2)}`,
+      `step / GEMM = ${(sec * 1000 / ms).toFixed(2)}` +
+      (auxK > 0 && auxBlocks ? `; AuxK decoded in ${auxBlocks} feature blocks` : ""),
   );
   if (phases.size) {
     const gpuTotal = [...phases.values()].reduce((a, b) => a + b, 0);

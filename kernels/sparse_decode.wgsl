@@ -21,6 +21,8 @@
 //  * decode_levels4 (d % 4 == 0): the same on vec4 columns 4j..4j+3, the row's slots and levels
 //    staged in workgroup memory SLOT_TILE at a time. Grid: (ceil(d / (4·WG)), B).
 //  * decode_slots16 / decode_slots16_tex / decode_slots16_tex4: see below (mode 0, the fast paths).
+//  * decode_blocks16_tex: one feature block of a single-level decode whose rows were regrouped by
+//    kernels/slot_blocks.wgsl (binding 7 = its starts [B, nBlocks + 1]); see below.
 // Fixed summation order everywhere: deterministic.
 
 override WG: u32 = 64;
@@ -29,7 +31,7 @@ override WG: u32 = 64;
 const MAX_LEVELS: u32 = 8u;
 const NO_SLOT: u32 = 0xffffffffu;
 
-struct Params { B: u32, d: u32, K: u32, L: u32, mode: u32, withBias: u32, pad0: u32, pad1: u32 }
+struct Params { B: u32, d: u32, K: u32, L: u32, mode: u32, withBias: u32, block: u32, nBlocks: u32 }
 
 @group(0) @binding(0) var<storage, read> idx: array<u32>;
 @group(0) @binding(1) var<storage, read> val: array<f32>;
@@ -46,6 +48,8 @@ struct Params { B: u32, d: u32, K: u32, L: u32, mode: u32, withBias: u32, pad0: 
 @group(0) @binding(5) var<storage, read_write> out4: array<vec4f>;
 // decode_slots16_tex: decW mirrored into an rgba32float array texture (lib/sae/ops/matrix_texture.ts).
 @group(0) @binding(2) var decT: texture_2d_array<f32>;
+// decode_blocks16_tex: where each feature block starts in each regrouped row.
+@group(0) @binding(7) var<storage, read> starts: array<u32>;
 // Matrix rows per texture layer; must equal TEX_ROWS in lib/sae/ops/matrix_texture.ts (tested).
 const TEX_ROWS: u32 = 4096u;
 
@@ -155,6 +159,13 @@ fn cols16_add_tex(c: ptr<function, Cols16>, f: u32, v: f32) {
   (*c).a3 += v * textureLoad(decT, vec2i(i32((*c).j.w), y), z, 0);
 }
 
+// The 16 columns' running sums as stored in level 0 of row b (by cols16_store).
+fn cols16_load(j: u32, nl: u32, d4: u32, b: u32) -> Cols16 {
+  let jj = vec4u(j, min(j + nl, d4 - 1u), min(j + 2u * nl, d4 - 1u), min(j + 3u * nl, d4 - 1u));
+  let o = b * d4;
+  return Cols16(jj, out4[o + jj.x], out4[o + jj.y], out4[o + jj.z], out4[o + jj.w]);
+}
+
 // Write the running sums as level l of row b.
 fn cols16_store(c: Cols16, l: u32, b: u32, j: u32, nl: u32, d4: u32) {
   let o = (l * u.B + b) * d4;
@@ -234,4 +245,35 @@ fn decode_slots16_tex4(@builtin(global_invocation_id) g: vec3u) {
     }
     cols16_store(c, l, b, j, nl, d4);
   }
+}
+
+// decode_blocks16_tex: block u.block of a single-level texture decode over rows regrouped by feature
+// block (kernels/slot_blocks.wgsl). Dispatched once per block in block order: block 0 starts the
+// running sums (bias or 0), each later block resumes them from out and adds its slots, so after the
+// last block out holds exactly what decode_slots16_tex gives for the regrouped rows (same sums in the
+// same order). Run this way, all rows read decoder rows of one block at a time: llvmpipe's gathers
+// then hit the CPU caches instead of missing across all of decW (AuxK over 3 072 dead features:
+// ~3× faster). Grid: (ceil(nl / WG), B).
+@compute @workgroup_size(WG)
+fn decode_blocks16_tex(@builtin(global_invocation_id) g: vec3u) {
+  let b = g.y;
+  let d4 = u.d / 4u;
+  let nl = (d4 + 3u) / 4u;
+  let j = g.x;
+  if (b >= u.B || j >= nl) { return; }
+  let sb = b * (u.nBlocks + 1u) + u.block;
+  let first = starts[sb];
+  let end = starts[sb + 1u];
+  // A later block with no slots in this row leaves its sums as they are.
+  if (u.block > 0u && first == end) { return; }
+  var c: Cols16;
+  if (u.block == 0u) { c = cols16_start(j, nl, d4); } else { c = cols16_load(j, nl, d4, b); }
+  let row = b * u.K;
+  for (var s = first; s < end; s++) {
+    let f = idx[row + s];
+    let v = val[row + s];
+    if (v == 0.0) { continue; }
+    cols16_add_tex(&c, f, v);
+  }
+  cols16_store(c, 0u, b, j, nl, d4);
 }

@@ -60,7 +60,9 @@ import {
   type SelectionLayout,
   selectTopKOp,
 } from "./ops/topk.ts";
+import { groupSlotsOp, type SlotBlocks, slotBlocks } from "./ops/slot_blocks.ts";
 import {
+  blockedTextureDecodePass,
   createLevelBounds,
   type LevelPlan,
   matryoshkaLevels,
@@ -90,6 +92,8 @@ export interface GpuEngineOptions {
   maxChunkRows?: number;
   /** Time every training step's phases on the GPU (timestamp queries); see `lastProfile`. */
   profile?: boolean;
+  /** Bytes of decoder rows per block of the blocked AuxK decode (default SLOT_BLOCK_BYTES; tests). */
+  auxBlockBytes?: number;
 }
 
 /** Parameter, moment and gradient buffers (fixed for the engine's life). */
@@ -121,7 +125,15 @@ interface BatchBuffers {
   val: GPUBuffer;
   /** [L, B, d] level reconstructions. */
   recon: GPUBuffer;
-  aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer }[];
+  aux: {
+    idx: GPUBuffer;
+    val: GPUBuffer;
+    ehat: GPUBuffer;
+    /** Blocked decode only (see `#auxBlocks`): u32 [B, nb + 1] block starts of the regrouped rows. */
+    starts?: GPUBuffer;
+  }[];
+  /** Blocked AuxK decode only: [B, max kAux] scratch the rows are regrouped into, then copied back. */
+  auxRegroup?: { idx: GPUBuffer; val: GPUBuffer };
   /** f32 loss sums in lossTermsOp's layout (see the scal* helpers at the end). */
   scal: GPUBuffer;
   /** [T, d] scratch of the loss reductions. */
@@ -177,6 +189,13 @@ export class GpuEngine implements SaeEngine {
   lastProfile?: Map<string, number>;
   /** Software adapters (d % 64 = 0, no explicit GEMM variant): decW's texture mirror. */
   #decTex?: MatrixTexture;
+  /** Per AuxK group: the feature blocks of its blocked decode (with `#decTex`), if it has one. */
+  #auxBlocks: (SlotBlocks | undefined)[] = [];
+
+  /** Per AuxK group: feature blocks of its blocked decode, 0 where it decodes all rows at once. */
+  get auxDecodeBlocks(): number[] {
+    return this.#groups.map((_, a) => this.#auxBlocks[a]?.nb ?? 0);
+  }
 
   private constructor(config: SaeConfig, gpu: Gpu, opts: GpuEngineOptions, state: SaeState) {
     this.config = config;
@@ -223,6 +242,11 @@ export class GpuEngine implements SaeEngine {
     if (!opts.gemmVariant && preferTextureGemm(gpu, d)) {
       // Texture paths (GEMM ~1.4×, decode ~3× the storage kernels on llvmpipe).
       this.#decTex = createMatrixTexture(gpu, n, d, "decW texture");
+      // AuxK's decode by feature block where a group spans more than one block.
+      this.#auxBlocks = this.#groups.map((g) => {
+        const b = slotBlocks(g.end - g.start, d, g.start, opts.auxBlockBytes);
+        return b.nb > 1 ? b : undefined;
+      });
     }
     this.#step = 0;
     this.#threshold = -1;
@@ -513,7 +537,33 @@ export class GpuEngine implements SaeEngine {
     out.mark("sparse decode");
     for (let a = 0; a < this.#groups.length; a++) {
       if (!kAux[a]) continue;
-      const { idx, val, ehat } = bb.aux[a];
+      const { idx, val, ehat, starts } = bb.aux[a];
+      const blocks = this.#auxBlocks[a];
+      if (blocks && starts && bb.auxRegroup && this.#decTex) {
+        // Regroup every row's AuxK slots by feature block (in place, through the scratch), then
+        // decode block by block: each block's decoder rows stay in the CPU caches.
+        const K = kAux[a];
+        const g = bb.auxRegroup;
+        out.push(...groupSlotsOp(gpu, { idx, val, idxOut: g.idx, valOut: g.val, starts }, {
+          B,
+          K,
+          blocks,
+        }));
+        out.command((enc) => {
+          enc.copyBufferToBuffer(g.idx, 0, idx, 0, B * K * 4);
+          enc.copyBufferToBuffer(g.val, 0, val, 0, B * K * 4);
+        });
+        out.pass(
+          await blockedTextureDecodePass(gpu, this.#decTex, {
+            idx,
+            val,
+            bDec: p.bias.param,
+            out: ehat,
+            starts,
+          }, { B, d, K, withBias: false, blocks }),
+        );
+        continue;
+      }
       await this.#decode(out, { idx, val, levelBounds: this.#auxBounds(kAux[a]), out: ehat }, {
         B,
         K: kAux[a],
@@ -709,14 +759,24 @@ export class GpuEngine implements SaeEngine {
       idx: f32(B * K, "codes idx"),
       val: f32(B * K, "codes val"),
       recon: f32(L * B * d, "level reconstructions"),
-      aux: this.#groups.map((g) => {
+      aux: this.#groups.map((g, a) => {
         const ka = Math.max(1, Math.min(this.config.auxK, g.end - g.start));
+        const blocks = this.#auxBlocks[a];
         return {
           idx: f32(B * ka, "aux idx"),
           val: f32(B * ka, "aux val"),
           ehat: f32(B * d, "aux recon"),
+          ...(blocks ? { starts: f32(B * (blocks.nb + 1), "aux block starts") } : {}),
         };
       }),
+      ...(this.#auxBlocks.some((b) => b)
+        ? {
+          auxRegroup: {
+            idx: f32(B * Math.max(1, this.config.auxK), "aux regroup idx"),
+            val: f32(B * Math.max(1, this.config.auxK), "aux regroup val"),
+          },
+        }
+        : {}),
       scal: f32(scalLength(L, this.#groups.length), "loss scalars"),
       partials: f32(lossTermCount(L, this.#groups.length) * d, "loss partial sums"),
       lossBlocks: f32(lossBlocksLength(B, d), "loss block sums"),
@@ -924,6 +984,8 @@ export class GpuEngine implements SaeEngine {
       buf.destroy();
     }
     for (const a of b.aux) for (const buf of Object.values(a)) buf.destroy();
+    b.auxRegroup?.idx.destroy();
+    b.auxRegroup?.val.destroy();
     if (b.batchScratch) { for (const buf of Object.values(b.batchScratch)) buf.destroy(); }
     b.gemmTex?.xs.texture.destroy();
     b.gemmTex?.encW.texture.destroy();

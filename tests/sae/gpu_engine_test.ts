@@ -145,12 +145,24 @@ for (const [name, input] of CONFIGS) {
 
 Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on software adapters) equals ReferenceEngine", async () => {
   const gpu = await testGpu();
-  for (const [name, input] of [CONFIGS[0], CONFIGS[1], CONFIGS[3]]) {
+  // Blocks of 8 decoder rows: AuxK decodes block by block (topk 7 blocks, batchtopk 6, tree layer
+  // 1: 2; layer 0 fits one block and decodes at once; layer 2 has no AuxK).
+  const cases = [CONFIGS[0], CONFIGS[1], CONFIGS[3]].flatMap(([name, input]) => [
+    { name, input, auxBlockBytes: undefined },
+    { name: `${name} blocked AuxK`, input, auxBlockBytes: 8 * 64 * 4 },
+  ]);
+  for (const { name, input, auxBlockBytes } of cases) {
     const config = makeConfig({ ...input, dIn: 64 });
     const start = stateWithDead(config);
     const ref = new ReferenceEngine(config, start);
-    const eng = await GpuEngine.create(config, start, { gpu });
+    const eng = await GpuEngine.create(config, start, { gpu, auxBlockBytes });
     try {
+      if (gpu.isFallback) {
+        const want = auxBlockBytes === undefined
+          ? config.arch === "tree" ? [0, 0, 0] : [0]
+          : { topk: [7], batchtopk: [6], tree: [0, 2, 4] }[config.arch as string];
+        assert.deepEqual(eng.auxDecodeBlocks, want, `${name}: AuxK decode blocks`);
+      }
       for (let t = 0; t < 2; t++) {
         const x = batch(37, 64, 400 + t);
         closeStats(await eng.step(x, 37), await ref.step(x, 37), `${name} d=64 step ${t + 1}`);

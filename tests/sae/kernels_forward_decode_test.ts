@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { assertClose, randn, rng, testGpu } from "../_util.ts";
-import { decodeLevelsTwin, NO_SLOT, sumSqTwin } from "./kernels_forward_twins.ts";
-import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import { decodeLevelsTwin, groupSlotsTwin, NO_SLOT, sumSqTwin } from "./kernels_forward_twins.ts";
+import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import {
   createLevelBounds,
@@ -12,7 +12,12 @@ import {
   treeLevels,
 } from "../../lib/sae/ops/sparse_decode.ts";
 import { lossBlocksLength, lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
-import { slotsInFours, textureDecodePass } from "../../lib/sae/ops/sparse_decode.ts";
+import {
+  blockedTextureDecodePass,
+  slotsInFours,
+  textureDecodePass,
+} from "../../lib/sae/ops/sparse_decode.ts";
+import { groupSlotsOp, MAX_SLOT_BLOCKS, slotBlocks } from "../../lib/sae/ops/slot_blocks.ts";
 import {
   createMatrixTexture,
   encodeMatrixTextureCopy,
@@ -68,6 +73,88 @@ Deno.test("texture decode matches the TS twin (tree levels, AuxK, decW over two 
       atol: 1e-5,
       rtol: 1e-5,
       label: `texture B=${B} d=${d} K=${K}`,
+    });
+    for (const b of [...Object.values(bufs), decBuf]) b.destroy();
+    decT.texture.destroy();
+  }
+});
+
+Deno.test("group_slots regroups rows by feature block exactly like the TS twin", async () => {
+  const gpu = await testGpu();
+  // (B, K, features [base, base + count), block bytes at d = 64): odd sizes, one block, a partial
+  // last block, a nonzero base (a tree layer), and more rows than one workgroup.
+  const cases = [
+    { B: 5, K: 7, base: 0, count: 53, bytes: 8 * 256 },
+    { B: 70, K: 33, base: 20, count: 100, bytes: 16 * 256 },
+    { B: 3, K: 12, base: 0, count: 30, bytes: 64 * 256 },
+    { B: 9, K: 256, base: 7, count: 4100, bytes: 1 * 256 },
+  ];
+  for (const { B, K, base, count, bytes } of cases) {
+    const blocks = slotBlocks(count, 64, base, bytes);
+    assert.ok(
+      blocks.nb <= MAX_SLOT_BLOCKS && blocks.nb * 2 ** blocks.shift >= count,
+      "blocks cover the features",
+    );
+    const { idx, val } = randomCodes(B, K, count, B + K + count);
+    for (let i = 0; i < idx.length; i++) if (idx[i] !== NO_SLOT) idx[i] += base;
+    const bufs = {
+      idx: uploadStorage(gpu, idx, "idx"),
+      val: uploadStorage(gpu, val, "val"),
+      idxOut: createStorage(gpu, B * K * 4, "idx out"),
+      valOut: createStorage(gpu, B * K * 4, "val out"),
+      starts: createStorage(gpu, B * (blocks.nb + 1) * 4, "starts"),
+    };
+    await runOps(gpu, groupSlotsOp(gpu, bufs, { B, K, blocks }), "group slots");
+    const want = groupSlotsTwin(idx, val, B, K, base, blocks.shift, blocks.nb);
+    const label = `B=${B} K=${K} nb=${blocks.nb}`;
+    assert.deepEqual(await readU32(gpu, bufs.idxOut), want.idx, `${label}: idx`);
+    assert.deepEqual(await readF32(gpu, bufs.valOut), want.val, `${label}: val`);
+    assert.deepEqual(await readU32(gpu, bufs.starts), want.starts, `${label}: starts`);
+    for (const b of Object.values(bufs)) b.destroy();
+  }
+});
+
+Deno.test("blocked texture decode of regrouped rows matches the TS twin (AuxK, two texture layers)", async () => {
+  const gpu = await testGpu();
+  const cases = [
+    { B: 9, d: 64, n: 4100, K: 10, base: 0, bytes: 512 * 256, bias: false },
+    { B: 5, d: 128, n: 300, K: 33, base: 40, bytes: 16 * 512, bias: true },
+    { B: 6, d: 192, n: 77, K: 32, base: 0, bytes: 1 << 20, bias: false },
+  ];
+  for (const { B, d, n, K, base, bytes, bias } of cases) {
+    const blocks = slotBlocks(n - base, d, base, bytes);
+    const { idx, val } = randomCodes(B, K, n - base, B + K + d);
+    for (let i = 0; i < idx.length; i++) if (idx[i] !== NO_SLOT) idx[i] += base;
+    for (let b = 0; b < B; b += 2) idx[b * K] = n - 1; // the last block (second layer when n > 4096)
+    const grouped = groupSlotsTwin(idx, val, B, K, base, blocks.shift, blocks.nb);
+    const decW = randn(n * d, n + d), bDec = randn(d, 2 * d);
+    const decBuf = uploadStorage(gpu, decW, "decW");
+    const decT = createMatrixTexture(gpu, n, d, "decW texture");
+    const bufs = {
+      idx: uploadStorage(gpu, grouped.idx, "idx"),
+      val: uploadStorage(gpu, grouped.val, "val"),
+      bDec: uploadStorage(gpu, bDec, "bDec"),
+      starts: uploadStorage(gpu, grouped.starts, "starts"),
+      out: createStorage(gpu, B * d * 4, "out"),
+    };
+    const pass = await blockedTextureDecodePass(gpu, decT, bufs, {
+      B,
+      d,
+      K,
+      withBias: bias,
+      blocks,
+    });
+    const encoder = gpu.device.createCommandEncoder();
+    encodeMatrixTextureCopy(encoder, decBuf, decT);
+    pass.encode(encoder);
+    gpu.device.queue.submit([encoder.finish()]);
+    pass.release();
+    // The regrouped rows decode to the original rows' sums, up to the order of the terms.
+    const want = decodeLevelsTwin(idx, val, B, K, decW, bias ? bDec : null, d, "slot", [K]);
+    assertClose(await readF32(gpu, bufs.out, B * d), want, {
+      atol: 1e-5,
+      rtol: 1e-5,
+      label: `blocked B=${B} d=${d} K=${K} nb=${blocks.nb}`,
     });
     for (const b of [...Object.values(bufs), decBuf]) b.destroy();
     decT.texture.destroy();

@@ -200,3 +200,35 @@ export function sumSqTwin(
   }
   return total;
 }
+
+/**
+ * Each row's K slots regrouped by feature block (block = (f − base) >> shift, capped at nb − 1;
+ * unused slots last), slot order kept inside a block; starts[b, j] = block j's first position.
+ */
+export function groupSlotsTwin(
+  idx: Uint32Array,
+  val: Float32Array,
+  B: number,
+  K: number,
+  base: number,
+  shift: number,
+  nb: number,
+) {
+  const outIdx = new Uint32Array(B * K), outVal = new Float32Array(B * K);
+  const starts = new Uint32Array(B * (nb + 1));
+  const blockOf = (f: number) =>
+    f === NO_SLOT ? nb : Math.min(Math.floor((f - base) / 2 ** shift), nb - 1);
+  for (let b = 0; b < B; b++) {
+    let p = 0;
+    for (let j = 0; j <= nb; j++) {
+      starts[b * (nb + 1) + j] = p;
+      for (let s = 0; s < K; s++) {
+        if (blockOf(idx[b * K + s]) !== j) continue;
+        outIdx[b * K + p] = idx[b * K + s];
+        outVal[b * K + p] = val[b * K + s];
+        p++;
+      }
+    }
+  }
+  return { idx: outIdx, val: outVal, starts };
+}

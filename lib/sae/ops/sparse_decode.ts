@@ -20,6 +20,7 @@ import { uniforms, uploadStorage } from "../../gpu/buffer.ts";
 import { ArborError } from "../../errors.ts";
 import { getPipeline, kernelName } from "../../gpu/kernel.ts";
 import { type MatrixTexture, matrixTextureView } from "./matrix_texture.ts";
+import type { SlotBlocks } from "./slot_blocks.ts";
 
 /** Invocations per workgroup (columns of one row). */
 const WG = 64;
@@ -108,8 +109,8 @@ export function sparseDecodeOp(
     L: plan.bounds.length,
     mode: plan.mode === "feature" ? 1 : 0,
     withBias: sizes.withBias ? 1 : 0,
-    pad0: 0,
-    pad1: 0,
+    block: 0,
+    nBlocks: 0,
   });
   const bound = [
     buffers.idx,
@@ -181,8 +182,8 @@ export async function textureDecodePass(
     L: plan.bounds.length,
     mode: 0,
     withBias: sizes.withBias ? 1 : 0,
-    pad0: 0,
-    pad1: 0,
+    block: 0,
+    nBlocks: 0,
   });
   const bindGroup = gpu.device.createBindGroup({
     label: kernelName(kernel),
@@ -209,6 +210,78 @@ export async function textureDecodePass(
     },
     release() {
       u.destroy();
+    },
+  };
+}
+
+/**
+ * Build the single-level texture decode of rows regrouped by `groupSlotsOp` (`starts` is its
+ * [B, nb + 1] output): one dispatch per feature block, in block order, so that every row reads the
+ * decoder rows of one block at a time (cache-sized on software adapters). Same result as
+ * `textureDecodePass` over the regrouped rows; needs d % 64 == 0 and a single slot level.
+ */
+export async function blockedTextureDecodePass(
+  gpu: Gpu,
+  decT: MatrixTexture,
+  buffers: Omit<SparseDecodeBuffers, "decW" | "levelBounds"> & { starts: GPUBuffer },
+  sizes: Omit<SparseDecodeSizes, "plan"> & { blocks: SlotBlocks },
+): Promise<TextureDecodePass> {
+  const { B, d, K, blocks } = sizes;
+  if (d !== decT.d) {
+    throw new ArborError(
+      `sparse decode (blocked texture): d = ${d} but the texture is ${decT.d} wide`,
+    );
+  }
+  const kernel: Kernel = {
+    file: "sparse_decode.wgsl",
+    entry: "decode_blocks16_tex",
+    constants: { WG },
+  };
+  const pipeline = await getPipeline(gpu, kernel);
+  const layout = pipeline.getBindGroupLayout(0);
+  const view = matrixTextureView(decT);
+  const us: GPUBuffer[] = [];
+  const groups: GPUBindGroup[] = [];
+  for (let j = 0; j < blocks.nb; j++) {
+    const u = uniforms(gpu, {
+      B,
+      d,
+      K,
+      L: 1,
+      mode: 0,
+      withBias: sizes.withBias ? 1 : 0,
+      block: j,
+      nBlocks: blocks.nb,
+    });
+    us.push(u);
+    groups.push(gpu.device.createBindGroup({
+      label: kernelName(kernel),
+      layout,
+      entries: [
+        { binding: 0, resource: { buffer: buffers.idx } },
+        { binding: 1, resource: { buffer: buffers.val } },
+        { binding: 2, resource: view },
+        { binding: 3, resource: { buffer: buffers.bDec } },
+        { binding: 5, resource: { buffer: buffers.out } },
+        { binding: 6, resource: { buffer: u } },
+        { binding: 7, resource: { buffer: buffers.starts } },
+      ],
+    }));
+  }
+  const x = Math.ceil(Math.ceil(d / 16) / WG);
+  return {
+    encode(encoder) {
+      if (B === 0) return;
+      const pass = encoder.beginComputePass({ label: kernelName(kernel) });
+      pass.setPipeline(pipeline);
+      for (const g of groups) {
+        pass.setBindGroup(0, g);
+        pass.dispatchWorkgroups(x, B);
+      }
+      pass.end();
+    },
+    release() {
+      for (const u of us) u.destroy();
     },
   };
 }

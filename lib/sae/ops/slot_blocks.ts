@@ -1,0 +1,90 @@
+/**
+ * Regrouping of code slots by feature block (kernels/slot_blocks.wgsl), for decodes that run one
+ * block of decoder rows at a time (`blockedTextureDecodePass`). On llvmpipe a sparse decode is
+ * bound by its gathers missing the CPU caches: AuxK's 256 slots per row over 3 072 dead features
+ * (9 MB of decoder rows) took ~3× as long as the same slots over 256 features. With every row's
+ * slots grouped by block and the decode dispatched block by block, the rows being read at any time
+ * span one block only.
+ *
+ * Shapes: idx/val [B, K] → idxOut/valOut [B, K] (regrouped), starts [B, nb + 1] u32.
+ */
+import type { Gpu } from "../../gpu/device.ts";
+import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
+import { uniforms } from "../../gpu/buffer.ts";
+import { ArborError } from "../../errors.ts";
+
+/** Rows regrouped per invocation's workgroup. */
+const WG = 64;
+/** Most blocks per row (MAX_BLOCKS in the WGSL). */
+export const MAX_SLOT_BLOCKS = 256;
+/**
+ * Bytes of decoder rows one block spans (1 024 rows at d = 768). Measured on the 2-core dev VM (1
+ * MiB L2 per core), AuxK at B = 4096 with every other feature dead, n = 24 576: 3 MiB blocks 0.7–0.9
+ * s, 1.5 MiB 1.0–1.1 s (each block's dispatch also re-reads and re-writes ê), unblocked 1.7–1.9 s.
+ */
+export const SLOT_BLOCK_BYTES = 3 * 2 ** 20;
+const KERNEL: Kernel = { file: "slot_blocks.wgsl", entry: "group_slots", constants: { WG } };
+
+/** Feature blocks over [base, base + count): block j = features base + [j·2^shift, (j+1)·2^shift). */
+export interface SlotBlocks {
+  base: number;
+  shift: number;
+  /** Number of blocks, ≤ MAX_SLOT_BLOCKS. */
+  nb: number;
+}
+
+/** Blocks of ~`blockBytes` of decoder rows (d wide) over `count` features starting at `base`. */
+export function slotBlocks(
+  count: number,
+  d: number,
+  base = 0,
+  blockBytes = SLOT_BLOCK_BYTES,
+): SlotBlocks {
+  if (count < 1 || d < 1) {
+    throw new ArborError(`slot blocks: need features and d ≥ 1 (got ${count}, ${d})`);
+  }
+  let shift = Math.max(0, Math.floor(Math.log2(blockBytes / (4 * d))));
+  while (Math.ceil(count / 2 ** shift) > MAX_SLOT_BLOCKS) shift++;
+  return { base, shift, nb: Math.ceil(count / 2 ** shift) };
+}
+
+/** Buffers of `groupSlotsOp`. */
+export interface GroupSlotsBuffers {
+  idx: GPUBuffer;
+  val: GPUBuffer;
+  idxOut: GPUBuffer;
+  valOut: GPUBuffer;
+  /** [B, nb + 1] u32. */
+  starts: GPUBuffer;
+}
+
+/** Dispatch regrouping every row's K slots by feature block, stably (see the WGSL header). */
+export function groupSlotsOp(
+  gpu: Gpu,
+  buffers: GroupSlotsBuffers,
+  sizes: { B: number; K: number; blocks: SlotBlocks },
+): Dispatch[] {
+  const { B, K, blocks } = sizes;
+  if (blocks.nb < 1 || blocks.nb > MAX_SLOT_BLOCKS) {
+    throw new ArborError(
+      `slot blocks: ${blocks.nb} blocks; the kernel takes 1 to ${MAX_SLOT_BLOCKS}`,
+    );
+  }
+  if (B === 0) return [];
+  const u = uniforms(gpu, {
+    B,
+    K,
+    base: blocks.base,
+    shift: blocks.shift,
+    nb: blocks.nb,
+    pad0: 0,
+    pad1: 0,
+    pad2: 0,
+  });
+  const { idx, val, idxOut, valOut, starts } = buffers;
+  return [{
+    kernel: KERNEL,
+    buffers: [idx, val, idxOut, valOut, starts, u],
+    workgroups: [Math.ceil(B / WG), 1],
+  }];
+}
