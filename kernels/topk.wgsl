@@ -10,6 +10,8 @@
 //           3 idx     array<u32>    [B, K]     code slots: feature index, 0xFFFFFFFF = unused
 //           4 val     array<f32>    [B, K]     code slots: value
 //           5 u       Params
+//           9 preT    texture_2d<f32> [n/4, rows] rgba32float  the same pre, read instead of binding 0
+//                                              when PRE_TEX = 1 (n % 4 = 0); any texture otherwise
 //   select_aux only:
 //           6 extra   array<u32>    [1 + n]    dead-feature list from kernels/dead_list.wgsl: [count,
 //                                              dead feature indices ascending] (select_batch: batch info)
@@ -39,6 +41,9 @@
 // atomics, hence deterministic.
 
 override WG: u32 = 64;
+// 1 = read pre through the texture at binding 9: llvmpipe turns a texel fetch into one SIMD gather,
+// a storage load into a loop over the lanes (top-k of 1 024 rows × 24 576: 169–178 → 119–138 ms).
+override PRE_TEX: u32 = 0u;
 // 1 = tree parent gate applies (a pipeline constant so the ungated kernel skips the gate entirely).
 override GATED: u32 = 0u;
 // Words of the per-row "fired" bitset: covers features [0, 32·FIRE_WORDS), i.e. every possible parent.
@@ -76,6 +81,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read> extra: array<u32>;
 @group(0) @binding(7) var<storage, read_write> auxIdx: array<u32>;
 @group(0) @binding(8) var<storage, read_write> auxVal: array<f32>;
+@group(0) @binding(9) var preT: texture_2d<f32>;
 
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> fired: array<atomic<u32>, FIRE_WORDS>;
@@ -153,9 +159,19 @@ fn feat(mode: u32, i: u32, o: u32) -> u32 {
   return i;
 }
 
-// Element e of the row-major pre chunk (bound as vec4 so aligned layers load four at a time).
+// Elements 4p..4p+3 of the row-major pre chunk (bound as vec4 so aligned layers load four at a
+// time), from the texture when PRE_TEX = 1 (texel (p mod n/4, p div n/4)).
+fn pre_vec(p: u32) -> vec4f {
+  if (PRE_TEX == 1u) {
+    let n4 = u.n / 4u;
+    return textureLoad(preT, vec2i(i32(p % n4), i32(p / n4)), 0);
+  }
+  return pre4[p];
+}
+
+// Element e of the row-major pre chunk.
 fn pre_at(e: u32) -> f32 {
-  return pre4[e / 4u][e % 4u];
+  return pre_vec(e / 4u)[e % 4u];
 }
 
 // Selection key of a candidate with pre value p, 0 (below every real key) when not a candidate.
@@ -199,7 +215,7 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   // of a divergent branch; a loop under a false uniform branch exits at once).
   if (m == 1u) {
     for (var q = t; q < n4; q += WG) {
-      let v = pre4[(base + o) / 4u + q];
+      let v = pre_vec((base + o) / 4u + q);
       for (var c = 0u; c < 4u; c++) { t0 = max(t0, cand_key(mode, v[c], o + 4u * q + c, o)); }
     }
     for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
@@ -208,7 +224,7 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
     }
   } else {
     for (var q = t; q < n4; q += WG) {
-      let v = pre4[(base + o) / 4u + q];
+      let v = pre_vec((base + o) / 4u + q);
       for (var c = 0u; c < 4u; c++) {
         let key = cand_key(mode, v[c], o + 4u * q + c, o);
         if (key > t4) {
@@ -264,7 +280,7 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
   loop {
     loop {
       if (q >= n4) { break; }
-      let v = pre4[(base + o) / 4u + q];
+      let v = pre_vec((base + o) / 4u + q);
       let i0 = o + 4u * q;
       let hit = cand_key(mode, v.x, i0, o) >= T || cand_key(mode, v.y, i0 + 1u, o) >= T ||
         cand_key(mode, v.z, i0 + 2u, o) >= T || cand_key(mode, v.w, i0 + 3u, o) >= T;
@@ -272,7 +288,7 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
       q += WG;
     }
     if (q >= n4) { break; }
-    let v = pre4[(base + o) / 4u + q];
+    let v = pre_vec((base + o) / 4u + q);
     for (var c = 0u; c < 4u; c++) {
       let i = o + 4u * q + c;
       let key = cand_key(mode, v[c], i, o);

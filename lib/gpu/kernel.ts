@@ -119,8 +119,8 @@ export async function withErrorScope<T>(gpu: Gpu, label: string, fn: () => T): P
 /** One kernel launch: which kernel, its buffers in binding order, and the grid. */
 export interface Dispatch {
   kernel: Kernel;
-  /** Buffers bound to @group(0) @binding(0..n-1), in order. */
-  buffers: GPUBuffer[];
+  /** Resources bound to @group(0) @binding(0..n-1), in order: buffers, or texture views. */
+  buffers: (GPUBuffer | GPUTextureView)[];
   /** Number of workgroups in x, y, z. */
   workgroups: [number, number?, number?];
 }
@@ -160,7 +160,10 @@ export function encodeDispatches(
     const bindGroup = gpu.device.createBindGroup({
       label: kernelName(d.kernel),
       layout: pipeline.getBindGroupLayout(0),
-      entries: d.buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      entries: d.buffers.map((r, binding) => ({
+        binding,
+        resource: r instanceof GPUBuffer ? { buffer: r } : r,
+      })),
     });
     const pass = encoder.beginComputePass({ label: kernelName(d.kernel) });
     pass.setPipeline(pipeline);

@@ -238,7 +238,9 @@ export class Gpt2Model {
       rowOffset: 0,
     });
     for (const d of gemm) {
-      for (const buf of d.buffers) if (buf.usage & GPUBufferUsage.UNIFORM) scratch.push(buf);
+      for (const buf of d.buffers) {
+        if (buf instanceof GPUBuffer && buf.usage & GPUBufferUsage.UNIFORM) scratch.push(buf);
+      }
     }
     if (!b.bias) return gemm;
     return [

@@ -55,7 +55,11 @@ import {
 } from "./ops/matrix_texture.ts";
 import {
   createLayerTable,
+  createPreTexture,
+  encodePreTextureCopy,
   preChunkBytes,
+  type PreTexture,
+  preTextureSupported,
   selectAuxOp,
   type SelectionLayout,
   selectTopKOp,
@@ -149,6 +153,8 @@ interface BatchBuffers {
   checked: boolean;
   /** xs/encW texture mirrors of the texture GEMM (software adapters). */
   gemmTex?: GemmTextures;
+  /** Software adapters: the texture mirror of a pre chunk, which the selections read. */
+  preTex?: PreTexture;
 }
 
 /** The WebGPU SAE engine. Create with `GpuEngine.create`. */
@@ -191,6 +197,14 @@ export class GpuEngine implements SaeEngine {
   #decTex?: MatrixTexture;
   /** Per AuxK group: the feature blocks of its blocked decode (with `#decTex`), if it has one. */
   #auxBlocks: (SlotBlocks | undefined)[] = [];
+
+  /**
+   * Whether the last batch's selections read pre through its texture mirror (software adapters,
+   * n % 64 = 0, row chunks within the texture size limit).
+   */
+  get readsPreTexture(): boolean {
+    return this.#batch?.preTex !== undefined;
+  }
 
   /** Per AuxK group: feature blocks of its blocked decode, 0 where it decodes all rows at once. */
   get auxDecodeBlocks(): number[] {
@@ -465,8 +479,15 @@ export class GpuEngine implements SaeEngine {
         );
       }
       out.mark("encoder GEMM");
+      const preTex = bb.preTex;
+      if (preTex) {
+        // The selections read this chunk's pre through its texture mirror (software adapters).
+        out.command((enc) => encodePreTextureCopy(enc, pre, preTex, rows));
+        out.mark("pre texture copy");
+      }
       const sel = {
         pre,
+        preTex,
         layerTable: this.#layerTable,
         parents: p.parents,
         idx: bb.idx,
@@ -786,6 +807,9 @@ export class GpuEngine implements SaeEngine {
       backward,
       checked: false,
       ...(this.#decTex ? { gemmTex: createGemmTextures(gpu, { B, d, n }) } : {}),
+      ...(this.#decTex && preTextureSupported(gpu, chunkRows, n)
+        ? { preTex: createPreTexture(gpu, chunkRows, n) }
+        : {}),
     };
     return this.#batch;
   }
@@ -988,6 +1012,7 @@ export class GpuEngine implements SaeEngine {
     b.auxRegroup?.val.destroy();
     if (b.batchScratch) { for (const buf of Object.values(b.batchScratch)) buf.destroy(); }
     b.gemmTex?.xs.texture.destroy();
+    b.preTex?.texture.destroy();
     b.gemmTex?.encW.texture.destroy();
     this.#batch = undefined;
   }

@@ -147,10 +147,15 @@ Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on so
   const gpu = await testGpu();
   // Blocks of 8 decoder rows: AuxK decodes block by block (topk 7 blocks, batchtopk 6, tree layer
   // 1: 2; layer 0 fits one block and decodes at once; layer 2 has no AuxK).
+  // n = 128 (a multiple of 64): the selections read pre through its texture mirror.
   const cases = [CONFIGS[0], CONFIGS[1], CONFIGS[3]].flatMap(([name, input]) => [
     { name, input, auxBlockBytes: undefined },
     { name: `${name} blocked AuxK`, input, auxBlockBytes: 8 * 64 * 4 },
-  ]);
+  ]).concat([{
+    name: "topk n=128 pre texture",
+    input: { ...CONFIGS[0][1], layers: [128] },
+    auxBlockBytes: undefined,
+  }]);
   for (const { name, input, auxBlockBytes } of cases) {
     const config = makeConfig({ ...input, dIn: 64 });
     const start = stateWithDead(config);
@@ -167,6 +172,9 @@ Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on so
         const x = batch(37, 64, 400 + t);
         closeStats(await eng.step(x, 37), await ref.step(x, 37), `${name} d=64 step ${t + 1}`);
         closeState(await eng.readState(), await ref.readState(), `${name} d=64 step ${t + 1}`);
+      }
+      if (gpu.isFallback) {
+        assert.equal(eng.readsPreTexture, config.layers[0] === 128, `${name}: pre texture`);
       }
       // BatchTopK inference uses θ in the reference, which the GPU engine does not have yet.
       if (config.arch === "batchtopk") continue;

@@ -5,6 +5,9 @@ import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/bu
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import {
   createLayerTable,
+  createPreTexture,
+  encodePreTextureCopy,
+  preTextureSupported,
   selectAuxOp,
   type SelectionLayout,
   selectTopKOp,
@@ -37,7 +40,19 @@ function randomParents(sizes: number[], seed: number): Int32Array[] {
   });
 }
 
-/** Run the selection on the GPU in two row chunks; returns idx, val [B, K]. */
+/** A pre chunk uploaded to a buffer and, with `tex`, copied into its texture mirror too. */
+async function preChunk(gpu: Gpu, pre: Float32Array, rows: number, n: number, tex: boolean) {
+  const buf = uploadPre(gpu, pre, rows, n);
+  if (!tex) return { pre: buf, destroy: () => buf.destroy() };
+  const preTex = createPreTexture(gpu, rows, n);
+  const encoder = gpu.device.createCommandEncoder();
+  encodePreTextureCopy(encoder, buf, preTex, rows);
+  gpu.device.queue.submit([encoder.finish()]);
+  await gpu.device.queue.onSubmittedWorkDone();
+  return { pre: buf, preTex, destroy: () => (buf.destroy(), preTex.texture.destroy()) };
+}
+
+/** Run the selection on the GPU in two row chunks (pre read from textures with `tex`); idx, val [B, K]. */
 async function gpuSelect(
   gpu: Gpu,
   pre: Float32Array,
@@ -45,6 +60,7 @@ async function gpuSelect(
   n: number,
   layout: SelectionLayout,
   parents?: Int32Array[],
+  tex = false,
 ) {
   const K = slotsPerRow(layout);
   const layerTable = createLayerTable(gpu, layout);
@@ -54,9 +70,10 @@ async function gpuSelect(
   const h = Math.ceil(B / 2);
   for (const [rowOffset, rows] of [[0, h], [h, B - h]]) {
     if (rows === 0) continue;
-    const chunk = uploadPre(gpu, pre.subarray(rowOffset * n), rows, n);
+    const chunk = await preChunk(gpu, pre.subarray(rowOffset * n), rows, n, tex);
     const buffers = {
-      pre: chunk,
+      pre: chunk.pre,
+      ...(chunk.preTex ? { preTex: chunk.preTex } : {}),
       layerTable,
       idx,
       val,
@@ -97,12 +114,17 @@ Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n)", as
     [2, 4096, 64],
     [3, 2000, 129],
   ];
-  for (const [B, n, k] of cases) {
+  // n % 64 == 0: also with pre read through its texture mirror (PRE_TEX, software adapters).
+  const runs = cases.flatMap((c) =>
+    preTextureSupported(gpu, c[0], c[1]) ? [[...c, 0], [...c, 1]] : [[...c, 0]]
+  );
+  assert.ok(runs.length >= cases.length + 3, "texture runs");
+  for (const [B, n, k, tex] of runs) {
     const pre = preWithTies(B, n, B * n + k);
     const layout = { sizes: [n], kPerLayer: [k], gated: false };
-    const got = await gpuSelect(gpu, pre, B, n, layout);
+    const got = await gpuSelect(gpu, pre, B, n, layout, undefined, tex === 1);
     const want = selectTreeTwin(pre, B, n, [n], [k], null);
-    const label = `B=${B} n=${n} k=${k}`;
+    const label = `B=${B} n=${n} k=${k}${tex ? " (pre texture)" : ""}`;
     assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx, `idx ${label}`);
     assertClose(await readF32(gpu, got.val, B * k), want.val, {
       atol: 0,
@@ -172,8 +194,23 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     { B: 5, sizes: [600, 1100], k: [9, 4], gated: true, auxLayer: 1, kAux: 100, deadP: 1 },
     { B: 5, sizes: [600, 1100], k: [9, 4], gated: false, auxLayer: 0, kAux: 32, deadP: 1 },
     { B: 3, sizes: [60, 90], k: [3, 2], gated: true, auxLayer: 1, kAux: 8, deadP: 0 },
+    // n % 64 == 0: pre read through its texture mirror (PRE_TEX).
+    { B: 9, sizes: [64, 192], k: [3, 2], gated: true, auxLayer: 1, kAux: 40, tex: true },
+    { B: 6, sizes: [2048], k: [32], gated: false, auxLayer: 0, kAux: 256, tex: true },
+    {
+      B: 5,
+      sizes: [448, 576],
+      k: [9, 4],
+      gated: true,
+      auxLayer: 0,
+      kAux: 100,
+      deadP: 1,
+      tex: true,
+    },
+    { B: 4, sizes: [1024], k: [8], gated: false, auxLayer: 0, kAux: 16, deadP: 0.05, tex: true },
+    { B: 4, sizes: [1024], k: [8], gated: false, auxLayer: 0, kAux: 256, deadP: 0.15, tex: true },
   ];
-  for (const { B, sizes, k, gated, auxLayer, kAux, deadP = 0.4 } of cases) {
+  for (const { B, sizes, k, gated, auxLayer, kAux, deadP = 0.4, tex = false } of cases) {
     const n = sizes.reduce((a, b) => a + b, 0);
     const pre = preWithTies(B, n, 3 * n + kAux);
     for (let i = 0; i < pre.length; i++) pre[i] += 0.3;
@@ -181,15 +218,16 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     const r = rng(kAux + n);
     const dead = new Uint32Array(n).map(() => (r() < deadP ? 1 : 0));
     const layout = { sizes, kPerLayer: k, gated };
-    const sel = await gpuSelect(gpu, pre, B, n, layout, parents);
+    const sel = await gpuSelect(gpu, pre, B, n, layout, parents, tex);
     const idx = await readU32(gpu, sel.idx, B * sel.K);
     const val = await readF32(gpu, sel.val, B * sel.K);
     const deadBuf = uploadStorage(gpu, dead, "dead");
     const auxIdx = createStorage(gpu, B * kAux * 4, "auxIdx");
     const auxVal = createStorage(gpu, B * kAux * 4, "auxVal");
-    const chunk = uploadPre(gpu, pre, B, n);
+    const chunk = await preChunk(gpu, pre, B, n, tex);
     const buffers = {
-      pre: chunk,
+      pre: chunk.pre,
+      ...(chunk.preTex ? { preTex: chunk.preTex } : {}),
       layerTable: sel.layerTable,
       idx: sel.idx,
       val: sel.val,
@@ -216,14 +254,16 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
       auxLayer,
       kAux,
     );
-    const label = `B=${B} sizes=${sizes} gated=${gated} aux layer ${auxLayer} kAux=${kAux}`;
+    const label = `B=${B} sizes=${sizes} gated=${gated} aux layer ${auxLayer} kAux=${kAux}` +
+      (tex ? " (pre texture)" : "");
     assert.deepEqual(await readU32(gpu, auxIdx, B * kAux), want.auxIdx, `auxIdx ${label}`);
     assertClose(await readF32(gpu, auxVal, B * kAux), want.auxVal, {
       atol: 0,
       rtol: 0,
       label: `auxVal ${label}`,
     });
-    for (const b of [deadBuf, auxIdx, auxVal, chunk, sel.idx, sel.val, sel.layerTable]) b.destroy();
+    for (const b of [deadBuf, auxIdx, auxVal, sel.idx, sel.val, sel.layerTable]) b.destroy();
+    chunk.destroy();
     sel.parentsBuf?.destroy();
   }
 });

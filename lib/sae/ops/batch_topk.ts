@@ -13,7 +13,7 @@ import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { createStorage, uniforms } from "../../gpu/buffer.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
-import { checkPreBuffer, selectKernelFor, topkDummy } from "./topk.ts";
+import { checkPreBuffer, selectKernelFor, topkDummy, topkDummyTexture } from "./topk.ts";
 
 /** Invocations per workgroup. */
 const WG = 64;
@@ -160,6 +160,7 @@ export function batchTopKOp(
         info,
         unused,
         unused,
+        topkDummyTexture(gpu),
       ],
       workgroups: grid.workgroups,
     });

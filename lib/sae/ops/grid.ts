@@ -28,6 +28,7 @@ export function wrapGrid(gpu: Gpu, groups: number): WrappedGrid {
 export function releaseUniforms(dispatches: Dispatch[]) {
   for (const d of dispatches) {
     for (const b of d.buffers) {
+      if (!(b instanceof GPUBuffer)) continue;
       if ((b.usage & GPUBufferUsage.UNIFORM) !== 0 && (b.usage & GPUBufferUsage.STORAGE) === 0) {
         b.destroy();
       }

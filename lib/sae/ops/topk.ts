@@ -130,10 +130,74 @@ export function topkDummy(gpu: Gpu, which: 0 | 1): GPUBuffer {
   return b[which];
 }
 
+const dummyTextures = new WeakMap<GPUDevice, GPUTextureView>();
+/** A 1×1 rgba32float texture bound as preT where the kernel reads pre from its buffer. */
+export function topkDummyTexture(gpu: Gpu): GPUTextureView {
+  let v = dummyTextures.get(gpu.device);
+  if (!v) {
+    v = gpu.device.createTexture({
+      label: "unused pre texture",
+      size: [1, 1],
+      format: "rgba32float",
+      usage: GPUTextureUsage.TEXTURE_BINDING,
+    }).createView();
+    dummyTextures.set(gpu.device, v);
+  }
+  return v;
+}
+
+/** Whether a [rows, n] pre chunk can be mirrored into a pre texture on this device. */
+export function preTextureSupported(gpu: Gpu, rows: number, n: number): boolean {
+  const max = gpu.device.limits.maxTextureDimension2D;
+  return n % 64 === 0 && n / 4 <= max && rows <= max;
+}
+
+/** A [rows, n] pre chunk as an rgba32float texture (texel (j/4, r) holds pre[r, j..j+3]). */
+export interface PreTexture {
+  texture: GPUTexture;
+  view: GPUTextureView;
+  rows: number;
+  n: number;
+}
+
+/** Allocate the texture mirror of pre chunks of up to `rows` rows (see `preTextureSupported`). */
+export function createPreTexture(gpu: Gpu, rows: number, n: number): PreTexture {
+  if (!preTextureSupported(gpu, rows, n)) {
+    throw new ArborError(
+      `top-k: a pre texture needs n % 64 == 0 and n/4, rows ≤ ${gpu.device.limits.maxTextureDimension2D} ` +
+        `(got n = ${n}, rows = ${rows}); read pre from its buffer`,
+    );
+  }
+  const texture = gpu.device.createTexture({
+    label: "pre texture",
+    size: [n / 4, rows],
+    format: "rgba32float",
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+  });
+  return { texture, view: texture.createView(), rows, n };
+}
+
+/** Record the copy of the first `rows` rows of a pre chunk into its texture. */
+export function encodePreTextureCopy(
+  encoder: GPUCommandEncoder,
+  pre: GPUBuffer,
+  tex: PreTexture,
+  rows: number,
+) {
+  if (rows === 0) return;
+  encoder.copyBufferToTexture(
+    { buffer: pre, bytesPerRow: tex.n * 4, rowsPerImage: rows },
+    { texture: tex.texture },
+    [tex.n / 4, rows],
+  );
+}
+
 /** Buffers of `selectTopKOp`. */
 export interface SelectBuffers {
   /** [rows, n] pre-activations of the chunk. */
   pre: GPUBuffer;
+  /** The same chunk's texture mirror (`encodePreTextureCopy`), read instead of `pre` if given. */
+  preTex?: PreTexture;
   /** From `createLayerTable`. */
   layerTable: GPUBuffer;
   /** [n] i32 tree parents; may be omitted when the layout is ungated. */
@@ -178,9 +242,26 @@ function params(
 }
 
 /** The topk.wgsl kernel of an entry point, with the bitset size a layout needs. */
-export function selectKernelFor(entry: string, layout: SelectionLayout): Kernel {
-  const constants = { WG, FIRE_WORDS: fireWords(layout), GATED: layout.gated ? 1 : 0 };
+export function selectKernelFor(entry: string, layout: SelectionLayout, preTex = false): Kernel {
+  const constants = {
+    WG,
+    FIRE_WORDS: fireWords(layout),
+    GATED: layout.gated ? 1 : 0,
+    PRE_TEX: preTex ? 1 : 0,
+  };
   return { file: "topk.wgsl", entry, constants };
+}
+
+/** The pre texture to bind (the buffers' mirror, else a dummy), checked against the chunk. */
+function preTexBinding(gpu: Gpu, buffers: SelectBuffers, sizes: SelectSizes): GPUTextureView {
+  const t = buffers.preTex;
+  if (!t) return topkDummyTexture(gpu);
+  if (t.n !== sizes.n || t.rows < sizes.rows) {
+    throw new ArborError(
+      `top-k: the pre texture holds ${t.rows} rows of ${t.n} features; the chunk has ${sizes.rows} of ${sizes.n}`,
+    );
+  }
+  return t.view;
 }
 
 /**
@@ -200,7 +281,7 @@ export function selectTopKOp(
   if (!parents) throw new ArborError("tree selection: the gated layout needs a parents buffer");
   const unused = topkDummy(gpu, 1);
   return [{
-    kernel: selectKernelFor("select_topk", layout),
+    kernel: selectKernelFor("select_topk", layout, !!buffers.preTex),
     buffers: [
       buffers.pre,
       buffers.layerTable,
@@ -211,6 +292,7 @@ export function selectTopKOp(
       topkDummy(gpu, 0),
       unused,
       unused,
+      preTexBinding(gpu, buffers, sizes),
     ],
     workgroups: grid.workgroups,
   }];
@@ -253,7 +335,7 @@ export function selectAuxOp(
     // Recomputed per call (one workgroup, n reads): the list must follow the dead mask.
     { kernel: DEAD_LIST, buffers: [buffers.dead, list, ul], workgroups: [1] },
     {
-      kernel: selectKernelFor("select_aux", layout),
+      kernel: selectKernelFor("select_aux", layout, !!buffers.preTex),
       buffers: [
         buffers.pre,
         buffers.layerTable,
@@ -264,6 +346,7 @@ export function selectAuxOp(
         list,
         buffers.auxIdx,
         buffers.auxVal,
+        preTexBinding(gpu, buffers, sizes),
       ],
       workgroups: grid.workgroups,
     },
