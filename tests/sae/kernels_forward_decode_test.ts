@@ -81,6 +81,11 @@ Deno.test("texture decode matches the TS twin (tree levels, AuxK, decW over two 
 
 Deno.test("group_slots regroups rows by feature block exactly like the TS twin", async () => {
   const gpu = await testGpu();
+  const wgsl = await Deno.readTextFile(new URL("../../kernels/slot_blocks.wgsl", import.meta.url));
+  assert.ok(
+    wgsl.includes(`const MAX_BLOCKS: u32 = ${MAX_SLOT_BLOCKS}u;`),
+    "MAX_BLOCKS in WGSL and TS",
+  );
   // (B, K, features [base, base + count), block bytes at d = 64): odd sizes, one block, a partial
   // last block, a nonzero base (a tree layer), and more rows than one workgroup.
   const cases = [

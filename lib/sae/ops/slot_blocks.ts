@@ -13,7 +13,7 @@ import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { uniforms } from "../../gpu/buffer.ts";
 import { ArborError } from "../../errors.ts";
 
-/** Rows regrouped per invocation's workgroup. */
+/** Invocations per workgroup (one row each). */
 const WG = 64;
 /** Most blocks per row (MAX_BLOCKS in the WGSL). */
 export const MAX_SLOT_BLOCKS = 256;
