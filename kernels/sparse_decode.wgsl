@@ -22,7 +22,7 @@
 //    staged in workgroup memory SLOT_TILE at a time. Grid: (ceil(d / (4·WG)), B).
 //  * decode_slots16 / decode_slots16_tex / decode_slots16_tex4: see below (mode 0, the fast paths).
 //  * decode_blocks16_tex: one feature block of a single-level decode whose rows were regrouped by
-//    kernels/slot_blocks.wgsl (binding 7 = its starts [B, nBlocks + 1]); see below.
+//    kernels/slot_blocks.wgsl (binding 4 = its starts [B, nBlocks + 1], in place of bounds); see below.
 // Fixed summation order everywhere: deterministic.
 
 override WG: u32 = 64;
@@ -48,8 +48,8 @@ struct Params { B: u32, d: u32, K: u32, L: u32, mode: u32, withBias: u32, block:
 @group(0) @binding(5) var<storage, read_write> out4: array<vec4f>;
 // decode_slots16_tex: decW mirrored into an rgba32float array texture (lib/sae/ops/matrix_texture.ts).
 @group(0) @binding(2) var decT: texture_2d_array<f32>;
-// decode_blocks16_tex: where each feature block starts in each regrouped row.
-@group(0) @binding(7) var<storage, read> starts: array<u32>;
+// decode_blocks16_tex: where each feature block starts in each regrouped row (it reads no bounds).
+@group(0) @binding(4) var<storage, read> starts: array<u32>;
 // Matrix rows per texture layer; must equal TEX_ROWS in lib/sae/ops/matrix_texture.ts (tested).
 const TEX_ROWS: u32 = 4096u;
 
@@ -132,8 +132,12 @@ fn decode_levels4(@builtin(global_invocation_id) g: vec3u, @builtin(local_invoca
 // j + 3nl (clamped to the row; the stores skip the clamped ones), and their running sums.
 struct Cols16 { j: vec4u, a0: vec4f, a1: vec4f, a2: vec4f, a3: vec4f }
 
+fn cols16_cols(j: u32, nl: u32, d4: u32) -> vec4u {
+  return vec4u(j, min(j + nl, d4 - 1u), min(j + 2u * nl, d4 - 1u), min(j + 3u * nl, d4 - 1u));
+}
+
 fn cols16_start(j: u32, nl: u32, d4: u32) -> Cols16 {
-  let jj = vec4u(j, min(j + nl, d4 - 1u), min(j + 2u * nl, d4 - 1u), min(j + 3u * nl, d4 - 1u));
+  let jj = cols16_cols(j, nl, d4);
   let useBias = u.withBias != 0u;
   return Cols16(jj, select(vec4f(0.0), bDec4[jj.x], useBias),
     select(vec4f(0.0), bDec4[jj.y], useBias), select(vec4f(0.0), bDec4[jj.z], useBias),
@@ -161,7 +165,7 @@ fn cols16_add_tex(c: ptr<function, Cols16>, f: u32, v: f32) {
 
 // The 16 columns' running sums as stored in level 0 of row b (by cols16_store).
 fn cols16_load(j: u32, nl: u32, d4: u32, b: u32) -> Cols16 {
-  let jj = vec4u(j, min(j + nl, d4 - 1u), min(j + 2u * nl, d4 - 1u), min(j + 3u * nl, d4 - 1u));
+  let jj = cols16_cols(j, nl, d4);
   let o = b * d4;
   return Cols16(jj, out4[o + jj.x], out4[o + jj.y], out4[o + jj.z], out4[o + jj.w]);
 }

@@ -66,7 +66,7 @@ import {
 } from "./ops/topk.ts";
 import { groupSlotsOp, type SlotBlocks, slotBlocks } from "./ops/slot_blocks.ts";
 import {
-  blockedTextureDecodePass,
+  blockedTextureDecodeOp,
   createLevelBounds,
   type LevelPlan,
   matryoshkaLevels,
@@ -574,15 +574,13 @@ export class GpuEngine implements SaeEngine {
           enc.copyBufferToBuffer(g.idx, 0, idx, 0, B * K * 4);
           enc.copyBufferToBuffer(g.val, 0, val, 0, B * K * 4);
         });
-        out.pass(
-          await blockedTextureDecodePass(gpu, this.#decTex, {
-            idx,
-            val,
-            bDec: p.bias.param,
-            out: ehat,
-            starts,
-          }, { B, d, K, withBias: false, blocks }),
-        );
+        out.push(...blockedTextureDecodeOp(gpu, this.#decTex, {
+          idx,
+          val,
+          bDec: p.bias.param,
+          out: ehat,
+          starts,
+        }, { B, d, K, withBias: false, blocks }));
         continue;
       }
       await this.#decode(out, { idx, val, levelBounds: this.#auxBounds(kAux[a]), out: ehat }, {

@@ -13,7 +13,7 @@ import {
 } from "../../lib/sae/ops/sparse_decode.ts";
 import { lossBlocksLength, lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
 import {
-  blockedTextureDecodePass,
+  blockedTextureDecodeOp,
   slotsInFours,
   textureDecodePass,
 } from "../../lib/sae/ops/sparse_decode.ts";
@@ -142,18 +142,12 @@ Deno.test("blocked texture decode of regrouped rows matches the TS twin (AuxK, t
       starts: uploadStorage(gpu, grouped.starts, "starts"),
       out: createStorage(gpu, B * d * 4, "out"),
     };
-    const pass = await blockedTextureDecodePass(gpu, decT, bufs, {
-      B,
-      d,
-      K,
-      withBias: bias,
-      blocks,
-    });
     const encoder = gpu.device.createCommandEncoder();
     encodeMatrixTextureCopy(encoder, decBuf, decT);
-    pass.encode(encoder);
     gpu.device.queue.submit([encoder.finish()]);
-    pass.release();
+    const dispatches = blockedTextureDecodeOp(gpu, decT, bufs, { B, d, K, withBias: bias, blocks });
+    assert.equal(dispatches.length, blocks.nb, "one dispatch per block");
+    await runOps(gpu, dispatches, "blocked decode");
     // The regrouped rows decode to the original rows' sums, up to the order of the terms.
     const want = decodeLevelsTwin(idx, val, B, K, decW, bias ? bDec : null, d, "slot", [K]);
     assertClose(await readF32(gpu, bufs.out, B * d), want, {

@@ -1,6 +1,6 @@
 /**
  * Regrouping of code slots by feature block (kernels/slot_blocks.wgsl), for decodes that run one
- * block of decoder rows at a time (`blockedTextureDecodePass`). On llvmpipe a sparse decode is
+ * block of decoder rows at a time (`blockedTextureDecodeOp`). On llvmpipe a sparse decode is
  * bound by its gathers missing the CPU caches: AuxK's 256 slots per row over 3 072 dead features
  * (9 MB of decoder rows) took ~3× as long as the same slots over 256 features. With every row's
  * slots grouped by block and the decode dispatched block by block, the rows being read at any time

@@ -29,6 +29,11 @@ export const MAX_LEVELS = 8;
 const KERNEL: Kernel = { file: "sparse_decode.wgsl", entry: "decode_levels", constants: { WG } };
 const KERNEL4: Kernel = { file: "sparse_decode.wgsl", entry: "decode_levels4", constants: { WG } };
 const KERNEL16: Kernel = { file: "sparse_decode.wgsl", entry: "decode_slots16", constants: { WG } };
+const KERNEL_BLOCKS: Kernel = {
+  file: "sparse_decode.wgsl",
+  entry: "decode_blocks16_tex",
+  constants: { WG },
+};
 
 /** How slots map to levels: by slot position (topk, batchtopk, tree) or by feature index (matryoshka). */
 export type LevelMode = "slot" | "feature";
@@ -215,73 +220,45 @@ export async function textureDecodePass(
 }
 
 /**
- * Build the single-level texture decode of rows regrouped by `groupSlotsOp` (`starts` is its
- * [B, nb + 1] output): one dispatch per feature block, in block order, so that every row reads the
+ * Dispatches of the single-level texture decode of rows regrouped by `groupSlotsOp` (`starts` is
+ * its [B, nb + 1] output): one per feature block, in block order, so that every row reads the
  * decoder rows of one block at a time (cache-sized on software adapters). Same result as
- * `textureDecodePass` over the regrouped rows; needs d % 64 == 0 and a single slot level.
+ * `textureDecodePass` over the regrouped rows; needs d % 64 == 0.
  */
-export async function blockedTextureDecodePass(
+export function blockedTextureDecodeOp(
   gpu: Gpu,
   decT: MatrixTexture,
   buffers: Omit<SparseDecodeBuffers, "decW" | "levelBounds"> & { starts: GPUBuffer },
   sizes: Omit<SparseDecodeSizes, "plan"> & { blocks: SlotBlocks },
-): Promise<TextureDecodePass> {
+): Dispatch[] {
   const { B, d, K, blocks } = sizes;
   if (d !== decT.d) {
     throw new ArborError(
       `sparse decode (blocked texture): d = ${d} but the texture is ${decT.d} wide`,
     );
   }
-  const kernel: Kernel = {
-    file: "sparse_decode.wgsl",
-    entry: "decode_blocks16_tex",
-    constants: { WG },
-  };
-  const pipeline = await getPipeline(gpu, kernel);
-  const layout = pipeline.getBindGroupLayout(0);
+  if (B === 0) return [];
   const view = matrixTextureView(decT);
-  const us: GPUBuffer[] = [];
-  const groups: GPUBindGroup[] = [];
-  for (let j = 0; j < blocks.nb; j++) {
-    const u = uniforms(gpu, {
-      B,
-      d,
-      K,
-      L: 1,
-      mode: 0,
-      withBias: sizes.withBias ? 1 : 0,
-      block: j,
-      nBlocks: blocks.nb,
-    });
-    us.push(u);
-    groups.push(gpu.device.createBindGroup({
-      label: kernelName(kernel),
-      layout,
-      entries: [
-        { binding: 0, resource: { buffer: buffers.idx } },
-        { binding: 1, resource: { buffer: buffers.val } },
-        { binding: 2, resource: view },
-        { binding: 3, resource: { buffer: buffers.bDec } },
-        { binding: 5, resource: { buffer: buffers.out } },
-        { binding: 6, resource: { buffer: u } },
-        { binding: 7, resource: { buffer: buffers.starts } },
-      ],
-    }));
-  }
-  const x = Math.ceil(Math.ceil(d / 16) / WG);
-  return {
-    encode(encoder) {
-      if (B === 0) return;
-      const pass = encoder.beginComputePass({ label: kernelName(kernel) });
-      pass.setPipeline(pipeline);
-      for (const g of groups) {
-        pass.setBindGroup(0, g);
-        pass.dispatchWorkgroups(x, B);
-      }
-      pass.end();
-    },
-    release() {
-      for (const u of us) u.destroy();
-    },
-  };
+  return Array.from({ length: blocks.nb }, (_, block) => ({
+    kernel: KERNEL_BLOCKS,
+    buffers: [
+      buffers.idx,
+      buffers.val,
+      view,
+      buffers.bDec,
+      buffers.starts,
+      buffers.out,
+      uniforms(gpu, {
+        B,
+        d,
+        K,
+        L: 1,
+        mode: 0,
+        withBias: sizes.withBias ? 1 : 0,
+        block,
+        nBlocks: blocks.nb,
+      }),
+    ],
+    workgroups: [Math.ceil(Math.ceil(d / 16) / WG), B],
+  }));
 }
