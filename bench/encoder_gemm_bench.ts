@@ -30,14 +30,13 @@ import {
   maxGemmChunkRows,
   preferTextureGemm,
   textureGemmBlock,
-  type TextureGemmPass,
-  textureGemmPass,
+  textureGemmOp,
 } from "../lib/sae/ops/encoder_gemm.ts";
 import { createLayerTable, selectTopKOp } from "../lib/sae/ops/topk.ts";
 import {
   createLevelBounds,
   sparseDecodeOp,
-  textureDecodePass,
+  textureDecodeOp,
   treeLevels,
 } from "../lib/sae/ops/sparse_decode.ts";
 import { createMatrixTexture, encodeMatrixTextureCopy } from "../lib/sae/ops/matrix_texture.ts";
@@ -67,16 +66,16 @@ async function benchDecode(gpu: Gpu, n: number, reps: number): Promise<string[]>
   const s = await best(() => timeDispatches(gpu, storage));
   lines.push(`| storage | ${s.ms.toFixed(0)} | ${s.cpuMs.toFixed(0)} |`);
   const decT = createMatrixTexture(gpu, n, D, "decW texture");
-  const pass = await textureDecodePass(gpu, decT, bufs, sizes);
+  const texDecode = textureDecodeOp(gpu, decT, bufs, sizes);
+  const texPipes = await Promise.all(texDecode.map((x) => getPipeline(gpu, x.kernel)));
   const t = await best(() =>
     timed(gpu, (enc) => {
       encodeMatrixTextureCopy(enc, decW, decT);
-      pass.encode(enc);
+      encodeDispatches(gpu, enc, texDecode, texPipes);
     })
   );
   lines.push(`| texture (incl. decW copy) | ${t.ms.toFixed(0)} | ${t.cpuMs.toFixed(0)} |`);
-  releaseUniforms(storage);
-  pass.release();
+  releaseUniforms([...storage, ...texDecode]);
   decT.texture.destroy();
   for (const b of [idx, val, decW, bDec, levelBounds, out]) b.destroy();
   return lines;
@@ -131,7 +130,6 @@ if (import.meta.main) {
     const bDec = createStorage(gpu, D * 4, "bDec");
     const pre = createStorage(gpu, chunk * n * 4, "pre chunk");
     const gemm: Dispatch[] = [];
-    const texPasses: TextureGemmPass[] = [];
     const tex = variant.startsWith("tex") ? createGemmTextures(gpu, { B, d: D, n }) : undefined;
     // "tex" picks the block width by n as the engine does; tex32/tex64 force one.
     const block = variant === "tex"
@@ -142,9 +140,7 @@ if (import.meta.main) {
     for (let r0 = 0; r0 < B; r0 += chunk) {
       const rows = Math.min(chunk, B - r0);
       if (tex) {
-        texPasses.push(
-          await textureGemmPass(gpu, tex, { bDec, pre }, { rows, rowOffset: r0 }, block),
-        );
+        gemm.push(...textureGemmOp(gpu, tex, { bDec, pre }, { rows, rowOffset: r0 }, block));
       } else {
         const v = variant as GemmVariant;
         gemm.push(
@@ -161,10 +157,8 @@ if (import.meta.main) {
     const pipelines = await Promise.all(gemm.map((x) => getPipeline(gpu, x.kernel)));
     const runGemm = () =>
       timed(gpu, (enc) => {
-        if (tex) {
-          encodeGemmTextureCopies(enc, tex, { xs, encW });
-          for (const p of texPasses) p.encode(enc);
-        } else encodeDispatches(gpu, enc, gemm, pipelines);
+        if (tex) encodeGemmTextureCopies(enc, tex, { xs, encW });
+        encodeDispatches(gpu, enc, gemm, pipelines);
       });
     // Check first: the last chunk's row 0 against float64.
     await runGemm();
@@ -228,7 +222,6 @@ if (import.meta.main) {
         `${perCpu.toFixed(1)} | ${bestTopk.ms.toFixed(0)} | ${bestTopk.cpuMs.toFixed(0)} |`,
     );
     releaseUniforms([...gemm, ...topk]);
-    for (const p of texPasses) p.release();
     tex?.xs.texture.destroy(), tex?.encW.texture.destroy();
     for (const b of [xs, encW, bDec, pre, layerTable, idx, val]) b.destroy();
   }

@@ -40,8 +40,7 @@ import {
   maxGemmChunkRows,
   preferTextureGemm,
   textureGemmBlock,
-  type TextureGemmPass,
-  textureGemmPass,
+  textureGemmOp,
 } from "../lib/sae/ops/encoder_gemm.ts";
 import { releaseUniforms } from "../lib/sae/ops/grid.ts";
 
@@ -92,25 +91,23 @@ async function gemmMs(n: number, encW: Float32Array): Promise<[number, string]> 
   // The variant the engine uses: texture GEMM on software adapters (d % 64 = 0), else storage.
   const tex = preferTextureGemm(gpu, D) ? createGemmTextures(gpu, { B, d: D, n }) : undefined;
   const dispatches: Dispatch[] = [];
-  const passes: TextureGemmPass[] = [];
   for (let r0 = 0; r0 < B; r0 += rows) {
     const sizes = { rows: Math.min(rows, B - r0), rowOffset: r0 };
-    if (tex) passes.push(await textureGemmPass(gpu, tex, { bDec: bias, pre }, sizes));
-    else {dispatches.push(
-        ...encoderGemmOp(gpu, { xs, encW: w, bDec: bias, pre }, { d: D, n, ...sizes }),
-      );}
+    dispatches.push(
+      ...(tex
+        ? textureGemmOp(gpu, tex, { bDec: bias, pre }, sizes)
+        : encoderGemmOp(gpu, { xs, encW: w, bDec: bias, pre }, { d: D, n, ...sizes })),
+    );
   }
   const pipes = await Promise.all(dispatches.map((q) => getPipeline(gpu, q.kernel)));
   const record = (enc: GPUCommandEncoder) => {
     if (tex) encodeGemmTextureCopies(enc, tex, { xs, encW: w }); // the engine copies every step too
     encodeDispatches(gpu, enc, dispatches, pipes);
-    for (const p of passes) p.encode(enc);
   };
   await timeGpu(gpu, record); // warm-up (compiles on first use)
   let best = Infinity;
   for (let i = 0; i < 2; i++) best = Math.min(best, await timeGpu(gpu, record));
   releaseUniforms(dispatches);
-  for (const p of passes) p.release();
   tex?.xs.texture.destroy();
   tex?.encW.texture.destroy();
   for (const b of [xs, w, bias, pre]) b.destroy();

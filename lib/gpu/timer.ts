@@ -1,4 +1,8 @@
-/** GPU timing with timestamp queries, falling back to wall-clock around `onSubmittedWorkDone`. */
+/**
+ * GPU timing with timestamp queries, falling back to wall-clock around `onSubmittedWorkDone` where
+ * the adapter has none or is a software adapter (llvmpipe/lavapipe: its timestamps do not always
+ * wait for the dispatches before them; a 0.3 s sparse decode in bench/encoder_gemm_bench.ts read 0 ms).
+ */
 import type { Gpu } from "./device.ts";
 
 /** Time `record(encoder)` on the GPU; returns milliseconds. */
@@ -7,7 +11,7 @@ export async function timeGpu(
   record: (encoder: GPUCommandEncoder) => void,
 ): Promise<number> {
   const { device } = gpu;
-  if (!gpu.hasTimestamps) {
+  if (!gpu.hasTimestamps || gpu.isFallback) {
     await device.queue.onSubmittedWorkDone();
     const t0 = performance.now();
     const encoder = device.createCommandEncoder();

@@ -46,7 +46,7 @@ import {
   type GemmVariant,
   maxGemmChunkRows,
   preferTextureGemm,
-  textureGemmPass,
+  textureGemmOp,
 } from "./ops/encoder_gemm.ts";
 import {
   createMatrixTexture,
@@ -72,7 +72,7 @@ import {
   matryoshkaLevels,
   singleLevel,
   sparseDecodeOp,
-  textureDecodePass,
+  textureDecodeOp,
   treeLevels,
 } from "./ops/sparse_decode.ts";
 import { lossBlocksLength, lossTermCount, lossTermsOp } from "./ops/loss.ts";
@@ -378,7 +378,7 @@ export class GpuEngine implements SaeEngine {
     } else rec.command((enc) => enc.clearBuffer(bb.dead));
     rec.push(...standardizeOp(gpu, { x: bb.x, xs: bb.xs, mean: bb.mean, std: bb.std }, { B, d }));
     rec.mark("standardize");
-    await this.#forward(rec, bb, "train", kAux);
+    this.#forward(rec, bb, "train", kAux);
     rec.command((enc) => bb.backward.encode(enc, this.#backwardBuffers(bb, kAux), rec.timer));
     const t = this.#step + 1;
     const lr = this.config.lr;
@@ -433,12 +433,12 @@ export class GpuEngine implements SaeEngine {
    * level reconstructions, AuxK reconstructions and the loss sums (into bb.scal).
    * `kAux` per group: 0 skips the group (its ê is cleared so its loss sums stay defined).
    */
-  async #forward(
+  #forward(
     out: Recording,
     bb: BatchBuffers,
     mode: "train" | "inference",
     kAux: number[] = [],
-  ): Promise<void> {
+  ): void {
     const gpu = this.#gpu;
     const { n, d } = { n: this.#n, d: this.#d };
     const B = bb.B;
@@ -464,9 +464,7 @@ export class GpuEngine implements SaeEngine {
       const pre = bb.pre[batchTopK ? c : 0];
       chunks.push({ pre, rows, rowOffset: r0 });
       if (tex) {
-        out.pass(
-          await textureGemmPass(gpu, tex, { bDec: p.bias.param, pre }, { rows, rowOffset: r0 }),
-        );
+        out.push(...textureGemmOp(gpu, tex, { bDec: p.bias.param, pre }, { rows, rowOffset: r0 }));
       } else {
         out.push(
           ...encoderGemmOp(gpu, { xs: bb.xs, encW: p.enc.param, bDec: p.bias.param, pre }, {
@@ -544,7 +542,7 @@ export class GpuEngine implements SaeEngine {
       }));
     }
     if (mode === "inference") return;
-    await this.#decode(out, {
+    this.#decode(out, {
       idx: bb.idx,
       val: bb.val,
       levelBounds: this.#levelBounds,
@@ -583,7 +581,7 @@ export class GpuEngine implements SaeEngine {
         }, { B, d, K, withBias: false, blocks }));
         continue;
       }
-      await this.#decode(out, { idx, val, levelBounds: this.#auxBounds(kAux[a]), out: ehat }, {
+      this.#decode(out, { idx, val, levelBounds: this.#auxBounds(kAux[a]), out: ehat }, {
         B,
         K: kAux[a],
         plan: singleLevel(kAux[a]),
@@ -607,7 +605,7 @@ export class GpuEngine implements SaeEngine {
   }
 
   /** Record a sparse decode: from the decW texture where supported (slot levels), else storage. */
-  async #decode(
+  #decode(
     out: Recording,
     bufs: { idx: GPUBuffer; val: GPUBuffer; levelBounds: GPUBuffer; out: GPUBuffer },
     sizes: { B: number; K: number; plan: LevelPlan; withBias: boolean },
@@ -616,7 +614,7 @@ export class GpuEngine implements SaeEngine {
     const full = { ...bufs, bDec: p.bias.param };
     const s = { ...sizes, d: this.#d };
     if (this.#decTex && sizes.plan.mode === "slot") {
-      out.pass(await textureDecodePass(this.#gpu, this.#decTex, full, s));
+      out.push(...textureDecodeOp(this.#gpu, this.#decTex, full, s));
     } else out.push(...sparseDecodeOp(this.#gpu, { ...full, decW: p.dec.param }, s));
   }
 
@@ -673,12 +671,12 @@ export class GpuEngine implements SaeEngine {
     const d = this.#d;
     const rec = new Recording();
     rec.push(...standardizeOp(gpu, { x: bb.x, xs: bb.xs, mean: bb.mean, std: bb.std }, { B, d }));
-    await this.#forward(rec, bb, "inference");
+    this.#forward(rec, bb, "inference");
     if (decode) {
       // All slots form the full reconstruction (the last level); it lands in recon[0], and
       // un-standardised into bb.x (the batch is no longer needed).
       const K = this.#inferenceK();
-      await this.#decode(rec, {
+      this.#decode(rec, {
         idx: bb.idx,
         val: bb.val,
         levelBounds: this.#auxBounds(K),
@@ -1031,20 +1029,13 @@ function scalLength(L: number, A: number): number {
   return lossTermCount(L, A);
 }
 
-/** A texture-variant pass (GEMM or decode) built by its op: records itself, then frees its uniform. */
-interface RecordedPass {
-  encode(encoder: GPUCommandEncoder): void;
-  release(): void;
-}
-
 /**
- * One submit's GPU work in order: kernel dispatches, texture passes and other encoder commands
+ * One submit's GPU work in order: kernel dispatches and other encoder commands
  * (clears, copies, the backward pass). `submit` compiles, records into one command encoder,
  * submits and frees the per-call uniforms.
  */
 class Recording {
   #items: (Dispatch | ((encoder: GPUCommandEncoder) => void))[] = [];
-  #passes: RecordedPass[] = [];
   /** When set, `mark` records phase timestamps into it. */
   readonly timer?: PhaseTimer;
 
@@ -1067,12 +1058,6 @@ class Recording {
   /** Append an arbitrary encoder command. */
   command(fn: (encoder: GPUCommandEncoder) => void) {
     this.#items.push(fn);
-  }
-
-  /** Append a prepared pass. */
-  pass(p: RecordedPass) {
-    this.#passes.push(p);
-    this.#items.push((encoder) => p.encode(encoder));
   }
 
   /** Record everything into one encoder and submit; inside error scopes named `label` if given. */
@@ -1099,6 +1084,5 @@ class Recording {
     if (label) await withErrorScope(gpu, label, record);
     else record();
     releaseUniforms(dispatches);
-    for (const p of this.#passes) p.release();
   }
 }

@@ -15,7 +15,7 @@ import { lossBlocksLength, lossTermCount, lossTermsOp } from "../../lib/sae/ops/
 import {
   blockedTextureDecodeOp,
   slotsInFours,
-  textureDecodePass,
+  textureDecodeOp,
 } from "../../lib/sae/ops/sparse_decode.ts";
 import { groupSlotsOp, MAX_SLOT_BLOCKS, slotBlocks } from "../../lib/sae/ops/slot_blocks.ts";
 import {
@@ -52,12 +52,12 @@ Deno.test("texture decode matches the TS twin (tree levels, AuxK, decW over two 
       levelBounds: createLevelBounds(gpu, plan),
       out: createStorage(gpu, L * B * d * 4, "levels"),
     };
-    const pass = await textureDecodePass(gpu, decT, bufs, { B, d, K, plan, withBias: bias });
     const encoder = gpu.device.createCommandEncoder();
     encodeMatrixTextureCopy(encoder, decBuf, decT);
-    pass.encode(encoder);
     gpu.device.queue.submit([encoder.finish()]);
-    pass.release();
+    const dispatches = textureDecodeOp(gpu, decT, bufs, { B, d, K, plan, withBias: bias });
+    assert.equal(dispatches.length, 1);
+    await runOps(gpu, dispatches, "texture decode");
     const want = decodeLevelsTwin(
       idx,
       val,

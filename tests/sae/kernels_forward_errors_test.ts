@@ -3,11 +3,7 @@ import { testGpu } from "../_util.ts";
 import { createStorage } from "../../lib/gpu/buffer.ts";
 import { encoderGemmOp, maxGemmChunkRows } from "../../lib/sae/ops/encoder_gemm.ts";
 import { createLayerTable, selectAuxOp, validateLayout } from "../../lib/sae/ops/topk.ts";
-import {
-  createLevelBounds,
-  textureDecodePass,
-  treeLevels,
-} from "../../lib/sae/ops/sparse_decode.ts";
+import { createLevelBounds, textureDecodeOp, treeLevels } from "../../lib/sae/ops/sparse_decode.ts";
 import { batchTopKOp, createBatchTopKScratch } from "../../lib/sae/ops/batch_topk.ts";
 import { createMatrixTexture } from "../../lib/sae/ops/matrix_texture.ts";
 
@@ -78,9 +74,9 @@ Deno.test("forward ops reject bad sizes with messages that name the field and th
     /divisible by 64 \(got 48\)/,
   );
   const decT = createMatrixTexture(gpu, 10, 64, "decW texture");
-  await assert.rejects(
+  assert.throws(
     () =>
-      textureDecodePass(gpu, decT, { idx: b, val: b, bDec: b, levelBounds: b, out: b }, {
+      textureDecodeOp(gpu, decT, { idx: b, val: b, bDec: b, levelBounds: b, out: b }, {
         B: 1,
         d: 64,
         K: 2,

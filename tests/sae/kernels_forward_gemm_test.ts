@@ -9,7 +9,7 @@ import {
   encoderGemmOp,
   type GemmVariant,
   textureGemmBlock,
-  textureGemmPass,
+  textureGemmOp,
 } from "../../lib/sae/ops/encoder_gemm.ts";
 import { encoderGemmWgsl } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
 import assert from "node:assert/strict";
@@ -100,11 +100,12 @@ Deno.test("texture GEMM variants (32 × 32 and 32 × 64 blocks) match the TS twi
   const cases = [[37, 64, 4100, 64], [4100, 64, 40, 32], [45, 128, 37, 64]] as const;
   const small = createGemmTextures(gpu, { B: 4, d: 64, n: 8 });
   const scratch = createStorage(gpu, 4 * 8 * 4, "pre");
-  await assert.rejects(
-    textureGemmPass({ ...gpu, isFallback: false }, small, { bDec: scratch, pre: scratch }, {
-      rows: 4,
-      rowOffset: 0,
-    }, 64),
+  assert.throws(
+    () =>
+      textureGemmOp({ ...gpu, isFallback: false }, small, { bDec: scratch, pre: scratch }, {
+        rows: 4,
+        rowOffset: 0,
+      }, 64),
     /64-wide blocks are for software adapters only/,
   );
   small.xs.texture.destroy(), small.encW.texture.destroy(), scratch.destroy();
@@ -124,17 +125,11 @@ Deno.test("texture GEMM variants (32 × 32 and 32 × 64 blocks) match the TS twi
     gpu.device.queue.submit([encoder.finish()]);
     const rowOffset = Math.floor(B / 3), rows = B - rowOffset;
     const pre = createStorage(gpu, rows * n * 4, "pre");
-    const pass = await textureGemmPass(
+    await runOps(
       gpu,
-      tex,
-      { bDec: bufs.bDec, pre },
-      { rows, rowOffset },
-      block,
+      textureGemmOp(gpu, tex, { bDec: bufs.bDec, pre }, { rows, rowOffset }, block),
+      "texture GEMM",
     );
-    const enc2 = gpu.device.createCommandEncoder();
-    pass.encode(enc2);
-    gpu.device.queue.submit([enc2.finish()]);
-    pass.release();
     assertClose(await readF32(gpu, pre, rows * n), want.subarray(rowOffset * n), {
       atol: 1e-4,
       rtol: 1e-4,

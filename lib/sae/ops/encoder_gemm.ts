@@ -9,7 +9,7 @@
  *
  * Two ways to run it: `encoderGemmOp` (storage-buffer variants, plain Dispatch records) and, on
  * software adapters with d % 64 == 0, the faster texture variant: `createGemmTextures` once,
- * `encodeGemmTextureCopies` after xs/encW change, then one `textureGemmPass` per row chunk.
+ * `encodeGemmTextureCopies` after xs/encW change, then `textureGemmOp` per row chunk.
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
@@ -30,7 +30,6 @@ import {
   matrixTextureSupported,
   matrixTextureView,
 } from "./matrix_texture.ts";
-import { getPipeline, kernelName } from "../../gpu/kernel.ts";
 
 /**
  * GEMM variants (kernels/encoder_gemm.wgsl): "block4" = register-blocked, 32×32 per invocation, vec4
@@ -187,26 +186,18 @@ export function textureGemmBlock(n: number): TextureGemmBlock {
   return n >= TEX_WIDE_MIN_FEATURES ? BLOCK_COLS_WIDE as 64 : BLOCK_COLS as 32;
 }
 
-/** One row chunk of the texture GEMM, ready to record (pipelines are compiled by the builder). */
-export interface TextureGemmPass {
-  /** Record the pass into `encoder`. */
-  encode(encoder: GPUCommandEncoder): void;
-  /** Destroy the pass's uniform buffer (after the recorded work was submitted). */
-  release(): void;
-}
-
 /**
- * Build the texture-variant pass for one row chunk: pre = (xs − bDec)·encWᵀ from the textures,
- * in blocks of 32 rows × `block` features per invocation (default: by n on software adapters,
+ * The texture-variant dispatch for one row chunk: pre = (xs − bDec)·encWᵀ from the textures, in
+ * blocks of 32 rows × `block` features per invocation (default: by n on software adapters,
  * `textureGemmBlock`; 32 elsewhere).
  */
-export async function textureGemmPass(
+export function textureGemmOp(
   gpu: Gpu,
   tex: GemmTextures,
   buffers: { bDec: GPUBuffer; pre: GPUBuffer },
   sizes: { rows: number; rowOffset: number },
   block: TextureGemmBlock = gpu.isFallback ? textureGemmBlock(tex.n) : 32,
-): Promise<TextureGemmPass> {
+): Dispatch[] {
   const { d, n } = tex;
   const { rows, rowOffset } = sizes;
   if (block === BLOCK_COLS_WIDE && !gpu.isFallback) {
@@ -225,36 +216,21 @@ export async function textureGemmPass(
         `and a chunk may hold at most ${limit} rows (maxGemmChunkRows)`,
     );
   }
+  if (rows === 0) return [];
   const kernel: Kernel = {
     file: "encoder_gemm.wgsl",
     entry: block === 64 ? "gemm_block4_tex64" : "gemm_block4_tex",
     constants: { WG: BLOCK_WG },
   };
-  const pipeline = await getPipeline(gpu, kernel);
-  const u = uniforms(gpu, { rows, d, n, rowOffset });
-  const bindGroup = gpu.device.createBindGroup({
-    label: kernelName(kernel),
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [
-      { binding: 0, resource: matrixTextureView(tex.xs) },
-      { binding: 1, resource: matrixTextureView(tex.encW) },
-      { binding: 2, resource: { buffer: buffers.bDec } },
-      { binding: 3, resource: { buffer: buffers.pre } },
-      { binding: 4, resource: { buffer: u } },
+  return [{
+    kernel,
+    buffers: [
+      matrixTextureView(tex.xs),
+      matrixTextureView(tex.encW),
+      buffers.bDec,
+      buffers.pre,
+      uniforms(gpu, { rows, d, n, rowOffset }),
     ],
-  });
-  const workgroups = [Math.ceil(n / block), Math.ceil(rows / (BLOCK_WG * BLOCK_ROWS))];
-  return {
-    encode(encoder) {
-      if (rows === 0) return;
-      const pass = encoder.beginComputePass({ label: kernelName(kernel) });
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(workgroups[0], workgroups[1]);
-      pass.end();
-    },
-    release() {
-      u.destroy();
-    },
-  };
+    workgroups: [Math.ceil(n / block), Math.ceil(rows / (BLOCK_WG * BLOCK_ROWS))],
+  }];
 }

@@ -9,7 +9,7 @@
  * layers ≤ l (bounds = cumulative k_l, by slot position); matryoshka: level l = slots whose feature
  * is below the prefix end o_l + s_l (bounds by feature index).
  *
- * On software adapters with d % 64 == 0 and slot-range levels, `textureDecodePass` reads decW through
+ * On software adapters with d % 64 == 0 and slot-range levels, `textureDecodeOp` reads decW through
  * a texture mirror (lib/sae/ops/matrix_texture.ts: copy decW into it after every optimiser step),
  * ~1.15× faster there than `sparseDecodeOp` (measured at B = 4096, d = 768: 0.44 → 0.39 CPU-s for
  * 32 slots, 2.9 → 2.4 for AuxK's 256).
@@ -18,7 +18,6 @@ import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { uniforms, uploadStorage } from "../../gpu/buffer.ts";
 import { ArborError } from "../../errors.ts";
-import { getPipeline, kernelName } from "../../gpu/kernel.ts";
 import { type MatrixTexture, matrixTextureView } from "./matrix_texture.ts";
 import type { SlotBlocks } from "./slot_blocks.ts";
 
@@ -141,14 +140,6 @@ export function sparseDecodeOp(
   return [{ kernel: KERNEL, buffers: bound, workgroups: [Math.ceil(d / WG), B] }];
 }
 
-/** A recorded-later decode from the decW texture (see `textureDecodePass`). */
-export interface TextureDecodePass {
-  /** Record the pass into `encoder`. */
-  encode(encoder: GPUCommandEncoder): void;
-  /** Destroy the pass's uniform buffer (after the recorded work was submitted). */
-  release(): void;
-}
-
 /**
  * Whether every level of a slot plan spans whole groups of four slots (K % 4 == 0, every level end
  * min(bound, K) a multiple of 4): then the texture decode reads the slots as vec4s.
@@ -158,15 +149,15 @@ export function slotsInFours(K: number, plan: LevelPlan): boolean {
 }
 
 /**
- * Build the decode that reads decW from its texture mirror `decT` ([n, d], copied from decW after
- * every change). Same outputs as `sparseDecodeOp`; needs d % 64 == 0 and a "slot" level plan.
+ * The decode that reads decW from its texture mirror `decT` ([n, d], copied from decW after every
+ * change). Same outputs as `sparseDecodeOp`; needs d % 64 == 0 and a "slot" level plan.
  */
-export async function textureDecodePass(
+export function textureDecodeOp(
   gpu: Gpu,
   decT: MatrixTexture,
   buffers: Omit<SparseDecodeBuffers, "decW">,
   sizes: SparseDecodeSizes,
-): Promise<TextureDecodePass> {
+): Dispatch[] {
   const { B, d, K, plan } = sizes;
   if (plan.mode !== "slot" || d !== decT.d) {
     throw new ArborError(
@@ -174,56 +165,41 @@ export async function textureDecodePass(
         `${plan.mode} levels, d = ${d}); use sparseDecodeOp`,
     );
   }
+  if (B === 0) return [];
   const kernel: Kernel = {
     file: "sparse_decode.wgsl",
     entry: slotsInFours(K, plan) ? "decode_slots16_tex4" : "decode_slots16_tex",
     constants: { WG },
   };
-  const pipeline = await getPipeline(gpu, kernel);
-  const u = uniforms(gpu, {
-    B,
-    d,
-    K,
-    L: plan.bounds.length,
-    mode: 0,
-    withBias: sizes.withBias ? 1 : 0,
-    block: 0,
-    nBlocks: 0,
-  });
-  const bindGroup = gpu.device.createBindGroup({
-    label: kernelName(kernel),
-    layout: pipeline.getBindGroupLayout(0),
-    entries: [
-      { binding: 0, resource: { buffer: buffers.idx } },
-      { binding: 1, resource: { buffer: buffers.val } },
-      { binding: 2, resource: matrixTextureView(decT) },
-      { binding: 3, resource: { buffer: buffers.bDec } },
-      { binding: 4, resource: { buffer: buffers.levelBounds } },
-      { binding: 5, resource: { buffer: buffers.out } },
-      { binding: 6, resource: { buffer: u } },
+  return [{
+    kernel,
+    buffers: [
+      buffers.idx,
+      buffers.val,
+      matrixTextureView(decT),
+      buffers.bDec,
+      buffers.levelBounds,
+      buffers.out,
+      uniforms(gpu, {
+        B,
+        d,
+        K,
+        L: plan.bounds.length,
+        mode: 0,
+        withBias: sizes.withBias ? 1 : 0,
+        block: 0,
+        nBlocks: 0,
+      }),
     ],
-  });
-  const groups = Math.ceil(Math.ceil(d / 16) / WG);
-  return {
-    encode(encoder) {
-      if (B === 0) return;
-      const pass = encoder.beginComputePass({ label: kernelName(kernel) });
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(groups, B);
-      pass.end();
-    },
-    release() {
-      u.destroy();
-    },
-  };
+    workgroups: [Math.ceil(Math.ceil(d / 16) / WG), B],
+  }];
 }
 
 /**
  * Dispatches of the single-level texture decode of rows regrouped by `groupSlotsOp` (`starts` is
  * its [B, nb + 1] output): one per feature block, in block order, so that every row reads the
  * decoder rows of one block at a time (cache-sized on software adapters). Same result as
- * `textureDecodePass` over the regrouped rows; needs d % 64 == 0.
+ * `textureDecodeOp` over the regrouped rows; needs d % 64 == 0.
  */
 export function blockedTextureDecodeOp(
   gpu: Gpu,
