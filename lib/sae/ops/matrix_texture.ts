@@ -35,9 +35,11 @@ export function createMatrixTexture(
       `${label}: texture copies need d_in divisible by 64 (got ${d}); use the storage-buffer path`,
     );
   }
+  // At least 2 layers: wgpu's GL backend makes a 1-layer texture a plain 2-D one, and the kernels'
+  // texture_2d_array view of it then read zeros there (tests/gpu/gl_backend_test.ts).
   const texture = gpu.device.createTexture({
     label,
-    size: [d / 4, Math.min(rows, TEX_ROWS), Math.max(1, Math.ceil(rows / TEX_ROWS))],
+    size: [d / 4, Math.min(rows, TEX_ROWS), Math.max(2, Math.ceil(rows / TEX_ROWS))],
     format: "rgba32float",
     usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
   });
