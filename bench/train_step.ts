@@ -19,7 +19,8 @@
  * trainer's; 0 = one at a time) submitted ahead of the one whose statistics are awaited
  * (`enqueueStep`); it reports the mean over the whole run. There the dead half's encoder rows are
  * scaled down so that it stays dead and AuxK does its full work in every step (the last step's
- * dead fraction is printed). `--profile` also prints the GPU
+ * dead fraction is printed), and how much of each step the host spent in `enqueueStep` and awaiting
+ * statistics. `--profile` also prints the GPU
  * time of each phase of the step (timestamp
  * queries between phases; mean over the timed steps). Results go in bench/README.md under
  * "Training step".
@@ -153,6 +154,8 @@ for (const n of widths) {
   let cpu = 0;
   let aux = 0;
   let dead = 0;
+  // --back-to-back: time spent in enqueueStep (recording and submitting) and awaiting statistics.
+  let hostMs = 0, waitMs = 0;
   const batches = Array.from({ length: steps }, (_, s) => makeBatch(2 + s));
   if (values["back-to-back"]) {
     // As the trainer runs them: `ahead` later steps are submitted before a step's statistics are awaited.
@@ -164,10 +167,16 @@ for (const n of widths) {
     const queue: Promise<StepStats>[] = [];
     let last: StepStats | undefined;
     for (let s = 0; s < steps; s++) {
+      const e0 = performance.now();
       queue.push((await engine.enqueueStep(batches[s], B)).stats);
+      const e1 = performance.now();
+      hostMs += e1 - e0;
       while (queue.length > ahead) last = await queue.shift();
+      waitMs += performance.now() - e1;
     }
+    const w0 = performance.now();
     while (queue.length) last = await queue.shift();
+    waitMs += performance.now() - w0;
     total = performance.now() - t0;
     best = total / steps;
     const c = process.cpuUsage(c0);
@@ -208,6 +217,12 @@ for (const n of widths) {
       `step / GEMM = ${(sec * 1000 / ms).toFixed(2)}` +
       (auxK > 0 && auxBlocks ? `; AuxK decoded in ${auxBlocks} feature blocks` : ""),
   );
+  if (values["back-to-back"]) {
+    console.log(
+      `  per step: ${(hostMs / steps).toFixed(1)} ms in enqueueStep (record + submit), ` +
+        `${(waitMs / steps).toFixed(1)} ms awaiting statistics`,
+    );
+  }
   if (phases.size) {
     const gpuTotal = [...phases.values()].reduce((a, b) => a + b, 0);
     console.log(
