@@ -67,10 +67,11 @@ if want noaux; then
   cat "$out/train_step_noaux.log"
 fi
 # Steps as the trainer runs them (2 or 4 ahead), and one at a time: what keeping the GPU fed is
-# worth, with AuxK running in every step (256) and without.
+# worth, with AuxK running in every step (256) and without. 200 steps, so that the clocks' ramp-up
+# from idle (40 steps took 12–17 ms each where 300 took 9 ms on an H200) weighs little.
 if want b2b; then
   part train_step_b2b 300 sh -c "for n in 24576 6144; do for x in 256 0; do for a in 0 2 4; do \
-    \"$deno\" run -A bench/train_step.ts --steps 40 --back-to-back --ahead \$a --n \$n --aux-k \$x; \
+    \"$deno\" run -A bench/train_step.ts --steps 200 --back-to-back --ahead \$a --n \$n --aux-k \$x; \
     done; done; done"
   grep -v '^adapter' "$out/train_step_b2b.log"
 fi
