@@ -11,15 +11,16 @@
 # 3. bench/torch_train_step.py, the PyTorch twin of the step, when python3 has torch.
 # DENO names the Deno binary (default: deno); DENO_WEBGPU_BACKEND defaults to vulkan. Each part
 # has its own time limit so one hang cannot eat the others; logs go to LOG_DIR, a summary to stdout.
-# PARTS picks the parts to run (default: "tests step noaux b2b gemm torch"), to fit a short lease.
+# PARTS picks the parts to run (default: "tests wait step noaux b2b gemm torch"), to fit a short lease;
+# "wait" is bench/readback_wait.ts (how long mapAsync and submit hold the host while the GPU works).
 set -u
-parts=" ${PARTS:-tests step noaux b2b gemm torch} "
+parts=" ${PARTS:-tests wait step noaux b2b gemm torch} "
 want() { [[ $parts == *" $1 "* ]]; }
 for p in $parts; do
   case $p in
-    tests | step | noaux | b2b | gemm | torch) ;;
+    tests | wait | step | noaux | b2b | gemm | torch) ;;
     *)
-      echo "bench/real_gpu.sh: unknown part '$p' in PARTS (known: tests step noaux b2b gemm torch)" >&2
+      echo "bench/real_gpu.sh: unknown part '$p' in PARTS (known: tests wait step noaux b2b gemm torch)" >&2
       exit 2
       ;;
   esac
@@ -57,6 +58,10 @@ dmon=""
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi dmon -s pc -d 1 >"$out/dmon.log" 2>&1 &
   dmon=$!
+fi
+if want wait; then
+  part readback_wait 60 "$deno" run -A bench/readback_wait.ts
+  cat "$out/readback_wait.log"
 fi
 if want step; then
   part train_step 150 "$deno" run -A bench/train_step.ts --profile --steps 5
