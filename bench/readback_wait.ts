@@ -22,6 +22,12 @@ const { values } = parseArgs({
   options: { ms: { type: "string", default: "200" } },
 });
 const targetMs = Number(values.ms);
+if (!(targetMs > 0)) {
+  console.error(
+    `bench/readback_wait.ts: --ms must be a positive number of milliseconds (got ${values.ms})`,
+  );
+  Deno.exit(2);
+}
 const gpu = await getGpu({ quiet: true });
 const B = 4096, d = 768, n = 24576, K = 32, plan = treeLevels([8, 8, 8, 8]);
 const bufs = {
