@@ -17,7 +17,8 @@
  * two untimed inference passes follow each upload. `--back-to-back` writes the half-dead state
  * once and runs the timed steps as the trainer does, keeping `--ahead` steps (default 2, the
  * trainer's; 0 = one at a time) submitted ahead of the one whose statistics are awaited
- * (`enqueueStep`); it reports the mean over the whole run. There the dead half's encoder rows are
+ * (`enqueueStep`; earlier ones are handled as soon as their statistics are in, as the trainer
+ * does); it reports the mean over the whole run. There the dead half's encoder rows are
  * scaled down so that it stays dead and AuxK does its full work in every step (the last step's
  * dead fraction is printed), and how much of each step the host spent in `enqueueStep` and awaiting
  * statistics. `--profile` also prints the GPU
@@ -32,7 +33,7 @@ import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { type Dispatch, encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
 import { makeConfig } from "../lib/sae/config.ts";
-import { initState, type StepStats } from "../lib/sae/engine.ts";
+import { initState, type StepStats, type StepTicket } from "../lib/sae/engine.ts";
 import { GpuEngine } from "../lib/sae/gpu_engine.ts";
 import {
   createGemmTextures,
@@ -164,18 +165,20 @@ for (const n of widths) {
     await gpu.device.queue.onSubmittedWorkDone();
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    const queue: Promise<StepStats>[] = [];
+    const queue: StepTicket[] = [];
     let last: StepStats | undefined;
     for (let s = 0; s < steps; s++) {
       const e0 = performance.now();
-      queue.push((await engine.enqueueStep(batches[s], B)).stats);
+      queue.push(await engine.enqueueStep(batches[s], B));
       const e1 = performance.now();
       hostMs += e1 - e0;
-      while (queue.length > ahead) last = await queue.shift();
+      while (queue.length && (queue.length > ahead || queue[0].ready)) {
+        last = await queue.shift()!.stats();
+      }
       waitMs += performance.now() - e1;
     }
     const w0 = performance.now();
-    while (queue.length) last = await queue.shift();
+    while (queue.length) last = await queue.shift()!.stats();
     waitMs += performance.now() - w0;
     total = performance.now() - t0;
     best = total / steps;

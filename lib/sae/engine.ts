@@ -32,7 +32,13 @@ export interface StepStats {
 
 /** A submitted training step: its statistics arrive when the GPU is done with it. */
 export interface StepTicket {
-  stats: Promise<StepStats>;
+  /**
+   * The step's statistics. The engine starts reading them back when the next step is submitted;
+   * calling this starts it at once if not (the host may then wait for all submitted GPU work).
+   */
+  stats(): Promise<StepStats>;
+  /** Whether the statistics are in (or failed): `stats()` would settle without waiting. */
+  readonly ready: boolean;
 }
 
 /** Adam first and second moments of one parameter (same length as the parameter). */

@@ -191,6 +191,8 @@ export class GpuEngine implements SaeEngine {
   #sinceStep = 0;
   /** Statistics of the last enqueued step (null once drained). */
   #inflight: Promise<StepStats> | null = null;
+  /** Readbacks of submitted steps not started yet, oldest first (see `#startReadbacks`). */
+  #unread: { step: number; start: () => void }[] = [];
   /** With `profile`: GPU milliseconds per phase of the last training step. */
   lastProfile?: Map<string, number>;
   /** Software adapters (d % 64 = 0, no explicit GEMM variant): decW's texture mirror. */
@@ -322,7 +324,7 @@ export class GpuEngine implements SaeEngine {
 
   /** One optimiser step on x [B, d]: everything on the GPU in one submit, one readback. */
   async step(x: Float32Array, B: number): Promise<StepStats> {
-    return await (await this.enqueueStep(x, B)).stats;
+    return await (await this.enqueueStep(x, B)).stats();
   }
 
   /**
@@ -399,29 +401,57 @@ export class GpuEngine implements SaeEngine {
     // The statistics are copied in the same submit, before a later step reuses the buffers.
     const readback = this.#statsCopy(rec, bb);
     // Error scopes cost a device round trip each (~10 ms on Deno): check the first step of
-    // each batch shape, whose command stream every later step repeats.
-    await rec.submit(gpu, bb.checked ? undefined : "SAE training step");
+    // each batch shape, whose command stream every later step repeats. The earlier steps'
+    // readbacks start only once this step is recorded: Deno's mapAsync holds the host until all
+    // submitted work is done, so the GPU ran while this step was recorded and waits only for the
+    // submit (bench/README.md, "Readback").
+    await rec.submit(
+      gpu,
+      bb.checked ? undefined : "SAE training step",
+      () => this.#startReadbacks(),
+    );
     bb.checked = true;
+    this.#unread.push({ step: t, start: readback.start });
     this.#step = t;
     this.#pendingTokens += B;
-    const stats = (async () => {
-      const raw = await readback();
+    const stats = readback.bytes.then((raw) => {
       this.#pendingTokens -= B;
       return this.#statsFrom(raw, t, B);
-    })();
-    // Marked handled so that a step nobody awaits (the run failed elsewhere) cannot crash the
-    // process; awaiting `stats` still sees the error.
-    stats.catch(() => {});
+    });
+    let ready = false;
+    // Also marks the promise handled, so that a step nobody awaits (the run failed elsewhere)
+    // cannot crash the process; `stats()` still sees the error.
+    stats.then(() => ready = true, () => ready = true);
     this.#inflight = stats;
     if (rec.timer) {
+      this.#startReadbacks();
       await stats;
       this.lastProfile = await rec.timer.read();
     }
-    return { stats };
+    // Only this step's and earlier readbacks: starting a later step's would wait for it too.
+    const startReadbacks = () => this.#startReadbacks(t);
+    return {
+      stats: () => {
+        startReadbacks();
+        return stats;
+      },
+      get ready() {
+        return ready;
+      },
+    };
+  }
+
+  /** Start the readbacks not started yet of the submitted steps up to `upTo`, oldest first. */
+  #startReadbacks(upTo = Infinity) {
+    const unread = this.#unread;
+    let i = 0;
+    while (i < unread.length && unread[i].step <= upTo) unread[i++].start();
+    this.#unread = unread.slice(i);
   }
 
   /** Wait until every enqueued step's statistics are in (their errors are the steps' to report). */
   async #drain(): Promise<void> {
+    this.#startReadbacks();
     const last = this.#inflight;
     this.#inflight = null;
     if (last) await last.catch(() => {});
@@ -830,9 +860,12 @@ export class GpuEngine implements SaeEngine {
 
   /**
    * Record a copy of the step's scalars, fire/active counts, dead counters and dead mask into a
-   * fresh staging buffer; the returned function maps it (after the submit) and returns the bytes.
+   * fresh staging buffer. `start` maps it (once, after the submit); `bytes` then resolves.
    */
-  #statsCopy(rec: Recording, bb: BatchBuffers): () => Promise<ArrayBuffer> {
+  #statsCopy(
+    rec: Recording,
+    bb: BatchBuffers,
+  ): { start: () => void; bytes: Promise<ArrayBuffer> } {
     const gpu = this.#gpu;
     const n = this.#n;
     const S = scalLength(this.#L, this.#groups.length);
@@ -857,17 +890,19 @@ export class GpuEngine implements SaeEngine {
         at += len * 4;
       }
     });
-    return async () => {
-      try {
-        await staging.mapAsync(GPUMapMode.READ);
-        const raw = staging.getMappedRange().slice(0);
-        // Unmap before destroy: destroying a mapped buffer corrupted Deno's heap at exit.
-        staging.unmap();
-        return raw;
-      } finally {
-        staging.destroy();
-      }
-    };
+    let start!: () => void;
+    const bytes = new Promise<ArrayBuffer>((resolve, reject) => {
+      start = () => {
+        // mapAsync is called here, synchronously: Deno waits for the GPU inside this call.
+        staging.mapAsync(GPUMapMode.READ).then(() => {
+          const raw = staging.getMappedRange().slice(0);
+          // Unmap before destroy: destroying a mapped buffer corrupted Deno's heap at exit.
+          staging.unmap();
+          resolve(raw);
+        }).catch(reject).finally(() => staging.destroy());
+      };
+    });
+    return { start, bytes };
   }
 
   /** The statistics of step `step` (B rows) from the bytes `#statsCopy` read back. */
@@ -965,6 +1000,8 @@ export class GpuEngine implements SaeEngine {
 
   /** Free every GPU buffer of the engine. */
   destroy(): void {
+    // Submitted steps' statistics still arrive: their copies are already in the queue.
+    this.#startReadbacks();
     this.#destroyBatch();
     const p = this.#p;
     for (const t of [p.enc, p.dec, p.bias]) for (const b of Object.values(t)) b.destroy();
@@ -1060,8 +1097,11 @@ class Recording {
     this.#items.push(fn);
   }
 
-  /** Record everything into one encoder and submit; inside error scopes named `label` if given. */
-  async submit(gpu: Gpu, label?: string) {
+  /**
+   * Record everything into one encoder and submit; inside error scopes named `label` if given.
+   * `beforeSubmit` runs between recording and submitting.
+   */
+  async submit(gpu: Gpu, label?: string, beforeSubmit?: () => void) {
     const dispatches = this.#items.filter((x): x is Dispatch => typeof x !== "function");
     const pipelines = new Map<Dispatch, GPUComputePipeline>();
     for (const d of dispatches) pipelines.set(d, await getPipeline(gpu, d.kernel));
@@ -1079,7 +1119,9 @@ class Recording {
         } else run.push(item);
       }
       flush();
-      gpu.device.queue.submit([encoder.finish()]);
+      const commands = encoder.finish();
+      beforeSubmit?.();
+      gpu.device.queue.submit([commands]);
     };
     if (label) await withErrorScope(gpu, label, record);
     else record();

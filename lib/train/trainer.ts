@@ -157,13 +157,16 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       const next = await run.enqueueNext();
       if (!next) break;
       queue.push(next);
-      while (queue.length > ahead) await run.complete(queue.shift()!);
+      // Handle the steps whose statistics are in; wait for one only past `ahead` queued.
+      while (queue.length && (queue.length > ahead || queue[0].ready())) {
+        await run.complete(queue.shift()!);
+      }
     }
     while (queue.length) await run.complete(queue.shift()!);
     return await run.finish();
   } finally {
     // On an error, let submitted steps finish before the caller frees the engine.
-    for (const p of queue) await p.stats.catch(() => {});
+    for (const p of queue) await p.stats().catch(() => {});
     run.close();
   }
 }
@@ -180,7 +183,10 @@ interface Pending {
   batch: SourceBatch;
   /** The engine's step count once this step is done. */
   step: number;
-  stats: Promise<StepStats>;
+  /** The step's statistics (starts their readback if the engine has not yet). */
+  stats: () => Promise<StepStats>;
+  /** Whether `stats()` would settle without waiting. */
+  ready: () => boolean;
 }
 
 /** State of one `train` call; each method is one named phase of the loop. */
@@ -253,12 +259,20 @@ class Run {
     if (!batch) return null;
     checkFinite(batch, this.#o.source.name, p.tokensSeen + this.#queuedTokens);
     const engine = this.#o.engine;
-    const stats = engine.enqueueStep
-      ? (await engine.enqueueStep(batch.x, batch.rows)).stats
-      : Promise.resolve(await engine.step(batch.x, batch.rows));
+    let stats: () => Promise<StepStats>;
+    let ready: () => boolean;
+    if (engine.enqueueStep) {
+      const ticket = await engine.enqueueStep(batch.x, batch.rows);
+      stats = () => ticket.stats();
+      ready = () => ticket.ready;
+    } else {
+      const done = Promise.resolve(await engine.step(batch.x, batch.rows));
+      stats = () => done;
+      ready = () => true;
+    }
     this.#queuedSteps++;
     this.#queuedTokens += batch.rows;
-    return { batch, step: this.#step + this.#queuedSteps, stats };
+    return { batch, step: this.#step + this.#queuedSteps, stats, ready };
   }
 
   /** Whether the step after `pending` may be submitted before `pending` is handled. */
@@ -282,7 +296,7 @@ class Run {
   /** Wait for a submitted step's statistics and count it into the progress. */
   async #takeStats(pending: Pending): Promise<StepStats> {
     const { batch } = pending;
-    const stats = await pending.stats;
+    const stats = await pending.stats();
     this.#queuedSteps--;
     this.#queuedTokens -= batch.rows;
     if (!Number.isFinite(stats.loss)) {

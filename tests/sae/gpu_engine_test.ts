@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { assertClose, randn, rng, testGpu } from "../_util.ts";
 import { makeConfig, type SaeConfig, type SaeConfigInput } from "../../lib/sae/config.ts";
-import { initState, type SaeState, type StepStats } from "../../lib/sae/engine.ts";
+import { initState, type SaeState, type StepStats, type StepTicket } from "../../lib/sae/engine.ts";
 import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
 import { GpuEngine } from "../../lib/sae/gpu_engine.ts";
 import { FIRE_THRESHOLD, UNUSED_SLOT } from "../../lib/sae/reference/constants.ts";
@@ -468,7 +468,7 @@ Deno.test("GpuEngine enqueueStep: steps in flight give the same stats and weight
       for (let i = 0; i < sizes.length; i++) want.push(await one.step(xs[i], sizes[i]));
       const tickets = [];
       for (let i = 0; i < sizes.length; i++) tickets.push(await ahead.enqueueStep(xs[i], sizes[i]));
-      const got = await Promise.all(tickets.map((t) => t.stats));
+      const got = await Promise.all(tickets.map((t) => t.stats()));
       for (let i = 0; i < sizes.length; i++) {
         assert.deepEqual(got[i], want[i], `${name} step ${i + 1} stats`);
       }
@@ -490,6 +490,35 @@ Deno.test("GpuEngine enqueueStep: steps in flight give the same stats and weight
   }
 });
 
+Deno.test("GpuEngine enqueueStep: a step's readback starts only with the next submit or stats()", async () => {
+  const gpu = await testGpu();
+  const config = makeConfig(CONFIGS[0][1]);
+  const eng = await GpuEngine.create(config, stateWithDead(config), { gpu });
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  // Deno's mapAsync waits for all submitted work: mapping a step's statistics as soon as it is
+  // submitted would keep the GPU idle while the host records the next step.
+  const untilReady = async (t: StepTicket) => {
+    for (let i = 0; i < 600 && !t.ready; i++) await sleep(10);
+    return t.ready;
+  };
+  try {
+    const x = batch(41, D, 9);
+    const first = await eng.enqueueStep(x, 41);
+    await sleep(100);
+    assert.equal(first.ready, false, "nothing has started the first step's readback");
+    const second = await eng.enqueueStep(x, 41);
+    assert.ok(await untilReady(first), "the second submit started the first step's readback");
+    assert.equal((await first.stats()).step, 1);
+    await sleep(100);
+    assert.equal(second.ready, false, "the first step's stats() left the second's readback alone");
+    const stats = await second.stats();
+    assert.ok(second.ready);
+    assert.equal(stats.step, 2);
+  } finally {
+    eng.destroy();
+  }
+});
+
 Deno.test("GpuEngine enqueueStep refuses a second call before the first has been submitted", async () => {
   const gpu = await testGpu();
   const config = makeConfig(CONFIGS[0][1]);
@@ -498,7 +527,7 @@ Deno.test("GpuEngine enqueueStep refuses a second call before the first has been
     const x = batch(41, D, 9);
     const first = eng.enqueueStep(x, 41);
     await assert.rejects(eng.enqueueStep(x, 41), /await enqueueStep before the next/);
-    await (await first).stats;
+    await (await first).stats();
     assert.equal((await eng.readState()).step, 1, "only the first step ran");
   } finally {
     eng.destroy();

@@ -268,8 +268,18 @@ function countingEngine(engine: GpuEngine, pipelined: boolean) {
         enqueueStep: async (x: Float32Array, rows: number) => {
           const ticket = await engine.enqueueStep(x, rows);
           seen.maxOpen = Math.max(seen.maxOpen, ++open);
-          ticket.stats.then(() => open--, () => open--);
-          return ticket;
+          // Open until the trainer asks for the statistics (it handles the step then).
+          let asked = false;
+          return {
+            stats: () => {
+              if (!asked) open--;
+              asked = true;
+              return ticket.stats();
+            },
+            get ready() {
+              return ticket.ready;
+            },
+          };
         },
       }
       : {}),
