@@ -49,6 +49,21 @@ export function uniforms(
   fields: Record<string, number>,
   floats: string[] = [],
 ): GPUBuffer {
+  const data = packUniforms(fields, floats);
+  const buffer = gpu.device.createBuffer({
+    size: data.byteLength,
+    usage: UNIFORM,
+    label: "uniforms",
+  });
+  gpu.device.queue.writeBuffer(buffer, 0, data);
+  return buffer;
+}
+
+/** The bytes of a uniform block (16-byte multiple): u32 fields unless listed in `floats`. */
+export function packUniforms(
+  fields: Record<string, number>,
+  floats: string[] = [],
+): Uint32Array<ArrayBuffer> {
   const names = Object.keys(fields);
   const size = Math.max(16, Math.ceil(names.length / 4) * 16);
   const data = new ArrayBuffer(size);
@@ -58,9 +73,7 @@ export function uniforms(
     if (floats.includes(name)) f32[i] = fields[name];
     else u32[i] = fields[name] >>> 0;
   });
-  const buffer = gpu.device.createBuffer({ size, usage: UNIFORM, label: "uniforms" });
-  gpu.device.queue.writeBuffer(buffer, 0, data);
-  return buffer;
+  return u32;
 }
 
 /** Copy `bytes` bytes of a GPU buffer back to the host. */

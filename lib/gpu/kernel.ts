@@ -8,6 +8,7 @@
  */
 import type { Gpu } from "./device.ts";
 import { GpuError } from "../errors.ts";
+import { bindGroupFor } from "./bind_groups.ts";
 
 /** A compute kernel: WGSL file, entry point, override constants. */
 export interface Kernel {
@@ -165,14 +166,7 @@ export function encodeDispatches(
     const [x, y = 1, z = 1] = d.workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     const pipeline = compiled[i];
-    const bindGroup = gpu.device.createBindGroup({
-      label: kernelName(d.kernel),
-      layout: pipeline.getBindGroupLayout(0),
-      entries: d.buffers.map((r, binding) => ({
-        binding,
-        resource: r instanceof GPUBuffer ? { buffer: r } : r,
-      })),
-    });
+    const bindGroup = bindGroupFor(gpu, pipeline, d.buffers, () => kernelName(d.kernel));
     pass ??= encoder.beginComputePass({
       label: dispatches.length === 1 ? kernelName(d.kernel) : `${dispatches.length} dispatches`,
     });

@@ -20,6 +20,7 @@
 import type { Gpu } from "../gpu/device.ts";
 import { createStorage, readF32, uploadStorage, writeBuffer } from "../gpu/buffer.ts";
 import { type Dispatch, encodeDispatches, getPipeline, withErrorScope } from "../gpu/kernel.ts";
+import { isSharedUniform } from "../gpu/shared_uniforms.ts";
 import { ArborError, DataError } from "../errors.ts";
 import type { Gpt2Config } from "./config.ts";
 import type { Gpt2Weights } from "./weights.ts";
@@ -237,9 +238,12 @@ export class Gpt2Model {
       rows: s.M,
       rowOffset: 0,
     });
+    // The GEMM op's uniforms are shared by content (never destroyed); only others are scratch.
     for (const d of gemm) {
       for (const buf of d.buffers) {
-        if (buf instanceof GPUBuffer && buf.usage & GPUBufferUsage.UNIFORM) scratch.push(buf);
+        if (
+          buf instanceof GPUBuffer && buf.usage & GPUBufferUsage.UNIFORM && !isSharedUniform(buf)
+        ) scratch.push(buf);
       }
     }
     if (!b.bias) return gemm;

@@ -7,7 +7,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { uniforms } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPS } from "../reference/constants.ts";
 import { wrapGrid } from "./grid.ts";
 
@@ -39,7 +39,7 @@ function params(
   fields: { len: number; rows: number; cols: number; row_stride: number },
   s: AdamStep,
 ) {
-  return uniforms(
+  return sharedUniforms(
     gpu,
     {
       ...fields,

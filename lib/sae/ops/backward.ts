@@ -17,7 +17,8 @@
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { encodeDispatches, getPipeline } from "../../gpu/kernel.ts";
-import { createStorage, uniforms, uploadStorage } from "../../gpu/buffer.ts";
+import { createStorage, uploadStorage } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { GpuError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
 import type { PhaseTimer } from "../../gpu/phase_timer.ts";
@@ -167,7 +168,6 @@ export class SparseBackward {
   #gpu: Gpu;
   #pipelines = new Map<Kernel, GPUComputePipeline>();
   #scratch: Record<string, GPUBuffer> = {};
-  #uniforms: GPUBuffer[] = [];
 
   private constructor(gpu: Gpu, shape: BackwardShape) {
     this.#gpu = gpu;
@@ -238,9 +238,7 @@ export class SparseBackward {
       _pad: 0,
     };
     for (const [key, v] of Object.entries(fields)) all[key] = v!;
-    const u = uniforms(this.#gpu, all, ["alpha"]);
-    this.#uniforms.push(u);
-    return u;
+    return sharedUniforms(this.#gpu, all, ["alpha"]);
   }
 
   /** The dispatches of one backward pass, in order (counts must be zeroed before them). */
@@ -434,12 +432,10 @@ export class SparseBackward {
   }
 
   /**
-   * Record the backward pass into `encoder`. Uniform buffers made for it are freed by the
-   * next `encode` or `destroy` (after the work that uses them was submitted). With `timer`, each
-   * kernel is a phase of its own, named "sparse backward: <entry>".
+   * Record the backward pass into `encoder` (its uniforms are shared by content). With `timer`,
+   * each kernel is a phase of its own, named "sparse backward: <entry>".
    */
   encode(encoder: GPUCommandEncoder, bufs: BackwardBuffers, timer?: PhaseTimer) {
-    this.#releaseUniforms();
     const dispatches = this.dispatches(bufs);
     encoder.clearBuffer(this.#scratch.counts);
     const pipelines = dispatches.map((x) => this.#pipelines.get(x.kernel)!);
@@ -458,14 +454,8 @@ export class SparseBackward {
     return this.#scratch;
   }
 
-  #releaseUniforms() {
-    for (const u of this.#uniforms) u.destroy();
-    this.#uniforms = [];
-  }
-
-  /** Free scratch and uniform buffers. */
+  /** Free the scratch buffers. */
   destroy() {
-    this.#releaseUniforms();
     for (const b of Object.values(this.#scratch)) b.destroy();
   }
 }

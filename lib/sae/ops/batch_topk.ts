@@ -10,7 +10,8 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { createStorage, uniforms } from "../../gpu/buffer.ts";
+import { createStorage } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
 import { checkPreBuffer, selectKernelFor, topkDummy, topkDummyTexture } from "./topk.ts";
@@ -89,7 +90,7 @@ export function batchTopKOp(
   const { state, ghist, rowCnt, info } = buffers.scratch;
   const params = (chunk: PreChunk | null, pass: number) => {
     const grid = wrapGrid(gpu, chunk?.rows ?? 1);
-    const u = uniforms(gpu, {
+    const u = sharedUniforms(gpu, {
       rows: chunk?.rows ?? 0,
       n,
       B,
@@ -133,7 +134,7 @@ export function batchTopKOp(
   const layout = { sizes: [n], kPerLayer: [K], gated: false };
   for (const chunk of buffers.chunks) {
     const grid = wrapGrid(gpu, chunk.rows);
-    const u = uniforms(gpu, {
+    const u = sharedUniforms(gpu, {
       rows: chunk.rows,
       n,
       K,
@@ -165,7 +166,7 @@ export function batchTopKOp(
       workgroups: grid.workgroups,
     });
   }
-  const um = uniforms(gpu, { count: B * K, pad0: 0, pad1: 0, pad2: 0 });
+  const um = sharedUniforms(gpu, { count: B * K, pad0: 0, pad1: 0, pad2: 0 });
   out.push({
     kernel: kernel("bt_min_kept"),
     buffers: [buffers.val, buffers.minKept, um],

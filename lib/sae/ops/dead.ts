@@ -7,7 +7,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { uniforms } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { wrapGrid } from "./grid.ts";
 
 const WG = 64;
@@ -30,7 +30,7 @@ export function fireCountOp(
 ): Dispatch[] {
   const len = sizes.B * sizes.K;
   const grid = wrapGrid(gpu, Math.ceil(len / WG));
-  const u = uniforms(gpu, { len, tokens: sizes.B, row_stride: grid.stride * WG, _p: 0 });
+  const u = sharedUniforms(gpu, { len, tokens: sizes.B, row_stride: grid.stride * WG, _p: 0 });
   return [{
     kernel: FIRE,
     buffers: [bufs.idx, bufs.val, bufs.counts, bufs.active, u],
@@ -45,7 +45,7 @@ export function deadUpdateOp(
   sizes: { n: number; tokens: number },
 ): Dispatch[] {
   const grid = wrapGrid(gpu, Math.ceil(sizes.n / WG));
-  const u = uniforms(gpu, {
+  const u = sharedUniforms(gpu, {
     len: sizes.n,
     tokens: sizes.tokens,
     row_stride: grid.stride * WG,
@@ -64,7 +64,7 @@ export function deadMaskOp(
   sizes: { n: number; deadTokens: number },
 ): Dispatch[] {
   const grid = wrapGrid(gpu, Math.ceil(sizes.n / WG));
-  const u = uniforms(gpu, {
+  const u = sharedUniforms(gpu, {
     len: sizes.n,
     tokens: Math.min(sizes.deadTokens, SINCE_MAX),
     row_stride: grid.stride * WG,

@@ -13,7 +13,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { uniforms } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { GpuError } from "../../errors.ts";
 import {
   BLOCK_COLS,
@@ -106,7 +106,7 @@ export function encoderGemmOp(
     );
   }
   if (rows === 0 || n === 0) return [];
-  const u = uniforms(gpu, { rows, d, n, rowOffset });
+  const u = sharedUniforms(gpu, { rows, d, n, rowOffset });
   const workgroups: [number, number] = variant === "tiled"
     ? [Math.ceil(n / TILE), Math.ceil(rows / TILE)]
     : variant === "block4"
@@ -229,7 +229,7 @@ export function textureGemmOp(
       matrixTextureView(tex.encW),
       buffers.bDec,
       buffers.pre,
-      uniforms(gpu, { rows, d, n, rowOffset }),
+      sharedUniforms(gpu, { rows, d, n, rowOffset }),
     ],
     workgroups: [Math.ceil(n / block), Math.ceil(rows / (BLOCK_WG * BLOCK_ROWS))],
   }];

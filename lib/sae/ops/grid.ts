@@ -5,6 +5,7 @@
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch } from "../../gpu/kernel.ts";
 import { runKernels } from "../../gpu/kernel.ts";
+import { isSharedUniform } from "../../gpu/shared_uniforms.ts";
 
 /** A 1-D count of workgroups laid out as x·y, with x (= `stride`) ≤ the device limit. */
 export interface WrappedGrid {
@@ -22,13 +23,13 @@ export function wrapGrid(gpu: Gpu, groups: number): WrappedGrid {
 }
 
 /**
- * Destroy the uniform buffers the op builders created for `dispatches` (call after
- * submitting them; WebGPU defers destruction until the submitted work is done).
+ * Destroy the uniform buffers made for `dispatches` alone (call after submitting them; WebGPU
+ * defers destruction until the submitted work is done). Shared uniforms are left alone.
  */
 export function releaseUniforms(dispatches: Dispatch[]) {
   for (const d of dispatches) {
     for (const b of d.buffers) {
-      if (!(b instanceof GPUBuffer)) continue;
+      if (!(b instanceof GPUBuffer) || isSharedUniform(b)) continue;
       if ((b.usage & GPUBufferUsage.UNIFORM) !== 0 && (b.usage & GPUBufferUsage.STORAGE) === 0) {
         b.destroy();
       }

@@ -13,7 +13,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { uniforms } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 
 /** Invocations per workgroup. */
 const WG = 64;
@@ -77,7 +77,7 @@ function columnSums(
   },
   { blocks, out }: { blocks: GPUBuffer; out: GPUBuffer },
 ): Dispatch[] {
-  const u = uniforms(gpu, {
+  const u = sharedUniforms(gpu, {
     B: p.B,
     d: p.d,
     aOff: p.aOff,
@@ -134,7 +134,7 @@ export function lossTermsOp(
     );
   });
   const T = lossTermCount(L, buffers.aux.length);
-  const u = uniforms(gpu, { d, T, pad0: 0, pad1: 0 });
+  const u = sharedUniforms(gpu, { d, T, pad0: 0, pad1: 0 });
   out.push({ kernel: REDUCE, buffers: [partials, buffers.terms, u], workgroups: [T] });
   return out;
 }

@@ -10,7 +10,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { uniforms } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 
 /** Invocations per workgroup (one row each). */
@@ -71,7 +71,7 @@ export function groupSlotsOp(
     );
   }
   if (B === 0) return [];
-  const u = uniforms(gpu, {
+  const u = sharedUniforms(gpu, {
     B,
     K,
     base: blocks.base,

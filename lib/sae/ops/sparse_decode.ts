@@ -16,7 +16,8 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { uniforms, uploadStorage } from "../../gpu/buffer.ts";
+import { uploadStorage } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 import { type MatrixTexture, matrixTextureView } from "./matrix_texture.ts";
 import type { SlotBlocks } from "./slot_blocks.ts";
@@ -106,7 +107,7 @@ export function sparseDecodeOp(
 ): Dispatch[] {
   const { B, d, K, plan } = sizes;
   if (B === 0 || d === 0) return [];
-  const u = uniforms(gpu, {
+  const u = sharedUniforms(gpu, {
     B,
     d,
     K,
@@ -180,7 +181,7 @@ export function textureDecodeOp(
       buffers.bDec,
       buffers.levelBounds,
       buffers.out,
-      uniforms(gpu, {
+      sharedUniforms(gpu, {
         B,
         d,
         K,
@@ -224,7 +225,7 @@ export function blockedTextureDecodeOp(
       buffers.bDec,
       buffers.starts,
       buffers.out,
-      uniforms(gpu, {
+      sharedUniforms(gpu, {
         B,
         d,
         K,

@@ -6,7 +6,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { uniforms } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { wrapGrid } from "./grid.ts";
 
 /** Invocations per workgroup (one workgroup per row for `standardize`). */
@@ -37,7 +37,7 @@ export function standardizeOp(
   sizes: { B: number; d: number },
 ): Dispatch[] {
   const grid = wrapGrid(gpu, sizes.B);
-  const u = uniforms(gpu, { B: sizes.B, d: sizes.d, row_stride: grid.stride, pad: 0 });
+  const u = sharedUniforms(gpu, { B: sizes.B, d: sizes.d, row_stride: grid.stride, pad: 0 });
   return [{
     kernel: STANDARDIZE,
     buffers: [buffers.x, buffers.xs, buffers.mean, buffers.std, u],
@@ -64,7 +64,7 @@ export function unstandardizeOp(
   sizes: { B: number; d: number },
 ): Dispatch[] {
   const grid = wrapGrid(gpu, Math.ceil((sizes.B * sizes.d) / WG));
-  const u = uniforms(gpu, { B: sizes.B, d: sizes.d, row_stride: grid.stride, pad: 0 });
+  const u = sharedUniforms(gpu, { B: sizes.B, d: sizes.d, row_stride: grid.stride, pad: 0 });
   return [{
     kernel: UNSTANDARDIZE,
     buffers: [buffers.xhs, buffers.out, buffers.mean, buffers.std, u],

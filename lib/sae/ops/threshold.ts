@@ -6,7 +6,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { uniforms } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { wrapGrid } from "./grid.ts";
 
 /** Invocations per workgroup (one per slot). */
@@ -22,6 +22,6 @@ export function thresholdFilterOp(
   const total = sizes.B * sizes.K;
   if (total === 0) return [];
   const grid = wrapGrid(gpu, Math.ceil(total / WG));
-  const u = uniforms(gpu, { total, theta: sizes.theta, stride: grid.stride * WG }, ["theta"]);
+  const u = sharedUniforms(gpu, { total, theta: sizes.theta, stride: grid.stride * WG }, ["theta"]);
   return [{ kernel: KERNEL, buffers: [buffers.idx, buffers.val, u], workgroups: grid.workgroups }];
 }

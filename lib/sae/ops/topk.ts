@@ -12,7 +12,8 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { createStorage, uniforms, uploadStorage } from "../../gpu/buffer.ts";
+import { createStorage, uploadStorage } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
 
@@ -224,7 +225,7 @@ function params(
   aux: { layer: number; kAux: number },
 ) {
   const grid = wrapGrid(gpu, sizes.rows);
-  const u = uniforms(gpu, {
+  const u = sharedUniforms(gpu, {
     rows: sizes.rows,
     n: sizes.n,
     K: slotsPerRow(layout),
@@ -330,7 +331,7 @@ export function selectAuxOp(
   const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
   if (!parents) throw new ArborError("tree AuxK: the gated layout needs a parents buffer");
   const list = deadListBuffer(gpu, buffers.dead, sizes.n);
-  const ul = uniforms(gpu, { n: sizes.n, pad0: 0, pad1: 0, pad2: 0 });
+  const ul = sharedUniforms(gpu, { n: sizes.n, pad0: 0, pad1: 0, pad2: 0 });
   return [
     // Recomputed per call (one workgroup, n reads): the list must follow the dead mask.
     { kernel: DEAD_LIST, buffers: [buffers.dead, list, ul], workgroups: [1] },
