@@ -71,7 +71,7 @@ if want noaux; then
   part train_step_noaux 90 "$deno" run -A bench/train_step.ts --profile --steps 5 --aux-k 0
   cat "$out/train_step_noaux.log"
 fi
-# Steps as the trainer runs them (2 or 4 ahead), and one at a time: what keeping the GPU fed is
+# Steps as the trainer runs them (2 or 4 ahead; 4 is its default), and one at a time: what keeping the GPU fed is
 # worth, with AuxK running in every step (256) and without. 200 steps, so that the clocks' ramp-up
 # from idle (40 steps took 12–17 ms each where 300 took 9 ms on an H200) weighs little.
 if want b2b; then

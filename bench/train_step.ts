@@ -3,7 +3,7 @@
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
  *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3] [--aux-k 256]
- *                                   [--profile] [--back-to-back [--ahead 2]]
+ *                                   [--profile] [--back-to-back [--ahead 4]]
  *
  * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144
  * (`--aux-k 0` times the step without AuxK).
@@ -15,8 +15,8 @@
  * FLOPs = 2·B·d·n. On a real GPU the re-upload of the whole state (~450 MB at n = 24576) leaves the
  * GPU idle long enough to drop to idle clocks (the next step ran ~5× slower on an H200), so there
  * two untimed inference passes follow each upload. `--back-to-back` writes the half-dead state
- * once and runs the timed steps as the trainer does, keeping `--ahead` steps (default 2, the
- * trainer's; 0 = one at a time) submitted ahead of the one whose statistics are awaited
+ * once and runs the timed steps as the trainer does, keeping `--ahead` steps (default: the
+ * trainer's, `DEFAULT_STEPS_AHEAD`; 0 = one at a time) submitted ahead of the one whose statistics are awaited
  * (`enqueueStep`; earlier ones are handled as soon as their statistics are in, as the trainer
  * does); it reports the mean over the whole run. There the dead half's encoder rows are
  * scaled down so that it stays dead and AuxK does its full work in every step (the last step's
@@ -35,6 +35,7 @@ import { timeGpu } from "../lib/gpu/timer.ts";
 import { makeConfig } from "../lib/sae/config.ts";
 import { initState, type StepStats, type StepTicket } from "../lib/sae/engine.ts";
 import { GpuEngine } from "../lib/sae/gpu_engine.ts";
+import { DEFAULT_STEPS_AHEAD } from "../lib/train/trainer.ts";
 import {
   createGemmTextures,
   encodeGemmTextureCopies,
@@ -61,7 +62,7 @@ const { values } = parseArgs({
     "aux-k": { type: "string", default: "256" },
     profile: { type: "boolean", default: false },
     "back-to-back": { type: "boolean", default: false },
-    ahead: { type: "string", default: "2" },
+    ahead: { type: "string", default: String(DEFAULT_STEPS_AHEAD) },
   },
 });
 const widths = values.n.split(",").map(Number);

@@ -21,7 +21,13 @@ import {
   type TrainerProgress,
 } from "../lib/train/checkpoint.ts";
 import { createEngine, type EngineKind } from "../lib/train/engine_factory.ts";
-import { ensureWritableDir, METRICS_FILE, train, type TrainerHook } from "../lib/train/trainer.ts";
+import {
+  DEFAULT_STEPS_AHEAD,
+  ensureWritableDir,
+  METRICS_FILE,
+  train,
+  type TrainerHook,
+} from "../lib/train/trainer.ts";
 import { treeTrainerHook } from "../lib/tree/trainer_hook.ts";
 import { getPreset, PRESET_NAMES } from "../lib/tree/presets.ts";
 import { ensureDefaultDataset } from "../lib/synth/default.ts";
@@ -159,7 +165,7 @@ export const spec: CommandSpec = {
     },
     "steps-ahead": {
       type: "int",
-      default: 2,
+      default: DEFAULT_STEPS_AHEAD,
       help:
         "GPU engine: steps submitted before the current one's statistics are in (0: one at a time; same weights)",
     },

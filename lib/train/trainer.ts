@@ -85,8 +85,8 @@ export interface TrainOptions {
   signal?: AbortSignal;
   /**
    * With an engine that can enqueue steps: how many may be submitted ahead of the step whose
-   * statistics are being handled (default 2; 0 = one step at a time). The weights do not depend
-   * on it.
+   * statistics are being handled (default `DEFAULT_STEPS_AHEAD`; 0 = one step at a time). The
+   * weights do not depend on it.
    */
   stepsAhead?: number;
   /** Progress line output (default: stdout); null for none. */
@@ -172,11 +172,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 }
 
 /**
- * Steps submitted ahead of the one being handled. Deno resolves a readback ≥ 10 ms after the GPU
- * is done, so a fast GPU idles with one; two kept llvmpipe busier too (d 64, n 512, B 256:
- * 19.6–20.5 ms per step with one ahead, 17.3–18.8 with two, 31.5–35.9 with none).
+ * Steps submitted ahead of the one being handled. A step's statistics are mapped when the next
+ * step is submitted and Deno resolves the map ≥ 10 ms later, so awaiting them A steps ahead waits
+ * about 10 − (A − 1)·S ms for steps of S ms: on an H100 (d 768, n 6 144, B 4 096, S ≈ 4–7 ms) four
+ * ahead never waited and gave 7 against 9 ms per step with two (bench/README.md, "H100"). Each
+ * step in flight holds its batch on the host (12.6 MB at that shape).
  */
-const DEFAULT_STEPS_AHEAD = 2;
+export const DEFAULT_STEPS_AHEAD = 4;
 
 /** A submitted step whose statistics are not handled yet. */
 interface Pending {

@@ -9,6 +9,7 @@ import { arraySource } from "../../lib/train/batch_source.ts";
 import { treeTrainerHook } from "../../lib/tree/trainer_hook.ts";
 import { loadCheckpoint } from "../../lib/train/checkpoint.ts";
 import {
+  DEFAULT_STEPS_AHEAD,
   formatDuration,
   type ProgressSink,
   train,
@@ -243,7 +244,15 @@ Deno.test("GPU engine: 8 straight steps equal 4 steps + resume + 4 steps, bit fo
 });
 
 /** The GPU engine seen through a counter of steps submitted but not yet finished. */
-function countingEngine(engine: GpuEngine, pipelined: boolean) {
+/**
+ * The engine, counting steps submitted and not yet handled. `ready` overrides what the tickets
+ * report: "never" makes the trainer wait only at its cap, "always" handle each step at once.
+ */
+function countingEngine(
+  engine: GpuEngine,
+  pipelined: boolean,
+  ready: "engine" | "never" | "always" = "engine",
+) {
   let open = 0;
   /** readsInFlight: state reads and writes while a step was in flight (must stay 0). */
   const seen = { maxOpen: 0, readsInFlight: 0 };
@@ -277,7 +286,7 @@ function countingEngine(engine: GpuEngine, pipelined: boolean) {
               return ticket.stats();
             },
             get ready() {
-              return ticket.ready;
+              return ready === "engine" ? ticket.ready : ready === "always";
             },
           };
         },
@@ -290,9 +299,14 @@ function countingEngine(engine: GpuEngine, pipelined: boolean) {
 Deno.test("GPU engine: the trainer submits the next step before the last one's statistics are in; same weights", async () => {
   const config = makeConfig({ arch: "topk", dIn: D, layers: [12], k: 2, deadTokens: 16, seed: 5 });
   await withDir(async (dir) => {
-    const run = async (out: string, pipelined: boolean, extra: Partial<TrainOptions> = {}) => {
+    const run = async (
+      out: string,
+      pipelined: boolean,
+      extra: Partial<TrainOptions> = {},
+      ready: "engine" | "never" | "always" = "engine",
+    ) => {
       const engine = await GpuEngine.create(config);
-      const { wrapped, seen } = countingEngine(engine, pipelined);
+      const { wrapped, seen } = countingEngine(engine, pipelined, ready);
       try {
         const r = await train({ ...options(config, out, 9 * B), engine: wrapped, ...extra });
         return { r, seen, state: (await loadCheckpoint(out)).state };
@@ -305,12 +319,19 @@ Deno.test("GPU engine: the trainer submits the next step before the last one's s
     assert.equal(piped.r.steps, 9);
     assert.deepEqual(piped.state, plain.state);
     assert.deepEqual(piped.r.last, plain.r.last);
-    assert.equal(piped.seen.maxOpen, 3, "two steps ahead of the one being handled (the default)");
-    for (const stepsAhead of [0, 1]) {
-      const r = await run(join(dir, `ahead${stepsAhead}`), true, { stepsAhead });
-      assert.equal(r.seen.maxOpen, stepsAhead + 1, `stepsAhead ${stepsAhead}`);
-      assert.deepEqual(r.state, plain.state, `stepsAhead ${stepsAhead}`);
+    assert.equal(piped.seen.maxOpen, 3, "up to the checkpoint every 3 steps");
+    // Without checkpoints, and with statistics that never come in early, the cap is what stops it.
+    for (const stepsAhead of [0, 1, 2, undefined]) {
+      const extra = { checkpointEvery: 0, ...(stepsAhead === undefined ? {} : { stepsAhead }) };
+      const r = await run(join(dir, `ahead${stepsAhead}`), true, extra, "never");
+      const want = (stepsAhead ?? DEFAULT_STEPS_AHEAD) + 1;
+      assert.equal(r.seen.maxOpen, want, `stepsAhead ${stepsAhead ?? "default"}`);
+      assert.deepEqual(r.state, plain.state, `stepsAhead ${stepsAhead ?? "default"}`);
     }
+    // Statistics that are in are handled before the next step is submitted.
+    const eager = await run(join(dir, "eager"), true, { checkpointEvery: 0 }, "always");
+    assert.equal(eager.seen.maxOpen, 1, "each step handled as soon as its statistics are in");
+    assert.deepEqual(eager.state, plain.state);
     assert.equal(
       piped.seen.readsInFlight,
       0,
