@@ -8,7 +8,7 @@
 import type { Gpu } from "./device.ts";
 
 /** Bind groups kept per device before the cache starts afresh (bounds a long run's memory). */
-const BIND_GROUPS_MAX = 4096;
+export const BIND_GROUPS_MAX = 4096;
 
 const caches = new WeakMap<GPUDevice, Map<string, GPUBindGroup>>();
 const layouts = new WeakMap<GPUComputePipeline, GPUBindGroupLayout>();

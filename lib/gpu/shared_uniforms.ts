@@ -9,7 +9,7 @@ import type { Gpu } from "./device.ts";
 import { packUniforms, UNIFORM } from "./buffer.ts";
 
 /** Distinct contents kept per device before the cache starts afresh (bounds a long run's memory). */
-const SHARED_UNIFORMS_MAX = 4096;
+export const SHARED_UNIFORMS_MAX = 4096;
 
 const caches = new WeakMap<GPUDevice, Map<string, GPUBuffer>>();
 const shared = new WeakSet<GPUBuffer>();

@@ -2,8 +2,12 @@
 import assert from "node:assert/strict";
 import { testGpu } from "../_util.ts";
 import { createStorage, packUniforms, readF32, writeBuffer } from "../../lib/gpu/buffer.ts";
-import { isSharedUniform, sharedUniforms } from "../../lib/gpu/shared_uniforms.ts";
-import { bindGroupFor } from "../../lib/gpu/bind_groups.ts";
+import {
+  isSharedUniform,
+  SHARED_UNIFORMS_MAX,
+  sharedUniforms,
+} from "../../lib/gpu/shared_uniforms.ts";
+import { BIND_GROUPS_MAX, bindGroupFor } from "../../lib/gpu/bind_groups.ts";
 import { type Dispatch, getPipeline, runKernels } from "../../lib/gpu/kernel.ts";
 import { releaseUniforms } from "../../lib/sae/ops/grid.ts";
 import { toF16 } from "../../lib/util/f16.ts";
@@ -63,5 +67,38 @@ Deno.test("bindGroupFor reuses a bind group for the same pipeline and resources 
     }
   } finally {
     for (const b of [src, dst, dst2]) b.destroy();
+  }
+});
+
+Deno.test("both caches start afresh within their bound, and what they dropped still works", async () => {
+  const gpu = await testGpu();
+  // Other tests share the device's caches: whatever they hold, MAX more entries must drop `first`.
+  const first = sharedUniforms(gpu, { n: 5, row_words: 1_000_000 });
+  for (let i = 1; i <= SHARED_UNIFORMS_MAX; i++) {
+    sharedUniforms(gpu, { n: 5, row_words: 1_000_000 + i });
+  }
+  assert.notEqual(sharedUniforms(gpu, { n: 5, row_words: 1_000_000 }), first, "dropped");
+
+  const pipeline = await getPipeline(gpu, UNPACK);
+  const src = createStorage(gpu, 12, "src");
+  const dst = createStorage(gpu, 20, "dst");
+  const us = Array.from(
+    { length: BIND_GROUPS_MAX + 1 },
+    (_, i) => sharedUniforms(gpu, { n: 5, row_words: 3_000_000 + i }),
+  );
+  try {
+    const label = () => "bound test";
+    const g = bindGroupFor(gpu, pipeline, [src, dst, us[0]], label);
+    for (let i = 1; i <= BIND_GROUPS_MAX; i++) {
+      bindGroupFor(gpu, pipeline, [src, dst, us[i]], label);
+    }
+    assert.notEqual(bindGroupFor(gpu, pipeline, [src, dst, us[0]], label), g, "dropped");
+    // The dropped uniform buffer was not destroyed: a dispatch through it still runs.
+    writeBuffer(gpu, src, toF16(new Float32Array([3, 1, 4, 1, 5])));
+    await runKernels(gpu, [{ kernel: UNPACK, buffers: [src, dst, first], workgroups: [1] }]);
+    assert.deepEqual(Array.from(await readF32(gpu, dst, 5)), [3, 1, 4, 1, 5]);
+  } finally {
+    src.destroy();
+    dst.destroy();
   }
 });
