@@ -174,8 +174,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 /**
  * Steps submitted ahead of the one being handled. A step's statistics are mapped when the next
  * step is submitted and Deno resolves the map ≥ 10 ms later, so awaiting them A steps ahead waits
- * about 10 − (A − 1)·S ms for steps of S ms: on an H100 (d 768, n 6 144, B 4 096, S ≈ 4–7 ms) four
- * ahead never waited and gave 7 against 9 ms per step with two (bench/README.md, "H100"). Each
+ * about 10 − (A − 1)·S ms for steps of S ms: on an H100 (d 768, n 6 144, B 4 096) four ahead gave
+ * 4.2–4.8 against 7.8 ms per step with two (bench/README.md, "H100"). Each
  * step in flight holds its batch on the host (12.6 MB at that shape).
  */
 export const DEFAULT_STEPS_AHEAD = 4;
