@@ -192,7 +192,7 @@ export class GpuEngine implements SaeEngine {
   /** Statistics of the last enqueued step (null once drained). */
   #inflight: Promise<StepStats> | null = null;
   /** Readbacks of submitted steps not started yet, oldest first (see `#startReadbacks`). */
-  #unread: { step: number; start: () => void }[] = [];
+  #unread: { step: number; start: () => void; cancel: () => void }[] = [];
   /** With `profile`: GPU milliseconds per phase of the last training step. */
   lastProfile?: Map<string, number>;
   /** Software adapters (d % 64 = 0, no explicit GEMM variant): decW's texture mirror. */
@@ -404,14 +404,14 @@ export class GpuEngine implements SaeEngine {
     // each batch shape, whose command stream every later step repeats. The earlier steps'
     // readbacks start only once this step is recorded: Deno's mapAsync holds the host until all
     // submitted work is done, so the GPU ran while this step was recorded and waits only for the
-    // submit (bench/README.md, "Readback").
+    // submit (bench/README.md, "H100: statistics mapped at the next submit").
     await rec.submit(
       gpu,
       bb.checked ? undefined : "SAE training step",
       () => this.#startReadbacks(),
     );
     bb.checked = true;
-    this.#unread.push({ step: t, start: readback.start });
+    this.#unread.push({ step: t, start: readback.start, cancel: readback.cancel });
     this.#step = t;
     this.#pendingTokens += B;
     const stats = readback.bytes.then((raw) => {
@@ -861,11 +861,12 @@ export class GpuEngine implements SaeEngine {
   /**
    * Record a copy of the step's scalars, fire/active counts, dead counters and dead mask into a
    * fresh staging buffer. `start` maps it (once, after the submit); `bytes` then resolves.
+   * `cancel` instead frees it and rejects `bytes`.
    */
   #statsCopy(
     rec: Recording,
     bb: BatchBuffers,
-  ): { start: () => void; bytes: Promise<ArrayBuffer> } {
+  ): { start: () => void; cancel: () => void; bytes: Promise<ArrayBuffer> } {
     const gpu = this.#gpu;
     const n = this.#n;
     const S = scalLength(this.#L, this.#groups.length);
@@ -891,7 +892,12 @@ export class GpuEngine implements SaeEngine {
       }
     });
     let start!: () => void;
+    let cancel!: () => void;
     const bytes = new Promise<ArrayBuffer>((resolve, reject) => {
+      cancel = () => {
+        staging.destroy();
+        reject(new ArborError("GpuEngine was destroyed before this step's statistics were read"));
+      };
       start = () => {
         // mapAsync is called here, synchronously: Deno waits for the GPU inside this call.
         staging.mapAsync(GPUMapMode.READ).then(() => {
@@ -902,7 +908,7 @@ export class GpuEngine implements SaeEngine {
         }).catch(reject).finally(() => staging.destroy());
       };
     });
-    return { start, bytes };
+    return { start, cancel, bytes };
   }
 
   /** The statistics of step `step` (B rows) from the bytes `#statsCopy` read back. */
@@ -1000,8 +1006,9 @@ export class GpuEngine implements SaeEngine {
 
   /** Free every GPU buffer of the engine. */
   destroy(): void {
-    // Submitted steps' statistics still arrive: their copies are already in the queue.
-    this.#startReadbacks();
+    // Statistics nobody asked for are dropped, not mapped: no map may be pending past destroy.
+    for (const u of this.#unread) u.cancel();
+    this.#unread = [];
     this.#destroyBatch();
     const p = this.#p;
     for (const t of [p.enc, p.dec, p.bias]) for (const b of Object.values(t)) b.destroy();

@@ -519,6 +519,19 @@ Deno.test("GpuEngine enqueueStep: a step's readback starts only with the next su
   }
 });
 
+Deno.test("GpuEngine.destroy drops statistics nobody read instead of mapping them", async () => {
+  const gpu = await testGpu();
+  const config = makeConfig(CONFIGS[0][1]);
+  const eng = await GpuEngine.create(config, stateWithDead(config), { gpu });
+  const x = batch(41, D, 9);
+  const first = await eng.enqueueStep(x, 41);
+  const second = await eng.enqueueStep(x, 41);
+  assert.equal((await first.stats()).step, 1);
+  eng.destroy();
+  await assert.rejects(second.stats(), /destroyed before this step's statistics were read/);
+  assert.ok(second.ready);
+});
+
 Deno.test("GpuEngine enqueueStep refuses a second call before the first has been submitted", async () => {
   const gpu = await testGpu();
   const config = makeConfig(CONFIGS[0][1]);
