@@ -1,7 +1,7 @@
 /**
  * Bind groups reused across submits: a training step binds the same buffers to the same pipelines
  * every time (its uniforms shared by content, see `shared_uniforms.ts`), and `createBindGroup`
- * cost the host about 16 µs per dispatch (lavapipe, bench/README.md "Host time per step").
+ * cost the host about 16 µs per dispatch (lavapipe, bench/README.md "H100: statistics mapped at the next submit").
  * Keyed by the pipeline and the identity of each bound resource; a resource destroyed since simply
  * never matches again.
  */

@@ -1,7 +1,7 @@
 /**
  * Uniform buffers shared by content: a training step builds the same ~30 small uniform blocks
  * (sizes, strides) every time, and creating and filling a buffer for each cost the host about 10 µs
- * apiece (lavapipe, bench/README.md "Host time per step"). Equal contents get the same buffer, which
+ * apiece (lavapipe, bench/README.md "H100: statistics mapped at the next submit"). Equal contents get the same buffer, which
  * also lets `bindGroupFor` reuse the bind groups that name it. Shared buffers are never written
  * again and never destroyed by their users (`releaseUniforms` skips them).
  */

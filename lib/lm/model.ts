@@ -20,7 +20,6 @@
 import type { Gpu } from "../gpu/device.ts";
 import { createStorage, readF32, uploadStorage, writeBuffer } from "../gpu/buffer.ts";
 import { type Dispatch, encodeDispatches, getPipeline, withErrorScope } from "../gpu/kernel.ts";
-import { isSharedUniform } from "../gpu/shared_uniforms.ts";
 import { ArborError, DataError } from "../errors.ts";
 import type { Gpt2Config } from "./config.ts";
 import type { Gpt2Weights } from "./weights.ts";
@@ -226,7 +225,10 @@ export class Gpt2Model {
     return this.#ws;
   }
 
-  /** Dispatches of out[M, N] = a[M, K]·wtᵀ (+ bias); GEMM uniforms go to `scratch`. */
+  /**
+   * Dispatches of out[M, N] = a[M, K]·wtᵀ (+ bias); the bias uniforms go to `scratch` (the GEMM
+   * op's are shared by content and never destroyed).
+   */
   #linear(
     scratch: Scratch,
     b: { a: GPUBuffer; wt: GPUBuffer; bias?: GPUBuffer; out: GPUBuffer },
@@ -238,14 +240,6 @@ export class Gpt2Model {
       rows: s.M,
       rowOffset: 0,
     });
-    // The GEMM op's uniforms are shared by content (never destroyed); only others are scratch.
-    for (const d of gemm) {
-      for (const buf of d.buffers) {
-        if (
-          buf instanceof GPUBuffer && buf.usage & GPUBufferUsage.UNIFORM && !isSharedUniform(buf)
-        ) scratch.push(buf);
-      }
-    }
     if (!b.bias) return gemm;
     return [
       ...gemm,

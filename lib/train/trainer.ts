@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { ArborError, DataError } from "../errors.ts";
-import type { SaeEngine, StepStats } from "../sae/engine.ts";
+import type { SaeEngine, StepStats, StepTicket } from "../sae/engine.ts";
 import type { BatchSource, SourceBatch } from "./batch_source.ts";
 import { type CheckpointInfo, saveCheckpoint, type TrainerProgress } from "./checkpoint.ts";
 
@@ -158,7 +158,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       if (!next) break;
       queue.push(next);
       // Handle the steps whose statistics are in; wait for one only past `ahead` queued.
-      while (queue.length && (queue.length > ahead || queue[0].ready())) {
+      while (queue.length && (queue.length > ahead || queue[0].ticket.ready)) {
         await run.complete(queue.shift()!);
       }
     }
@@ -166,7 +166,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     return await run.finish();
   } finally {
     // On an error, let submitted steps finish before the caller frees the engine.
-    for (const p of queue) await p.stats().catch(() => {});
+    for (const p of queue) await p.ticket.stats().catch(() => {});
     run.close();
   }
 }
@@ -185,10 +185,7 @@ interface Pending {
   batch: SourceBatch;
   /** The engine's step count once this step is done. */
   step: number;
-  /** The step's statistics (starts their readback if the engine has not yet). */
-  stats: () => Promise<StepStats>;
-  /** Whether `stats()` would settle without waiting. */
-  ready: () => boolean;
+  ticket: StepTicket;
 }
 
 /** State of one `train` call; each method is one named phase of the loop. */
@@ -261,20 +258,15 @@ class Run {
     if (!batch) return null;
     checkFinite(batch, this.#o.source.name, p.tokensSeen + this.#queuedTokens);
     const engine = this.#o.engine;
-    let stats: () => Promise<StepStats>;
-    let ready: () => boolean;
-    if (engine.enqueueStep) {
-      const ticket = await engine.enqueueStep(batch.x, batch.rows);
-      stats = () => ticket.stats();
-      ready = () => ticket.ready;
-    } else {
+    let ticket: StepTicket;
+    if (engine.enqueueStep) ticket = await engine.enqueueStep(batch.x, batch.rows);
+    else {
       const done = Promise.resolve(await engine.step(batch.x, batch.rows));
-      stats = () => done;
-      ready = () => true;
+      ticket = { stats: () => done, ready: true };
     }
     this.#queuedSteps++;
     this.#queuedTokens += batch.rows;
-    return { batch, step: this.#step + this.#queuedSteps, stats, ready };
+    return { batch, step: this.#step + this.#queuedSteps, ticket };
   }
 
   /** Whether the step after `pending` may be submitted before `pending` is handled. */
@@ -298,7 +290,7 @@ class Run {
   /** Wait for a submitted step's statistics and count it into the progress. */
   async #takeStats(pending: Pending): Promise<StepStats> {
     const { batch } = pending;
-    const stats = await pending.stats();
+    const stats = await pending.ticket.stats();
     this.#queuedSteps--;
     this.#queuedTokens -= batch.rows;
     if (!Number.isFinite(stats.loss)) {
