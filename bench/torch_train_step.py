@@ -105,6 +105,7 @@ def main() -> None:
     ap.add_argument("--aux-k", type=int, default=256)
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    ap.add_argument("--dead-every", type=int, default=2, help="mark every N-th feature dead (2 = half)")
     a = ap.parse_args()
     device = torch.device(a.device)
     torch.backends.cuda.matmul.allow_tf32 = a.tf32
@@ -120,7 +121,7 @@ def main() -> None:
         fused = {"fused": True} if device.type == "cuda" else {}
         opt = torch.optim.Adam(sae.parameters(), lr=LR, eps=ADAM_EPS, **fused)
         dead = torch.zeros(n, dtype=torch.bool, device=device)
-        dead[::2] = True  # half the features dead, as in the Deno bench
+        dead[:: a.dead_every] = True  # half the features dead by default, as in the Deno bench
         since = torch.zeros(n, dtype=torch.long, device=device)
         batches = [make_batch(B, 2 + s, device) for s in range(a.steps + 1)]
         train_step(sae, opt, batches[0], dead, since, a.aux_k)  # warm-up, not timed

@@ -3,12 +3,13 @@
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
  *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3] [--aux-k 256]
- *                                   [--profile] [--back-to-back [--ahead 4]]
+ *                                   [--dead-every 2] [--profile] [--back-to-back [--ahead 4]]
  *
  * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144
  * (`--aux-k 0` times the step without AuxK).
- * Half the features are marked dead (tokensSinceFired ≥ deadTokens) before every timed step,
- * so the AuxK path does its full work (256 aux slots per token). The first step compiles the pipelines and sets b_dec
+ * Half the features (every `--dead-every`-th one: 20 = 5 %, closer to a real run) are marked
+ * dead (tokensSinceFired ≥ deadTokens) before every timed step, so the AuxK path does its full
+ * work (256 aux slots per token while at least 256 are dead). The first step compiles the pipelines and sets b_dec
  * (host geometric median); it is not timed. The GEMM figure times the encoder GEMM over the
  * whole batch (same variant and row chunks as the engine, texture copies included) with GPU
  * timestamps when available:
@@ -63,12 +64,17 @@ const { values } = parseArgs({
     profile: { type: "boolean", default: false },
     "back-to-back": { type: "boolean", default: false },
     ahead: { type: "string", default: String(DEFAULT_STEPS_AHEAD) },
+    "dead-every": { type: "string", default: "2" },
   },
 });
 const widths = values.n.split(",").map(Number);
 const B = Number(values.batch);
 const steps = Number(values.steps);
 const auxK = Number(values["aux-k"]);
+const deadEvery = Number(values["dead-every"]);
+if (!Number.isInteger(deadEvery) || deadEvery < 1) {
+  throw new Error(`--dead-every must be a positive integer, got "${values["dead-every"]}"`);
+}
 
 const gpu = await getGpu({ quiet: true });
 console.log(`adapter: ${gpu.description}`);
@@ -130,13 +136,13 @@ const mode = values["back-to-back"] ? `, back to back, ${ahead} ahead` : "";
 for (const n of widths) {
   const config = makeConfig({ arch: "topk", dIn: D, layers: [n], k: K, auxK, seed: 1 });
   const state = initState(config);
-  for (let f = 0; f < n; f += 2) state.tokensSinceFired[f] = config.deadTokens;
+  for (let f = 0; f < n; f += deadEvery) state.tokensSinceFired[f] = config.deadTokens;
   // Back to back, the dead half stays dead: with its encoder rows scaled by DEAD_ROW_SCALE its
   // pre-activations stay far below the live features' top 32, so it never fires, while AuxK still
   // finds 256 positive values per row and does all its work. (Rows of 0 gave pre = 0 and AuxK
   // values of 0, which the decode and the backward skip: AuxK then cost its selection only.)
   if (values["back-to-back"] && auxK > 0) {
-    for (let f = 0; f < n; f += 2) {
+    for (let f = 0; f < n; f += deadEvery) {
       for (let j = f * D; j < (f + 1) * D; j++) state.encW[j] *= DEAD_ROW_SCALE;
     }
   }
@@ -212,7 +218,7 @@ for (const n of widths) {
   const auxBlocks = engine.auxDecodeBlocks[0];
   engine.destroy();
   console.log(
-    `d=${D} n=${n} k=${K} B=${B} auxK=${auxK}${mode} (${n / 2} dead${
+    `d=${D} n=${n} k=${K} B=${B} auxK=${auxK}${mode} (${Math.ceil(n / deadEvery)} dead${
       values["back-to-back"] ? ` at first, ${(dead * 100).toFixed(1)} % after the last step` : ""
     }, aux term ${aux.toFixed(3)}): ` +
       `step ${(sec * 1000).toFixed(0)} ms = ${(B / sec).toFixed(0)} tokens/s ` +
