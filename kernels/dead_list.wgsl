@@ -1,12 +1,15 @@
 // dead_list: compact a per-feature dead mask into the ascending list of dead features, so AuxK's
-// selection (topk.wgsl select_aux) visits only them.
+// selection (topk.wgsl select_aux) visits only them, and give every feature its dead rank, so
+// AuxK's blocked decode (slot_blocks.wgsl) can group slots by position among the dead features.
 //
-// Bindings: 0 dead  array<u32>  [n]      non-zero = dead
-//           1 list  array<u32>  [1 + n]  out: [count, dead feature indices ascending]
-//           2 u     Params               n
+// Bindings: 0 dead  array<u32>  [n]       non-zero = dead
+//           1 list  array<u32>  [1 + 2n]  out: [count, dead feature indices ascending (n slots,
+//                                         the first count used), rank of each feature (n)], where
+//                                         rank[i] = number of dead features below i
+//           2 u     Params                n
 // One workgroup: each invocation counts the dead features of its contiguous chunk, a serial
 // exclusive scan over the WG counts gives each chunk its first output position, then each
-// invocation writes its chunk's dead indices in order. Grid: 1.
+// invocation writes its chunk's dead indices in order and every feature's rank. Grid: 1.
 
 override WG: u32 = 256;
 
@@ -42,6 +45,7 @@ fn dead_list(@builtin(local_invocation_id) l: vec3u) {
   workgroupBarrier();
   var p = 1u + counts[t];
   for (var i = c0; i < c1; i++) {
+    list[1u + u.n + i] = p - 1u;
     if (dead[i] != 0u) {
       list[p] = i;
       p++;

@@ -13,8 +13,9 @@
 //           9 preT    texture_2d<f32> [n/4, rows] rgba32float  the same pre, read instead of binding 0
 //                                              when PRE_TEX = 1 (n % 4 = 0); any texture otherwise
 //   select_aux only:
-//           6 extra   array<u32>    [1 + n]    dead-feature list from kernels/dead_list.wgsl: [count,
-//                                              dead feature indices ascending] (select_batch: batch info)
+//           6 extra   array<u32>    [1 + 2n]   dead-feature list from kernels/dead_list.wgsl: [count,
+//                                              dead feature indices ascending, ranks] (select_batch:
+//                                              batch info)
 //           7 auxIdx  array<u32>    [B, KA]    AuxK slots (KA = u.kAux), 0xFFFFFFFF = unused
 //           8 auxVal  array<f32>    [B, KA]
 //

@@ -56,6 +56,7 @@ import {
 import {
   createLayerTable,
   createPreTexture,
+  deadListBuffer,
   encodePreTextureCopy,
   preChunkBytes,
   type PreTexture,
@@ -589,13 +590,15 @@ export class GpuEngine implements SaeEngine {
       const { idx, val, ehat, starts } = bb.aux[a];
       const blocks = this.#auxBlocks[a];
       if (blocks && starts && bb.auxRegroup && this.#decTex) {
-        // Regroup every row's AuxK slots by feature block (in place, through the scratch), then
-        // decode block by block: each block's decoder rows stay in the CPU caches.
+        // Regroup every row's AuxK slots by block of dead features (in place, through the
+        // scratch), then decode block by block: each block's decoder rows stay in the CPU caches.
         const K = kAux[a];
         const g = bb.auxRegroup;
-        out.push(...groupSlotsOp(gpu, { idx, val, idxOut: g.idx, valOut: g.val, starts }, {
+        const list = deadListBuffer(gpu, bb.dead, this.#n); // ranks from this step's selection
+        out.push(...groupSlotsOp(gpu, { idx, val, idxOut: g.idx, valOut: g.val, starts, list }, {
           B,
           K,
+          n: this.#n,
           blocks,
         }));
         out.command((enc) => {

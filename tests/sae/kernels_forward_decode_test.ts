@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { assertClose, randn, rng, testGpu } from "../_util.ts";
-import { decodeLevelsTwin, groupSlotsTwin, NO_SLOT, sumSqTwin } from "./kernels_forward_twins.ts";
+import {
+  deadListTwin,
+  decodeLevelsTwin,
+  groupSlotsTwin,
+  NO_SLOT,
+  sumSqTwin,
+} from "./kernels_forward_twins.ts";
+import { deadListOp } from "../../lib/sae/ops/topk.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import {
@@ -79,43 +86,70 @@ Deno.test("texture decode matches the TS twin (tree levels, AuxK, decW over two 
   }
 });
 
-Deno.test("group_slots regroups rows by feature block exactly like the TS twin", async () => {
+Deno.test("dead_list and group_slots: ranks and regrouping by block of dead features match the TS twins", async () => {
   const gpu = await testGpu();
   const wgsl = await Deno.readTextFile(new URL("../../kernels/slot_blocks.wgsl", import.meta.url));
   assert.ok(
     wgsl.includes(`const MAX_BLOCKS: u32 = ${MAX_SLOT_BLOCKS}u;`),
     "MAX_BLOCKS in WGSL and TS",
   );
-  // (B, K, features [base, base + count), block bytes at d = 64): odd sizes, one block, a partial
-  // last block, a nonzero base (a tree layer), and more rows than one workgroup.
+  // (B, K, group [base, base + count) of n features, dead fraction, block bytes at d = 64): odd
+  // sizes, one block, a partial last block, a nonzero base (a tree layer) with dead features
+  // below it, few dead (slots only in the first blocks), and more rows than one workgroup.
   const cases = [
-    { B: 5, K: 7, base: 0, count: 53, bytes: 8 * 256 },
-    { B: 70, K: 33, base: 20, count: 100, bytes: 16 * 256 },
-    { B: 3, K: 12, base: 0, count: 30, bytes: 64 * 256 },
-    { B: 9, K: 256, base: 7, count: 4100, bytes: 1 * 256 },
+    { B: 5, K: 7, base: 0, count: 53, n: 53, dead: 0.5, bytes: 8 * 256 },
+    { B: 70, K: 33, base: 20, count: 100, n: 131, dead: 0.7, bytes: 16 * 256 },
+    { B: 3, K: 12, base: 0, count: 30, n: 30, dead: 1, bytes: 64 * 256 },
+    { B: 9, K: 256, base: 7, count: 4100, n: 4111, dead: 0.9, bytes: 1 * 256 },
+    { B: 8, K: 20, base: 0, count: 1000, n: 1000, dead: 0.05, bytes: 16 * 256 },
   ];
-  for (const { B, K, base, count, bytes } of cases) {
+  for (const { B, K, base, count, n, dead, bytes } of cases) {
     const blocks = slotBlocks(count, 64, base, bytes);
     assert.ok(
       blocks.nb <= MAX_SLOT_BLOCKS && blocks.nb * 2 ** blocks.shift >= count,
-      "blocks cover the features",
+      "blocks cover the group",
     );
-    const { idx, val } = randomCodes(B, K, count, B + K + count);
-    for (let i = 0; i < idx.length; i++) if (idx[i] !== NO_SLOT) idx[i] += base;
+    const r = rng(B + K + count);
+    const mask = new Uint32Array(n).map(() => (r() < dead ? 1 : 0));
+    const wantList = deadListTwin(mask);
+    const inGroup = [...wantList.subarray(1, 1 + wantList[0])].filter((f) =>
+      f >= base && f < base + count
+    );
+    assert.ok(inGroup.length > 0, "the group has dead features");
+    // AuxK slots hold dead features of the group only.
+    const { idx, val } = randomCodes(B, K, inGroup.length, B + K + count);
+    for (let i = 0; i < idx.length; i++) if (idx[i] !== NO_SLOT) idx[i] = inGroup[idx[i]];
+    const deadBuf = uploadStorage(gpu, mask, "dead");
+    const list = createStorage(gpu, (1 + 2 * n) * 4, "dead list");
+    await runOps(gpu, deadListOp(gpu, deadBuf, list, n), "dead list");
+    const label = `B=${B} K=${K} n=${n} nb=${blocks.nb}`;
+    const gotList = await readU32(gpu, list);
+    assert.deepEqual(gotList.subarray(0, 1 + gotList[0]), wantList.subarray(0, 1 + wantList[0]));
+    assert.deepEqual(gotList.subarray(1 + n), wantList.subarray(1 + n), `${label}: ranks`);
     const bufs = {
       idx: uploadStorage(gpu, idx, "idx"),
       val: uploadStorage(gpu, val, "val"),
       idxOut: createStorage(gpu, B * K * 4, "idx out"),
       valOut: createStorage(gpu, B * K * 4, "val out"),
       starts: createStorage(gpu, B * (blocks.nb + 1) * 4, "starts"),
+      list,
     };
-    await runOps(gpu, groupSlotsOp(gpu, bufs, { B, K, blocks }), "group slots");
-    const want = groupSlotsTwin(idx, val, B, K, base, blocks.shift, blocks.nb);
-    const label = `B=${B} K=${K} nb=${blocks.nb}`;
+    await runOps(gpu, groupSlotsOp(gpu, bufs, { B, K, n, blocks }), "group slots");
+    const rank = wantList.subarray(1 + n);
+    const want = groupSlotsTwin(idx, val, B, K, rank, base, blocks.shift, blocks.nb);
     assert.deepEqual(await readU32(gpu, bufs.idxOut), want.idx, `${label}: idx`);
     assert.deepEqual(await readF32(gpu, bufs.valOut), want.val, `${label}: val`);
-    assert.deepEqual(await readU32(gpu, bufs.starts), want.starts, `${label}: starts`);
-    for (const b of Object.values(bufs)) b.destroy();
+    const starts = await readU32(gpu, bufs.starts);
+    assert.deepEqual(starts, want.starts, `${label}: starts`);
+    // Blocks past the group's dead features hold no slots (their decode dispatches skip).
+    const used = Math.ceil(inGroup.length / 2 ** blocks.shift);
+    for (let b = 0; b < B; b++) {
+      for (let j = used; j < blocks.nb; j++) {
+        const o = b * (blocks.nb + 1) + j;
+        assert.equal(starts[o + 1] - starts[o], 0, `${label}: row ${b} block ${j} is empty`);
+      }
+    }
+    for (const b of [...Object.values(bufs), deadBuf]) b.destroy();
   }
 });
 
@@ -131,7 +165,9 @@ Deno.test("blocked texture decode of regrouped rows matches the TS twin (AuxK, t
     const { idx, val } = randomCodes(B, K, n - base, B + K + d);
     for (let i = 0; i < idx.length; i++) if (idx[i] !== NO_SLOT) idx[i] += base;
     for (let b = 0; b < B; b += 2) idx[b * K] = n - 1; // the last block (second layer when n > 4096)
-    const grouped = groupSlotsTwin(idx, val, B, K, base, blocks.shift, blocks.nb);
+    // Every feature dead: rank = feature index.
+    const rank = new Uint32Array(n).map((_, f) => f);
+    const grouped = groupSlotsTwin(idx, val, B, K, rank, base, blocks.shift, blocks.nb);
     const decW = randn(n * d, n + d), bDec = randn(d, 2 * d);
     const decBuf = uploadStorage(gpu, decW, "decW");
     const decT = createMatrixTexture(gpu, n, d, "decW texture");

@@ -202,14 +202,16 @@ export function sumSqTwin(
 }
 
 /**
- * Each row's K slots regrouped by feature block (block = (f − base) >> shift, capped at nb − 1;
- * unused slots last), slot order kept inside a block; starts[b, j] = block j's first position.
+ * Each row's K slots regrouped by block of dead rank (block = (rank[f] − rank[base]) >> shift,
+ * capped at nb − 1; unused slots last), slot order kept inside a block; starts[b, j] = block j's
+ * first position.
  */
 export function groupSlotsTwin(
   idx: Uint32Array,
   val: Float32Array,
   B: number,
   K: number,
+  rank: Uint32Array,
   base: number,
   shift: number,
   nb: number,
@@ -217,7 +219,7 @@ export function groupSlotsTwin(
   const outIdx = new Uint32Array(B * K), outVal = new Float32Array(B * K);
   const starts = new Uint32Array(B * (nb + 1));
   const blockOf = (f: number) =>
-    f === NO_SLOT ? nb : Math.min(Math.floor((f - base) / 2 ** shift), nb - 1);
+    f === NO_SLOT ? nb : Math.min(Math.floor((rank[f] - rank[base]) / 2 ** shift), nb - 1);
   for (let b = 0; b < B; b++) {
     let p = 0;
     for (let j = 0; j <= nb; j++) {
@@ -231,4 +233,17 @@ export function groupSlotsTwin(
     }
   }
   return { idx: outIdx, val: outVal, starts };
+}
+
+/** Twin of kernels/dead_list.wgsl: [count, dead features ascending (n slots, rest 0), ranks]. */
+export function deadListTwin(dead: Uint32Array): Uint32Array {
+  const n = dead.length;
+  const out = new Uint32Array(1 + 2 * n);
+  let c = 0;
+  for (let i = 0; i < n; i++) {
+    out[1 + n + i] = c;
+    if (dead[i] !== 0) out[1 + c++] = i;
+  }
+  out[0] = c;
+  return out;
 }

@@ -1,10 +1,11 @@
 /**
- * Regrouping of code slots by feature block (kernels/slot_blocks.wgsl), for decodes that run one
- * block of decoder rows at a time (`blockedTextureDecodeOp`). On llvmpipe a sparse decode is
- * bound by its gathers missing the CPU caches: AuxK's 256 slots per row over 3 072 dead features
+ * Regrouping of AuxK slots by block of dead features (kernels/slot_blocks.wgsl), for decodes that
+ * run one block of decoder rows at a time (`blockedTextureDecodeOp`). On llvmpipe a sparse decode
+ * is bound by its gathers missing the CPU caches: AuxK's 256 slots per row over 3 072 dead features
  * (9 MB of decoder rows) took ~3× as long as the same slots over 256 features. With every row's
  * slots grouped by block and the decode dispatched block by block, the rows being read at any time
- * span one block only.
+ * span one block only. Blocks count dead features (by dead rank), so however few are dead, only
+ * as many blocks as their rows need carry slots; the rest skip.
  *
  * Shapes: idx/val [B, K] → idxOut/valOut [B, K] (regrouped), starts [B, nb + 1] u32.
  */
@@ -25,7 +26,10 @@ export const MAX_SLOT_BLOCKS = 256;
 export const SLOT_BLOCK_BYTES = 3 * 2 ** 20;
 const KERNEL: Kernel = { file: "slot_blocks.wgsl", entry: "group_slots", constants: { WG } };
 
-/** Feature blocks over [base, base + count): block j = features base + [j·2^shift, (j+1)·2^shift). */
+/**
+ * Blocks of the dead features among [base, base + count): block j holds those of dead rank
+ * [j·2^shift, (j+1)·2^shift) counted from base (the last block takes any beyond).
+ */
 export interface SlotBlocks {
   base: number;
   shift: number;
@@ -33,7 +37,7 @@ export interface SlotBlocks {
   nb: number;
 }
 
-/** Blocks of ~`blockBytes` of decoder rows (d wide) over `count` features starting at `base`. */
+/** Blocks of ~`blockBytes` of decoder rows (d wide) for up to `count` dead features from `base`. */
 export function slotBlocks(
   count: number,
   d: number,
@@ -56,15 +60,17 @@ export interface GroupSlotsBuffers {
   valOut: GPUBuffer;
   /** [B, nb + 1] u32. */
   starts: GPUBuffer;
+  /** [1 + 2n] u32 dead list with ranks (`deadListBuffer`, filled by `selectAuxOp`). */
+  list: GPUBuffer;
 }
 
-/** Dispatch regrouping every row's K slots by feature block, stably (see the WGSL header). */
+/** Dispatch regrouping every row's K slots by block of dead features, stably (see the WGSL header). */
 export function groupSlotsOp(
   gpu: Gpu,
   buffers: GroupSlotsBuffers,
-  sizes: { B: number; K: number; blocks: SlotBlocks },
+  sizes: { B: number; K: number; n: number; blocks: SlotBlocks },
 ): Dispatch[] {
-  const { B, K, blocks } = sizes;
+  const { B, K, n, blocks } = sizes;
   if (blocks.nb < 1 || blocks.nb > MAX_SLOT_BLOCKS) {
     throw new ArborError(
       `slot blocks: ${blocks.nb} blocks; the kernel takes 1 to ${MAX_SLOT_BLOCKS}`,
@@ -77,14 +83,19 @@ export function groupSlotsOp(
     base: blocks.base,
     shift: blocks.shift,
     nb: blocks.nb,
-    pad0: 0,
+    n,
     pad1: 0,
     pad2: 0,
   });
-  const { idx, val, idxOut, valOut, starts } = buffers;
+  const { idx, val, idxOut, valOut, starts, list } = buffers;
+  if (list.size < (1 + 2 * n) * 4) {
+    throw new ArborError(
+      `slot blocks: the dead list holds ${list.size} bytes; n = ${n} needs ${(1 + 2 * n) * 4}`,
+    );
+  }
   return [{
     kernel: KERNEL,
-    buffers: [idx, val, idxOut, valOut, starts, u],
+    buffers: [idx, val, idxOut, valOut, starts, u, list],
     workgroups: [Math.ceil(B / WG), 1],
   }];
 }

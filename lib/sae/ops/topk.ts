@@ -331,10 +331,9 @@ export function selectAuxOp(
   const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
   if (!parents) throw new ArborError("tree AuxK: the gated layout needs a parents buffer");
   const list = deadListBuffer(gpu, buffers.dead, sizes.n);
-  const ul = sharedUniforms(gpu, { n: sizes.n, pad0: 0, pad1: 0, pad2: 0 });
   return [
     // Recomputed per call (one workgroup, n reads): the list must follow the dead mask.
-    { kernel: DEAD_LIST, buffers: [buffers.dead, list, ul], workgroups: [1] },
+    ...deadListOp(gpu, buffers.dead, list, sizes.n),
     {
       kernel: selectKernelFor("select_aux", layout, !!buffers.preTex),
       buffers: [
@@ -355,13 +354,26 @@ export function selectAuxOp(
 }
 
 const DEAD_LIST: Kernel = { file: "dead_list.wgsl", entry: "dead_list", constants: { WG: 256 } };
+
+/** Dispatch compacting the dead mask [n] into `list` [1 + 2n]: count, dead features, ranks. */
+export function deadListOp(gpu: Gpu, dead: GPUBuffer, list: GPUBuffer, n: number): Dispatch[] {
+  if (list.size < (1 + 2 * n) * 4) {
+    throw new ArborError(`dead list: ${list.size} bytes; n = ${n} needs ${(1 + 2 * n) * 4}`);
+  }
+  const u = sharedUniforms(gpu, { n, pad0: 0, pad1: 0, pad2: 0 });
+  return [{ kernel: DEAD_LIST, buffers: [dead, list, u], workgroups: [1] }];
+}
 const deadLists = new WeakMap<GPUBuffer, GPUBuffer>();
 
-/** The [1 + n] u32 dead-list scratch belonging to a dead-mask buffer (allocated once). */
-function deadListBuffer(gpu: Gpu, dead: GPUBuffer, n: number): GPUBuffer {
+/**
+ * The [1 + 2n] u32 dead-list scratch belonging to a dead-mask buffer (allocated once): after a
+ * `selectAuxOp` it holds [count, dead features ascending, rank of every feature] (dead_list.wgsl);
+ * `groupSlotsOp` reads the ranks.
+ */
+export function deadListBuffer(gpu: Gpu, dead: GPUBuffer, n: number): GPUBuffer {
   let list = deadLists.get(dead);
-  if (!list || list.size < (1 + n) * 4) {
-    list = createStorage(gpu, (1 + n) * 4, `${dead.label} list`);
+  if (!list || list.size < (1 + 2 * n) * 4) {
+    list = createStorage(gpu, (1 + 2 * n) * 4, `${dead.label} list`);
     deadLists.set(dead, list);
   }
   return list;
