@@ -23,7 +23,7 @@
 
 override WG: u32 = 64;
 
-// Most feature blocks a row may be split into (the host sizes blocks to stay within it).
+// Most blocks a row may be split into (the host sizes blocks to stay within it).
 const MAX_BLOCKS: u32 = 256u;
 const NO_SLOT: u32 = 0xffffffffu;
 

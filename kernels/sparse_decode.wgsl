@@ -21,8 +21,9 @@
 //  * decode_levels4 (d % 4 == 0): the same on vec4 columns 4j..4j+3, the row's slots and levels
 //    staged in workgroup memory SLOT_TILE at a time. Grid: (ceil(d / (4·WG)), B).
 //  * decode_slots16 / decode_slots16_tex / decode_slots16_tex4: see below (mode 0, the fast paths).
-//  * decode_blocks16_tex: one feature block of a single-level decode whose rows were regrouped by
-//    kernels/slot_blocks.wgsl (binding 4 = its starts [B, nBlocks + 1], in place of bounds); see below.
+//  * decode_blocks16_tex: one block (of dead features) of a single-level decode whose rows were
+//    regrouped by kernels/slot_blocks.wgsl (binding 4 = its starts [B, nBlocks + 1], in place of
+//    bounds); see below.
 // Fixed summation order everywhere: deterministic.
 
 override WG: u32 = 64;
@@ -48,7 +49,7 @@ struct Params { B: u32, d: u32, K: u32, L: u32, mode: u32, withBias: u32, block:
 @group(0) @binding(5) var<storage, read_write> out4: array<vec4f>;
 // decode_slots16_tex: decW mirrored into an rgba32float array texture (lib/sae/ops/matrix_texture.ts).
 @group(0) @binding(2) var decT: texture_2d_array<f32>;
-// decode_blocks16_tex: where each feature block starts in each regrouped row (it reads no bounds).
+// decode_blocks16_tex: where each block starts in each regrouped row (it reads no bounds).
 @group(0) @binding(4) var<storage, read> starts: array<u32>;
 // Matrix rows per texture layer; must equal TEX_ROWS in lib/sae/ops/matrix_texture.ts (tested).
 const TEX_ROWS: u32 = 4096u;
@@ -251,13 +252,13 @@ fn decode_slots16_tex4(@builtin(global_invocation_id) g: vec3u) {
   }
 }
 
-// decode_blocks16_tex: block u.block of a single-level texture decode over rows regrouped by feature
-// block (kernels/slot_blocks.wgsl). Dispatched once per block in block order: block 0 starts the
-// running sums (bias or 0), each later block resumes them from out and adds its slots, so after the
-// last block out holds exactly what decode_slots16_tex gives for the regrouped rows (same sums in the
-// same order). Run this way, all rows read decoder rows of one block at a time: llvmpipe's gathers
-// then hit the CPU caches instead of missing across all of decW (AuxK over 3 072 dead features:
-// ~3× faster). Grid: (ceil(nl / WG), B).
+// decode_blocks16_tex: block u.block of a single-level texture decode over rows regrouped by block
+// of dead features (kernels/slot_blocks.wgsl). Dispatched once per block in block order: block 0
+// starts the running sums (bias or 0), each later block resumes them from out and adds its slots,
+// so after the last block out holds exactly what decode_slots16_tex gives for the regrouped rows
+// (same sums in the same order). Run this way, all rows read decoder rows of one block at a time:
+// llvmpipe's gathers then hit the CPU caches instead of missing across all of decW (AuxK over 3 072
+// dead features: ~3× faster). Grid: (ceil(nl / WG), B).
 @compute @workgroup_size(WG)
 fn decode_blocks16_tex(@builtin(global_invocation_id) g: vec3u) {
   let b = g.y;

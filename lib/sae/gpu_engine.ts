@@ -198,7 +198,7 @@ export class GpuEngine implements SaeEngine {
   lastProfile?: Map<string, number>;
   /** Software adapters (d % 64 = 0, no explicit GEMM variant): decW's texture mirror. */
   #decTex?: MatrixTexture;
-  /** Per AuxK group: the feature blocks of its blocked decode (with `#decTex`), if it has one. */
+  /** Per AuxK group: the dead-feature blocks of its blocked decode (with `#decTex`), if any. */
   #auxBlocks: (SlotBlocks | undefined)[] = [];
 
   /**
@@ -209,7 +209,7 @@ export class GpuEngine implements SaeEngine {
     return this.#batch?.preTex !== undefined;
   }
 
-  /** Per AuxK group: feature blocks of its blocked decode, 0 where it decodes all rows at once. */
+  /** Per AuxK group: blocks of its blocked decode, 0 where it decodes all rows at once. */
   get auxDecodeBlocks(): number[] {
     return this.#groups.map((_, a) => this.#auxBlocks[a]?.nb ?? 0);
   }
@@ -259,7 +259,7 @@ export class GpuEngine implements SaeEngine {
     if (!opts.gemmVariant && preferTextureGemm(gpu, d)) {
       // Texture paths (GEMM ~1.4×, decode ~3× the storage kernels on llvmpipe).
       this.#decTex = createMatrixTexture(gpu, n, d, "decW texture");
-      // AuxK's decode by feature block where a group spans more than one block.
+      // AuxK's decode by block of dead features where a group may span more than one block.
       this.#auxBlocks = this.#groups.map((g) => {
         const b = slotBlocks(g.end - g.start, d, g.start, opts.auxBlockBytes);
         return b.nb > 1 ? b : undefined;

@@ -198,7 +198,7 @@ export function textureDecodeOp(
 
 /**
  * Dispatches of the single-level texture decode of rows regrouped by `groupSlotsOp` (`starts` is
- * its [B, nb + 1] output): one per feature block, in block order, so that every row reads the
+ * its [B, nb + 1] output): one per block, in block order, so that every row reads the
  * decoder rows of one block at a time (cache-sized on software adapters). Same result as
  * `textureDecodeOp` over the regrouped rows; needs d % 64 == 0.
  */
