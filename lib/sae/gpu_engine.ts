@@ -605,13 +605,18 @@ export class GpuEngine implements SaeEngine {
           enc.copyBufferToBuffer(g.idx, 0, idx, 0, B * K * 4);
           enc.copyBufferToBuffer(g.val, 0, val, 0, B * K * 4);
         });
+        // Slots sit in blocks below ⌈dead / block⌉ only; a bound on the dead count is enough.
+        const upTo = Math.min(
+          blocks.nb,
+          Math.ceil(this.#deadBound(this.#groups[a]) / 2 ** blocks.shift),
+        );
         out.push(...blockedTextureDecodeOp(gpu, this.#decTex, {
           idx,
           val,
           bDec: p.bias.param,
           out: ehat,
           starts,
-        }, { B, d, K, withBias: false, blocks }));
+        }, { B, d, K, withBias: false, blocks, upTo: Math.max(1, upTo) }));
         continue;
       }
       this.#decode(out, { idx, val, levelBounds: this.#auxBounds(kAux[a]), out: ehat }, {
@@ -736,14 +741,18 @@ export class GpuEngine implements SaeEngine {
    * selection takes min(slots, candidates), so a bound gives the same codes as the exact count.
    */
   #auxKBound(): number[] {
+    return this.#groups.map((g) =>
+      g.alpha > 0 ? Math.min(this.config.auxK, this.#deadBound(g)) : 0
+    );
+  }
+
+  /** Upper bound on the dead features of a group this step (see `#auxKBound`). */
+  #deadBound(g: AuxGroup): number {
     const dt = this.config.deadTokens;
     const ahead = this.#pendingTokens;
-    return this.#groups.map((g) => {
-      if (!(g.alpha > 0)) return 0;
-      let c = 0;
-      for (let f = g.start; f < g.end; f++) if (this.#since[f] + ahead >= dt) c++;
-      return Math.min(this.config.auxK, c);
-    });
+    let c = 0;
+    for (let f = g.start; f < g.end; f++) if (this.#since[f] + ahead >= dt) c++;
+    return c;
   }
 
   /** Indices of the aux groups that can carry gradient (α > 0 and auxK > 0). */

@@ -183,6 +183,9 @@ Deno.test("blocked texture decode of regrouped rows matches the TS twin (AuxK, t
     gpu.device.queue.submit([encoder.finish()]);
     const dispatches = blockedTextureDecodeOp(gpu, decT, bufs, { B, d, K, withBias: bias, blocks });
     assert.equal(dispatches.length, blocks.nb, "one dispatch per block");
+    const sizes = { B, d, K, withBias: bias, blocks };
+    assert.equal(blockedTextureDecodeOp(gpu, decT, bufs, { ...sizes, upTo: 1 }).length, 1, "upTo");
+    assert.throws(() => blockedTextureDecodeOp(gpu, decT, bufs, { ...sizes, upTo: 0 }), /upTo = 0/);
     await runOps(gpu, dispatches, "blocked decode");
     // The regrouped rows decode to the original rows' sums, up to the order of the terms.
     const want = decodeLevelsTwin(idx, val, B, K, decW, bias ? bDec : null, d, "slot", [K]);

@@ -19,11 +19,12 @@ const WG = 64;
 /** Most blocks per row (MAX_BLOCKS in the WGSL). */
 export const MAX_SLOT_BLOCKS = 256;
 /**
- * Bytes of decoder rows one block spans (1 024 rows at d = 768). Measured on the 2-core dev VM (1
- * MiB L2 per core), AuxK at B = 4096 with every other feature dead, n = 24 576: 3 MiB blocks 0.7–0.9
- * s, 1.5 MiB 1.0–1.1 s (each block's dispatch also re-reads and re-writes ê), unblocked 1.7–1.9 s.
+ * Bytes of dead decoder rows one block spans (512 rows at d = 768). Measured on the 2-core dev VM (1
+ * MiB L2 per core) when blocks still counted features, AuxK at B = 4096 with every other feature
+ * dead, n = 24 576: blocks of 512 dead rows 0.7–0.9 s, 1 024 alike, 256 1.0–1.1 s (each block's
+ * dispatch also re-reads and re-writes ê), unblocked 1.7–1.9 s. 512 keeps those blocks at half dead.
  */
-export const SLOT_BLOCK_BYTES = 3 * 2 ** 20;
+export const SLOT_BLOCK_BYTES = 1.5 * 2 ** 20;
 const KERNEL: Kernel = { file: "slot_blocks.wgsl", entry: "group_slots", constants: { WG } };
 
 /**

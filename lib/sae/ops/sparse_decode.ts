@@ -200,15 +200,20 @@ export function textureDecodeOp(
  * Dispatches of the single-level texture decode of rows regrouped by `groupSlotsOp` (`starts` is
  * its [B, nb + 1] output): one per block, in block order, so that every row reads the
  * decoder rows of one block at a time (cache-sized on software adapters). Same result as
- * `textureDecodeOp` over the regrouped rows; needs d % 64 == 0.
+ * `textureDecodeOp` over the regrouped rows; needs d % 64 == 0. `upTo` (default all nb): dispatch
+ * blocks [0, upTo) only, for a caller that knows no row has slots in later blocks.
  */
 export function blockedTextureDecodeOp(
   gpu: Gpu,
   decT: MatrixTexture,
   buffers: Omit<SparseDecodeBuffers, "decW" | "levelBounds"> & { starts: GPUBuffer },
-  sizes: Omit<SparseDecodeSizes, "plan"> & { blocks: SlotBlocks },
+  sizes: Omit<SparseDecodeSizes, "plan"> & { blocks: SlotBlocks; upTo?: number },
 ): Dispatch[] {
   const { B, d, K, blocks } = sizes;
+  const upTo = sizes.upTo ?? blocks.nb;
+  if (!Number.isInteger(upTo) || upTo < 1 || upTo > blocks.nb) {
+    throw new ArborError(`sparse decode (blocked texture): upTo = ${upTo}; need 1..${blocks.nb}`);
+  }
   if (d !== decT.d) {
     throw new ArborError(
       `sparse decode (blocked texture): d = ${d} but the texture is ${decT.d} wide`,
@@ -216,7 +221,7 @@ export function blockedTextureDecodeOp(
   }
   if (B === 0) return [];
   const view = matrixTextureView(decT);
-  return Array.from({ length: blocks.nb }, (_, block) => ({
+  return Array.from({ length: upTo }, (_, block) => ({
     kernel: KERNEL_BLOCKS,
     buffers: [
       buffers.idx,
