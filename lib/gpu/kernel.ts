@@ -122,8 +122,13 @@ export interface Dispatch {
   kernel: Kernel;
   /** Resources bound to @group(0) @binding(0..n-1), in order: buffers, or texture views. */
   buffers: (GPUBuffer | GPUTextureView)[];
-  /** Number of workgroups in x, y, z. */
+  /** Number of workgroups in x, y, z (the most it may take when `indirect` is set). */
   workgroups: [number, number?, number?];
+  /**
+   * Take the workgroup counts from three u32 at `offset` of `buffer` (INDIRECT usage), written by
+   * an earlier dispatch: lets the GPU choose between paths (0 workgroups = skipped).
+   */
+  indirect?: { buffer: GPUBuffer; offset: number };
 }
 
 /**
@@ -164,7 +169,7 @@ export function encodeDispatches(
   let pass: GPUComputePassEncoder | undefined;
   dispatches.forEach((d, i) => {
     const [x, y = 1, z = 1] = d.workgroups;
-    if (x === 0 || y === 0 || z === 0) return;
+    if (!d.indirect && (x === 0 || y === 0 || z === 0)) return;
     const pipeline = compiled[i];
     const bindGroup = bindGroupFor(gpu, pipeline, d.buffers, () => kernelName(d.kernel));
     pass ??= encoder.beginComputePass({
@@ -172,7 +177,8 @@ export function encodeDispatches(
     });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(x, y, z);
+    if (d.indirect) pass.dispatchWorkgroupsIndirect(d.indirect.buffer, d.indirect.offset);
+    else pass.dispatchWorkgroups(x, y, z);
   });
   pass?.end();
 }

@@ -66,6 +66,7 @@ import {
   selectTopKOp,
 } from "./ops/topk.ts";
 import { groupSlotsOp, type SlotBlocks, slotBlocks } from "./ops/slot_blocks.ts";
+import { denseAuxSupported } from "./ops/aux_dense.ts";
 import {
   blockedTextureDecodeOp,
   createLevelBounds,
@@ -99,6 +100,8 @@ export interface GpuEngineOptions {
   profile?: boolean;
   /** Bytes of decoder rows per block of the blocked AuxK decode (default SLOT_BLOCK_BYTES; tests). */
   auxBlockBytes?: number;
+  /** Keep AuxK's gradient rows on the sparse path even where the dense one could run (tests, benches). */
+  sparseAuxOnly?: boolean;
 }
 
 /** Parameter, moment and gradient buffers (fixed for the engine's life). */
@@ -212,6 +215,24 @@ export class GpuEngine implements SaeEngine {
   /** Per AuxK group: blocks of its blocked decode, 0 where it decodes all rows at once. */
   get auxDecodeBlocks(): number[] {
     return this.#groups.map((_, a) => this.#auxBlocks[a]?.nb ?? 0);
+  }
+
+  /**
+   * Per AuxK group with a gradient: how the last step summed its AuxK gradient rows — "dense"
+   * (texture GEMMs, few dead), "sparse" (entry by entry) — as the GPU chose; waits for the GPU.
+   */
+  async auxGradientPaths(): Promise<("dense" | "sparse")[]> {
+    await this.#drain();
+    const bb = this.#batch;
+    if (!bb) return [];
+    return await Promise.all(
+      this.#auxInBackward().map(async (_, i) => {
+        const x = bb.backward.denseAux(i);
+        if (!x) return "sparse" as const;
+        const args = await readU32(this.#gpu, x.args);
+        return args[args.length - 1] === 1 ? "dense" as const : "sparse" as const;
+      }),
+    );
   }
 
   private constructor(config: SaeConfig, gpu: Gpu, opts: GpuEngineOptions, state: SaeState) {
@@ -794,6 +815,10 @@ export class GpuEngine implements SaeEngine {
         level: g.level,
         alpha: g.alpha,
         denomIndex: scalAuxDenom(L, a),
+        // Software adapters: the group's AuxK gradient rows as texture GEMMs when few are dead.
+        ...(this.#decTex && denseAuxSupported(gpu, B, d) && !this.#opts.sparseAuxOnly
+          ? { dense: { base: g.start, end: g.end } }
+          : {}),
       })),
       totalVarIndex: SCAL_TOTAL_VAR,
     });
@@ -860,7 +885,11 @@ export class GpuEngine implements SaeEngine {
       scal: bb.scal,
       idx: bb.idx,
       val: bb.val,
-      aux: this.#auxInBackward().map((a) => ({ ...bb.aux[a], k: kAux[a] })),
+      aux: this.#auxInBackward().map((a) => ({
+        ...bb.aux[a],
+        k: kAux[a],
+        deadList: deadListBuffer(this.#gpu, bb.dead, this.#n),
+      })),
       encW: p.enc.param,
       decW: p.dec.param,
       bDec: p.bias.param,

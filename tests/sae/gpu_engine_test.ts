@@ -191,6 +191,46 @@ Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on so
   }
 });
 
+Deno.test("GpuEngine: AuxK gradient rows by dense products (few dead) and by sparse sums (many dead) equal ReferenceEngine", async () => {
+  const gpu = await testGpu();
+  // B and d multiples of 64: the dense path's texture GEMMs can run (software adapters). n = 256
+  // with every 8th feature dead: 32 dead ≤ the capacity, dense. n = 2 048 with all but every 8th
+  // dead: 1 792 dead > DENSE_AUX_MAX (1 536), sparse.
+  const cases = [
+    { n: 256, dead: (f: number) => f % 8 === 0, path: "dense" },
+    { n: 2048, dead: (f: number) => f % 8 !== 0, path: "sparse" },
+  ];
+  for (const { n, dead, path } of cases) {
+    const config = makeConfig({
+      arch: "topk",
+      dIn: 64,
+      layers: [n],
+      k: 4,
+      auxK: 24,
+      deadTokens: 1 << 20,
+      lr: 1e-3,
+      seed: 7,
+    });
+    const start = stateWithDead(config);
+    start.tokensSinceFired.fill(0);
+    for (let f = 0; f < n; f++) if (dead(f)) start.tokensSinceFired[f] = config.deadTokens;
+    const ref = new ReferenceEngine(config, start);
+    const eng = await GpuEngine.create(config, start, { gpu });
+    try {
+      for (let t = 0; t < 2; t++) {
+        const x = batch(64, 64, 700 + t);
+        const label = `n=${n} step ${t + 1}`;
+        closeStats(await eng.step(x, 64), await ref.step(x, 64), label);
+        closeState(await eng.readState(), await ref.readState(), label);
+        const want = gpu.isFallback ? path : "sparse";
+        assert.deepEqual(await eng.auxGradientPaths(), [want], `${label}: AuxK gradient path`);
+      }
+    } finally {
+      eng.destroy();
+    }
+  }
+});
+
 Deno.test("GpuEngine inference (encode, reconstruct) equals ReferenceEngine (topk, matryoshka, tree)", async () => {
   const gpu = await testGpu();
   for (const [name, input] of [CONFIGS[0], CONFIGS[2], CONFIGS[3]]) {

@@ -13,15 +13,36 @@
  * counting sort by feature index (per-row-block histogram, prefix over blocks, scan over
  * features, stable scatter) and one workgroup per feature summing its entries in a fixed
  * order. No dense [B, n] matrix exists; the cost is O(entries · d) plus O(n · d) for b_dec.
+ *
+ * DENSE AuxK ROWS (aux groups given `dense`, software adapters): when at most Dcap (≤ 1 536) of
+ * the group's features are dead, its AuxK entries skip the sort and are scattered by dead rank
+ * into [Dcap, B] matrices whose products with U and xs (texture GEMMs) give the dead features'
+ * gradient rows, added after the per-feature sums (./aux_dense.ts). A plan dispatch decides on
+ * the GPU from the dead list and gives the other path's dispatches zero workgroups (indirect
+ * dispatch), so the weights do not depend on the host. Still no [B, n] matrix.
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { encodeDispatches, getPipeline } from "../../gpu/kernel.ts";
+import { encodeDispatches, getPipeline, kernelName } from "../../gpu/kernel.ts";
 import { createStorage, uploadStorage } from "../../gpu/buffer.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { GpuError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
 import type { PhaseTimer } from "../../gpu/phase_timer.ts";
+import {
+  createDenseAux,
+  DENSE_AUX_KERNELS,
+  type DenseAux,
+  destroyDenseAux,
+  encodeDenseCopies,
+  mergeOp,
+  planOp,
+  PRODUCT_ROWS_PER_Y,
+  productOp,
+  rowSumsOp,
+  scatterDenseOp,
+  transposeOp,
+} from "./aux_dense.ts";
 
 /** Invocations per workgroup of every backward kernel. */
 const WG = 64;
@@ -95,6 +116,9 @@ const ALL_KERNELS = [
   K_BFINAL,
 ];
 
+/** A step of the backward pass: a dispatch, or a command recorded between compute passes. */
+export type BackwardStep = Dispatch | { command: (enc: GPUCommandEncoder) => void; label: string };
+
 /** One AuxK group as the backward pass sees it. */
 export interface BackwardAuxGroup {
   /** Largest aux slots per row (Ka) a call may pass; sizes the scratch buffers. */
@@ -105,6 +129,11 @@ export interface BackwardAuxGroup {
   alpha: number;
   /** Index of the group's residual variance (denominator) in `scal`. */
   denomIndex: number;
+  /**
+   * The group's features [base, end): when set, its AuxK gradient rows go through the dense
+   * products of ./aux_dense.ts whenever few enough of them are dead (decided on the GPU).
+   */
+  dense?: { base: number; end: number };
 }
 
 /**
@@ -145,7 +174,7 @@ export interface BackwardBuffers {
    * Per aux group: idx [B, k], val [B, k], ê [B, d]; k = this step's aux slots per row
    * (≤ the shape's Ka; default Ka; 0 = no aux entries this step).
    */
-  aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer; k?: number }[];
+  aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer; k?: number; deadList?: GPUBuffer }[];
   encW: GPUBuffer;
   decW: GPUBuffer;
   bDec: GPUBuffer;
@@ -166,8 +195,10 @@ export class SparseBackward {
   /** Total entries (B·(K + Σ Ka)): the capacity of the sorted arrays. */
   readonly entries: number;
   #gpu: Gpu;
-  #pipelines = new Map<Kernel, GPUComputePipeline>();
+  #pipelines = new Map<string, GPUComputePipeline>();
   #scratch: Record<string, GPUBuffer> = {};
+  /** Per aux group: its dense path's scratch, where the shape asks for one. */
+  #dense: (DenseAux | undefined)[] = [];
 
   private constructor(gpu: Gpu, shape: BackwardShape) {
     this.#gpu = gpu;
@@ -200,7 +231,14 @@ export class SparseBackward {
       );
     }
     const self = new SparseBackward(gpu, shape);
-    for (const kern of ALL_KERNELS) self.#pipelines.set(kern, await getPipeline(gpu, kern));
+    self.#dense = shape.aux.map((g) =>
+      g.dense ? createDenseAux(gpu, { B, d, n, base: g.dense.base, end: g.dense.end }) : undefined
+    );
+    const kernels = [...ALL_KERNELS];
+    for (const x of self.#dense) {
+      if (x) kernels.push(...DENSE_AUX_KERNELS, productOp(gpu, x, "dec").kernel);
+    }
+    for (const kern of kernels) self.#pipelines.set(kernelName(kern), await getPipeline(gpu, kern));
     const E = Math.max(1, self.entries);
     const s = self.#scratch;
     s.u = createStorage(gpu, uBytes, "backward U");
@@ -241,8 +279,8 @@ export class SparseBackward {
     return sharedUniforms(this.#gpu, all, ["alpha"]);
   }
 
-  /** The dispatches of one backward pass, in order (counts must be zeroed before them). */
-  dispatches(bufs: BackwardBuffers): Dispatch[] {
+  /** The steps of one backward pass, in order (counts must be zeroed before them). */
+  dispatches(bufs: BackwardBuffers): BackwardStep[] {
     const { B, d, n, k, aux, levelEnds } = this.shape;
     const L = levelEnds.length;
     const s = this.#scratch;
@@ -251,7 +289,13 @@ export class SparseBackward {
         `sparse backward: ${bufs.aux.length} aux buffer sets for ${aux.length} aux groups`,
       );
     }
-    const out: Dispatch[] = [];
+    const out: BackwardStep[] = [];
+    // Per aux group with a dense path: the dispatches whose running the GPU decides (planOp).
+    const gated: { dispatch: Dispatch; dense: boolean; rowsPerY?: number }[][] = aux.map(() => []);
+    const gate = (a: number, dispatch: Dispatch, dense: boolean, rowsPerY?: number) => {
+      if (this.#dense[a]) gated[a].push({ dispatch, dense, rowsPerY });
+      return dispatch;
+    };
     const elemGrid = wrapGrid(this.#gpu, Math.ceil((B * d) / WG));
     out.push({
       kernel: K_LEVEL,
@@ -296,7 +340,9 @@ export class SparseBackward {
       segments.push({ idx: bufs.aux[a].idx, val: bufs.aux[a].val, k: ka, src: L + a });
     });
     let base = 0;
+    const segBases: number[] = [];
     const segParams = segments.map((seg) => {
+      segBases.push(base);
       const grid = wrapGrid(this.#gpu, Math.ceil((B * seg.k) / WG));
       const blocks = wrapGrid(this.#gpu, this.nBlocks);
       const quadGrid = wrapGrid(this.#gpu, Math.ceil((B * seg.k) / 4 / WG));
@@ -354,11 +400,34 @@ export class SparseBackward {
           workgroups: p.grid.workgroups,
         });
       }
-      out.push({
+      // An aux group's entries enter the per-feature sums only on its sparse path.
+      out.push(gate(i - 1, {
         kernel: K_HIST,
         buffers: [seg.idx, seg.val, s.counts, p.flat],
         workgroups: p.grid.workgroups,
-      });
+      }, false));
+    });
+    // Dense path: the AuxK entries by dead rank, U and xs transposed, the dpre row sums.
+    aux.forEach((_, a) => {
+      const x = this.#dense[a];
+      const seg = segments[a + 1];
+      if (!x || seg.k === 0) return;
+      const list = this.#deadList(bufs, a);
+      out.push({ command: (enc) => enc.clearBuffer(x.a), label: "dense AuxK clear" });
+      out.push({ command: (enc) => enc.clearBuffer(x.p), label: "dense AuxK clear" });
+      out.push(
+        gate(
+          a,
+          scatterDenseOp(this.#gpu, x, { idx: seg.idx, val: seg.val, dpre: s.dpre, list }, {
+            ka: seg.k,
+            segBase: segBases[a + 1],
+          }),
+          true,
+        ),
+      );
+      out.push(gate(a, transposeOp(this.#gpu, x, s.u, x.ut, (L + a) * B * d), true));
+      out.push(gate(a, transposeOp(this.#gpu, x, bufs.xs, x.xt, 0), true));
+      out.push(gate(a, rowSumsOp(this.#gpu, x), true));
     });
     const featGrid = wrapGrid(this.#gpu, Math.ceil(n / WG));
     out.push({
@@ -370,7 +439,7 @@ export class SparseBackward {
     segments.forEach((seg, i) => {
       const p = segParams[i];
       if (seg.k === 0) return;
-      out.push({
+      out.push(gate(i - 1, {
         kernel: K_SCATTER,
         buffers: [
           seg.idx,
@@ -385,7 +454,7 @@ export class SparseBackward {
           p.blocks,
         ],
         workgroups: p.blockGrid.workgroups,
-      });
+      }, false));
     });
     const perFeature = wrapGrid(this.#gpu, n);
     // vec4 loads when rows allow; four vec4s per invocation when d % 16 == 0.
@@ -412,6 +481,27 @@ export class SparseBackward {
         ? [...perFeature.workgroups, colBlocks]
         : [colBlocks, ...perFeature.workgroups],
     });
+    // Dense path: the two gradient products, added into the sums of the main entries.
+    aux.forEach((_, a) => {
+      const x = this.#dense[a];
+      if (!x || segments[a + 1].k === 0) return;
+      const list = this.#deadList(bufs, a);
+      out.push({ command: (enc) => encodeDenseCopies(enc, x, "dec"), label: "dense AuxK copies" });
+      out.push(gate(a, productOp(this.#gpu, x, "dec"), true, PRODUCT_ROWS_PER_Y));
+      out.push({ command: (enc) => encodeDenseCopies(enc, x, "enc"), label: "dense AuxK copies" });
+      out.push(gate(a, productOp(this.#gpu, x, "enc"), true, PRODUCT_ROWS_PER_Y));
+      out.push(gate(
+        a,
+        mergeOp(this.#gpu, x, {
+          list,
+          bDec: bufs.bDec,
+          gradDec: bufs.gradDec,
+          gradEnc: bufs.gradEnc,
+          sum: s.sum,
+        }),
+        true,
+      ));
+    });
     const nChunks = Math.ceil(n / BDEC_CHUNK);
     out.push({
       kernel: K_BPART,
@@ -428,7 +518,25 @@ export class SparseBackward {
       buffers: [s.rowPartial, s.partial, bufs.gradB, this.#params({})],
       workgroups: [Math.ceil(d / WG)],
     });
-    return out;
+    // Each dense path's plan runs first: it sets the workgroups of its gated dispatches.
+    const plans = aux.flatMap((_, a) => {
+      const x = this.#dense[a];
+      return x && gated[a].length ? [planOp(this.#gpu, x, this.#deadList(bufs, a), gated[a])] : [];
+    });
+    return [...plans, ...out];
+  }
+
+  #deadList(bufs: BackwardBuffers, a: number): GPUBuffer {
+    const list = bufs.aux[a].deadList;
+    if (!list) {
+      throw new GpuError(`sparse backward: aux group ${a} has a dense path but no dead list`);
+    }
+    return list;
+  }
+
+  /** Whether aux group `a` has a dense path (its plan buffer holds D and the choice). */
+  denseAux(a: number): DenseAux | undefined {
+    return this.#dense[a];
   }
 
   /**
@@ -436,17 +544,28 @@ export class SparseBackward {
    * each kernel is a phase of its own, named "sparse backward: <entry>".
    */
   encode(encoder: GPUCommandEncoder, bufs: BackwardBuffers, timer?: PhaseTimer) {
-    const dispatches = this.dispatches(bufs);
+    const steps = this.dispatches(bufs);
     encoder.clearBuffer(this.#scratch.counts);
-    const pipelines = dispatches.map((x) => this.#pipelines.get(x.kernel)!);
-    if (!timer) {
-      encodeDispatches(this.#gpu, encoder, dispatches, pipelines);
-      return;
+    // Runs of dispatches share one compute pass; commands (copies, clears) go between passes.
+    let run: Dispatch[] = [];
+    const flush = () => {
+      if (!run.length) return;
+      const pipelines = run.map((x) => this.#pipelines.get(kernelName(x.kernel))!);
+      encodeDispatches(this.#gpu, encoder, run, pipelines);
+      run = [];
+    };
+    for (const step of steps) {
+      if ("command" in step) {
+        flush();
+        step.command(encoder);
+        timer?.mark(encoder, `sparse backward: ${step.label}`);
+      } else if (timer) {
+        run.push(step);
+        flush();
+        timer.mark(encoder, `sparse backward: ${step.kernel.entry}`);
+      } else run.push(step);
     }
-    dispatches.forEach((x, i) => {
-      encodeDispatches(this.#gpu, encoder, [x], [pipelines[i]]);
-      timer.mark(encoder, `sparse backward: ${x.kernel.entry}`);
-    });
+    flush();
   }
 
   /** Scratch buffers, for tests that inspect the transpose (sorted entries, segment starts). */
@@ -457,5 +576,6 @@ export class SparseBackward {
   /** Free the scratch buffers. */
   destroy() {
     for (const b of Object.values(this.#scratch)) b.destroy();
+    for (const x of this.#dense) if (x) destroyDenseAux(x);
   }
 }

@@ -42,6 +42,8 @@ export type GemmVariant = "block4" | "wide" | "tiled";
 const WIDE_WG = 64;
 /** Invocations per workgroup of the block4 variant (best measured on llvmpipe: 16). */
 const BLOCK_WG = 16;
+/** Rows of the output one workgroup row of the texture GEMM covers (its grid's y unit). */
+export const TEX_GEMM_ROWS_PER_WORKGROUP = BLOCK_WG * BLOCK_ROWS;
 
 /** The variant suited to an adapter and width: register blocks on software drivers, tiles on real GPUs. */
 export function defaultGemmVariant(gpu: Gpu, d: number): GemmVariant {

@@ -1,0 +1,153 @@
+// aux_dense: AuxK's gradient rows of the dead features as dense products, when few are dead
+// (lib/sae/ops/aux_dense.ts). The sparse path sums each dead feature's AuxK entries one by one
+// (sparse_backward.wgsl reduce_features16: ~1 s per step at B = 4096 with 1 M AuxK entries on
+// llvmpipe); here the entries are scattered into [Dcap, B] matrices by dead rank and the two
+// gradients are texture GEMMs (encoder_gemm.wgsl):
+//   ∇W_dec[dead r] = Σ_b A[r, b]·U[b]        A = the AuxK values, U = the AuxK residual gradient
+//   ∇W_enc[dead r] = Σ_b P[r, b]·xs[b] − s_r·b_dec,  P = the entries' dpre, s_r = Σ_b P[r, b]
+// Rank r counts the dead features of the group [base, end) below the feature (dead_list.wgsl).
+// Whether the dense or the sparse path runs is decided here, on the GPU, from the dead count, so
+// the choice (and so the weights) never depends on how far the host is ahead of the GPU: `plan`
+// writes the indirect dispatch arguments of both paths, zero workgroups for the one not taken.
+//
+// Entry plan (one invocation): D = dead features of the group; dense = 0 < D ≤ dcap.
+//   Bindings: 0 list array<u32> [1 + 2n]; 1 args array<u32> [3·MAX_ARGS + 2] out: per gated
+//   dispatch i (x, y, z) = its grid (the GEMMs' rows cut to D) if its path is taken, else 0;
+//   then D, dense; 2 g Grids.
+// Entry scatter_dense: one invocation per AuxK slot i = b·ka + s of the segment: A[r, b] = val,
+//   P[r, b] = dpre[segBase + i] (r = rank(f) − rank(base)); unused slots are skipped.
+//   Bindings: 0 idx [B, ka] u32; 1 val [B, ka]; 2 dpre [E]; 3 list; 4 A [dcap, B]; 5 P [dcap, B];
+//   6 u Params. A and P must be zero beforehand.
+// Entry transpose: out[j, b] = in[srcOff + b·d + j] for b < B, j < d (one invocation per element).
+//   Bindings: 0 in; 1 out [d, B]; 2 u Params.
+// Entry row_sums: s[r] = Σ_b P[r, b] in order (one invocation per r < dcap).
+//   Bindings: 0 P; 1 s [dcap]; 2 u Params.
+// Entry merge: for r < D, j < d, f = the dead feature of rank r: gradDec[f, j] += GD[r, j];
+//   gradEnc[f, j] += GE[r, j] − s_r·bDec[j]; sum[f] += s_r (j = 0). Runs after the sparse
+//   reduction, which then holds the main entries' sums only.
+//   Bindings: 0 list; 1 GD [dcap, d]; 2 GE [dcap, d]; 3 s; 4 bDec; 5 gradDec; 6 gradEnc; 7 sum;
+//   8 u Params.
+// Grids of the element-wise entries are 1-D, wrapped into y past u.rowStride invocations.
+
+override WG: u32 = 64;
+
+const NO_SLOT: u32 = 0xffffffffu;
+// Gated dispatches one plan can steer (the size of Grids.g).
+const MAX_ARGS: u32 = 16u;
+
+struct Params {
+  B: u32, d: u32, n: u32, ka: u32,
+  base: u32, end: u32, dcap: u32, segBase: u32,
+  srcOff: u32, rowStride: u32, pad0: u32, pad1: u32,
+}
+
+// Per gated dispatch: (x, y, z, path): path 0 = sparse, 1 = dense, R ≥ 2 = dense with y cut to
+// ⌈D / R⌉ (a GEMM over the dead rows, R rows per workgroup row); count = dispatches used.
+struct Grids { base: u32, end: u32, n: u32, dcap: u32, count: u32, pad0: u32, pad1: u32, pad2: u32, g: array<vec4u, MAX_ARGS> }
+
+@group(0) @binding(0) var<storage, read> pl_list: array<u32>;
+@group(0) @binding(1) var<storage, read_write> pl_args: array<u32>;
+@group(0) @binding(2) var<uniform> pl_g: Grids;
+
+// Dead features of the list in [base, f) (f = n: up to the end); one copy per list binding, as WGSL
+// takes no storage pointers as arguments.
+fn rank_pl(n: u32, base: u32, f: u32) -> u32 {
+  return select(pl_list[0], pl_list[1u + n + f], f < n) - pl_list[1u + n + base];
+}
+
+@compute @workgroup_size(1)
+fn plan() {
+  let D = rank_pl(pl_g.n, pl_g.base, pl_g.end);
+  let dense = D > 0u && D <= pl_g.dcap;
+  for (var i = 0u; i < MAX_ARGS; i++) {
+    let g = pl_g.g[i];
+    let on = i < pl_g.count && (g.w >= 1u) == dense;
+    let y = select(g.y, min(g.y, (D + g.w - 1u) / max(g.w, 1u)), g.w >= 2u);
+    pl_args[3u * i] = select(0u, g.x, on);
+    pl_args[3u * i + 1u] = select(0u, y, on);
+    pl_args[3u * i + 2u] = select(0u, g.z, on);
+  }
+  pl_args[3u * MAX_ARGS] = D;
+  pl_args[3u * MAX_ARGS + 1u] = select(0u, 1u, dense);
+}
+
+@group(0) @binding(0) var<storage, read> sd_idx: array<u32>;
+@group(0) @binding(1) var<storage, read> sd_val: array<f32>;
+@group(0) @binding(2) var<storage, read> sd_dpre: array<f32>;
+@group(0) @binding(3) var<storage, read> sd_list: array<u32>;
+@group(0) @binding(4) var<storage, read_write> sd_a: array<f32>;
+@group(0) @binding(5) var<storage, read_write> sd_p: array<f32>;
+@group(0) @binding(6) var<uniform> sd_u: Params;
+
+fn rank_sd(n: u32, base: u32, f: u32) -> u32 {
+  return select(sd_list[0], sd_list[1u + n + f], f < n) - sd_list[1u + n + base];
+}
+
+@compute @workgroup_size(WG)
+fn scatter_dense(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * sd_u.rowStride + gid.x;
+  if (i >= sd_u.B * sd_u.ka) { return; }
+  let f = sd_idx[i];
+  if (f == NO_SLOT) { return; }
+  let r = rank_sd(sd_u.n, sd_u.base, f);
+  if (r >= sd_u.dcap) { return; }
+  let b = i / sd_u.ka;
+  sd_a[r * sd_u.B + b] = sd_val[i];
+  sd_p[r * sd_u.B + b] = sd_dpre[sd_u.segBase + i];
+}
+
+@group(0) @binding(0) var<storage, read> tr_in: array<f32>;
+@group(0) @binding(1) var<storage, read_write> tr_out: array<f32>;
+@group(0) @binding(2) var<uniform> tr_u: Params;
+
+@compute @workgroup_size(WG)
+fn transpose(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * tr_u.rowStride + gid.x;
+  if (i >= tr_u.B * tr_u.d) { return; }
+  // i walks the output in order (j major) so that the writes are sequential.
+  let j = i / tr_u.B;
+  let b = i % tr_u.B;
+  tr_out[i] = tr_in[tr_u.srcOff + b * tr_u.d + j];
+}
+
+@group(0) @binding(0) var<storage, read> rs_p: array<f32>;
+@group(0) @binding(1) var<storage, read_write> rs_s: array<f32>;
+@group(0) @binding(2) var<uniform> rs_u: Params;
+
+@compute @workgroup_size(WG)
+fn row_sums(@builtin(global_invocation_id) gid: vec3u) {
+  let r = gid.x;
+  if (r >= rs_u.dcap) { return; }
+  var s = 0.0;
+  for (var b = 0u; b < rs_u.B; b++) { s += rs_p[r * rs_u.B + b]; }
+  rs_s[r] = s;
+}
+
+@group(0) @binding(0) var<storage, read> mg_list: array<u32>;
+@group(0) @binding(1) var<storage, read> mg_gd: array<f32>;
+@group(0) @binding(2) var<storage, read> mg_ge: array<f32>;
+@group(0) @binding(3) var<storage, read> mg_s: array<f32>;
+@group(0) @binding(4) var<storage, read> mg_bdec: array<f32>;
+@group(0) @binding(5) var<storage, read_write> mg_gdec: array<f32>;
+@group(0) @binding(6) var<storage, read_write> mg_genc: array<f32>;
+@group(0) @binding(7) var<storage, read_write> mg_sum: array<f32>;
+@group(0) @binding(8) var<uniform> mg_u: Params;
+
+fn rank_mg(n: u32, base: u32, f: u32) -> u32 {
+  return select(mg_list[0], mg_list[1u + n + f], f < n) - mg_list[1u + n + base];
+}
+
+@compute @workgroup_size(WG)
+fn merge(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * mg_u.rowStride + gid.x;
+  let d = mg_u.d;
+  let D = min(rank_mg(mg_u.n, mg_u.base, mg_u.end), mg_u.dcap);
+  if (i >= D * d) { return; }
+  let r = i / d;
+  let j = i % d;
+  let f = mg_list[1u + mg_list[1u + mg_u.n + mg_u.base] + r];
+  let s = mg_s[r];
+  mg_gdec[f * d + j] += mg_gd[i];
+  mg_genc[f * d + j] += mg_ge[i] - s * mg_bdec[j];
+  if (j == 0u) { mg_sum[f] += s; }
+}

@@ -1,0 +1,280 @@
+/**
+ * AuxK's gradient rows of the dead features as dense products (kernels/aux_dense.wgsl), used by
+ * the sparse backward on software adapters when few features are dead. With D dead features the
+ * AuxK entries (B·Ka of them, 1 M at B = 4096) are scattered into [Dcap, B] matrices by dead rank
+ * and the two gradients become texture GEMMs of 2·Dcap·B·d FLOPs each: at 5 % dead on llvmpipe
+ * ~0.15–0.45 s against ~1 s for summing the entries feature by feature (bench/README.md, "What
+ * would cut AuxK's cost in a real run"). Which path runs is decided on the GPU from the dead
+ * count (`planOp`), never from the host's estimate, so the weights stay reproducible.
+ *
+ * Shapes: B rows, d = d_in, n features, group [base, end), Dcap = capacity in dead features.
+ */
+import type { Gpu } from "../../gpu/device.ts";
+import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
+import { createStorage } from "../../gpu/buffer.ts";
+import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
+import { ArborError } from "../../errors.ts";
+import { wrapGrid } from "./grid.ts";
+import {
+  createGemmTextures,
+  encodeGemmTextureCopies,
+  type GemmTextures,
+  TEX_GEMM_ROWS_PER_WORKGROUP,
+  textureGemmOp,
+} from "./encoder_gemm.ts";
+
+const WG = 64;
+/** Gated dispatches one plan can steer (MAX_ARGS in the WGSL). */
+export const MAX_GATED = 16;
+/**
+ * Most dead features the dense path takes (a multiple of 64). Its products cost ∝ Dcap·B·d while
+ * the sparse sums cost ∝ B·Ka·d whatever the dead count; 1 536 keeps the dense path's ~1 s at most
+ * (bench/README.md, dense_aux_probe.ts: 2 × 219 ms at 1 280) under the sparse path's.
+ */
+export const DENSE_AUX_MAX = 1536;
+
+function kernel(entry: string, wg = WG): Kernel {
+  return { file: "aux_dense.wgsl", entry, constants: { WG: wg } };
+}
+const K_PLAN: Kernel = { file: "aux_dense.wgsl", entry: "plan", constants: {} };
+const K_SCATTER = kernel("scatter_dense");
+const K_TRANSPOSE = kernel("transpose");
+const K_ROWS = kernel("row_sums");
+const K_MERGE = kernel("merge");
+/** Every kernel of this module (for pipeline warm-up). */
+export const DENSE_AUX_KERNELS = [K_PLAN, K_SCATTER, K_TRANSPOSE, K_ROWS, K_MERGE];
+
+/** Whether the dense path can run: texture GEMM widths (B and d multiples of 64). */
+export function denseAuxSupported(gpu: Gpu, B: number, d: number): boolean {
+  return gpu.isFallback && B % 64 === 0 && d % 64 === 0;
+}
+
+/** Capacity in dead features for a group of `size` features (0: too small to be worth it). */
+export function denseAuxCapacity(size: number): number {
+  return Math.min(DENSE_AUX_MAX, Math.ceil(size / 64) * 64);
+}
+
+/** Scratch of one AuxK group's dense path. */
+export interface DenseAux {
+  B: number;
+  d: number;
+  n: number;
+  base: number;
+  end: number;
+  dcap: number;
+  /** u32 [3·MAX_GATED + 2]: indirect arguments, then D and the dense flag (STORAGE | INDIRECT). */
+  args: GPUBuffer;
+  /** [dcap, B] AuxK values and dpre by dead rank. */
+  a: GPUBuffer;
+  p: GPUBuffer;
+  /** [d, B] the AuxK residual gradient and xs, transposed. */
+  ut: GPUBuffer;
+  xt: GPUBuffer;
+  /** [dcap] row sums of p. */
+  s: GPUBuffer;
+  /** [dcap, d] the two gradient products. */
+  gd: GPUBuffer;
+  ge: GPUBuffer;
+  /** [B] zeros: the GEMM's subtracted bias. */
+  zero: GPUBuffer;
+  texA: GemmTextures;
+  texP: GemmTextures;
+}
+
+/** Allocate the dense path of a group [base, end) of n features for batches of B rows. */
+export function createDenseAux(
+  gpu: Gpu,
+  sizes: { B: number; d: number; n: number; base: number; end: number },
+): DenseAux {
+  const { B, d, n, base, end } = sizes;
+  if (!(0 <= base && base < end && end <= n) || B % 64 !== 0 || d % 64 !== 0) {
+    throw new ArborError(
+      `dense AuxK: group [${base}, ${end}) of ${n}, B = ${B}, d = ${d}; need B, d multiples of 64`,
+    );
+  }
+  const dcap = denseAuxCapacity(end - base);
+  const f32 = (len: number, label: string) => createStorage(gpu, len * 4, `dense AuxK ${label}`);
+  return {
+    ...sizes,
+    dcap,
+    args: gpu.device.createBuffer({
+      size: (3 * MAX_GATED + 2) * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_SRC,
+      label: "dense AuxK args",
+    }),
+    a: f32(dcap * B, "A"),
+    p: f32(dcap * B, "P"),
+    ut: f32(d * B, "Uᵀ"),
+    xt: f32(d * B, "xsᵀ"),
+    s: f32(dcap, "row sums"),
+    gd: f32(dcap * d, "∇W_dec rows"),
+    ge: f32(dcap * d, "∇W_enc rows"),
+    zero: f32(B, "zero bias"),
+    texA: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
+    texP: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
+  };
+}
+
+/** Free the scratch of a dense path. */
+export function destroyDenseAux(x: DenseAux) {
+  for (const b of [x.args, x.a, x.p, x.ut, x.xt, x.s, x.gd, x.ge, x.zero]) b.destroy();
+  for (const t of [x.texA, x.texP]) {
+    t.xs.texture.destroy();
+    t.encW.texture.destroy();
+  }
+}
+
+function params(gpu: Gpu, x: DenseAux, fields: Partial<Record<string, number>>): GPUBuffer {
+  return sharedUniforms(gpu, {
+    B: x.B,
+    d: x.d,
+    n: x.n,
+    ka: 0,
+    base: x.base,
+    end: x.end,
+    dcap: x.dcap,
+    segBase: 0,
+    srcOff: 0,
+    rowStride: 0,
+    pad0: 0,
+    pad1: 0,
+    ...fields,
+  });
+}
+
+/**
+ * The plan dispatch: it points every gated dispatch at its slot of `x.args` (`indirect`), and on
+ * the GPU gives each its grid when its path is taken (dense: 0 < D ≤ dcap), else zero workgroups.
+ * `rowsPerY` (dense GEMMs over the dead rows): y is cut to ⌈D / rowsPerY⌉, so their cost follows D.
+ */
+export function planOp(
+  gpu: Gpu,
+  x: DenseAux,
+  list: GPUBuffer,
+  gated: { dispatch: Dispatch; dense: boolean; rowsPerY?: number }[],
+): Dispatch {
+  if (gated.length > MAX_GATED) {
+    throw new ArborError(`dense AuxK: ${gated.length} gated dispatches; at most ${MAX_GATED}`);
+  }
+  const fields: Record<string, number> = {
+    base: x.base,
+    end: x.end,
+    n: x.n,
+    dcap: x.dcap,
+    count: gated.length,
+    pad0: 0,
+    pad1: 0,
+    pad2: 0,
+  };
+  for (let i = 0; i < MAX_GATED; i++) {
+    const g = gated[i];
+    const [gx, gy = 1, gz = 1] = g?.dispatch.workgroups ?? [0];
+    fields[`g${i}x`] = gx;
+    fields[`g${i}y`] = gy;
+    fields[`g${i}z`] = gz;
+    fields[`g${i}w`] = !g?.dense ? 0 : g.rowsPerY && g.rowsPerY >= 2 ? g.rowsPerY : 1;
+    if (g) g.dispatch.indirect = { buffer: x.args, offset: 12 * i };
+  }
+  return { kernel: K_PLAN, buffers: [list, x.args, sharedUniforms(gpu, fields)], workgroups: [1] };
+}
+
+/** Scatter a segment's AuxK slots (idx/val [B, ka], dpre at segBase) into x.a and x.p by rank. */
+export function scatterDenseOp(
+  gpu: Gpu,
+  x: DenseAux,
+  bufs: { idx: GPUBuffer; val: GPUBuffer; dpre: GPUBuffer; list: GPUBuffer },
+  sizes: { ka: number; segBase: number },
+): Dispatch {
+  const grid = wrapGrid(gpu, Math.ceil((x.B * sizes.ka) / WG));
+  return {
+    kernel: K_SCATTER,
+    buffers: [
+      bufs.idx,
+      bufs.val,
+      bufs.dpre,
+      bufs.list,
+      x.a,
+      x.p,
+      params(gpu, x, {
+        ka: sizes.ka,
+        segBase: sizes.segBase,
+        rowStride: grid.stride * WG,
+      }),
+    ],
+    workgroups: grid.workgroups,
+  };
+}
+
+/** out [d, B] = the [B, d] matrix starting at element srcOff of `src`, transposed. */
+export function transposeOp(
+  gpu: Gpu,
+  x: DenseAux,
+  src: GPUBuffer,
+  out: GPUBuffer,
+  srcOff: number,
+): Dispatch {
+  const grid = wrapGrid(gpu, Math.ceil((x.B * x.d) / WG));
+  return {
+    kernel: K_TRANSPOSE,
+    buffers: [src, out, params(gpu, x, { srcOff, rowStride: grid.stride * WG })],
+    workgroups: grid.workgroups,
+  };
+}
+
+/** x.s = the row sums of x.p. */
+export function rowSumsOp(gpu: Gpu, x: DenseAux): Dispatch {
+  return {
+    kernel: K_ROWS,
+    buffers: [x.p, x.s, params(gpu, x, {})],
+    workgroups: [Math.ceil(x.dcap / WG)],
+  };
+}
+
+/** Output rows per workgroup row of `productOp`'s GEMM (its `rowsPerY` for `planOp`). */
+export const PRODUCT_ROWS_PER_Y = TEX_GEMM_ROWS_PER_WORKGROUP;
+
+/** The GEMM x.gd = x.a · x.utᵀ (x.ge = x.p · x.xtᵀ), after `encodeDenseCopies` of its operands. */
+export function productOp(gpu: Gpu, x: DenseAux, which: "dec" | "enc"): Dispatch {
+  const tex = which === "dec" ? x.texA : x.texP;
+  const out = which === "dec" ? x.gd : x.ge;
+  const ops = textureGemmOp(gpu, tex, { bDec: x.zero, pre: out }, { rows: x.dcap, rowOffset: 0 });
+  if (ops.length !== 1) throw new ArborError(`dense AuxK: ${ops.length} GEMM dispatches`);
+  return ops[0];
+}
+
+/** Record the copies of a product's operands into its textures (A and Uᵀ, or P and xsᵀ). */
+export function encodeDenseCopies(enc: GPUCommandEncoder, x: DenseAux, which: "dec" | "enc") {
+  // The texture GEMM's layout: "xs" [rows, K] and "encW" [N, K], here with K = B.
+  if (which === "dec") encodeGemmTextureCopies(enc, x.texA, { xs: x.a, encW: x.ut });
+  else encodeGemmTextureCopies(enc, x.texP, { xs: x.p, encW: x.xt });
+}
+
+/** Add the dense rows into the sparse gradients (after the sparse reduction). */
+export function mergeOp(
+  gpu: Gpu,
+  x: DenseAux,
+  bufs: {
+    list: GPUBuffer;
+    bDec: GPUBuffer;
+    gradDec: GPUBuffer;
+    gradEnc: GPUBuffer;
+    sum: GPUBuffer;
+  },
+): Dispatch {
+  const grid = wrapGrid(gpu, Math.ceil((x.dcap * x.d) / WG));
+  return {
+    kernel: K_MERGE,
+    buffers: [
+      bufs.list,
+      x.gd,
+      x.ge,
+      x.s,
+      bufs.bDec,
+      bufs.gradDec,
+      bufs.gradEnc,
+      bufs.sum,
+      params(gpu, x, { rowStride: grid.stride * WG }),
+    ],
+    workgroups: grid.workgroups,
+  };
+}
