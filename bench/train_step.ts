@@ -3,10 +3,12 @@
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
  *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3] [--aux-k 256]
- *                                   [--dead-every 2] [--profile] [--back-to-back [--ahead 4]]
+ *                                   [--dead-every 2] [--sparse-aux] [--profile]
+ *                                   [--back-to-back [--ahead 4]]
  *
  * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144
- * (`--aux-k 0` times the step without AuxK).
+ * (`--aux-k 0` times the step without AuxK; `--sparse-aux` keeps AuxK's gradient rows on the
+ * sparse path, which software adapters otherwise leave for texture GEMMs when few are dead).
  * Half the features (every `--dead-every`-th one: 20 = 5 %, closer to a real run) are marked
  * dead (tokensSinceFired ≥ deadTokens) before every timed step, so the AuxK path does its full
  * work (256 aux slots per token while at least 256 are dead). The first step compiles the pipelines and sets b_dec
@@ -65,6 +67,7 @@ const { values } = parseArgs({
     "back-to-back": { type: "boolean", default: false },
     ahead: { type: "string", default: String(DEFAULT_STEPS_AHEAD) },
     "dead-every": { type: "string", default: "2" },
+    "sparse-aux": { type: "boolean", default: false },
   },
 });
 const widths = values.n.split(",").map(Number);
@@ -148,7 +151,11 @@ for (const n of widths) {
   }
   const [ms, gemmEntry] = await gemmMs(n, state.encW);
   const gflops = (2 * B * D * n) / (ms / 1000) / 1e9;
-  const engine = await GpuEngine.create(config, state, { gpu, profile: values.profile });
+  const engine = await GpuEngine.create(config, state, {
+    gpu,
+    profile: values.profile,
+    sparseAuxOnly: values["sparse-aux"],
+  });
   const phases = new Map<string, number>();
   await engine.step(makeBatch(1), B); // compile + b_dec init, not timed
   // A batch revives most features; re-mark half of them dead before every timed step (untimed)
