@@ -1,10 +1,12 @@
-// aux_dense: AuxK's gradient rows of the dead features as dense products, when few are dead
-// (lib/sae/ops/aux_dense.ts). The sparse path sums each dead feature's AuxK entries one by one
-// (sparse_backward.wgsl reduce_features16: ~1 s per step at B = 4096 with 1 M AuxK entries on
-// llvmpipe); here the entries are scattered into [Dcap, B] matrices by dead rank and the two
-// gradients are texture GEMMs (encoder_gemm.wgsl):
-//   ∇W_dec[dead r] = Σ_b A[r, b]·U[b]        A = the AuxK values, U = the AuxK residual gradient
-//   ∇W_enc[dead r] = Σ_b P[r, b]·xs[b] − s_r·b_dec,  P = the entries' dpre, s_r = Σ_b P[r, b]
+// aux_dense: AuxK's backward over the dead features as dense products, when few are dead
+// (lib/sae/ops/aux_dense.ts). The sparse path takes each AuxK entry alone — a dot product per
+// entry (sparse_backward.wgsl entry_dpre4x4) and each dead feature's entries summed one by one
+// (reduce_features16), ~0.4 + ~1 s per step at B = 4096 with 1 M AuxK entries on llvmpipe; here
+// they are texture GEMMs (encoder_gemm.wgsl) over the D dead features' decoder rows W_d by rank:
+//   G = U·W_dᵀ [B, dcap]                    U = the AuxK residual gradient; dpre of an entry (b, r)
+//                                            = G[b, r] where its value > 0, else 0
+//   ∇W_dec[dead r] = Σ_b A[r, b]·U[b]        A = the AuxK values scattered into [dcap, B]
+//   ∇W_enc[dead r] = Σ_b P[r, b]·xs[b] − s_r·b_dec,  P = the dpre scattered alike, s_r = Σ_b P[r, b]
 // Rank r counts the dead features of the group [base, end) below the feature (dead_list.wgsl).
 // Whether the dense or the sparse path runs is decided here, on the GPU, from the dead count, so
 // the choice (and so the weights) never depends on how far the host is ahead of the GPU: `plan`
@@ -15,9 +17,12 @@
 //   dispatch i (x, y, z) = its grid (the GEMMs' rows cut to D) if its path is taken, else 0;
 //   then D, dense; 2 g Grids.
 // Entry scatter_dense: one invocation per AuxK slot i = b·ka + s of the segment: A[r, b] = val,
-//   P[r, b] = dpre[segBase + i] (r = rank(f) − rank(base)); unused slots are skipped.
-//   Bindings: 0 idx [B, ka] u32; 1 val [B, ka]; 2 dpre [E]; 3 list; 4 A [dcap, B]; 5 P [dcap, B];
-//   6 u Params. A and P must be zero beforehand.
+//   P[r, b] = dpre[segBase + i], or with u.fromG = 1 the entry's dot product G[b, r] (0 where
+//   val ≤ 0, as entry_dpre gives) (r = rank(f) − rank(base)); unused slots are skipped.
+//   Bindings: 0 idx [B, ka] u32; 1 val [B, ka]; 2 dpre [E] or G [B, dcap]; 3 list; 4 A [dcap, B];
+//   5 P [dcap, B]; 6 u Params. A and P must be zero beforehand.
+// Entry gather_rows: W_d[r, j] = decW[f_r, j] for the dead feature f_r of rank r < D, 0 up to dcap.
+//   Bindings: 0 list; 1 decW [n, d]; 2 W_d [dcap, d]; 3 u Params.
 // Entry transpose: out[j, b] = in[srcOff + b·d + j] for b < B, j < d (one invocation per element).
 //   Bindings: 0 in; 1 out [d, B]; 2 u Params.
 // Entry row_sums: s[r] = Σ_b P[r, b] in order (one invocation per r < dcap).
@@ -34,15 +39,17 @@ override WG: u32 = 64;
 const NO_SLOT: u32 = 0xffffffffu;
 // Gated dispatches one plan can steer (the size of Grids.g).
 const MAX_ARGS: u32 = 16u;
+const COLS_CUT: u32 = 65536u;
 
 struct Params {
   B: u32, d: u32, n: u32, ka: u32,
   base: u32, end: u32, dcap: u32, segBase: u32,
-  srcOff: u32, rowStride: u32, pad0: u32, pad1: u32,
+  srcOff: u32, rowStride: u32, fromG: u32, pad1: u32,
 }
 
-// Per gated dispatch: (x, y, z, path): path 0 = sparse, 1 = dense, R ≥ 2 = dense with y cut to
-// ⌈D / R⌉ (a GEMM over the dead rows, R rows per workgroup row); count = dispatches used.
+// Per gated dispatch: (x, y, z, path): path 0 = sparse, 1 = dense, 2 ≤ R < COLS_CUT = dense with y
+// cut to ⌈D / R⌉ (a GEMM over the dead rows, R rows per workgroup row), COLS_CUT + C = dense with x
+// cut to ⌈D / C⌉ (a GEMM over the dead columns, C per workgroup); count = dispatches used.
 struct Grids { base: u32, end: u32, n: u32, dcap: u32, count: u32, pad0: u32, pad1: u32, pad2: u32, g: array<vec4u, MAX_ARGS> }
 
 @group(0) @binding(0) var<storage, read> pl_list: array<u32>;
@@ -62,8 +69,10 @@ fn plan() {
   for (var i = 0u; i < MAX_ARGS; i++) {
     let g = pl_g.g[i];
     let on = i < pl_g.count && (g.w >= 1u) == dense;
-    let y = select(g.y, min(g.y, (D + g.w - 1u) / max(g.w, 1u)), g.w >= 2u);
-    pl_args[3u * i] = select(0u, g.x, on);
+    let y = select(g.y, min(g.y, (D + g.w - 1u) / max(g.w, 1u)), g.w >= 2u && g.w < COLS_CUT);
+    let c = max(g.w, COLS_CUT + 1u) - COLS_CUT;
+    let x = select(g.x, min(g.x, (D + c - 1u) / c), g.w > COLS_CUT);
+    pl_args[3u * i] = select(0u, x, on);
     pl_args[3u * i + 1u] = select(0u, y, on);
     pl_args[3u * i + 2u] = select(0u, g.z, on);
   }
@@ -92,8 +101,35 @@ fn scatter_dense(@builtin(global_invocation_id) gid: vec3u) {
   let r = rank_sd(sd_u.n, sd_u.base, f);
   if (r >= sd_u.dcap) { return; }
   let b = i / sd_u.ka;
-  sd_a[r * sd_u.B + b] = sd_val[i];
-  sd_p[r * sd_u.B + b] = sd_dpre[sd_u.segBase + i];
+  let v = sd_val[i];
+  sd_a[r * sd_u.B + b] = v;
+  if (sd_u.fromG != 0u) {
+    // Binding 2 holds G = U·W_dᵀ [B, dcap]; an entry's dpre is its dot product where val > 0.
+    sd_p[r * sd_u.B + b] = select(0.0, sd_dpre[b * sd_u.dcap + r], v > 0.0);
+  } else {
+    sd_p[r * sd_u.B + b] = sd_dpre[sd_u.segBase + i];
+  }
+}
+
+@group(0) @binding(0) var<storage, read> gr_list: array<u32>;
+@group(0) @binding(1) var<storage, read> gr_dec: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gr_out: array<f32>;
+@group(0) @binding(3) var<uniform> gr_u: Params;
+
+fn rank_gr(n: u32, base: u32, f: u32) -> u32 {
+  return select(gr_list[0], gr_list[1u + n + f], f < n) - gr_list[1u + n + base];
+}
+
+@compute @workgroup_size(WG)
+fn gather_rows(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * gr_u.rowStride + gid.x;
+  let d = gr_u.d;
+  if (i >= gr_u.dcap * d) { return; }
+  let r = i / d;
+  let D = rank_gr(gr_u.n, gr_u.base, gr_u.end);
+  var w = 0.0;
+  if (r < D) { w = gr_dec[gr_list[1u + gr_list[1u + gr_u.n + gr_u.base] + r] * d + i % d]; }
+  gr_out[i] = w;
 }
 
 @group(0) @binding(0) var<storage, read> tr_in: array<f32>;

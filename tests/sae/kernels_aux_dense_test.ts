@@ -21,6 +21,7 @@ import type { GemmTextures } from "../../lib/sae/ops/encoder_gemm.ts";
 import {
   type DenseAux,
   denseAuxCapacity,
+  gatherRowsOp,
   MAX_GATED,
   mergeOp,
   planOp,
@@ -51,6 +52,10 @@ function scratch(
     gd: f32(s.dcap * s.d),
     ge: f32(s.dcap * s.d),
     zero: f32(s.B),
+    wd: f32(s.dcap * s.d),
+    uaux: f32(s.B * s.d),
+    g: f32(s.B * s.dcap),
+    texG: undefined as unknown as GemmTextures,
     texA: undefined as unknown as GemmTextures,
     texP: undefined as unknown as GemmTextures,
   };
@@ -77,7 +82,7 @@ Deno.test("aux_dense plan: zero workgroups for the path not taken, D and the cho
     const D = mask.slice(base, end).reduce((s, v) => s + v, 0);
     const x = scratch(gpu, { B: 64, d: 64, n, base, end, dcap });
     const list = uploadStorage(gpu, deadListTwin(mask), "list");
-    const gated: { dispatch: Dispatch; dense: boolean; rowsPerY?: number }[] = [
+    const gated: { dispatch: Dispatch; dense: boolean; rowsPerY?: number; colsPerX?: number }[] = [
       { dispatch: transposeOp(gpu, x, x.a, x.ut, 0), dense: true },
       { dispatch: rowSumsOp(gpu, x), dense: false },
       {
@@ -90,6 +95,12 @@ Deno.test("aux_dense plan: zero workgroups for the path not taken, D and the cho
         dense: true,
         rowsPerY: 10,
       },
+      // Over the dead columns: x cut to ⌈D / 9⌉ (at most its 11).
+      {
+        dispatch: { ...rowSumsOp(gpu, x), workgroups: [11, 4] as [number, number] },
+        dense: true,
+        colsPerX: 9,
+      },
     ];
     await runOps(gpu, [planOp(gpu, x, list, gated)], "plan");
     const args = await readU32(gpu, x.args);
@@ -98,7 +109,8 @@ Deno.test("aux_dense plan: zero workgroups for the path not taken, D and the cho
     gated.forEach((g, i) => {
       const [gx, gy = 1, gz = 1] = g.dispatch.workgroups;
       const y = g.rowsPerY ? Math.min(gy, Math.ceil(D / g.rowsPerY)) : gy;
-      const want = g.dense === dense ? [gx, y, gz] : [0, 0, 0];
+      const cx = g.colsPerX ? Math.min(gx, Math.ceil(D / g.colsPerX)) : gx;
+      const want = g.dense === dense ? [cx, y, gz] : [0, 0, 0];
       assert.deepEqual([...args.subarray(3 * i, 3 * i + 3)], want, `${label}: dispatch ${i}`);
       assert.deepEqual(g.dispatch.indirect, { buffer: x.args, offset: 12 * i });
     });
@@ -196,6 +208,29 @@ Deno.test("aux_dense scatter, transpose, row sums and merge match their TS twins
     });
     assert.deepEqual(await readF32(gpu, x.a), A, `${label}: A`);
     assert.deepEqual(await readF32(gpu, x.p), P, `${label}: P`);
+    // The dot products from G [B, dcap] instead (0 where val ≤ 0), and the dead decoder rows.
+    const G = randn(B * dcap, 13);
+    const gBuf = uploadStorage(gpu, G, "G");
+    const decW = randn(n * d, 14);
+    const decBuf = uploadStorage(gpu, decW, "decW");
+    const clear = gpu.device.createCommandEncoder();
+    clear.clearBuffer(x.p);
+    gpu.device.queue.submit([clear.finish()]);
+    await runOps(gpu, [
+      scatterDenseOp(gpu, x, { ...bufs, dpre: gBuf }, { ka, segBase, fromG: true }),
+      gatherRowsOp(gpu, x, { list, decW: decBuf }),
+    ], "aux dense from G");
+    const PG = new Float32Array(dcap * B), WD = new Float32Array(dcap * d);
+    for (let i = 0; i < B * ka; i++) {
+      if (idx[i] === NO_SLOT) continue;
+      const rr = rankOf(idx[i]), b = Math.floor(i / ka);
+      PG[rr * B + b] = val[i] > 0 ? G[b * dcap + rr] : 0;
+    }
+    group.forEach((f, rr) => WD.set(decW.subarray(f * d, (f + 1) * d), rr * d));
+    assert.deepEqual(await readF32(gpu, x.p), PG, `${label}: P from G`);
+    assert.deepEqual(await readF32(gpu, x.wd), WD, `${label}: W_d`);
+    gBuf.destroy();
+    decBuf.destroy();
     assert.deepEqual(await readF32(gpu, x.ut), UT, `${label}: Uᵀ`);
     assertClose(await readF32(gpu, x.s), S, { rtol: 1e-6, atol: 1e-6, label: `${label}: s` });
     const tol = { rtol: 1e-6, atol: 1e-6 };

@@ -1,11 +1,11 @@
 /**
- * AuxK's gradient rows of the dead features as dense products (kernels/aux_dense.wgsl), used by
- * the sparse backward on software adapters when few features are dead. With D dead features the
- * AuxK entries (B·Ka of them, 1 M at B = 4096) are scattered into [Dcap, B] matrices by dead rank
- * and the two gradients become texture GEMMs of 2·Dcap·B·d FLOPs each: at 5 % dead on llvmpipe
- * ~0.15–0.45 s against ~1 s for summing the entries feature by feature (bench/README.md, "What
- * would cut AuxK's cost in a real run"). Which path runs is decided on the GPU from the dead
- * count (`planOp`), never from the host's estimate, so the weights stay reproducible.
+ * AuxK's backward over the dead features as dense products (kernels/aux_dense.wgsl), used by the
+ * sparse backward on software adapters when few features are dead. With D dead features the AuxK
+ * entries' dot products (B·Ka of them, 1 M at B = 4096) are one texture GEMM G = U·W_dᵀ over the
+ * dead decoder rows, and the entries, scattered into [Dcap, B] matrices by dead rank, give the two
+ * gradients as texture GEMMs of 2·D·B·d FLOPs each (bench/README.md, "Built: …"). Which path runs
+ * is decided on the GPU from the dead count (`planOp`), never from the host's estimate, so the
+ * weights stay reproducible.
  *
  * Shapes: B rows, d = d_in, n features, group [base, end), Dcap = capacity in dead features.
  */
@@ -20,6 +20,7 @@ import {
   encodeGemmTextureCopies,
   type GemmTextures,
   TEX_GEMM_ROWS_PER_WORKGROUP,
+  textureGemmBlock,
   textureGemmOp,
 } from "./encoder_gemm.ts";
 
@@ -41,8 +42,11 @@ const K_SCATTER = kernel("scatter_dense");
 const K_TRANSPOSE = kernel("transpose");
 const K_ROWS = kernel("row_sums");
 const K_MERGE = kernel("merge");
+const K_GATHER = kernel("gather_rows");
 /** Every kernel of this module (for pipeline warm-up). */
-export const DENSE_AUX_KERNELS = [K_PLAN, K_SCATTER, K_TRANSPOSE, K_ROWS, K_MERGE];
+export const DENSE_AUX_KERNELS = [K_PLAN, K_SCATTER, K_TRANSPOSE, K_ROWS, K_MERGE, K_GATHER];
+/** `path` values of the plan's grids from which x is cut to the dead count (COLS_CUT in the WGSL). */
+const COLS_CUT = 65536;
 
 /** Whether the dense path can run: texture GEMM widths (B and d multiples of 64). */
 export function denseAuxSupported(gpu: Gpu, B: number, d: number): boolean {
@@ -75,10 +79,15 @@ export interface DenseAux {
   /** [dcap, d] the two gradient products. */
   gd: GPUBuffer;
   ge: GPUBuffer;
-  /** [B] zeros: the GEMM's subtracted bias. */
+  /** [max(B, d)] zeros: the GEMMs' subtracted bias. */
   zero: GPUBuffer;
   texA: GemmTextures;
   texP: GemmTextures;
+  /** [dcap, d] the dead decoder rows; [B, d] the AuxK residual gradient; [B, dcap] G = U·W_dᵀ. */
+  wd: GPUBuffer;
+  uaux: GPUBuffer;
+  g: GPUBuffer;
+  texG: GemmTextures;
 }
 
 /** Allocate the dense path of a group [base, end) of n features for batches of B rows. */
@@ -109,16 +118,22 @@ export function createDenseAux(
     s: f32(dcap, "row sums"),
     gd: f32(dcap * d, "∇W_dec rows"),
     ge: f32(dcap * d, "∇W_enc rows"),
-    zero: f32(B, "zero bias"),
+    zero: f32(Math.max(B, d), "zero bias"),
     texA: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
     texP: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
+    wd: f32(dcap * d, "W_d"),
+    uaux: f32(B * d, "U"),
+    g: f32(B * dcap, "G"),
+    texG: createGemmTextures(gpu, { B, d, n: dcap }),
   };
 }
 
 /** Free the scratch of a dense path. */
 export function destroyDenseAux(x: DenseAux) {
-  for (const b of [x.args, x.a, x.p, x.ut, x.xt, x.s, x.gd, x.ge, x.zero]) b.destroy();
-  for (const t of [x.texA, x.texP]) {
+  for (const b of [x.args, x.a, x.p, x.ut, x.xt, x.s, x.gd, x.ge, x.zero, x.wd, x.uaux, x.g]) {
+    b.destroy();
+  }
+  for (const t of [x.texA, x.texP, x.texG]) {
     t.xs.texture.destroy();
     t.encW.texture.destroy();
   }
@@ -136,7 +151,7 @@ function params(gpu: Gpu, x: DenseAux, fields: Partial<Record<string, number>>):
     segBase: 0,
     srcOff: 0,
     rowStride: 0,
-    pad0: 0,
+    fromG: 0,
     pad1: 0,
     ...fields,
   });
@@ -145,13 +160,14 @@ function params(gpu: Gpu, x: DenseAux, fields: Partial<Record<string, number>>):
 /**
  * The plan dispatch: it points every gated dispatch at its slot of `x.args` (`indirect`), and on
  * the GPU gives each its grid when its path is taken (dense: 0 < D ≤ dcap), else zero workgroups.
- * `rowsPerY` (dense GEMMs over the dead rows): y is cut to ⌈D / rowsPerY⌉, so their cost follows D.
+ * `rowsPerY` (dense GEMMs over the dead rows): y is cut to ⌈D / rowsPerY⌉, so their cost follows D;
+ * `colsPerX` (over the dead columns): x is cut to ⌈D / colsPerX⌉.
  */
 export function planOp(
   gpu: Gpu,
   x: DenseAux,
   list: GPUBuffer,
-  gated: { dispatch: Dispatch; dense: boolean; rowsPerY?: number }[],
+  gated: { dispatch: Dispatch; dense: boolean; rowsPerY?: number; colsPerX?: number }[],
 ): Dispatch {
   if (gated.length > MAX_GATED) {
     throw new ArborError(`dense AuxK: ${gated.length} gated dispatches; at most ${MAX_GATED}`);
@@ -172,18 +188,27 @@ export function planOp(
     fields[`g${i}x`] = gx;
     fields[`g${i}y`] = gy;
     fields[`g${i}z`] = gz;
-    fields[`g${i}w`] = !g?.dense ? 0 : g.rowsPerY && g.rowsPerY >= 2 ? g.rowsPerY : 1;
+    fields[`g${i}w`] = !g?.dense
+      ? 0
+      : g.colsPerX
+      ? COLS_CUT + g.colsPerX
+      : g.rowsPerY && g.rowsPerY >= 2
+      ? g.rowsPerY
+      : 1;
     if (g) g.dispatch.indirect = { buffer: x.args, offset: 12 * i };
   }
   return { kernel: K_PLAN, buffers: [list, x.args, sharedUniforms(gpu, fields)], workgroups: [1] };
 }
 
-/** Scatter a segment's AuxK slots (idx/val [B, ka], dpre at segBase) into x.a and x.p by rank. */
+/**
+ * Scatter a segment's AuxK slots (idx/val [B, ka]) into x.a and x.p by rank; x.p takes dpre at
+ * segBase, or with `fromG` the entries' dot products from G [B, dcap] (pass it as `dpre`).
+ */
 export function scatterDenseOp(
   gpu: Gpu,
   x: DenseAux,
   bufs: { idx: GPUBuffer; val: GPUBuffer; dpre: GPUBuffer; list: GPUBuffer },
-  sizes: { ka: number; segBase: number },
+  sizes: { ka: number; segBase: number; fromG?: boolean },
 ): Dispatch {
   const grid = wrapGrid(gpu, Math.ceil((x.B * sizes.ka) / WG));
   return {
@@ -199,6 +224,7 @@ export function scatterDenseOp(
         ka: sizes.ka,
         segBase: sizes.segBase,
         rowStride: grid.stride * WG,
+        fromG: sizes.fromG ? 1 : 0,
       }),
     ],
     workgroups: grid.workgroups,
@@ -247,6 +273,43 @@ export function encodeDenseCopies(enc: GPUCommandEncoder, x: DenseAux, which: "d
   // The texture GEMM's layout: "xs" [rows, K] and "encW" [N, K], here with K = B.
   if (which === "dec") encodeGemmTextureCopies(enc, x.texA, { xs: x.a, encW: x.ut });
   else encodeGemmTextureCopies(enc, x.texP, { xs: x.p, encW: x.xt });
+}
+
+/** x.wd = the decoder rows of the group's dead features by rank, zero past D. */
+export function gatherRowsOp(
+  gpu: Gpu,
+  x: DenseAux,
+  bufs: { list: GPUBuffer; decW: GPUBuffer },
+): Dispatch {
+  const grid = wrapGrid(gpu, Math.ceil((x.dcap * x.d) / WG));
+  return {
+    kernel: K_GATHER,
+    buffers: [bufs.list, bufs.decW, x.wd, params(gpu, x, { rowStride: grid.stride * WG })],
+    workgroups: grid.workgroups,
+  };
+}
+
+/** The GEMM x.g = U·x.wdᵀ [B, dcap] (the AuxK entries' dot products), after `encodeDpreCopies`. */
+export function dpreProductOp(gpu: Gpu, x: DenseAux): Dispatch {
+  const ops = textureGemmOp(gpu, x.texG, { bDec: x.zero, pre: x.g }, { rows: x.B, rowOffset: 0 });
+  if (ops.length !== 1) throw new ArborError(`dense AuxK: ${ops.length} GEMM dispatches`);
+  return ops[0];
+}
+
+/** Columns of G per workgroup column of `dpreProductOp` (its `colsPerX` for `planOp`). */
+export function dpreColsPerX(x: DenseAux): number {
+  return textureGemmBlock(x.dcap);
+}
+
+/** Record the copies of U (the [B, d] matrix at element srcOff of `u`) and x.wd into x.texG. */
+export function encodeDpreCopies(
+  enc: GPUCommandEncoder,
+  x: DenseAux,
+  u: GPUBuffer,
+  srcOff: number,
+) {
+  enc.copyBufferToBuffer(u, srcOff * 4, x.uaux, 0, x.B * x.d * 4);
+  encodeGemmTextureCopies(enc, x.texG, { xs: x.uaux, encW: x.wd });
 }
 
 /** Add the dense rows into the sparse gradients (after the sparse reduction). */

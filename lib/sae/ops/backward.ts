@@ -14,10 +14,11 @@
  * features, stable scatter) and one workgroup per feature summing its entries in a fixed
  * order. No dense [B, n] matrix exists; the cost is O(entries · d) plus O(n · d) for b_dec.
  *
- * DENSE AuxK ROWS (aux groups given `dense`, software adapters): when at most Dcap (≤ 1 536) of
- * the group's features are dead, its AuxK entries skip the sort and are scattered by dead rank
- * into [Dcap, B] matrices whose products with U and xs (texture GEMMs) give the dead features'
- * gradient rows, added after the per-feature sums (./aux_dense.ts). A plan dispatch decides on
+ * DENSE AuxK (aux groups given `dense`, software adapters): when at most Dcap (≤ 1 536) of the
+ * group's features are dead, its AuxK entries' dot products are one texture GEMM over the dead
+ * decoder rows, and the entries skip the sort: scattered by dead rank into [Dcap, B] matrices,
+ * their products with U and xs (texture GEMMs) give the dead features' gradient rows, added after
+ * the per-feature sums (./aux_dense.ts). A plan dispatch decides on
  * the GPU from the dead list and gives the other path's dispatches zero workgroups (indirect
  * dispatch), so the weights do not depend on the host. Still no [B, n] matrix.
  */
@@ -34,7 +35,11 @@ import {
   DENSE_AUX_KERNELS,
   type DenseAux,
   destroyDenseAux,
+  dpreColsPerX,
+  dpreProductOp,
   encodeDenseCopies,
+  encodeDpreCopies,
+  gatherRowsOp,
   mergeOp,
   planOp,
   PRODUCT_ROWS_PER_Y,
@@ -291,9 +296,16 @@ export class SparseBackward {
     }
     const out: BackwardStep[] = [];
     // Per aux group with a dense path: the dispatches whose running the GPU decides (planOp).
-    const gated: { dispatch: Dispatch; dense: boolean; rowsPerY?: number }[][] = aux.map(() => []);
-    const gate = (a: number, dispatch: Dispatch, dense: boolean, rowsPerY?: number) => {
-      if (this.#dense[a]) gated[a].push({ dispatch, dense, rowsPerY });
+    type Gated = { dispatch: Dispatch; dense: boolean; rowsPerY?: number; colsPerX?: number };
+    const gated: Gated[][] = aux.map(() => []);
+    const gate = (
+      a: number,
+      dispatch: Dispatch,
+      dense: boolean,
+      rowsPerY?: number,
+      colsPerX?: number,
+    ) => {
+      if (this.#dense[a]) gated[a].push({ dispatch, dense, rowsPerY, colsPerX });
       return dispatch;
     };
     const elemGrid = wrapGrid(this.#gpu, Math.ceil((B * d) / WG));
@@ -381,24 +393,24 @@ export class SparseBackward {
       const p = segParams[i];
       if (seg.k === 0) return;
       if (groups) {
-        out.push({
+        out.push(gate(i - 1, {
           kernel: K_DPRE_G8,
           buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.g8],
           workgroups: p.g8Grid.workgroups,
-        });
+        }, false));
       } else if (d % 4 === 0 && seg.k % 4 === 0 && seg.src !== SRC_FROM_LAYER) {
         // Fixed source, whole rows of four entries: one U load serves four dot products.
-        out.push({
+        out.push(gate(i - 1, {
           kernel: K_DPRE4X4,
           buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.quad],
           workgroups: p.quadGrid.workgroups,
-        });
+        }, false));
       } else {
-        out.push({
+        out.push(gate(i - 1, {
           kernel: d % 4 === 0 ? K_DPRE4 : K_DPRE, // vec4 loads when rows allow
           buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.flat],
           workgroups: p.grid.workgroups,
-        });
+        }, false));
       }
       // An aux group's entries enter the per-feature sums only on its sparse path.
       out.push(gate(i - 1, {
@@ -415,16 +427,22 @@ export class SparseBackward {
       const list = this.#deadList(bufs, a);
       out.push({ command: (enc) => enc.clearBuffer(x.a), label: "dense AuxK clear" });
       out.push({ command: (enc) => enc.clearBuffer(x.p), label: "dense AuxK clear" });
-      out.push(
-        gate(
-          a,
-          scatterDenseOp(this.#gpu, x, { idx: seg.idx, val: seg.val, dpre: s.dpre, list }, {
-            ka: seg.k,
-            segBase: segBases[a + 1],
-          }),
-          true,
-        ),
-      );
+      // The entries' dot products as one GEMM, G = U·W_dᵀ over the dead decoder rows.
+      out.push(gate(a, gatherRowsOp(this.#gpu, x, { list, decW: bufs.decW }), true));
+      out.push({
+        command: (enc) => encodeDpreCopies(enc, x, s.u, (L + a) * B * d),
+        label: "dense AuxK copies",
+      });
+      out.push(gate(a, dpreProductOp(this.#gpu, x), true, undefined, dpreColsPerX(x)));
+      out.push(gate(
+        a,
+        scatterDenseOp(this.#gpu, x, { idx: seg.idx, val: seg.val, dpre: x.g, list }, {
+          ka: seg.k,
+          segBase: segBases[a + 1],
+          fromG: true,
+        }),
+        true,
+      ));
       out.push(gate(a, transposeOp(this.#gpu, x, s.u, x.ut, (L + a) * B * d), true));
       out.push(gate(a, transposeOp(this.#gpu, x, bufs.xs, x.xt, 0), true));
       out.push(gate(a, rowSumsOp(this.#gpu, x), true));
