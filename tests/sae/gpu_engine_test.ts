@@ -216,6 +216,7 @@ Deno.test("GpuEngine: AuxK gradient rows by dense products (few dead) and by spa
     for (let f = 0; f < n; f++) if (dead(f)) start.tokensSinceFired[f] = config.deadTokens;
     const ref = new ReferenceEngine(config, start);
     const eng = await GpuEngine.create(config, start, { gpu });
+    const twin = await GpuEngine.create(config, start, { gpu });
     try {
       for (let t = 0; t < 2; t++) {
         const x = batch(64, 64, 700 + t);
@@ -224,9 +225,16 @@ Deno.test("GpuEngine: AuxK gradient rows by dense products (few dead) and by spa
         closeState(await eng.readState(), await ref.readState(), label);
         const want = gpu.isFallback ? path : "sparse";
         assert.deepEqual(await eng.auxGradientPaths(), [want], `${label}: AuxK gradient path`);
+        // Bitwise reproducible: a second engine on the same input, stepped with 2 steps in flight.
+        const a = await twin.enqueueStep(x, 64);
+        if (t === 1) await a.stats();
       }
+      const [s1, s2] = [await eng.readState(), await twin.readState()];
+      assert.deepEqual(s2.encW, s1.encW, `n=${n}: encW bitwise`);
+      assert.deepEqual(s2.decW, s1.decW, `n=${n}: decW bitwise`);
     } finally {
       eng.destroy();
+      twin.destroy();
     }
   }
 });
