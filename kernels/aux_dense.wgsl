@@ -19,7 +19,7 @@
 // Entry scatter_dense: one invocation per AuxK slot i = b·ka + s of the segment: A[r, b] = val,
 //   P[r, b] = dpre[segBase + i], or with u.fromG = 1 the entry's dot product G[b, r] (0 where
 //   val ≤ 0, as entry_dpre gives) (r = rank(f) − rank(base)); unused slots are skipped.
-//   Bindings: 0 idx [B, ka] u32; 1 val [B, ka]; 2 dpre [E] or G [B, dcap]; 3 list; 4 A [dcap, B];
+//   Bindings: 0 list; 1 idx [B, ka] u32; 2 val [B, ka]; 3 dpre [E] or G [B, dcap]; 4 A [dcap, B];
 //   5 P [dcap, B]; 6 u Params. A and P must be zero beforehand.
 // Entry gather_rows: W_d[r, j] = decW[f_r, j] for the dead feature f_r of rank r < D, 0 up to dcap.
 //   Bindings: 0 list; 1 decW [n, d]; 2 W_d [dcap, d]; 3 u Params.
@@ -52,19 +52,27 @@ struct Params {
 // cut to ⌈D / C⌉ (a GEMM over the dead columns, C per workgroup); count = dispatches used.
 struct Grids { base: u32, end: u32, n: u32, dcap: u32, count: u32, pad0: u32, pad1: u32, pad2: u32, g: array<vec4u, MAX_ARGS> }
 
-@group(0) @binding(0) var<storage, read> pl_list: array<u32>;
+// The dead list (dead_list.wgsl) of plan, scatter_dense, gather_rows and merge: [count, dead
+// features ascending, rank of each feature].
+@group(0) @binding(0) var<storage, read> dl: array<u32>;
+
+// Dead features in [base, f) (f = n: up to the end).
+fn rank(n: u32, base: u32, f: u32) -> u32 {
+  return select(dl[0], dl[1u + n + f], f < n) - dl[1u + n + base];
+}
+
+// The dead feature of rank r counted from base.
+fn dead_at(n: u32, base: u32, r: u32) -> u32 {
+  return dl[1u + dl[1u + n + base] + r];
+}
+
 @group(0) @binding(1) var<storage, read_write> pl_args: array<u32>;
 @group(0) @binding(2) var<uniform> pl_g: Grids;
 
-// Dead features of the list in [base, f) (f = n: up to the end); one copy per list binding, as WGSL
-// takes no storage pointers as arguments.
-fn rank_pl(n: u32, base: u32, f: u32) -> u32 {
-  return select(pl_list[0], pl_list[1u + n + f], f < n) - pl_list[1u + n + base];
-}
 
 @compute @workgroup_size(1)
 fn plan() {
-  let D = rank_pl(pl_g.n, pl_g.base, pl_g.end);
+  let D = rank(pl_g.n, pl_g.base, pl_g.end);
   let dense = D > 0u && D <= pl_g.dcap;
   for (var i = 0u; i < MAX_ARGS; i++) {
     let g = pl_g.g[i];
@@ -80,17 +88,13 @@ fn plan() {
   pl_args[3u * MAX_ARGS + 1u] = select(0u, 1u, dense);
 }
 
-@group(0) @binding(0) var<storage, read> sd_idx: array<u32>;
-@group(0) @binding(1) var<storage, read> sd_val: array<f32>;
-@group(0) @binding(2) var<storage, read> sd_dpre: array<f32>;
-@group(0) @binding(3) var<storage, read> sd_list: array<u32>;
+@group(0) @binding(1) var<storage, read> sd_idx: array<u32>;
+@group(0) @binding(2) var<storage, read> sd_val: array<f32>;
+@group(0) @binding(3) var<storage, read> sd_dpre: array<f32>;
 @group(0) @binding(4) var<storage, read_write> sd_a: array<f32>;
 @group(0) @binding(5) var<storage, read_write> sd_p: array<f32>;
 @group(0) @binding(6) var<uniform> sd_u: Params;
 
-fn rank_sd(n: u32, base: u32, f: u32) -> u32 {
-  return select(sd_list[0], sd_list[1u + n + f], f < n) - sd_list[1u + n + base];
-}
 
 @compute @workgroup_size(WG)
 fn scatter_dense(@builtin(global_invocation_id) gid: vec3u) {
@@ -98,7 +102,7 @@ fn scatter_dense(@builtin(global_invocation_id) gid: vec3u) {
   if (i >= sd_u.B * sd_u.ka) { return; }
   let f = sd_idx[i];
   if (f == NO_SLOT) { return; }
-  let r = rank_sd(sd_u.n, sd_u.base, f);
+  let r = rank(sd_u.n, sd_u.base, f);
   if (r >= sd_u.dcap) { return; }
   let b = i / sd_u.ka;
   let v = sd_val[i];
@@ -111,14 +115,10 @@ fn scatter_dense(@builtin(global_invocation_id) gid: vec3u) {
   }
 }
 
-@group(0) @binding(0) var<storage, read> gr_list: array<u32>;
 @group(0) @binding(1) var<storage, read> gr_dec: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gr_out: array<f32>;
 @group(0) @binding(3) var<uniform> gr_u: Params;
 
-fn rank_gr(n: u32, base: u32, f: u32) -> u32 {
-  return select(gr_list[0], gr_list[1u + n + f], f < n) - gr_list[1u + n + base];
-}
 
 @compute @workgroup_size(WG)
 fn gather_rows(@builtin(global_invocation_id) gid: vec3u) {
@@ -126,9 +126,9 @@ fn gather_rows(@builtin(global_invocation_id) gid: vec3u) {
   let d = gr_u.d;
   if (i >= gr_u.dcap * d) { return; }
   let r = i / d;
-  let D = rank_gr(gr_u.n, gr_u.base, gr_u.end);
+  let D = rank(gr_u.n, gr_u.base, gr_u.end);
   var w = 0.0;
-  if (r < D) { w = gr_dec[gr_list[1u + gr_list[1u + gr_u.n + gr_u.base] + r] * d + i % d]; }
+  if (r < D) { w = gr_dec[dead_at(gr_u.n, gr_u.base, r) * d + i % d]; }
   gr_out[i] = w;
 }
 
@@ -159,7 +159,6 @@ fn row_sums(@builtin(global_invocation_id) gid: vec3u) {
   rs_s[r] = s;
 }
 
-@group(0) @binding(0) var<storage, read> mg_list: array<u32>;
 @group(0) @binding(1) var<storage, read> mg_gd: array<f32>;
 @group(0) @binding(2) var<storage, read> mg_ge: array<f32>;
 @group(0) @binding(3) var<storage, read> mg_s: array<f32>;
@@ -169,19 +168,16 @@ fn row_sums(@builtin(global_invocation_id) gid: vec3u) {
 @group(0) @binding(7) var<storage, read_write> mg_sum: array<f32>;
 @group(0) @binding(8) var<uniform> mg_u: Params;
 
-fn rank_mg(n: u32, base: u32, f: u32) -> u32 {
-  return select(mg_list[0], mg_list[1u + n + f], f < n) - mg_list[1u + n + base];
-}
 
 @compute @workgroup_size(WG)
 fn merge(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.y * mg_u.rowStride + gid.x;
   let d = mg_u.d;
-  let D = min(rank_mg(mg_u.n, mg_u.base, mg_u.end), mg_u.dcap);
+  let D = min(rank(mg_u.n, mg_u.base, mg_u.end), mg_u.dcap);
   if (i >= D * d) { return; }
   let r = i / d;
   let j = i % d;
-  let f = mg_list[1u + mg_list[1u + mg_u.n + mg_u.base] + r];
+  let f = dead_at(mg_u.n, mg_u.base, r);
   let s = mg_s[r];
   mg_gdec[f * d + j] += mg_gd[i];
   mg_genc[f * d + j] += mg_ge[i] - s * mg_bdec[j];

@@ -100,7 +100,7 @@ export interface GpuEngineOptions {
   profile?: boolean;
   /** Bytes of decoder rows per block of the blocked AuxK decode (default SLOT_BLOCK_BYTES; tests). */
   auxBlockBytes?: number;
-  /** Keep AuxK's gradient rows on the sparse path even where the dense one could run (tests, benches). */
+  /** Keep AuxK's backward on the sparse path even where the dense one could run (tests, benches). */
   sparseAuxOnly?: boolean;
 }
 
@@ -380,7 +380,8 @@ export class GpuEngine implements SaeEngine {
     }
     const bb = await this.#batchBuffers(B);
     writeBuffer(gpu, bb.x, x);
-    const kAux = this.#auxKBound();
+    const deadBound = this.#deadBounds();
+    const kAux = deadBound.map((c) => Math.min(this.config.auxK, c));
     const n = this.#n;
     const d = this.#d;
     const p = this.#p;
@@ -402,7 +403,7 @@ export class GpuEngine implements SaeEngine {
     } else rec.command((enc) => enc.clearBuffer(bb.dead));
     rec.push(...standardizeOp(gpu, { x: bb.x, xs: bb.xs, mean: bb.mean, std: bb.std }, { B, d }));
     rec.mark("standardize");
-    this.#forward(rec, bb, "train", kAux);
+    this.#forward(rec, bb, "train", kAux, deadBound);
     rec.command((enc) => bb.backward.encode(enc, this.#backwardBuffers(bb, kAux), rec.timer));
     const t = this.#step + 1;
     const lr = this.config.lr;
@@ -483,13 +484,15 @@ export class GpuEngine implements SaeEngine {
    * Forward dispatches after standardisation: per row chunk the encoder GEMM, the selection and
    * the AuxK candidates (the chunk's pre is consumed before the next chunk overwrites it), then
    * level reconstructions, AuxK reconstructions and the loss sums (into bb.scal).
-   * `kAux` per group: 0 skips the group (its ê is cleared so its loss sums stay defined).
+   * `kAux` per group: 0 skips the group (its ê is cleared so its loss sums stay defined);
+   * `deadBound` per group: the bound on its dead features that `kAux` came from.
    */
   #forward(
     out: Recording,
     bb: BatchBuffers,
     mode: "train" | "inference",
     kAux: number[] = [],
+    deadBound: number[] = [],
   ): void {
     const gpu = this.#gpu;
     const { n, d } = { n: this.#n, d: this.#d };
@@ -629,7 +632,7 @@ export class GpuEngine implements SaeEngine {
         // Slots sit in blocks below ⌈dead / block⌉ only; a bound on the dead count is enough.
         const upTo = Math.min(
           blocks.nb,
-          Math.ceil(this.#deadBound(this.#groups[a]) / 2 ** blocks.shift),
+          Math.ceil(deadBound[a] / 2 ** blocks.shift),
         );
         out.push(...blockedTextureDecodeOp(gpu, this.#decTex, {
           idx,
@@ -755,25 +758,22 @@ export class GpuEngine implements SaeEngine {
   }
 
   /**
-   * AuxK slots to dispatch per group this step: min(auxK, an upper bound on its dead features),
-   * 0 when α = 0. The counters on the host are those of the last step whose statistics are in;
-   * the steps still in flight add at most their rows to each, so a feature can only be dead now
-   * if its counter plus those rows reaches deadTokens. With nothing in flight this is exact. The
-   * selection takes min(slots, candidates), so a bound gives the same codes as the exact count.
+   * Per group, an upper bound on its dead features this step (0 when α = 0); the step dispatches
+   * min(auxK, bound) AuxK slots. The counters on the host are those of the last step whose
+   * statistics are in; the steps still in flight add at most their rows to each, so a feature can
+   * only be dead now if its counter plus those rows reaches deadTokens. With nothing in flight this
+   * is exact. The selection takes min(slots, candidates), so a bound gives the same codes as the
+   * exact count.
    */
-  #auxKBound(): number[] {
-    return this.#groups.map((g) =>
-      g.alpha > 0 ? Math.min(this.config.auxK, this.#deadBound(g)) : 0
-    );
-  }
-
-  /** Upper bound on the dead features of a group this step (see `#auxKBound`). */
-  #deadBound(g: AuxGroup): number {
+  #deadBounds(): number[] {
     const dt = this.config.deadTokens;
     const ahead = this.#pendingTokens;
-    let c = 0;
-    for (let f = g.start; f < g.end; f++) if (this.#since[f] + ahead >= dt) c++;
-    return c;
+    return this.#groups.map((g) => {
+      if (!(g.alpha > 0)) return 0;
+      let c = 0;
+      for (let f = g.start; f < g.end; f++) if (this.#since[f] + ahead >= dt) c++;
+      return c;
+    });
   }
 
   /** Indices of the aux groups that can carry gradient (α > 0 and auxK > 0). */

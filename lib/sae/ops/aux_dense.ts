@@ -34,8 +34,8 @@ export const MAX_GATED = 16;
  */
 export const DENSE_AUX_MAX = 1536;
 
-function kernel(entry: string, wg = WG): Kernel {
-  return { file: "aux_dense.wgsl", entry, constants: { WG: wg } };
+function kernel(entry: string): Kernel {
+  return { file: "aux_dense.wgsl", entry, constants: { WG } };
 }
 const K_PLAN: Kernel = { file: "aux_dense.wgsl", entry: "plan", constants: {} };
 const K_SCATTER = kernel("scatter_dense");
@@ -214,10 +214,10 @@ export function scatterDenseOp(
   return {
     kernel: K_SCATTER,
     buffers: [
+      bufs.list,
       bufs.idx,
       bufs.val,
       bufs.dpre,
-      bufs.list,
       x.a,
       x.p,
       params(gpu, x, {

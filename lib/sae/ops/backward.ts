@@ -240,8 +240,11 @@ export class SparseBackward {
       g.dense ? createDenseAux(gpu, { B, d, n, base: g.dense.base, end: g.dense.end }) : undefined
     );
     const kernels = [...ALL_KERNELS];
+    // The GEMMs' entry points follow their widths (d for the gradients, dcap for the dpre).
     for (const x of self.#dense) {
-      if (x) kernels.push(...DENSE_AUX_KERNELS, productOp(gpu, x, "dec").kernel);
+      if (!x) continue;
+      const gemms = [productOp(gpu, x, "dec"), productOp(gpu, x, "enc"), dpreProductOp(gpu, x)];
+      kernels.push(...DENSE_AUX_KERNELS, ...gemms.map((op) => op.kernel));
     }
     for (const kern of kernels) self.#pipelines.set(kernelName(kern), await getPipeline(gpu, kern));
     const E = Math.max(1, self.entries);
