@@ -1,7 +1,7 @@
 /**
  * Encoder GEMM and top-k throughput on this machine's WebGPU adapter (issue 3's speed figures).
  *
- *   deno run -A bench/encoder_gemm_bench.ts [--variant tex|tex32|tex64|block4|wide|tiled] [--reps 2] [--n 24576,6144]
+ *   deno run -A bench/encoder_gemm_bench.ts [--variant tex|tex32|tex64|texsg|block4|wide|tiled] [--reps 2] [--n 24576,6144]
  *
  * For each n: pre = (xs − bDec)·encWᵀ at B = 4096, d = 768 in row chunks (the largest that fit one
  * storage binding), timed on the GPU (timestamp queries when available), reported as GFLOP/s
@@ -29,6 +29,7 @@ import {
   type GemmVariant,
   maxGemmChunkRows,
   preferTextureGemm,
+  type TextureGemmBlock,
   textureGemmBlock,
   textureGemmOp,
 } from "../lib/sae/ops/encoder_gemm.ts";
@@ -115,7 +116,8 @@ if (import.meta.main) {
       | GemmVariant
       | "tex"
       | "tex32"
-      | "tex64";
+      | "tex64"
+      | "texsg";
   const reps = Number(values.reps);
   console.log(
     `adapter: ${gpu.description}; GEMM variant: ${variant}; timestamps: ${gpu.hasTimestamps}`,
@@ -131,11 +133,13 @@ if (import.meta.main) {
     const pre = createStorage(gpu, chunk * n * 4, "pre chunk");
     const gemm: Dispatch[] = [];
     const tex = variant.startsWith("tex") ? createGemmTextures(gpu, { B, d: D, n }) : undefined;
-    // "tex" picks the block width by n as the engine does; tex32/tex64 force one.
-    const block = variant === "tex"
-      ? (gpu.isFallback ? textureGemmBlock(n) : 32)
+    // "tex" picks the block as the engine does; tex32/tex64/texsg force one.
+    const block: TextureGemmBlock = variant === "tex"
+      ? textureGemmBlock(gpu, n)
       : variant === "tex64"
       ? 64
+      : variant === "texsg"
+      ? "sg"
       : 32;
     for (let r0 = 0; r0 < B; r0 += chunk) {
       const rows = Math.min(chunk, B - r0);
@@ -216,9 +220,9 @@ if (import.meta.main) {
       } CPU ms)`,
     );
     rows.push(
-      `| ${n} | ${tex ? `tex (${block}-wide)` : variant} | ${best.ms.toFixed(0)} | ${
-        copyMs.toFixed(0)
-      } | ${gflops.toFixed(1)} | ` +
+      `| ${n} | ${
+        tex ? `tex (${block === "sg" ? "subgroup 16 × 64" : `${block}-wide`})` : variant
+      } | ${best.ms.toFixed(0)} | ${copyMs.toFixed(0)} | ${gflops.toFixed(1)} | ` +
         `${perCpu.toFixed(1)} | ${bestTopk.ms.toFixed(0)} | ${bestTopk.cpuMs.toFixed(0)} |`,
     );
     releaseUniforms([...gemm, ...topk]);

@@ -3,12 +3,13 @@
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
  *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3] [--aux-k 256]
- *                                   [--dead-every 2] [--sparse-aux] [--profile]
+ *                                   [--dead-every 2] [--sparse-aux] [--no-subgroups] [--profile]
  *                                   [--back-to-back [--ahead 4]]
  *
  * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144
  * (`--aux-k 0` times the step without AuxK; `--sparse-aux` keeps AuxK's gradient rows on the
- * sparse path, which software adapters otherwise leave for texture GEMMs when few are dead).
+ * sparse path, which software adapters otherwise leave for texture GEMMs when few are dead;
+ * `--no-subgroups` runs the texture GEMMs without subgroups, as on adapters that lack them).
  * Half the features (every `--dead-every`-th one: 20 = 5 %, closer to a real run) are marked
  * dead (tokensSinceFired ≥ deadTokens) before every timed step, so the AuxK path does its full
  * work (256 aux slots per token while at least 256 are dead). The first step compiles the pipelines and sets b_dec
@@ -46,6 +47,7 @@ import {
   maxGemmChunkRows,
   preferTextureGemm,
   textureGemmBlock,
+  textureGemmKernel,
   textureGemmOp,
 } from "../lib/sae/ops/encoder_gemm.ts";
 import { releaseUniforms } from "../lib/sae/ops/grid.ts";
@@ -68,6 +70,7 @@ const { values } = parseArgs({
     ahead: { type: "string", default: String(DEFAULT_STEPS_AHEAD) },
     "dead-every": { type: "string", default: "2" },
     "sparse-aux": { type: "boolean", default: false },
+    "no-subgroups": { type: "boolean", default: false },
   },
 });
 const widths = values.n.split(",").map(Number);
@@ -79,8 +82,9 @@ if (!Number.isInteger(deadEvery) || deadEvery < 1) {
   throw new Error(`--dead-every must be a positive integer, got "${values["dead-every"]}"`);
 }
 
-const gpu = await getGpu({ quiet: true });
-console.log(`adapter: ${gpu.description}`);
+const device = await getGpu({ quiet: true });
+const gpu = values["no-subgroups"] ? { ...device, subgroupSize: 0 } : device;
+console.log(`adapter: ${gpu.description}; subgroups: ${gpu.subgroupSize || "off"}`);
 
 /** Random activations with a per-row offset and scale (values do not change the cost). */
 function makeBatch(seed: number): Float32Array {
@@ -126,9 +130,7 @@ async function gemmMs(n: number, encW: Float32Array): Promise<[number, string]> 
   return [
     best,
     tex
-      ? `${
-        textureGemmBlock(tex.n) === 64 ? "gemm_block4_tex64" : "gemm_block4_tex"
-      } + texture copies`
+      ? `${textureGemmKernel(textureGemmBlock(gpu, tex.n)).entry} + texture copies`
       : dispatches[0].kernel.entry,
   ];
 }

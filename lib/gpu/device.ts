@@ -17,6 +17,11 @@ export interface Gpu {
   hasF16: boolean;
   /** Whether timestamp queries are available for GPU timing. */
   hasTimestamps: boolean;
+  /**
+   * The smallest subgroup size of the adapter when the device has the "subgroups" feature (WGSL
+   * subgroup builtins), 0 without it.
+   */
+  subgroupSize: number;
 }
 
 /** Limits we raise to the adapter's maxima: big buffers and workgroup memory. */
@@ -79,7 +84,20 @@ async function createGpu(options: GpuOptions): Promise<Gpu> {
   const hasTimestamps = adapter.features.has("timestamp-query");
   if (hasF16) requiredFeatures.push("shader-f16");
   if (hasTimestamps) requiredFeatures.push("timestamp-query");
-  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  // Deno 2.9's lavapipe adapter grants "subgroups" without listing it in adapter.features (its GL
+  // adapter refuses it with a TypeError), so ask for it and fall back to a device without.
+  let device: GPUDevice;
+  let hasSubgroups = true;
+  try {
+    device = await adapter.requestDevice({
+      requiredLimits,
+      requiredFeatures: [...requiredFeatures, "subgroups" as GPUFeatureName],
+    });
+  } catch (e) {
+    if (!(e instanceof TypeError)) throw e;
+    hasSubgroups = false;
+    device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  }
   device.lost.then((info) => {
     if (info.reason !== "destroyed") {
       console.error(`arbor: GPU device lost: ${info.message}`);
@@ -95,5 +113,6 @@ async function createGpu(options: GpuOptions): Promise<Gpu> {
   const name = info.description || info.device || info.vendor || "unknown adapter";
   const description = `${name} [backend: ${backend}${isFallback ? ", software" : ""}]`;
   if (!options.quiet) console.error(`arbor: WebGPU adapter: ${description}`);
-  return { device, adapter, description, isFallback, hasF16, hasTimestamps };
+  const subgroupSize = hasSubgroups ? Number(info.subgroupMinSize ?? 0) : 0;
+  return { device, adapter, description, isFallback, hasF16, hasTimestamps, subgroupSize };
 }

@@ -8,15 +8,25 @@ import {
   encodeGemmTextureCopies,
   encoderGemmOp,
   type GemmVariant,
+  subgroupGemmSupported,
+  type TextureGemmBlock,
   textureGemmBlock,
   textureGemmOp,
+  textureGemmTile,
 } from "../../lib/sae/ops/encoder_gemm.ts";
-import { encoderGemmWgsl } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
+import { encoderGemmSgWgsl, encoderGemmWgsl } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
 import assert from "node:assert/strict";
 
-Deno.test("kernels/encoder_gemm.wgsl is what its generator writes", async () => {
-  const file = await Deno.readTextFile(new URL("../../kernels/encoder_gemm.wgsl", import.meta.url));
-  assert.ok(file === encoderGemmWgsl(), "re-run: deno run -A lib/sae/ops/encoder_gemm_wgsl.ts");
+Deno.test("kernels/encoder_gemm.wgsl and encoder_gemm_sg.wgsl are what their generator writes", async () => {
+  for (
+    const [file, text] of [["encoder_gemm.wgsl", encoderGemmWgsl()], [
+      "encoder_gemm_sg.wgsl",
+      encoderGemmSgWgsl(),
+    ]]
+  ) {
+    const got = await Deno.readTextFile(new URL(`../../kernels/${file}`, import.meta.url));
+    assert.ok(got === text, `${file} differs: re-run deno run -A lib/sae/ops/encoder_gemm_wgsl.ts`);
+  }
 });
 
 Deno.test("standardize and unstandardize kernels match the TS twin (odd sizes)", async () => {
@@ -90,26 +100,52 @@ Deno.test("encoder GEMM variants match the TS twin at awkward sizes, in row chun
   }
 });
 
-Deno.test("texture GEMM variants (32 × 32 and 32 × 64 blocks) match the TS twin (array layers in both operands, row chunks)", async () => {
+Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the TS twin (array layers in both operands, row chunks)", async () => {
   const gpu = await testGpu();
-  // n = 4100 picks the 64-wide blocks by default (TEX_WIDE_MIN_FEATURES), n = 40 the 32-wide; the
-  // last case runs 64-wide blocks on n < 64 (every block partly out of range).
-  assert.deepEqual([textureGemmBlock(4100), textureGemmBlock(40)], [64, 32]);
-  // 64-wide blocks are for software adapters (on an H200 the driver lost the device on them; GPUs
-  // use gemm_tiled): elsewhere they must be refused, and only the 32-wide cases run.
-  const cases = [[37, 64, 4100, 64], [4100, 64, 40, 32], [45, 128, 37, 64]] as const;
+  // Software adapters take the subgroup blocks where the device has subgroups of ≥ 8 lanes, else
+  // 64-wide blocks from n = 4 100 (TEX_WIDE_MIN_FEATURES) and 32-wide below; GPUs take 32.
+  const soft = { ...gpu, isFallback: true };
+  assert.deepEqual(
+    [
+      textureGemmBlock({ ...soft, subgroupSize: 0 }, 4100),
+      textureGemmBlock({ ...soft, subgroupSize: 4 }, 40),
+      textureGemmBlock({ ...soft, subgroupSize: 8 }, 40),
+      textureGemmBlock({ ...soft, subgroupSize: 16 }, 4100),
+      textureGemmBlock({ ...gpu, isFallback: false, subgroupSize: 32 }, 4100),
+    ],
+    [64, 32, "sg", "sg", 32],
+  );
+  assert.deepEqual(textureGemmTile("sg"), { rows: 256, cols: 64 });
+  assert.deepEqual(textureGemmTile(64), { rows: 512, cols: 64 });
+  // 64-wide and subgroup blocks are for software adapters (on an H200 the driver lost the device
+  // on 64-wide ones; GPUs use gemm_tiled): elsewhere they must be refused, as must subgroup
+  // blocks on a device without subgroups.
   const small = createGemmTextures(gpu, { B: 4, d: 64, n: 8 });
   const scratch = createStorage(gpu, 4 * 8 * 4, "pre");
+  const sizes = { rows: 4, rowOffset: 0 };
+  const bufs = { bDec: scratch, pre: scratch };
+  const gpuLike = { ...gpu, isFallback: false, subgroupSize: 32 };
+  for (const block of [64, "sg"] as const) {
+    assert.throws(
+      () => textureGemmOp(gpuLike, small, bufs, sizes, block),
+      new RegExp(`${block}-wide blocks are for software adapters only`),
+    );
+  }
   assert.throws(
-    () =>
-      textureGemmOp({ ...gpu, isFallback: false }, small, { bDec: scratch, pre: scratch }, {
-        rows: 4,
-        rowOffset: 0,
-      }, 64),
-    /64-wide blocks are for software adapters only/,
+    () => textureGemmOp({ ...soft, subgroupSize: 0 }, small, bufs, sizes, "sg"),
+    /"sg" blocks need subgroups of at least 8 lanes \(this device: no subgroups\)/,
   );
   small.xs.texture.destroy(), small.encW.texture.destroy(), scratch.destroy();
-  for (const [B, d, n, block] of cases.filter((c) => gpu.isFallback || c[3] === 32)) {
+  // n = 4 100 spans two array layers of encW; B = 4 100 two of xs; n = 37 and 40 leave every
+  // block partly out of range; rows (B − ⌊B/3⌋) are no multiple of any tile's rows.
+  const shapes = [[37, 64, 4100], [4100, 64, 40], [45, 128, 37]] as const;
+  const blocks: TextureGemmBlock[] = !gpu.isFallback
+    ? [32]
+    : subgroupGemmSupported(gpu)
+    ? [32, 64, "sg"]
+    : [32, 64];
+  const cases = shapes.flatMap(([B, d, n]) => blocks.map((block) => [B, d, n, block] as const));
+  for (const [B, d, n, block] of cases) {
     const xs = randn(B * d, B + n);
     const encW = randn(n * d, n + 1).map((v) => v / 8);
     const bDec = randn(d, 5).map((v) => 0.1 * v);

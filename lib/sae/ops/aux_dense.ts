@@ -19,9 +19,9 @@ import {
   createGemmTextures,
   encodeGemmTextureCopies,
   type GemmTextures,
-  TEX_GEMM_ROWS_PER_WORKGROUP,
   textureGemmBlock,
   textureGemmOp,
+  textureGemmTile,
 } from "./encoder_gemm.ts";
 
 const WG = 64;
@@ -257,7 +257,9 @@ export function rowSumsOp(gpu: Gpu, x: DenseAux): Dispatch {
 }
 
 /** Output rows per workgroup row of `productOp`'s GEMM (its `rowsPerY` for `planOp`). */
-export const PRODUCT_ROWS_PER_Y = TEX_GEMM_ROWS_PER_WORKGROUP;
+export function productRowsPerY(gpu: Gpu, x: DenseAux): number {
+  return textureGemmTile(textureGemmBlock(gpu, x.d)).rows;
+}
 
 /** The GEMM x.gd = x.a · x.utᵀ (x.ge = x.p · x.xtᵀ), after `encodeDenseCopies` of its operands. */
 export function productOp(gpu: Gpu, x: DenseAux, which: "dec" | "enc"): Dispatch {
@@ -297,8 +299,8 @@ export function dpreProductOp(gpu: Gpu, x: DenseAux): Dispatch {
 }
 
 /** Columns of G per workgroup column of `dpreProductOp` (its `colsPerX` for `planOp`). */
-export function dpreColsPerX(x: DenseAux): number {
-  return textureGemmBlock(x.dcap);
+export function dpreColsPerX(gpu: Gpu, x: DenseAux): number {
+  return textureGemmTile(textureGemmBlock(gpu, x.dcap)).cols;
 }
 
 /** Record the copies of U (the [B, d] matrix at element srcOff of `u`) and x.wd into x.texG. */

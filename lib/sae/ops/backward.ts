@@ -42,8 +42,8 @@ import {
   gatherRowsOp,
   mergeOp,
   planOp,
-  PRODUCT_ROWS_PER_Y,
   productOp,
+  productRowsPerY,
   rowSumsOp,
   scatterDenseOp,
   transposeOp,
@@ -436,7 +436,7 @@ export class SparseBackward {
         command: (enc) => encodeDpreCopies(enc, x, s.u, (L + a) * B * d),
         label: "dense AuxK copies",
       });
-      out.push(gate(a, dpreProductOp(this.#gpu, x), true, undefined, dpreColsPerX(x)));
+      out.push(gate(a, dpreProductOp(this.#gpu, x), true, undefined, dpreColsPerX(this.#gpu, x)));
       out.push(gate(
         a,
         scatterDenseOp(this.#gpu, x, { idx: seg.idx, val: seg.val, dpre: x.g, list }, {
@@ -508,9 +508,9 @@ export class SparseBackward {
       if (!x || segments[a + 1].k === 0) return;
       const list = this.#deadList(bufs, a);
       out.push({ command: (enc) => encodeDenseCopies(enc, x, "dec"), label: "dense AuxK copies" });
-      out.push(gate(a, productOp(this.#gpu, x, "dec"), true, PRODUCT_ROWS_PER_Y));
+      out.push(gate(a, productOp(this.#gpu, x, "dec"), true, productRowsPerY(this.#gpu, x)));
       out.push({ command: (enc) => encodeDenseCopies(enc, x, "enc"), label: "dense AuxK copies" });
-      out.push(gate(a, productOp(this.#gpu, x, "enc"), true, PRODUCT_ROWS_PER_Y));
+      out.push(gate(a, productOp(this.#gpu, x, "enc"), true, productRowsPerY(this.#gpu, x)));
       out.push(gate(
         a,
         mergeOp(this.#gpu, x, {

@@ -19,6 +19,9 @@ import {
   BLOCK_COLS,
   BLOCK_COLS_WIDE,
   BLOCK_ROWS,
+  SG_COLS,
+  SG_LANES,
+  SG_ROWS,
   TILE,
   WIDE_COLS,
   WIDE_ROWS,
@@ -42,8 +45,6 @@ export type GemmVariant = "block4" | "wide" | "tiled";
 const WIDE_WG = 64;
 /** Invocations per workgroup of the block4 variant (best measured on llvmpipe: 16). */
 const BLOCK_WG = 16;
-/** Rows of the output one workgroup row of the texture GEMM covers (its grid's y unit). */
-export const TEX_GEMM_ROWS_PER_WORKGROUP = BLOCK_WG * BLOCK_ROWS;
 
 /** The variant suited to an adapter and width: register blocks on software drivers, tiles on real GPUs. */
 export function defaultGemmVariant(gpu: Gpu, d: number): GemmVariant {
@@ -174,39 +175,77 @@ export function encodeGemmTextureCopies(
 }
 
 /**
- * Features from which the texture GEMM uses 32 × 64 blocks (`gemm_block4_tex64`): 1.17× faster on
- * llvmpipe at large n (bench/README.md), but its first compile takes 30 s (Vulkan) to 2 min (GL)
- * before Mesa's shader cache holds it — not worth it for small dictionaries.
+ * Features from which the texture GEMM uses 32 × 64 blocks (`gemm_block4_tex64`) where subgroups
+ * are missing: 1.17× faster on llvmpipe at large n (bench/README.md), but its first compile takes
+ * 30 s (Vulkan) to 2 min (GL) before Mesa's shader cache holds it — not worth it for small dictionaries.
  */
 export const TEX_WIDE_MIN_FEATURES = 4096;
 
-/** Features per invocation of the texture GEMM: 32 (`gemm_block4_tex`) or 64 (`gemm_block4_tex64`). */
-export type TextureGemmBlock = 32 | 64;
+/**
+ * Blocks of the texture GEMM: 32 or 64 features × 32 rows per invocation (`gemm_block4_tex`,
+ * `gemm_block4_tex64`), or "sg", 64 features × 16 rows with the encoder texels shared through
+ * subgroup broadcasts (`gemm_block4_tex_sg`, kernels/encoder_gemm_sg.wgsl).
+ */
+export type TextureGemmBlock = 32 | 64 | "sg";
 
-/** The texture GEMM's block width for a dictionary of n features. */
-export function textureGemmBlock(n: number): TextureGemmBlock {
+/** Whether the device can run the "sg" texture GEMM (subgroups of at least SG_LANES lanes). */
+export function subgroupGemmSupported(gpu: Gpu): boolean {
+  return gpu.subgroupSize >= SG_LANES;
+}
+
+/**
+ * The texture GEMM's block for a dictionary of n features: on software adapters "sg" where the
+ * device has subgroups (1.2–1.3× the 32 × 64 blocks on lavapipe, and compiled in seconds), else by
+ * n; 32 on GPUs.
+ */
+export function textureGemmBlock(gpu: Gpu, n: number): TextureGemmBlock {
+  if (!gpu.isFallback) return BLOCK_COLS as 32;
+  if (subgroupGemmSupported(gpu)) return "sg";
   return n >= TEX_WIDE_MIN_FEATURES ? BLOCK_COLS_WIDE as 64 : BLOCK_COLS as 32;
+}
+
+/** Output rows per workgroup row (grid y) and features per workgroup column (grid x) of a block. */
+export function textureGemmTile(block: TextureGemmBlock): { rows: number; cols: number } {
+  return block === "sg"
+    ? { rows: BLOCK_WG * SG_ROWS, cols: SG_COLS }
+    : { rows: BLOCK_WG * BLOCK_ROWS, cols: block };
+}
+
+/** The kernel of a texture GEMM block. */
+export function textureGemmKernel(block: TextureGemmBlock): Kernel {
+  const constants = { WG: BLOCK_WG };
+  if (block === "sg") {
+    return { file: "encoder_gemm_sg.wgsl", entry: "gemm_block4_tex_sg", constants };
+  }
+  const entry = block === 64 ? "gemm_block4_tex64" : "gemm_block4_tex";
+  return { file: "encoder_gemm.wgsl", entry, constants };
 }
 
 /**
  * The texture-variant dispatch for one row chunk: pre = (xs − bDec)·encWᵀ from the textures, in
- * blocks of 32 rows × `block` features per invocation (default: by n on software adapters,
- * `textureGemmBlock`; 32 elsewhere).
+ * `block`s (default `textureGemmBlock(gpu, n)`).
  */
 export function textureGemmOp(
   gpu: Gpu,
   tex: GemmTextures,
   buffers: { bDec: GPUBuffer; pre: GPUBuffer },
   sizes: { rows: number; rowOffset: number },
-  block: TextureGemmBlock = gpu.isFallback ? textureGemmBlock(tex.n) : 32,
+  block: TextureGemmBlock = textureGemmBlock(gpu, tex.n),
 ): Dispatch[] {
   const { d, n } = tex;
   const { rows, rowOffset } = sizes;
-  if (block === BLOCK_COLS_WIDE && !gpu.isFallback) {
-    // Its 2 048 accumulators per invocation suit llvmpipe's SIMD lanes, not a GPU's registers: on
-    // an H200 the test dispatch lost the device. Real GPUs run `gemm_tiled` (encoderGemmOp).
+  if (block !== BLOCK_COLS && !gpu.isFallback) {
+    // Their 1 024–2 048 accumulators per invocation suit llvmpipe's SIMD lanes, not a GPU's
+    // registers: on an H200 the 64-wide test dispatch lost the device. Real GPUs run `gemm_tiled`
+    // (encoderGemmOp).
     throw new GpuError(
-      "encoder GEMM (textures): 64-wide blocks are for software adapters only; use 32 or the tiled variant",
+      `encoder GEMM (textures): ${block}-wide blocks are for software adapters only; use 32 or the tiled variant`,
+    );
+  }
+  if (block === "sg" && !subgroupGemmSupported(gpu)) {
+    throw new GpuError(
+      `encoder GEMM (textures): "sg" blocks need subgroups of at least ${SG_LANES} lanes ` +
+        `(this device: ${gpu.subgroupSize || "no subgroups"}); use 32 or 64`,
     );
   }
   const limit = maxGemmChunkRows(gpu, n);
@@ -219,13 +258,9 @@ export function textureGemmOp(
     );
   }
   if (rows === 0) return [];
-  const kernel: Kernel = {
-    file: "encoder_gemm.wgsl",
-    entry: block === 64 ? "gemm_block4_tex64" : "gemm_block4_tex",
-    constants: { WG: BLOCK_WG },
-  };
+  const tile = textureGemmTile(block);
   return [{
-    kernel,
+    kernel: textureGemmKernel(block),
     buffers: [
       matrixTextureView(tex.xs),
       matrixTextureView(tex.encW),
@@ -233,6 +268,6 @@ export function textureGemmOp(
       buffers.pre,
       sharedUniforms(gpu, { rows, d, n, rowOffset }),
     ],
-    workgroups: [Math.ceil(n / block), Math.ceil(rows / (BLOCK_WG * BLOCK_ROWS))],
+    workgroups: [Math.ceil(n / tile.cols), Math.ceil(rows / tile.rows)],
   }];
 }
