@@ -43,52 +43,58 @@ function tensor(
 }
 
 for (const [rows, cols] of [[1, 1], [13, 77], [130, 65], [5, 300], [7, 36], [1, 4]]) {
-  Deno.test(`adam_rows and adam_dense equal the float64 twins over 3 steps (${rows}x${cols})`, async () => {
-    const gpu = await testGpu();
-    const len = rows * cols;
-    const p0 = unitRows(randn(len, rows), rows, cols);
-    const m0 = randn(len, rows + 1).map((x) => x * 1e-3);
-    const v0 = randn(len, rows + 2).map((x) => x * x * 1e-5);
-    const dec = tensor(gpu, p0, new Float32Array(len), m0, v0);
-    const enc = tensor(gpu, p0, new Float32Array(len), m0, v0);
-    const [pd, md, vd] = [p0.slice(), m0.slice(), v0.slice()];
-    const [pe, me, ve] = [p0.slice(), m0.slice(), v0.slice()];
-    const lr = 1e-3;
-    for (let t = 1; t <= 3; t++) {
-      const g = randn(len, 100 * t + rows);
-      // Zero gradient rows still move (dense Adam); make a few.
-      for (let r = 0; r < rows; r += 3) g.fill(0, r * cols, (r + 1) * cols);
-      const gpuG = new Float32Array(g);
-      const gd = g.slice();
-      const ge = g.slice();
-      gpu.device.queue.writeBuffer(dec.grad, 0, gpuG);
-      gpu.device.queue.writeBuffer(enc.grad, 0, gpuG);
-      await runKernels(gpu, [
-        ...adamDecoderRowsOp(gpu, dec, rows, cols, { lr, t }),
-        ...adamDenseOp(gpu, enc, len, { lr, t }),
-      ], "adam test");
-      removeParallelGrad(gd, pd, rows, cols);
-      adamStep(pd, gd, md, vd, t, lr);
-      renormRows(pd, rows, cols);
-      adamStep(pe, ge, me, ve, t, lr);
-      const tol = { atol: 2e-6, rtol: 1e-4 };
-      assertClose(await readF32(gpu, dec.param), pd, { ...tol, label: `decW step ${t}` });
-      assertClose(await readF32(gpu, dec.m), md, { ...tol, label: `dec m step ${t}` });
-      assertClose(await readF32(gpu, dec.v), vd, { ...tol, atol: 1e-9, label: `dec v step ${t}` });
-      assertClose(await readF32(gpu, enc.param), pe, { ...tol, label: `encW step ${t}` });
-      assertClose(await readF32(gpu, enc.v), ve, { ...tol, atol: 1e-9, label: `enc v step ${t}` });
-      // Gradients are consumed: zero for the next sparse backward pass.
-      assert.ok((await readF32(gpu, dec.grad)).every((x) => x === 0), "decoder grad zeroed");
-      assert.ok((await readF32(gpu, enc.grad)).every((x) => x === 0), "encoder grad zeroed");
-      const p = await readF32(gpu, dec.param);
-      for (let r = 0; r < rows; r++) {
-        let s = 0;
-        for (let j = 0; j < cols; j++) s += p[r * cols + j] ** 2;
-        assert.ok(Math.abs(Math.sqrt(s) - 1) < 1e-5, `row ${r} unit norm`);
-      }
-    }
-    for (const b of [...Object.values(dec), ...Object.values(enc)]) b.destroy();
+  Deno.test(`adam_rows and adam_dense equal the float64 twins over 3 steps (${rows}x${cols}), with the workgroups of software adapters and of GPUs`, async () => {
+    const device = await testGpu();
+    // Workgroup sizes follow the adapter (8 and 256 lanes on software adapters, 64 on GPUs): run both.
+    for (const isFallback of [true, false]) await adamSteps({ ...device, isFallback }, rows, cols);
   });
+}
+
+/** Three Adam steps of both updates on `gpu` against the float64 twins. */
+async function adamSteps(gpu: Gpu, rows: number, cols: number) {
+  const len = rows * cols;
+  const p0 = unitRows(randn(len, rows), rows, cols);
+  const m0 = randn(len, rows + 1).map((x) => x * 1e-3);
+  const v0 = randn(len, rows + 2).map((x) => x * x * 1e-5);
+  const dec = tensor(gpu, p0, new Float32Array(len), m0, v0);
+  const enc = tensor(gpu, p0, new Float32Array(len), m0, v0);
+  const [pd, md, vd] = [p0.slice(), m0.slice(), v0.slice()];
+  const [pe, me, ve] = [p0.slice(), m0.slice(), v0.slice()];
+  const lr = 1e-3;
+  for (let t = 1; t <= 3; t++) {
+    const g = randn(len, 100 * t + rows);
+    // Zero gradient rows still move (dense Adam); make a few.
+    for (let r = 0; r < rows; r += 3) g.fill(0, r * cols, (r + 1) * cols);
+    const gpuG = new Float32Array(g);
+    const gd = g.slice();
+    const ge = g.slice();
+    gpu.device.queue.writeBuffer(dec.grad, 0, gpuG);
+    gpu.device.queue.writeBuffer(enc.grad, 0, gpuG);
+    await runKernels(gpu, [
+      ...adamDecoderRowsOp(gpu, dec, rows, cols, { lr, t }),
+      ...adamDenseOp(gpu, enc, len, { lr, t }),
+    ], "adam test");
+    removeParallelGrad(gd, pd, rows, cols);
+    adamStep(pd, gd, md, vd, t, lr);
+    renormRows(pd, rows, cols);
+    adamStep(pe, ge, me, ve, t, lr);
+    const tol = { atol: 2e-6, rtol: 1e-4 };
+    assertClose(await readF32(gpu, dec.param), pd, { ...tol, label: `decW step ${t}` });
+    assertClose(await readF32(gpu, dec.m), md, { ...tol, label: `dec m step ${t}` });
+    assertClose(await readF32(gpu, dec.v), vd, { ...tol, atol: 1e-9, label: `dec v step ${t}` });
+    assertClose(await readF32(gpu, enc.param), pe, { ...tol, label: `encW step ${t}` });
+    assertClose(await readF32(gpu, enc.v), ve, { ...tol, atol: 1e-9, label: `enc v step ${t}` });
+    // Gradients are consumed: zero for the next sparse backward pass.
+    assert.ok((await readF32(gpu, dec.grad)).every((x) => x === 0), "decoder grad zeroed");
+    assert.ok((await readF32(gpu, enc.grad)).every((x) => x === 0), "encoder grad zeroed");
+    const p = await readF32(gpu, dec.param);
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let j = 0; j < cols; j++) s += p[r * cols + j] ** 2;
+      assert.ok(Math.abs(Math.sqrt(s) - 1) < 1e-5, `row ${r} unit norm`);
+    }
+  }
+  for (const b of [...Object.values(dec), ...Object.values(enc)]) b.destroy();
 }
 
 for (const [B, K, n] of [[1, 1, 1], [37, 5, 53], [300, 9, 7]]) {

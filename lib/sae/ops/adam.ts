@@ -11,14 +11,27 @@ import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPS } from "../reference/constants.ts";
 import { wrapGrid } from "./grid.ts";
 
-/** Invocations per workgroup (a power of two: adam_rows reduces by halving). */
-const WG = 64;
-const DENSE: Kernel = { file: "adam.wgsl", entry: "adam_dense", constants: { WG } };
-const ROWS: Kernel = { file: "adam.wgsl", entry: "adam_rows", constants: { WG } };
-const DENSE4: Kernel = { file: "adam.wgsl", entry: "adam_dense4", constants: { WG } };
-const ROWS4: Kernel = { file: "adam.wgsl", entry: "adam_rows4", constants: { WG } };
-/** The kernels of this op, for compiling ahead of the first step. */
-export const ADAM_KERNELS: Kernel[] = [DENSE, ROWS, DENSE4, ROWS4];
+/** Invocations per workgroup on GPUs (a power of two: adam_rows reduces by halving). */
+const WG_GPU = 64;
+/**
+ * Software adapters run each workgroup as a job with a fixed cost (~2 µs here) and its barriers as
+ * switches between SIMD groups: the dense update takes 256 lanes (fewer jobs; 120 → 71 ms over a
+ * [24 576, 768] encoder on lavapipe) and the row update 8, one SIMD group whose reduction barriers
+ * cost little (220 → 120 ms for the decoder; bench/README.md, "Adam's workgroups").
+ */
+const WG_SOFT_DENSE = 256;
+const WG_SOFT_ROWS = 8;
+
+function kernel(entry: string, WG: number): Kernel {
+  return { file: "adam.wgsl", entry, constants: { WG } };
+}
+
+/** Workgroup sizes of the dense and row updates on this adapter. */
+function workgroupSizes(gpu: Gpu): { dense: number; rows: number } {
+  return gpu.isFallback
+    ? { dense: WG_SOFT_DENSE, rows: WG_SOFT_ROWS }
+    : { dense: WG_GPU, rows: WG_GPU };
+}
 
 /** One parameter tensor with its gradient and Adam moments. */
 export interface AdamTensor {
@@ -60,10 +73,14 @@ function params(
 export function adamDenseOp(gpu: Gpu, t: AdamTensor, len: number, step: AdamStep): Dispatch[] {
   const vec = len % 4 === 0 ? 4 : 1; // vec4 loads when the length allows
   const units = len / vec;
+  const WG = workgroupSizes(gpu).dense;
   const grid = wrapGrid(gpu, Math.ceil(units / WG));
   const u = params(gpu, { len: units, rows: 0, cols: 0, row_stride: grid.stride * WG }, step);
-  const kernel = vec === 4 ? DENSE4 : DENSE;
-  return [{ kernel, buffers: [t.param, t.grad, t.m, t.v, u], workgroups: grid.workgroups }];
+  return [{
+    kernel: kernel(vec === 4 ? "adam_dense4" : "adam_dense", WG),
+    buffers: [t.param, t.grad, t.m, t.v, u],
+    workgroups: grid.workgroups,
+  }];
 }
 
 /**
@@ -85,6 +102,9 @@ export function adamDecoderRowsOp(
     cols: cols / vec,
     row_stride: grid.stride,
   }, step);
-  const kernel = vec === 4 ? ROWS4 : ROWS;
-  return [{ kernel, buffers: [t.param, t.grad, t.m, t.v, u], workgroups: grid.workgroups }];
+  return [{
+    kernel: kernel(vec === 4 ? "adam_rows4" : "adam_rows", workgroupSizes(gpu).rows),
+    buffers: [t.param, t.grad, t.m, t.v, u],
+    workgroups: grid.workgroups,
+  }];
 }
