@@ -568,6 +568,7 @@ export class GpuEngine implements SaeEngine {
               rowOffset: r0,
               auxLayer: this.config.arch === "tree" ? a : 0,
               kAux: kAux[a],
+              deadBound: deadBound[a],
             },
           ));
         });

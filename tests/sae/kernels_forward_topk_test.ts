@@ -10,6 +10,7 @@ import {
   preTextureSupported,
   selectAuxOp,
   type SelectionLayout,
+  selectionWorkgroup,
   selectTopKOp,
   slotsPerRow,
 } from "../../lib/sae/ops/topk.ts";
@@ -95,8 +96,32 @@ function concat(parts: Int32Array[]): Int32Array {
   return out;
 }
 
-Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n)", async () => {
+Deno.test("selection workgroups: one SIMD group on software adapters while k ≤ 4·WG, 64 on GPUs", async () => {
   const gpu = await testGpu();
+  const soft = { ...gpu, isFallback: true }, hard = { ...gpu, isFallback: false };
+  assert.deepEqual(
+    [1, 32, 33, 64, 65, 128, 129, 256].map((k) => selectionWorkgroup(soft, k)),
+    [8, 8, 16, 16, 32, 32, 64, 64],
+  );
+  assert.deepEqual([1, 256].map((k) => selectionWorkgroup(hard, k)), [64, 64]);
+  // Few candidates and k > 32: the radix select in 16 lanes on software adapters.
+  assert.deepEqual(
+    [[256, 1229], [256, 3072], [256, 3073], [33, 100], [32, 100]].map(([k, c]) =>
+      selectionWorkgroup(soft, k, c)
+    ),
+    [16, 16, 64, 16, 8],
+  );
+  assert.equal(selectionWorkgroup(hard, 256, 100), 64);
+});
+
+Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n; software and GPU workgroups)", async () => {
+  const device = await testGpu();
+  // The workgroup follows k and the adapter (selectionWorkgroup): run the software adapter's
+  // sizes (8 to 64 lanes over these k) and the GPUs' (64 throughout).
+  for (const isFallback of [true, false]) await topkCases({ ...device, isFallback });
+});
+
+async function topkCases(gpu: Gpu) {
   // Layers of ≤ 64 features (SMALL_MAX) place all candidates by pairwise ranks; wider ones take the
   // fast path (vec4 reads when n % 4 == 0), whose ≤ 512 winners are ranked pairwise, more sorted.
   const cases: [number, number, number][] = [
@@ -133,7 +158,7 @@ Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n)", as
     });
     got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
   }
-});
+}
 
 Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires without its parent", async () => {
   const gpu = await testGpu();
@@ -236,11 +261,6 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
       auxVal,
       ...(sel.parentsBuf ? { parents: sel.parentsBuf } : {}),
     };
-    await runOps(
-      gpu,
-      selectAuxOp(gpu, buffers, layout, { n, rows: B, rowOffset: 0, auxLayer, kAux }),
-      "aux",
-    );
     const want = selectAuxTwin(
       pre,
       B,
@@ -254,14 +274,29 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
       auxLayer,
       kAux,
     );
-    const label = `B=${B} sizes=${sizes} gated=${gated} aux layer ${auxLayer} kAux=${kAux}` +
-      (tex ? " (pre texture)" : "");
-    assert.deepEqual(await readU32(gpu, auxIdx, B * kAux), want.auxIdx, `auxIdx ${label}`);
-    assertClose(await readF32(gpu, auxVal, B * kAux), want.auxVal, {
-      atol: 0,
-      rtol: 0,
-      label: `auxVal ${label}`,
-    });
+    // Without a dead bound the selection takes the threshold-filter path; with the exact count
+    // (≤ SOFT_RADIX_MAX_CANDIDATES) and kAux > 32 a software adapter takes the radix select in 16
+    // lanes (selectionWorkgroup): both must give the twin's codes.
+    const deadCount = dead.reduce((a, x) => a + x, 0);
+    for (const deadBound of [undefined, deadCount]) {
+      // Poison the outputs so that each run must write every slot.
+      gpu.device.queue.writeBuffer(auxIdx, 0, new Uint32Array(B * kAux).fill(12345));
+      gpu.device.queue.writeBuffer(auxVal, 0, new Float32Array(B * kAux).fill(-7));
+      await runOps(
+        gpu,
+        selectAuxOp(gpu, buffers, layout, { n, rows: B, rowOffset: 0, auxLayer, kAux, deadBound }),
+        "aux",
+      );
+      const label =
+        `B=${B} dead bound ${deadBound} sizes=${sizes} gated=${gated} aux layer ${auxLayer} kAux=${kAux}` +
+        (tex ? " (pre texture)" : "");
+      assert.deepEqual(await readU32(gpu, auxIdx, B * kAux), want.auxIdx, `auxIdx ${label}`);
+      assertClose(await readF32(gpu, auxVal, B * kAux), want.auxVal, {
+        atol: 0,
+        rtol: 0,
+        label: `auxVal ${label}`,
+      });
+    }
     for (const b of [deadBuf, auxIdx, auxVal, sel.idx, sel.val, sel.layerTable]) b.destroy();
     chunk.destroy();
     sel.parentsBuf?.destroy();

@@ -150,7 +150,7 @@ export function batchTopKOp(
     });
     const unused = topkDummy(gpu, 1);
     out.push({
-      kernel: selectKernelFor("select_batch", layout),
+      kernel: selectKernelFor(gpu, "select_batch", layout),
       buffers: [
         chunk.pre,
         buffers.layerTable,

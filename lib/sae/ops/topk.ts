@@ -17,8 +17,40 @@ import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
 
-/** Invocations per workgroup (one workgroup per row). */
-const WG = 64;
+/** Invocations per workgroup (one workgroup per row) on GPUs. */
+const WG_GPU = 64;
+/**
+ * Fewest invocations per workgroup on software adapters: one SIMD group of llvmpipe, whose
+ * barriers cost little (a wider workgroup switches between its SIMD groups at each barrier):
+ * top-32 of [4 096, 24 576] took 245 ms with 8, 350–420 with 16 and 480–540 with 64.
+ */
+const WG_SOFT_MIN = 8;
+/** k ≤ TRY_FAST_LANES·WG keeps the threshold-filter fast path (try_fast in the WGSL). */
+const TRY_FAST_LANES = 4;
+/**
+ * Software adapters, k > 4·WG_SOFT_MIN: up to this many candidates per row a workgroup of
+ * WG_SOFT_RADIX lanes (too few for the fast path, so the radix select runs) beats the fast path's
+ * 64 lanes. AuxK (k = 256) on lavapipe, per step at B = 4 096: 1 229 dead features 368–377 against
+ * 484–551 ms, 12 288 dead 1 370 against 765–841 ms; the lines cross near 3 300.
+ */
+export const SOFT_RADIX_MAX_CANDIDATES = 3072;
+const WG_SOFT_RADIX = 16;
+
+/**
+ * Workgroup size of a selection keeping at most k per layer among at most `candidates` per row
+ * (the output does not depend on it): on GPUs 64; on software adapters the smallest power of two
+ * ≥ WG_SOFT_MIN with k ≤ 4·WG (the fast path), or WG_SOFT_RADIX for k > 4·WG_SOFT_MIN over at
+ * most SOFT_RADIX_MAX_CANDIDATES candidates.
+ */
+export function selectionWorkgroup(gpu: Gpu, k: number, candidates = Infinity): number {
+  if (!gpu.isFallback) return WG_GPU;
+  if (k > TRY_FAST_LANES * WG_SOFT_MIN && candidates <= SOFT_RADIX_MAX_CANDIDATES) {
+    return WG_SOFT_RADIX;
+  }
+  let wg = WG_SOFT_MIN;
+  while (wg < WG_GPU && TRY_FAST_LANES * wg < k) wg *= 2;
+  return wg;
+}
 /** Largest k per layer the kernel holds in workgroup memory (MAX_K in the WGSL). */
 export const MAX_K_PER_LAYER = 256;
 /** Most "fired" bitset words that fit workgroup memory beside the kernel's other arrays. */
@@ -242,10 +274,17 @@ function params(
   return { grid, u };
 }
 
-/** The topk.wgsl kernel of an entry point, with the bitset size a layout needs. */
-export function selectKernelFor(entry: string, layout: SelectionLayout, preTex = false): Kernel {
+/** The topk.wgsl kernel of an entry point, with the bitset size a layout needs and k's workgroup. */
+export function selectKernelFor(
+  gpu: Gpu,
+  entry: string,
+  layout: SelectionLayout,
+  preTex = false,
+  k = Math.max(...layout.kPerLayer),
+  candidates = Infinity,
+): Kernel {
   const constants = {
-    WG,
+    WG: selectionWorkgroup(gpu, k, candidates),
     FIRE_WORDS: fireWords(layout),
     GATED: layout.gated ? 1 : 0,
     PRE_TEX: preTex ? 1 : 0,
@@ -282,7 +321,7 @@ export function selectTopKOp(
   if (!parents) throw new ArborError("tree selection: the gated layout needs a parents buffer");
   const unused = topkDummy(gpu, 1);
   return [{
-    kernel: selectKernelFor("select_topk", layout, !!buffers.preTex),
+    kernel: selectKernelFor(gpu, "select_topk", layout, !!buffers.preTex),
     buffers: [
       buffers.pre,
       buffers.layerTable,
@@ -320,7 +359,12 @@ export function selectAuxOp(
   gpu: Gpu,
   buffers: AuxSelectBuffers,
   layout: SelectionLayout,
-  sizes: SelectSizes & { auxLayer: number; kAux: number },
+  sizes: SelectSizes & {
+    auxLayer: number;
+    kAux: number;
+    /** An upper bound on the dead features (the candidates; picks the workgroup size only). */
+    deadBound?: number;
+  },
 ): Dispatch[] {
   if (sizes.kAux < 1 || sizes.kAux > MAX_K_PER_LAYER) {
     throw new ArborError(`AuxK: kAux is ${sizes.kAux}; it must be in [1, ${MAX_K_PER_LAYER}]`);
@@ -335,7 +379,14 @@ export function selectAuxOp(
     // Recomputed per call (one workgroup, n reads): the list must follow the dead mask.
     ...deadListOp(gpu, buffers.dead, list, sizes.n),
     {
-      kernel: selectKernelFor("select_aux", layout, !!buffers.preTex),
+      kernel: selectKernelFor(
+        gpu,
+        "select_aux",
+        layout,
+        !!buffers.preTex,
+        sizes.kAux,
+        sizes.deadBound,
+      ),
       buffers: [
         buffers.pre,
         buffers.layerTable,
