@@ -29,32 +29,35 @@ Deno.test("kernels/encoder_gemm.wgsl and encoder_gemm_sg.wgsl are what their gen
   }
 });
 
-Deno.test("standardize and unstandardize kernels match the TS twin (odd sizes)", async () => {
-  const gpu = await testGpu();
-  for (const [B, d] of [[1, 48], [7, 63], [130, 100], [3, 1]]) {
-    const x = randn(B * d, B * 31 + d).map((v, i) => 3 * v + (i % 5));
-    const want = standardizeTwin(x, B, d);
-    const bx = uploadStorage(gpu, x, "x");
-    const xs = createStorage(gpu, B * d * 4, "xs");
-    const mean = createStorage(gpu, B * 4, "mean");
-    const std = createStorage(gpu, B * 4, "std");
-    const back = createStorage(gpu, B * d * 4, "x back");
-    await runOps(gpu, [
-      ...standardizeOp(gpu, { x: bx, xs, mean, std }, { B, d }),
-      ...unstandardizeOp(gpu, { xhs: xs, out: back, mean, std }, { B, d }),
-    ], "standardize test");
-    const tol = { atol: 1e-5, rtol: 1e-5 };
-    assertClose(await readF32(gpu, mean, B), want.mean, { ...tol, label: `mean B=${B} d=${d}` });
-    assertClose(await readF32(gpu, std, B), want.std, { ...tol, label: `std B=${B} d=${d}` });
-    if (d > 1) {
-      assertClose(await readF32(gpu, xs, B * d), want.xs, { ...tol, label: `xs B=${B} d=${d}` });
+Deno.test("standardize and unstandardize kernels match the TS twin (odd sizes; software and GPU workgroups)", async () => {
+  const device = await testGpu();
+  // Workgroups follow the adapter (lib/gpu/workgroups.ts): run both adapters' sizes.
+  for (const gpu of [{ ...device, isFallback: true }, { ...device, isFallback: false }]) {
+    for (const [B, d] of [[1, 48], [7, 63], [130, 100], [3, 1], [5, 700]]) {
+      const x = randn(B * d, B * 31 + d).map((v, i) => 3 * v + (i % 5));
+      const want = standardizeTwin(x, B, d);
+      const bx = uploadStorage(gpu, x, "x");
+      const xs = createStorage(gpu, B * d * 4, "xs");
+      const mean = createStorage(gpu, B * 4, "mean");
+      const std = createStorage(gpu, B * 4, "std");
+      const back = createStorage(gpu, B * d * 4, "x back");
+      await runOps(gpu, [
+        ...standardizeOp(gpu, { x: bx, xs, mean, std }, { B, d }),
+        ...unstandardizeOp(gpu, { xhs: xs, out: back, mean, std }, { B, d }),
+      ], "standardize test");
+      const tol = { atol: 1e-5, rtol: 1e-5 };
+      assertClose(await readF32(gpu, mean, B), want.mean, { ...tol, label: `mean B=${B} d=${d}` });
+      assertClose(await readF32(gpu, std, B), want.std, { ...tol, label: `std B=${B} d=${d}` });
+      if (d > 1) {
+        assertClose(await readF32(gpu, xs, B * d), want.xs, { ...tol, label: `xs B=${B} d=${d}` });
+      }
+      assertClose(await readF32(gpu, back, B * d), x, {
+        atol: 1e-4,
+        rtol: 1e-5,
+        label: `x back B=${B} d=${d}`,
+      });
+      for (const b of [bx, xs, mean, std, back]) b.destroy();
     }
-    assertClose(await readF32(gpu, back, B * d), x, {
-      atol: 1e-4,
-      rtol: 1e-5,
-      label: `x back B=${B} d=${d}`,
-    });
-    for (const b of [bx, xs, mean, std, back]) b.destroy();
   }
 });
 

@@ -10,27 +10,21 @@ import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPS } from "../reference/constants.ts";
 import { wrapGrid } from "./grid.ts";
+import { elementwiseWorkgroup, reducingWorkgroup } from "../../gpu/workgroups.ts";
 
 /** Invocations per workgroup on GPUs (a power of two: adam_rows reduces by halving). */
 const WG_GPU = 64;
-/**
- * Software adapters run each workgroup as a job with a fixed cost (~2 µs here) and its barriers as
- * switches between SIMD groups: the dense update takes 256 lanes (fewer jobs; 120 → 71 ms over a
- * [24 576, 768] encoder on lavapipe) and the row update 8, one SIMD group whose reduction barriers
- * cost little (220 → 120 ms for the decoder; bench/README.md, "Adam's workgroups").
- */
-const WG_SOFT_DENSE = 256;
-const WG_SOFT_ROWS = 8;
 
 function kernel(entry: string, WG: number): Kernel {
   return { file: "adam.wgsl", entry, constants: { WG } };
 }
 
-/** Workgroup sizes of the dense and row updates on this adapter. */
+/**
+ * Workgroup sizes of the dense and row updates on this adapter (software adapters: 256 and 8 lanes;
+ * the row update reduces across its workgroup, lib/gpu/workgroups.ts).
+ */
 function workgroupSizes(gpu: Gpu): { dense: number; rows: number } {
-  return gpu.isFallback
-    ? { dense: WG_SOFT_DENSE, rows: WG_SOFT_ROWS }
-    : { dense: WG_GPU, rows: WG_GPU };
+  return { dense: elementwiseWorkgroup(gpu, WG_GPU), rows: reducingWorkgroup(gpu, WG_GPU) };
 }
 
 /** One parameter tensor with its gradient and Adam moments. */

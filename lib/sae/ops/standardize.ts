@@ -8,15 +8,18 @@ import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { wrapGrid } from "./grid.ts";
+import { elementwiseWorkgroup, reducingWorkgroup } from "../../gpu/workgroups.ts";
 
-/** Invocations per workgroup (one workgroup per row for `standardize`). */
-const WG = 64;
-const STANDARDIZE: Kernel = { file: "standardize.wgsl", entry: "standardize", constants: { WG } };
-const UNSTANDARDIZE: Kernel = {
-  file: "standardize.wgsl",
-  entry: "unstandardize",
-  constants: { WG },
-};
+/** Invocations per workgroup on GPUs (one workgroup per row for `standardize`). */
+const WG_GPU = 64;
+
+/** `standardize` reduces each row across its workgroup; `unstandardize` is elementwise. */
+function kernel(gpu: Gpu, entry: "standardize" | "unstandardize"): Kernel {
+  const WG = entry === "standardize"
+    ? reducingWorkgroup(gpu, WG_GPU)
+    : elementwiseWorkgroup(gpu, WG_GPU);
+  return { file: "standardize.wgsl", entry, constants: { WG } };
+}
 
 /** Buffers of `standardizeOp`. */
 export interface StandardizeBuffers {
@@ -39,7 +42,7 @@ export function standardizeOp(
   const grid = wrapGrid(gpu, sizes.B);
   const u = sharedUniforms(gpu, { B: sizes.B, d: sizes.d, row_stride: grid.stride, pad: 0 });
   return [{
-    kernel: STANDARDIZE,
+    kernel: kernel(gpu, "standardize"),
     buffers: [buffers.x, buffers.xs, buffers.mean, buffers.std, u],
     workgroups: grid.workgroups,
   }];
@@ -63,10 +66,11 @@ export function unstandardizeOp(
   buffers: UnstandardizeBuffers,
   sizes: { B: number; d: number },
 ): Dispatch[] {
-  const grid = wrapGrid(gpu, Math.ceil((sizes.B * sizes.d) / WG));
+  const k = kernel(gpu, "unstandardize");
+  const grid = wrapGrid(gpu, Math.ceil((sizes.B * sizes.d) / k.constants!.WG));
   const u = sharedUniforms(gpu, { B: sizes.B, d: sizes.d, row_stride: grid.stride, pad: 0 });
   return [{
-    kernel: UNSTANDARDIZE,
+    kernel: k,
     buffers: [buffers.xhs, buffers.out, buffers.mean, buffers.std, u],
     workgroups: grid.workgroups,
   }];

@@ -16,15 +16,16 @@ import { createStorage, uploadStorage } from "../../gpu/buffer.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
+import { SOFT_SIMD_LANES } from "../../gpu/workgroups.ts";
 
 /** Invocations per workgroup (one workgroup per row) on GPUs. */
 const WG_GPU = 64;
 /**
  * Fewest invocations per workgroup on software adapters: one SIMD group of llvmpipe, whose
- * barriers cost little (a wider workgroup switches between its SIMD groups at each barrier):
- * top-32 of [4 096, 24 576] took 245 ms with 8, 350–420 with 16 and 480–540 with 64.
+ * barriers cost little (lib/gpu/workgroups.ts): top-32 of [4 096, 24 576] took 245 ms with 8,
+ * 350–420 with 16 and 480–540 with 64.
  */
-const WG_SOFT_MIN = 8;
+const WG_SOFT_MIN = SOFT_SIMD_LANES;
 /** k ≤ TRY_FAST_LANES·WG keeps the threshold-filter fast path (try_fast in the WGSL). */
 const TRY_FAST_LANES = 4;
 /**
