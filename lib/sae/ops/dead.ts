@@ -14,8 +14,6 @@ const WG = 64;
 const FIRE: Kernel = { file: "dead.wgsl", entry: "fire_count", constants: { WG } };
 const UPDATE: Kernel = { file: "dead.wgsl", entry: "dead_update", constants: { WG } };
 const MASK: Kernel = { file: "dead.wgsl", entry: "dead_mask", constants: { WG } };
-/** The kernels of this op, for compiling ahead of the first step. */
-export const DEAD_KERNELS: Kernel[] = [FIRE, UPDATE, MASK];
 /** Largest tokens-since-fired value (the counters saturate there). */
 const SINCE_MAX = 0xffffffff;
 
