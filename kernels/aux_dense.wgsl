@@ -1,5 +1,5 @@
-// aux_dense: AuxK's backward over the dead features as dense products, when few are dead
-// (lib/sae/ops/aux_dense.ts). The sparse path takes each AuxK entry alone — a dot product per
+// aux_dense: AuxK's decode and backward over the dead features as dense products, when few are
+// dead (lib/sae/ops/aux_dense.ts). The sparse path takes each AuxK entry alone — a dot product per
 // entry (sparse_backward.wgsl entry_dpre4x4) and each dead feature's entries summed one by one
 // (reduce_features16), ~0.4 + ~1 s per step at B = 4096 with 1 M AuxK entries on llvmpipe; here
 // they are texture GEMMs (encoder_gemm.wgsl) over the D dead features' decoder rows W_d by rank:
@@ -32,13 +32,21 @@
 //   reduction, which then holds the main entries' sums only.
 //   Bindings: 0 list; 1 GD [dcap, d]; 2 GE [dcap, d]; 3 s; 4 bDec; 5 gradDec; 6 gradEnc; 7 sum;
 //   8 u Params.
+// Forward: the AuxK decode ê = A_f·W_d as one more texture GEMM (instead of the slot-by-slot
+// decode, ~0.4 s per step), its sum cut to the D columns the forward's own plan writes:
+// Entry scatter_codes: one invocation per AuxK slot i = b·ka + s: A_f[b, r] = val (r as above);
+//   unused slots skipped. Bindings: 0 list; 1 idx [B, ka]; 2 val [B, ka]; 3 A_f [B, dcap] (zero
+//   beforehand); 4 u Params.
+// Entry gather_cols: W_dᵀ[j, r] = decW[f_r, j] for r < D, 0 up to dcap (gather_rows transposed).
+//   Bindings: 0 list; 1 decW [n, d]; 2 W_dᵀ [d, dcap]; 3 u Params.
 // Grids of the element-wise entries are 1-D, wrapped into y past u.rowStride invocations.
 
 override WG: u32 = 64;
 
 const NO_SLOT: u32 = 0xffffffffu;
-// Gated dispatches one plan can steer (the size of Grids.g).
-const MAX_ARGS: u32 = 16u;
+// Gated dispatches one plan can steer (the size of Grids.g): the forward's blocked AuxK decode
+// gates up to one dispatch per block of dead features.
+const MAX_ARGS: u32 = 64u;
 const COLS_CUT: u32 = 65536u;
 
 struct Params {
@@ -182,4 +190,38 @@ fn merge(@builtin(global_invocation_id) gid: vec3u) {
   mg_gdec[f * d + j] += mg_gd[i];
   mg_genc[f * d + j] += mg_ge[i] - s * mg_bdec[j];
   if (j == 0u) { mg_sum[f] += s; }
+}
+
+@group(0) @binding(1) var<storage, read> sc_idx: array<u32>;
+@group(0) @binding(2) var<storage, read> sc_val: array<f32>;
+@group(0) @binding(3) var<storage, read_write> sc_a: array<f32>;
+@group(0) @binding(4) var<uniform> sc_u: Params;
+
+@compute @workgroup_size(WG)
+fn scatter_codes(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * sc_u.rowStride + gid.x;
+  if (i >= sc_u.B * sc_u.ka) { return; }
+  let f = sc_idx[i];
+  if (f == NO_SLOT) { return; }
+  let r = rank(sc_u.n, sc_u.base, f);
+  if (r >= sc_u.dcap) { return; }
+  sc_a[(i / sc_u.ka) * sc_u.dcap + r] = sc_val[i];
+}
+
+@group(0) @binding(1) var<storage, read> gc_dec: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gc_out: array<f32>;
+@group(0) @binding(3) var<uniform> gc_u: Params;
+
+@compute @workgroup_size(WG)
+fn gather_cols(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * gc_u.rowStride + gid.x;
+  let dcap = gc_u.dcap;
+  if (i >= dcap * gc_u.d) { return; }
+  // i walks the output in order (row j of W_dᵀ, then r) so that the writes are sequential.
+  let j = i / dcap;
+  let r = i % dcap;
+  let D = rank(gc_u.n, gc_u.base, gc_u.end);
+  var w = 0.0;
+  if (r < D) { w = gc_dec[dead_at(gc_u.n, gc_u.base, r) * gc_u.d + j]; }
+  gc_out[i] = w;
 }

@@ -66,7 +66,15 @@ import {
   selectTopKOp,
 } from "./ops/topk.ts";
 import { groupSlotsOp, type SlotBlocks, slotBlocks } from "./ops/slot_blocks.ts";
-import { denseAuxSupported } from "./ops/aux_dense.ts";
+import {
+  decodeProductOp,
+  denseAuxSupported,
+  encodeDecodeCopies,
+  gatherColsOp,
+  MAX_GATED,
+  planOp,
+  scatterCodesOp,
+} from "./ops/aux_dense.ts";
 import {
   blockedTextureDecodeOp,
   createLevelBounds,
@@ -222,6 +230,15 @@ export class GpuEngine implements SaeEngine {
    * (texture GEMMs, few dead), "sparse" (entry by entry) — as the GPU chose; waits for the GPU.
    */
   async auxGradientPaths(): Promise<("dense" | "sparse")[]> {
+    return await this.#auxPaths("args");
+  }
+
+  /** Per AuxK group with a gradient: how the last step decoded its AuxK codes (as above). */
+  async auxDecodePaths(): Promise<("dense" | "sparse")[]> {
+    return await this.#auxPaths("argsF");
+  }
+
+  async #auxPaths(which: "args" | "argsF"): Promise<("dense" | "sparse")[]> {
     await this.#drain();
     const bb = this.#batch;
     if (!bb) return [];
@@ -229,7 +246,7 @@ export class GpuEngine implements SaeEngine {
       this.#auxInBackward().map(async (_, i) => {
         const x = bb.backward.denseAux(i);
         if (!x) return "sparse" as const;
-        const args = await readU32(this.#gpu, x.args);
+        const args = await readU32(this.#gpu, x[which]);
         return args[args.length - 1] === 1 ? "dense" as const : "sparse" as const;
       }),
     );
@@ -614,10 +631,11 @@ export class GpuEngine implements SaeEngine {
       if (!kAux[a]) continue;
       const { idx, val, ehat, starts } = bb.aux[a];
       const blocks = this.#auxBlocks[a];
+      const K = kAux[a];
+      let sparse: Dispatch[];
       if (blocks && starts && bb.auxRegroup && this.#decTex) {
         // Regroup every row's AuxK slots by block of dead features (in place, through the
         // scratch), then decode block by block: each block's decoder rows stay in the CPU caches.
-        const K = kAux[a];
         const g = bb.auxRegroup;
         const list = deadListBuffer(gpu, bb.dead, this.#n); // ranks from this step's selection
         out.push(...groupSlotsOp(gpu, { idx, val, idxOut: g.idx, valOut: g.val, starts, list }, {
@@ -635,21 +653,49 @@ export class GpuEngine implements SaeEngine {
           blocks.nb,
           Math.ceil(deadBound[a] / 2 ** blocks.shift),
         );
-        out.push(...blockedTextureDecodeOp(gpu, this.#decTex, {
+        sparse = blockedTextureDecodeOp(gpu, this.#decTex, {
           idx,
           val,
           bDec: p.bias.param,
           out: ehat,
           starts,
-        }, { B, d, K, withBias: false, blocks, upTo: Math.max(1, upTo) }));
+        }, { B, d, K, withBias: false, blocks, upTo: Math.max(1, upTo) });
+      } else {
+        sparse = this.#decodeOps({
+          idx,
+          val,
+          levelBounds: this.#auxBounds(K),
+          out: ehat,
+        }, { B, K, plan: singleLevel(K), withBias: false });
+      }
+      const x = mode === "train" ? bb.backward.denseAux(a) : undefined;
+      // The plan gates at most MAX_GATED dispatches: the dense ones, and the sparse decode's. Past
+      // that the blocked decode's later blocks run ungated, which is right on either path: when
+      // the dense one is taken (D ≤ dcap) no slot lies in a block past ⌈dcap / block rows⌉.
+      const room = MAX_GATED - 3;
+      const needed = blocks && sparse.length > 1
+        ? Math.ceil((x?.dcap ?? 0) / 2 ** blocks.shift)
+        : sparse.length;
+      if (!x || needed > room) {
+        out.push(...sparse);
         continue;
       }
-      this.#decode(out, { idx, val, levelBounds: this.#auxBounds(kAux[a]), out: ehat }, {
-        B,
-        K: kAux[a],
-        plan: singleLevel(kAux[a]),
-        withBias: false,
-      });
+      // Few dead features (the plan decides on the GPU, as in the backward): ê = A_f·W_d as one
+      // texture GEMM over the dead decoder rows instead of the slot-by-slot decode.
+      const list = deadListBuffer(gpu, bb.dead, this.#n);
+      const dense = [
+        scatterCodesOp(gpu, x, { idx, val, list }, { ka: K }),
+        gatherColsOp(gpu, x, { list, decW: p.dec.param }),
+      ];
+      const product = decodeProductOp(gpu, x, ehat);
+      out.push(planOp(gpu, x, list, [
+        ...sparse.slice(0, room).map((dispatch) => ({ dispatch, dense: false })),
+        ...[...dense, product].map((dispatch) => ({ dispatch, dense: true })),
+      ], x.argsF));
+      out.command((enc) => enc.clearBuffer(x.af));
+      out.push(...dense);
+      out.command((enc) => encodeDecodeCopies(enc, x));
+      out.push(product, ...sparse);
     }
     out.mark("AuxK decode");
     out.push(...lossTermsOp(
@@ -673,12 +719,21 @@ export class GpuEngine implements SaeEngine {
     bufs: { idx: GPUBuffer; val: GPUBuffer; levelBounds: GPUBuffer; out: GPUBuffer },
     sizes: { B: number; K: number; plan: LevelPlan; withBias: boolean },
   ) {
+    out.push(...this.#decodeOps(bufs, sizes));
+  }
+
+  /** The dispatches of a sparse decode (see `#decode`). */
+  #decodeOps(
+    bufs: { idx: GPUBuffer; val: GPUBuffer; levelBounds: GPUBuffer; out: GPUBuffer },
+    sizes: { B: number; K: number; plan: LevelPlan; withBias: boolean },
+  ): Dispatch[] {
     const p = this.#p;
     const full = { ...bufs, bDec: p.bias.param };
     const s = { ...sizes, d: this.#d };
     if (this.#decTex && sizes.plan.mode === "slot") {
-      out.push(...textureDecodeOp(this.#gpu, this.#decTex, full, s));
-    } else out.push(...sparseDecodeOp(this.#gpu, { ...full, decW: p.dec.param }, s));
+      return textureDecodeOp(this.#gpu, this.#decTex, full, s);
+    }
+    return sparseDecodeOp(this.#gpu, { ...full, decW: p.dec.param }, s);
   }
 
   /** Level-bounds buffer of a single AuxK level of `k` slots (cached per k). */

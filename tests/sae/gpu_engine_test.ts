@@ -191,7 +191,7 @@ Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on so
   }
 });
 
-Deno.test("GpuEngine: AuxK gradient rows by dense products (few dead) and by sparse sums (many dead) equal ReferenceEngine", async () => {
+Deno.test("GpuEngine: AuxK decode and gradient rows by dense products (few dead) and by sparse sums (many dead) equal ReferenceEngine", async () => {
   const gpu = await testGpu();
   // B and d multiples of 64: the dense path's texture GEMMs can run (software adapters). n = 256
   // with every 8th feature dead: 32 dead ≤ the capacity, dense. n = 2 048 with all but every 8th
@@ -225,6 +225,7 @@ Deno.test("GpuEngine: AuxK gradient rows by dense products (few dead) and by spa
         closeState(await eng.readState(), await ref.readState(), label);
         const want = gpu.isFallback ? path : "sparse";
         assert.deepEqual(await eng.auxGradientPaths(), [want], `${label}: AuxK gradient path`);
+        assert.deepEqual(await eng.auxDecodePaths(), [want], `${label}: AuxK decode path`);
         // Bitwise reproducible: a second engine on the same input, stepped with 2 steps in flight.
         const a = await twin.enqueueStep(x, 64);
         if (t === 1) await a.stats();

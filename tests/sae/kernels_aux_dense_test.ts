@@ -21,11 +21,13 @@ import type { GemmTextures } from "../../lib/sae/ops/encoder_gemm.ts";
 import {
   type DenseAux,
   denseAuxCapacity,
+  gatherColsOp,
   gatherRowsOp,
   MAX_GATED,
   mergeOp,
   planOp,
   rowSumsOp,
+  scatterCodesOp,
   scatterDenseOp,
   transposeOp,
 } from "../../lib/sae/ops/aux_dense.ts";
@@ -58,6 +60,13 @@ function scratch(
     texG: undefined as unknown as GemmTextures,
     texA: undefined as unknown as GemmTextures,
     texP: undefined as unknown as GemmTextures,
+    argsF: gpu.device.createBuffer({
+      size: (3 * MAX_GATED + 2) * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_SRC,
+    }),
+    af: f32(s.B * s.dcap),
+    wdt: f32(s.d * s.dcap),
+    texF: undefined as unknown as GemmTextures,
   };
 }
 
@@ -122,7 +131,7 @@ Deno.test("aux_dense plan: zero workgroups for the path not taken, D and the cho
   }
 });
 
-Deno.test("aux_dense scatter, transpose, row sums and merge match their TS twins (odd sizes)", async () => {
+Deno.test("aux_dense scatters, gathers, transpose, row sums and merge match their TS twins (odd sizes)", async () => {
   const gpu = await testGpu();
   const cases = [
     { B: 37, d: 13, n: 90, base: 11, end: 80, ka: 5, frac: 0.4, segBase: 7 },
@@ -215,11 +224,25 @@ Deno.test("aux_dense scatter, transpose, row sums and merge match their TS twins
     const decBuf = uploadStorage(gpu, decW, "decW");
     const clear = gpu.device.createCommandEncoder();
     clear.clearBuffer(x.p);
+    clear.clearBuffer(x.af);
     gpu.device.queue.submit([clear.finish()]);
+    // The forward's A_f [B, dcap] and W_dᵀ [d, dcap] (poisoned first: every element is written).
+    writeBuffer(gpu, x.wdt, new Float32Array(d * dcap).fill(-9));
     await runOps(gpu, [
       scatterDenseOp(gpu, x, { ...bufs, dpre: gBuf }, { ka, segBase, fromG: true }),
       gatherRowsOp(gpu, x, { list, decW: decBuf }),
+      scatterCodesOp(gpu, x, bufs, { ka }),
+      gatherColsOp(gpu, x, { list, decW: decBuf }),
     ], "aux dense from G");
+    const AF = new Float32Array(B * dcap), WDT = new Float32Array(d * dcap);
+    for (let i = 0; i < B * ka; i++) {
+      if (idx[i] !== NO_SLOT) AF[Math.floor(i / ka) * dcap + rankOf(idx[i])] = val[i];
+    }
+    group.forEach((f, rr) => {
+      for (let j = 0; j < d; j++) WDT[j * dcap + rr] = decW[f * d + j];
+    });
+    assert.deepEqual(await readF32(gpu, x.af), AF, `${label}: A_f`);
+    assert.deepEqual(await readF32(gpu, x.wdt), WDT, `${label}: W_dᵀ`);
     const PG = new Float32Array(dcap * B), WD = new Float32Array(dcap * d);
     for (let i = 0; i < B * ka; i++) {
       if (idx[i] === NO_SLOT) continue;

@@ -174,6 +174,36 @@ Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the
       rtol: 1e-4,
       label: `texture ${block}-wide B=${B} d=${d} n=${n}`,
     });
+    if (block === "sg") {
+      // The entry whose sum stops at a column count read from a buffer (u32 index 2 here): 50
+      // columns of d rounded up to 52, as if xs, encW and bDec were zero past them.
+      const kl = uploadStorage(gpu, new Uint32Array([7, 7, 50, 7]), "k limit");
+      const cut = 52;
+      const trunc = (m: Float32Array, rowsOf: number) =>
+        m.map((v, i) => (i % d < cut ? v : 0)).subarray(0, rowsOf * d);
+      const wantK = encodeTwin(trunc(xs, B), trunc(encW, n), trunc(bDec, 1), B, d, n);
+      await runOps(
+        gpu,
+        textureGemmOp(
+          gpu,
+          tex,
+          {
+            bDec: bufs.bDec,
+            pre,
+            kLimit: { buffer: kl, at: 2 },
+          },
+          { rows, rowOffset },
+          block,
+        ),
+        "texture GEMM, K limit",
+      );
+      assertClose(await readF32(gpu, pre, rows * n), wantK.subarray(rowOffset * n), {
+        atol: 1e-4,
+        rtol: 1e-4,
+        label: `texture sg, K limit 50, B=${B} d=${d} n=${n}`,
+      });
+      kl.destroy();
+    }
     for (const b of [...Object.values(bufs), pre]) b.destroy();
     tex.xs.texture.destroy(), tex.encW.texture.destroy();
   }

@@ -26,7 +26,7 @@ import {
 
 const WG = 64;
 /** Gated dispatches one plan can steer (MAX_ARGS in the WGSL). */
-export const MAX_GATED = 16;
+export const MAX_GATED = 64;
 /**
  * Most dead features the dense path takes (a multiple of 64). Its products cost ∝ Dcap·B·d while
  * the sparse sums cost ∝ B·Ka·d whatever the dead count; 1 536 keeps the dense path's ~1 s at most
@@ -43,8 +43,19 @@ const K_TRANSPOSE = kernel("transpose");
 const K_ROWS = kernel("row_sums");
 const K_MERGE = kernel("merge");
 const K_GATHER = kernel("gather_rows");
+const K_SCATTER_CODES = kernel("scatter_codes");
+const K_GATHER_COLS = kernel("gather_cols");
 /** Every kernel of this module (for pipeline warm-up). */
-export const DENSE_AUX_KERNELS = [K_PLAN, K_SCATTER, K_TRANSPOSE, K_ROWS, K_MERGE, K_GATHER];
+export const DENSE_AUX_KERNELS = [
+  K_PLAN,
+  K_SCATTER,
+  K_TRANSPOSE,
+  K_ROWS,
+  K_MERGE,
+  K_GATHER,
+  K_SCATTER_CODES,
+  K_GATHER_COLS,
+];
 /** `path` values of the plan's grids from which x is cut to the dead count (COLS_CUT in the WGSL). */
 const COLS_CUT = 65536;
 
@@ -88,6 +99,11 @@ export interface DenseAux {
   uaux: GPUBuffer;
   g: GPUBuffer;
   texG: GemmTextures;
+  /** The forward's AuxK decode: its plan's arguments, A_f [B, dcap] and W_dᵀ [d, dcap]. */
+  argsF: GPUBuffer;
+  af: GPUBuffer;
+  wdt: GPUBuffer;
+  texF: GemmTextures;
 }
 
 /** Allocate the dense path of a group [base, end) of n features for batches of B rows. */
@@ -103,14 +119,16 @@ export function createDenseAux(
   }
   const dcap = denseAuxCapacity(end - base);
   const f32 = (len: number, label: string) => createStorage(gpu, len * 4, `dense AuxK ${label}`);
+  const args = (label: string) =>
+    gpu.device.createBuffer({
+      size: (3 * MAX_GATED + 2) * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_SRC,
+      label,
+    });
   return {
     ...sizes,
     dcap,
-    args: gpu.device.createBuffer({
-      size: (3 * MAX_GATED + 2) * 4,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_SRC,
-      label: "dense AuxK args",
-    }),
+    args: args("dense AuxK args"),
     a: f32(dcap * B, "A"),
     p: f32(dcap * B, "P"),
     ut: f32(d * B, "Uᵀ"),
@@ -118,13 +136,17 @@ export function createDenseAux(
     s: f32(dcap, "row sums"),
     gd: f32(dcap * d, "∇W_dec rows"),
     ge: f32(dcap * d, "∇W_enc rows"),
-    zero: f32(Math.max(B, d), "zero bias"),
+    zero: f32(Math.max(B, d, dcap), "zero bias"),
     texA: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
     texP: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
     wd: f32(dcap * d, "W_d"),
     uaux: f32(B * d, "U"),
     g: f32(B * dcap, "G"),
     texG: createGemmTextures(gpu, { B, d, n: dcap }),
+    argsF: args("dense AuxK decode args"),
+    af: f32(B * dcap, "A_f"),
+    wdt: f32(d * dcap, "W_dᵀ"),
+    texF: createGemmTextures(gpu, { B, d: dcap, n: d }),
   };
 }
 
@@ -133,7 +155,8 @@ export function destroyDenseAux(x: DenseAux) {
   for (const b of [x.args, x.a, x.p, x.ut, x.xt, x.s, x.gd, x.ge, x.zero, x.wd, x.uaux, x.g]) {
     b.destroy();
   }
-  for (const t of [x.texA, x.texP, x.texG]) {
+  for (const b of [x.argsF, x.af, x.wdt]) b.destroy();
+  for (const t of [x.texA, x.texP, x.texG, x.texF]) {
     t.xs.texture.destroy();
     t.encW.texture.destroy();
   }
@@ -168,6 +191,7 @@ export function planOp(
   x: DenseAux,
   list: GPUBuffer,
   gated: { dispatch: Dispatch; dense: boolean; rowsPerY?: number; colsPerX?: number }[],
+  args: GPUBuffer = x.args,
 ): Dispatch {
   if (gated.length > MAX_GATED) {
     throw new ArborError(`dense AuxK: ${gated.length} gated dispatches; at most ${MAX_GATED}`);
@@ -195,9 +219,9 @@ export function planOp(
       : g.rowsPerY && g.rowsPerY >= 2
       ? g.rowsPerY
       : 1;
-    if (g) g.dispatch.indirect = { buffer: x.args, offset: 12 * i };
+    if (g) g.dispatch.indirect = { buffer: args, offset: 12 * i };
   }
-  return { kernel: K_PLAN, buffers: [list, x.args, sharedUniforms(gpu, fields)], workgroups: [1] };
+  return { kernel: K_PLAN, buffers: [list, args, sharedUniforms(gpu, fields)], workgroups: [1] };
 }
 
 /**
@@ -342,4 +366,58 @@ export function mergeOp(
     ],
     workgroups: grid.workgroups,
   };
+}
+
+/** x.af = a segment's AuxK slots (idx/val [B, ka]) by dead rank, [B, dcap]; x.af must be zero. */
+export function scatterCodesOp(
+  gpu: Gpu,
+  x: DenseAux,
+  bufs: { idx: GPUBuffer; val: GPUBuffer; list: GPUBuffer },
+  sizes: { ka: number },
+): Dispatch {
+  const grid = wrapGrid(gpu, Math.ceil((x.B * sizes.ka) / WG));
+  return {
+    kernel: K_SCATTER_CODES,
+    buffers: [
+      bufs.list,
+      bufs.idx,
+      bufs.val,
+      x.af,
+      params(gpu, x, { ka: sizes.ka, rowStride: grid.stride * WG }),
+    ],
+    workgroups: grid.workgroups,
+  };
+}
+
+/** x.wdt = the decoder rows of the group's dead features by rank, transposed [d, dcap]. */
+export function gatherColsOp(
+  gpu: Gpu,
+  x: DenseAux,
+  bufs: { list: GPUBuffer; decW: GPUBuffer },
+): Dispatch {
+  const grid = wrapGrid(gpu, Math.ceil((x.dcap * x.d) / WG));
+  return {
+    kernel: K_GATHER_COLS,
+    buffers: [bufs.list, bufs.decW, x.wdt, params(gpu, x, { rowStride: grid.stride * WG })],
+    workgroups: grid.workgroups,
+  };
+}
+
+/** Record the copies of x.af and x.wdt into x.texF (after `scatterCodesOp`, `gatherColsOp`). */
+export function encodeDecodeCopies(enc: GPUCommandEncoder, x: DenseAux) {
+  encodeGemmTextureCopies(enc, x.texF, { xs: x.af, encW: x.wdt });
+}
+
+/**
+ * The AuxK decode as one GEMM: out [B, d] = x.af · W_d, after `encodeDecodeCopies`; its sum runs
+ * over the D dead columns the forward plan wrote into x.argsF (all dcap where the block cannot cut).
+ */
+export function decodeProductOp(gpu: Gpu, x: DenseAux, out: GPUBuffer): Dispatch {
+  const kLimit = { buffer: x.argsF, at: 3 * MAX_GATED };
+  const ops = textureGemmOp(gpu, x.texF, { bDec: x.zero, pre: out, kLimit }, {
+    rows: x.B,
+    rowOffset: 0,
+  });
+  if (ops.length !== 1) throw new ArborError(`dense AuxK: ${ops.length} GEMM dispatches`);
+  return ops[0];
 }

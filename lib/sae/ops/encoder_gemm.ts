@@ -211,11 +211,20 @@ export function textureGemmTile(block: TextureGemmBlock): { rows: number; cols: 
     : { rows: BLOCK_WG * BLOCK_ROWS, cols: block };
 }
 
-/** The kernel of a texture GEMM block. */
-export function textureGemmKernel(block: TextureGemmBlock): Kernel {
+/**
+ * The kernel of a texture GEMM block; `kLimitAt` (subgroup blocks only) picks the entry whose sum
+ * stops at a column count read from a buffer, at that u32 index.
+ */
+export function textureGemmKernel(block: TextureGemmBlock, kLimitAt?: number): Kernel {
   const constants = { WG: BLOCK_WG };
   if (block === "sg") {
-    return { file: "encoder_gemm_sg.wgsl", entry: "gemm_block4_tex_sg", constants };
+    return kLimitAt === undefined
+      ? { file: "encoder_gemm_sg.wgsl", entry: "gemm_block4_tex_sg", constants }
+      : {
+        file: "encoder_gemm_sg.wgsl",
+        entry: "gemm_block4_tex_sg_k",
+        constants: { ...constants, KL_AT: kLimitAt },
+      };
   }
   const entry = block === 64 ? "gemm_block4_tex64" : "gemm_block4_tex";
   return { file: "encoder_gemm.wgsl", entry, constants };
@@ -223,12 +232,14 @@ export function textureGemmKernel(block: TextureGemmBlock): Kernel {
 
 /**
  * The texture-variant dispatch for one row chunk: pre = (xs − bDec)·encWᵀ from the textures, in
- * `block`s (default `textureGemmBlock(gpu, n)`).
+ * `block`s (default `textureGemmBlock(gpu, n)`). With `kLimit`, subgroup blocks sum over the
+ * first ⌈kLimit.buffer[at] / 4⌉·4 columns of d only — exact where the operands are zero past them
+ * (other blocks sum over all d, which is then the same).
  */
 export function textureGemmOp(
   gpu: Gpu,
   tex: GemmTextures,
-  buffers: { bDec: GPUBuffer; pre: GPUBuffer },
+  buffers: { bDec: GPUBuffer; pre: GPUBuffer; kLimit?: { buffer: GPUBuffer; at: number } },
   sizes: { rows: number; rowOffset: number },
   block: TextureGemmBlock = textureGemmBlock(gpu, tex.n),
 ): Dispatch[] {
@@ -259,14 +270,16 @@ export function textureGemmOp(
   }
   if (rows === 0) return [];
   const tile = textureGemmTile(block);
+  const kl = block === "sg" ? buffers.kLimit : undefined;
   return [{
-    kernel: textureGemmKernel(block),
+    kernel: textureGemmKernel(block, kl?.at),
     buffers: [
       matrixTextureView(tex.xs),
       matrixTextureView(tex.encW),
       buffers.bDec,
       buffers.pre,
       sharedUniforms(gpu, { rows, d, n, rowOffset }),
+      ...(kl ? [kl.buffer] : []),
     ],
     workgroups: [Math.ceil(n / tile.cols), Math.ceil(rows / tile.rows)],
   }];

@@ -300,8 +300,12 @@ const SG_HEADER =
     SG_ROWS * SG_COLS
   } dot products (32 + 64 fetches for 2 048 before).
 // Needs subgroups of ≥ ${SG_LANES} lanes. Grid: (ceil(n / ${SG_COLS}), ceil(rows / (WG·${SG_ROWS}))).
+// gemm_block4_tex_sg_k — the same, summing over the first min(d, ⌈kl[KL_AT] / 4⌉·4) columns of d only
+//   (binding 5 kl array<u32>, e.g. a dead count a plan kernel wrote): exact when the operands are
+//   zero past that column, and the cost follows it.
 
 override WG: u32 = 16;
+override KL_AT: u32 = 0u;
 
 struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 
@@ -310,24 +314,28 @@ struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 @group(0) @binding(2) var<storage, read> bDec4: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> pre: array<f32>;
 @group(0) @binding(4) var<uniform> u: Params;
+@group(0) @binding(5) var<storage, read> kl: array<u32>;
 const TEX_ROWS: u32 = ${TEX_ROWS}u;
 `;
 
-/** The subgroup texture entry: encoder texels fetched once per subgroup and broadcast. */
-function sgEntry(): string {
+/**
+ * The subgroup texture entry: encoder texels fetched once per subgroup and broadcast. With `kLimit`
+ * (`gemm_block4_tex_sg_k`) the sum stops after kl[KL_AT] columns of d, rounded up to 4.
+ */
+function sgEntry(kLimit = false): string {
   const R = SG_ROWS, C = SG_COLS, S = SG_LANES, G = C / S;
   const rows = [...Array(R).keys()], cols = [...Array(C).keys()], groups = [...Array(G).keys()];
   const lines = [
     "",
     "@compute @workgroup_size(WG)",
-    "fn gemm_block4_tex_sg(",
+    `fn gemm_block4_tex_sg${kLimit ? "_k" : ""}(`,
     "  @builtin(workgroup_id) w: vec3u,",
     "  @builtin(local_invocation_id) l: vec3u,",
     "  @builtin(subgroup_invocation_id) s: u32,",
     ") {",
     `  let r0 = (w.y * WG + l.x) * ${R}u;`,
     `  let f0 = w.x * ${C}u;`,
-    "  let d4 = u.d / 4u;",
+    kLimit ? "  let d4 = min(u.d / 4u, (kl[KL_AT] + 3u) / 4u);" : "  let d4 = u.d / 4u;",
     ...rows.flatMap((m) => [
       `  let a${m}r = u.rowOffset + min(r0 + ${m}u, u.rows - 1u);`,
       `  let a${m}y = i32(a${m}r % TEX_ROWS);`,
@@ -364,7 +372,7 @@ function sgEntry(): string {
 
 /** The full text of kernels/encoder_gemm_sg.wgsl. */
 export function encoderGemmSgWgsl(): string {
-  return SG_HEADER + sgEntry();
+  return SG_HEADER + sgEntry() + sgEntry(true);
 }
 
 /** The full text of kernels/encoder_gemm.wgsl. */
