@@ -633,7 +633,10 @@ export class GpuEngine implements SaeEngine {
       const blocks = this.#auxBlocks[a];
       const K = kAux[a];
       let sparse: Dispatch[];
+      // Blocks of the blocked decode (each a no-op on rows without slots in it), else undefined.
+      let blocked: SlotBlocks | undefined;
       if (blocks && starts && bb.auxRegroup && this.#decTex) {
+        blocked = blocks;
         // Regroup every row's AuxK slots by block of dead features (in place, through the
         // scratch), then decode block by block: each block's decoder rows stay in the CPU caches.
         const g = bb.auxRegroup;
@@ -673,8 +676,8 @@ export class GpuEngine implements SaeEngine {
       // that the blocked decode's later blocks run ungated, which is right on either path: when
       // the dense one is taken (D ≤ dcap) no slot lies in a block past ⌈dcap / block rows⌉.
       const room = MAX_GATED - 3;
-      const needed = blocks && sparse.length > 1
-        ? Math.ceil((x?.dcap ?? 0) / 2 ** blocks.shift)
+      const needed = blocked
+        ? Math.min(sparse.length, Math.ceil((x?.dcap ?? 0) / 2 ** blocked.shift))
         : sparse.length;
       if (!x || needed > room) {
         out.push(...sparse);

@@ -200,7 +200,13 @@ Deno.test("GpuEngine: AuxK decode and gradient rows by dense products (few dead)
     { n: 256, dead: (f: number) => f % 8 === 0, path: "dense" },
     { n: 2048, dead: (f: number) => f % 8 !== 0, path: "sparse" },
   ];
-  for (const { n, dead, path } of cases) {
+  // Also with the blocked AuxK decode (blocks of 8 dead rows), whose dispatches the forward's plan
+  // gates: 4 blocks in the dense case; in the sparse case 224, too many to gate, so the forward
+  // keeps the slot-by-slot decode without asking the GPU.
+  const runs = cases.flatMap((c) =>
+    [undefined, 8 * 64 * 4].map((auxBlockBytes) => ({ ...c, auxBlockBytes }))
+  );
+  for (const { n, dead, path, auxBlockBytes } of runs) {
     const config = makeConfig({
       arch: "topk",
       dIn: 64,
@@ -215,12 +221,13 @@ Deno.test("GpuEngine: AuxK decode and gradient rows by dense products (few dead)
     start.tokensSinceFired.fill(0);
     for (let f = 0; f < n; f++) if (dead(f)) start.tokensSinceFired[f] = config.deadTokens;
     const ref = new ReferenceEngine(config, start);
-    const eng = await GpuEngine.create(config, start, { gpu });
-    const twin = await GpuEngine.create(config, start, { gpu });
+    const eng = await GpuEngine.create(config, start, { gpu, auxBlockBytes });
+    const twin = await GpuEngine.create(config, start, { gpu, auxBlockBytes });
     try {
+      if (gpu.isFallback) assert.equal(eng.auxDecodeBlocks[0] > 1, auxBlockBytes !== undefined);
       for (let t = 0; t < 2; t++) {
         const x = batch(64, 64, 700 + t);
-        const label = `n=${n} step ${t + 1}`;
+        const label = `n=${n}${auxBlockBytes ? " blocked" : ""} step ${t + 1}`;
         closeStats(await eng.step(x, 64), await ref.step(x, 64), label);
         closeState(await eng.readState(), await ref.readState(), label);
         const want = gpu.isFallback ? path : "sparse";
