@@ -615,7 +615,7 @@ export class GpuEngine implements SaeEngine {
       }));
     }
     if (mode === "inference") return;
-    this.#decode(out, {
+    out.push(...this.#decodeOps({
       idx: bb.idx,
       val: bb.val,
       levelBounds: this.#levelBounds,
@@ -625,8 +625,10 @@ export class GpuEngine implements SaeEngine {
       K: this.#K,
       plan: this.#levelPlan,
       withBias: true,
-    });
+    }));
     out.mark("sparse decode");
+    // The dead list with ranks, filled by this step's AuxK selection.
+    const list = deadListBuffer(gpu, bb.dead, this.#n);
     for (let a = 0; a < this.#groups.length; a++) {
       if (!kAux[a]) continue;
       const { idx, val, ehat, starts } = bb.aux[a];
@@ -640,7 +642,6 @@ export class GpuEngine implements SaeEngine {
         // Regroup every row's AuxK slots by block of dead features (in place, through the
         // scratch), then decode block by block: each block's decoder rows stay in the CPU caches.
         const g = bb.auxRegroup;
-        const list = deadListBuffer(gpu, bb.dead, this.#n); // ranks from this step's selection
         out.push(...groupSlotsOp(gpu, { idx, val, idxOut: g.idx, valOut: g.val, starts, list }, {
           B,
           K,
@@ -685,7 +686,6 @@ export class GpuEngine implements SaeEngine {
       }
       // Few dead features (the plan decides on the GPU, as in the backward): ê = A_f·W_d as one
       // texture GEMM over the dead decoder rows instead of the slot-by-slot decode.
-      const list = deadListBuffer(gpu, bb.dead, this.#n);
       const dense = [
         scatterCodesOp(gpu, x, { idx, val, list }, { ka: K }),
         gatherColsOp(gpu, x, { list, decW: p.dec.param }),
@@ -716,16 +716,7 @@ export class GpuEngine implements SaeEngine {
     out.mark("loss sums");
   }
 
-  /** Record a sparse decode: from the decW texture where supported (slot levels), else storage. */
-  #decode(
-    out: Recording,
-    bufs: { idx: GPUBuffer; val: GPUBuffer; levelBounds: GPUBuffer; out: GPUBuffer },
-    sizes: { B: number; K: number; plan: LevelPlan; withBias: boolean },
-  ) {
-    out.push(...this.#decodeOps(bufs, sizes));
-  }
-
-  /** The dispatches of a sparse decode (see `#decode`). */
+  /** The dispatches of a sparse decode: from the decW texture where supported (slot levels), else storage. */
   #decodeOps(
     bufs: { idx: GPUBuffer; val: GPUBuffer; levelBounds: GPUBuffer; out: GPUBuffer },
     sizes: { B: number; K: number; plan: LevelPlan; withBias: boolean },
@@ -797,7 +788,7 @@ export class GpuEngine implements SaeEngine {
       // All slots form the full reconstruction (the last level); it lands in recon[0], and
       // un-standardised into bb.x (the batch is no longer needed).
       const K = this.#inferenceK();
-      this.#decode(rec, {
+      rec.push(...this.#decodeOps({
         idx: bb.idx,
         val: bb.val,
         levelBounds: this.#auxBounds(K),
@@ -807,7 +798,7 @@ export class GpuEngine implements SaeEngine {
         K,
         plan: singleLevel(K),
         withBias: true,
-      });
+      }));
       rec.push(
         ...unstandardizeOp(gpu, { xhs: bb.recon, out: bb.x, mean: bb.mean, std: bb.std }, { B, d }),
       );

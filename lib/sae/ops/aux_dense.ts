@@ -180,6 +180,37 @@ function params(gpu: Gpu, x: DenseAux, fields: Partial<Record<string, number>>):
   });
 }
 
+/** An element-wise entry over `count` invocations (1-D, wrapped past rowStride), Params last. */
+function elementwise(
+  gpu: Gpu,
+  x: DenseAux,
+  kernel: Kernel,
+  count: number,
+  buffers: GPUBuffer[],
+  fields: Partial<Record<string, number>> = {},
+): Dispatch {
+  const grid = wrapGrid(gpu, Math.ceil(count / WG));
+  return {
+    kernel,
+    buffers: [...buffers, params(gpu, x, { ...fields, rowStride: grid.stride * WG })],
+    workgroups: grid.workgroups,
+  };
+}
+
+/** The one texture GEMM dispatch pre = xs·encWᵀ over all `rows` of `tex` (zero bias). */
+function gemmOp(
+  gpu: Gpu,
+  x: DenseAux,
+  tex: GemmTextures,
+  out: GPUBuffer,
+  rows: number,
+  kLimit?: { buffer: GPUBuffer; at: number },
+): Dispatch {
+  const ops = textureGemmOp(gpu, tex, { bDec: x.zero, pre: out, kLimit }, { rows, rowOffset: 0 });
+  if (ops.length !== 1) throw new ArborError(`dense AuxK: ${ops.length} GEMM dispatches`);
+  return ops[0];
+}
+
 /**
  * The plan dispatch: it points every gated dispatch at its slot of `x.args` (`indirect`), and on
  * the GPU gives each its grid when its path is taken (dense: 0 < D ≤ dcap), else zero workgroups.
@@ -234,25 +265,14 @@ export function scatterDenseOp(
   bufs: { idx: GPUBuffer; val: GPUBuffer; dpre: GPUBuffer; list: GPUBuffer },
   sizes: { ka: number; segBase: number; fromG?: boolean },
 ): Dispatch {
-  const grid = wrapGrid(gpu, Math.ceil((x.B * sizes.ka) / WG));
-  return {
-    kernel: K_SCATTER,
-    buffers: [
-      bufs.list,
-      bufs.idx,
-      bufs.val,
-      bufs.dpre,
-      x.a,
-      x.p,
-      params(gpu, x, {
-        ka: sizes.ka,
-        segBase: sizes.segBase,
-        rowStride: grid.stride * WG,
-        fromG: sizes.fromG ? 1 : 0,
-      }),
-    ],
-    workgroups: grid.workgroups,
-  };
+  return elementwise(
+    gpu,
+    x,
+    K_SCATTER,
+    x.B * sizes.ka,
+    [bufs.list, bufs.idx, bufs.val, bufs.dpre, x.a, x.p],
+    { ka: sizes.ka, segBase: sizes.segBase, fromG: sizes.fromG ? 1 : 0 },
+  );
 }
 
 /** out [d, B] = the [B, d] matrix starting at element srcOff of `src`, transposed. */
@@ -263,12 +283,7 @@ export function transposeOp(
   out: GPUBuffer,
   srcOff: number,
 ): Dispatch {
-  const grid = wrapGrid(gpu, Math.ceil((x.B * x.d) / WG));
-  return {
-    kernel: K_TRANSPOSE,
-    buffers: [src, out, params(gpu, x, { srcOff, rowStride: grid.stride * WG })],
-    workgroups: grid.workgroups,
-  };
+  return elementwise(gpu, x, K_TRANSPOSE, x.B * x.d, [src, out], { srcOff });
 }
 
 /** x.s = the row sums of x.p. */
@@ -289,9 +304,7 @@ export function productRowsPerY(gpu: Gpu, x: DenseAux): number {
 export function productOp(gpu: Gpu, x: DenseAux, which: "dec" | "enc"): Dispatch {
   const tex = which === "dec" ? x.texA : x.texP;
   const out = which === "dec" ? x.gd : x.ge;
-  const ops = textureGemmOp(gpu, tex, { bDec: x.zero, pre: out }, { rows: x.dcap, rowOffset: 0 });
-  if (ops.length !== 1) throw new ArborError(`dense AuxK: ${ops.length} GEMM dispatches`);
-  return ops[0];
+  return gemmOp(gpu, x, tex, out, x.dcap);
 }
 
 /** Record the copies of a product's operands into its textures (A and Uᵀ, or P and xsᵀ). */
@@ -307,19 +320,12 @@ export function gatherRowsOp(
   x: DenseAux,
   bufs: { list: GPUBuffer; decW: GPUBuffer },
 ): Dispatch {
-  const grid = wrapGrid(gpu, Math.ceil((x.dcap * x.d) / WG));
-  return {
-    kernel: K_GATHER,
-    buffers: [bufs.list, bufs.decW, x.wd, params(gpu, x, { rowStride: grid.stride * WG })],
-    workgroups: grid.workgroups,
-  };
+  return elementwise(gpu, x, K_GATHER, x.dcap * x.d, [bufs.list, bufs.decW, x.wd]);
 }
 
 /** The GEMM x.g = U·x.wdᵀ [B, dcap] (the AuxK entries' dot products), after `encodeDpreCopies`. */
 export function dpreProductOp(gpu: Gpu, x: DenseAux): Dispatch {
-  const ops = textureGemmOp(gpu, x.texG, { bDec: x.zero, pre: x.g }, { rows: x.B, rowOffset: 0 });
-  if (ops.length !== 1) throw new ArborError(`dense AuxK: ${ops.length} GEMM dispatches`);
-  return ops[0];
+  return gemmOp(gpu, x, x.texG, x.g, x.B);
 }
 
 /** Columns of G per workgroup column of `dpreProductOp` (its `colsPerX` for `planOp`). */
@@ -350,22 +356,16 @@ export function mergeOp(
     sum: GPUBuffer;
   },
 ): Dispatch {
-  const grid = wrapGrid(gpu, Math.ceil((x.dcap * x.d) / WG));
-  return {
-    kernel: K_MERGE,
-    buffers: [
-      bufs.list,
-      x.gd,
-      x.ge,
-      x.s,
-      bufs.bDec,
-      bufs.gradDec,
-      bufs.gradEnc,
-      bufs.sum,
-      params(gpu, x, { rowStride: grid.stride * WG }),
-    ],
-    workgroups: grid.workgroups,
-  };
+  return elementwise(gpu, x, K_MERGE, x.dcap * x.d, [
+    bufs.list,
+    x.gd,
+    x.ge,
+    x.s,
+    bufs.bDec,
+    bufs.gradDec,
+    bufs.gradEnc,
+    bufs.sum,
+  ]);
 }
 
 /** x.af = a segment's AuxK slots (idx/val [B, ka]) by dead rank, [B, dcap]; x.af must be zero. */
@@ -375,18 +375,16 @@ export function scatterCodesOp(
   bufs: { idx: GPUBuffer; val: GPUBuffer; list: GPUBuffer },
   sizes: { ka: number },
 ): Dispatch {
-  const grid = wrapGrid(gpu, Math.ceil((x.B * sizes.ka) / WG));
-  return {
-    kernel: K_SCATTER_CODES,
-    buffers: [
-      bufs.list,
-      bufs.idx,
-      bufs.val,
-      x.af,
-      params(gpu, x, { ka: sizes.ka, rowStride: grid.stride * WG }),
-    ],
-    workgroups: grid.workgroups,
-  };
+  return elementwise(
+    gpu,
+    x,
+    K_SCATTER_CODES,
+    x.B * sizes.ka,
+    [bufs.list, bufs.idx, bufs.val, x.af],
+    {
+      ka: sizes.ka,
+    },
+  );
 }
 
 /** x.wdt = the decoder rows of the group's dead features by rank, transposed [d, dcap]. */
@@ -395,12 +393,7 @@ export function gatherColsOp(
   x: DenseAux,
   bufs: { list: GPUBuffer; decW: GPUBuffer },
 ): Dispatch {
-  const grid = wrapGrid(gpu, Math.ceil((x.dcap * x.d) / WG));
-  return {
-    kernel: K_GATHER_COLS,
-    buffers: [bufs.list, bufs.decW, x.wdt, params(gpu, x, { rowStride: grid.stride * WG })],
-    workgroups: grid.workgroups,
-  };
+  return elementwise(gpu, x, K_GATHER_COLS, x.dcap * x.d, [bufs.list, bufs.decW, x.wdt]);
 }
 
 /** Record the copies of x.af and x.wdt into x.texF (after `scatterCodesOp`, `gatherColsOp`). */
@@ -413,11 +406,5 @@ export function encodeDecodeCopies(enc: GPUCommandEncoder, x: DenseAux) {
  * over the D dead columns the forward plan wrote into x.argsF (all dcap where the block cannot cut).
  */
 export function decodeProductOp(gpu: Gpu, x: DenseAux, out: GPUBuffer): Dispatch {
-  const kLimit = { buffer: x.argsF, at: 3 * MAX_GATED };
-  const ops = textureGemmOp(gpu, x.texF, { bDec: x.zero, pre: out, kLimit }, {
-    rows: x.B,
-    rowOffset: 0,
-  });
-  if (ops.length !== 1) throw new ArborError(`dense AuxK: ${ops.length} GEMM dispatches`);
-  return ops[0];
+  return gemmOp(gpu, x, x.texF, out, x.B, { buffer: x.argsF, at: 3 * MAX_GATED });
 }

@@ -211,6 +211,31 @@ function wideEntry(): string {
   return lines.join("\n") + "\n";
 }
 
+/** Matrix row `expr` as `row`, and its texel row and layer as {name}y, {name}z. */
+function texelLines(name: string, row: string, expr: string): string[] {
+  return [
+    `  let ${row} = ${expr};`,
+    `  let ${name}y = i32(${row} % TEX_ROWS);`,
+    `  let ${name}z = i32(${row} / TEX_ROWS);`,
+  ];
+}
+
+/** One zeroed accumulator c{m}_{c} per row m and feature c of an invocation's block. */
+function accumulatorLines(rows: number[], cols: number[]): string[] {
+  return rows.flatMap((m) => cols.map((c) => `  var c${m}_${c} = 0.0;`));
+}
+
+/** Stores of a block's accumulators into pre, skipping rows and features out of range. */
+function storeLines(rows: number[], cols: number[]): string[] {
+  return rows.flatMap((m) => [
+    `  if (r0 + ${m}u < u.rows) {`,
+    ...cols.map((c) =>
+      `    if (f0 + ${c}u < u.n) { pre[(r0 + ${m}u) * u.n + f0 + ${c}u] = c${m}_${c}; }`
+    ),
+    "  }",
+  ]);
+}
+
 /**
  * The vec4 register-blocked entry: BLOCK_ROWS × BLOCK_COLS named accumulators per invocation,
  * operands from storage (gemm_block4) or from rgba32float array textures (gemm_block4_tex).
@@ -220,19 +245,11 @@ function block4Entry(tex: boolean, C = BLOCK_COLS, suffix = ""): string {
   const rows = [...Array(R).keys()], cols = [...Array(C).keys()];
   const rowBase = (m: number) =>
     tex
-      ? [
-        `  let a${m}r = u.rowOffset + min(r0 + ${m}u, u.rows - 1u);`,
-        `  let a${m}y = i32(a${m}r % TEX_ROWS);`,
-        `  let a${m}z = i32(a${m}r / TEX_ROWS);`,
-      ]
+      ? texelLines(`a${m}`, `a${m}r`, `u.rowOffset + min(r0 + ${m}u, u.rows - 1u)`)
       : [`  let a${m} = (u.rowOffset + min(r0 + ${m}u, u.rows - 1u)) * d4;`];
   const colBase = (c: number) =>
     tex
-      ? [
-        `  let b${c}f = min(f0 + ${c}u, u.n - 1u);`,
-        `  let b${c}y = i32(b${c}f % TEX_ROWS);`,
-        `  let b${c}z = i32(b${c}f / TEX_ROWS);`,
-      ]
+      ? texelLines(`b${c}`, `b${c}f`, `min(f0 + ${c}u, u.n - 1u)`)
       : [`  let b${c} = min(f0 + ${c}u, u.n - 1u) * d4;`];
   const loadW = (c: number) =>
     tex
@@ -254,20 +271,14 @@ function block4Entry(tex: boolean, C = BLOCK_COLS, suffix = ""): string {
     "  let d4 = u.d / 4u;",
     ...rows.flatMap(rowBase),
     ...cols.flatMap(colBase),
-    ...rows.flatMap((m) => cols.map((c) => `  var c${m}_${c} = 0.0;`)),
+    ...accumulatorLines(rows, cols),
     "  for (var j = 0u; j < d4; j++) {",
     "    let bj = bDec4[j];",
     ...(tex ? ["    let ij = i32(j);"] : []),
     ...cols.map(loadW),
     ...rows.flatMap((m) => [loadX(m), ...cols.map((c) => `    c${m}_${c} += dot(x${m}, w${c});`)]),
     "  }",
-    ...rows.flatMap((m) => [
-      `  if (r0 + ${m}u < u.rows) {`,
-      ...cols.map((c) =>
-        `    if (f0 + ${c}u < u.n) { pre[(r0 + ${m}u) * u.n + f0 + ${c}u] = c${m}_${c}; }`
-      ),
-      "  }",
-    ]),
+    ...storeLines(rows, cols),
     "}",
   ];
   return lines.join("\n") + "\n";
@@ -336,18 +347,12 @@ function sgEntry(kLimit = false): string {
     `  let r0 = (w.y * WG + l.x) * ${R}u;`,
     `  let f0 = w.x * ${C}u;`,
     kLimit ? "  let d4 = min(u.d / 4u, (kl[KL_AT] + 3u) / 4u);" : "  let d4 = u.d / 4u;",
-    ...rows.flatMap((m) => [
-      `  let a${m}r = u.rowOffset + min(r0 + ${m}u, u.rows - 1u);`,
-      `  let a${m}y = i32(a${m}r % TEX_ROWS);`,
-      `  let a${m}z = i32(a${m}r / TEX_ROWS);`,
-    ]),
+    ...rows.flatMap((m) =>
+      texelLines(`a${m}`, `a${m}r`, `u.rowOffset + min(r0 + ${m}u, u.rows - 1u)`)
+    ),
     // Lanes ≥ S (wider subgroups) fetch texels nobody reads; min() keeps them in range.
-    ...groups.flatMap((g) => [
-      `  let b${g}f = min(f0 + ${S * g}u + s, u.n - 1u);`,
-      `  let b${g}y = i32(b${g}f % TEX_ROWS);`,
-      `  let b${g}z = i32(b${g}f / TEX_ROWS);`,
-    ]),
-    ...rows.flatMap((m) => cols.map((c) => `  var c${m}_${c} = 0.0;`)),
+    ...groups.flatMap((g) => texelLines(`b${g}`, `b${g}f`, `min(f0 + ${S * g}u + s, u.n - 1u)`)),
+    ...accumulatorLines(rows, cols),
     "  for (var j = 0u; j < d4; j++) {",
     "    let bj = bDec4[j];",
     "    let ij = i32(j);",
@@ -358,13 +363,7 @@ function sgEntry(kLimit = false): string {
       ...cols.map((c) => `    c${m}_${c} += dot(x${m}, w${c});`),
     ]),
     "  }",
-    ...rows.flatMap((m) => [
-      `  if (r0 + ${m}u < u.rows) {`,
-      ...cols.map((c) =>
-        `    if (f0 + ${c}u < u.n) { pre[(r0 + ${m}u) * u.n + f0 + ${c}u] = c${m}_${c}; }`
-      ),
-      "  }",
-    ]),
+    ...storeLines(rows, cols),
     "}",
   ];
   return lines.join("\n") + "\n";
