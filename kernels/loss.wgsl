@@ -12,6 +12,10 @@
 //             4 u    ColParams
 //   One invocation per (column, block) walks the block's rows in order (twice when centered).
 //   Grid: (ceil(d / WG), NB).
+// Entry column_block_sums4 — the same four columns per invocation, on vec4 views (d and the offsets
+//   multiples of 4; llvmpipe makes one load per lane for a vec4 as for an f32), one pass when not
+//   centered; per column the same operations in the same order, so the same sums.
+//   Grid: (ceil(d / (4·WG)), NB).
 //   Uses: totalVar (a = xs, bScale = 0, centered); level error (a = x̂s_l, b = xs);
 //   AuxK numerator (a = ê, b = xs, c = x̂s_l: ê − r); AuxK denominator (a = xs, b = x̂s_l,
 //   centered: r = xs − x̂s_l about its batch mean).
@@ -56,9 +60,13 @@ struct RedParams { d: u32, T: u32, pad0: u32, pad1: u32 }
 
 var<workgroup> scratch: array<f32, WG>;
 
+// e[row, j]; b and c are read only when their scale is not 0 (a uniform branch).
 fn diff(row: u32, j: u32) -> f32 {
   let e = row * u.d + j;
-  return a[u.aOff + e] - u.bScale * bm[u.bOff + e] + u.cScale * cm[u.cOff + e];
+  var x = a[u.aOff + e];
+  if (u.bScale != 0.0) { x = x - u.bScale * bm[u.bOff + e]; }
+  if (u.cScale != 0.0) { x = x + u.cScale * cm[u.cOff + e]; }
+  return x;
 }
 
 @compute @workgroup_size(WG)
@@ -79,6 +87,48 @@ fn column_block_sums(@builtin(global_invocation_id) g: vec3u) {
   let o = 2u * (g.y * u.d + j);
   out[o] = s;
   out[o + 1u] = q;
+}
+
+@group(0) @binding(0) var<storage, read> a4: array<vec4f>;
+@group(0) @binding(1) var<storage, read> bm4: array<vec4f>;
+@group(0) @binding(2) var<storage, read> cm4: array<vec4f>;
+
+// diff for columns 4·j4 .. 4·j4 + 3 (d, aOff, bOff, cOff multiples of 4).
+fn diff4(row: u32, j4: u32) -> vec4f {
+  let e = (row * u.d) / 4u + j4;
+  var x = a4[u.aOff / 4u + e];
+  if (u.bScale != 0.0) { x = x - u.bScale * bm4[u.bOff / 4u + e]; }
+  if (u.cScale != 0.0) { x = x + u.cScale * cm4[u.cOff / 4u + e]; }
+  return x;
+}
+
+@compute @workgroup_size(WG)
+fn column_block_sums4(@builtin(global_invocation_id) g: vec3u) {
+  let j4 = g.x;
+  let r0 = g.y * ROWS;
+  if (4u * j4 >= u.d || r0 >= u.B) { return; }
+  let r1 = min(r0 + ROWS, u.B);
+  var s = vec4f(0.0);
+  var q = vec4f(0.0);
+  if (u.centered == 0u) {
+    for (var r = r0; r < r1; r++) {
+      let e = diff4(r, j4);
+      s += e;
+      q = fma(e, e, q);
+    }
+  } else {
+    for (var r = r0; r < r1; r++) { s += diff4(r, j4); }
+    let mean = s / f32(r1 - r0);
+    for (var r = r0; r < r1; r++) {
+      let e = diff4(r, j4) - mean;
+      q = fma(e, e, q);
+    }
+  }
+  let o = 2u * (g.y * u.d + 4u * j4);
+  for (var c = 0u; c < 4u; c++) {
+    out[o + 2u * c] = s[c];
+    out[o + 2u * c + 1u] = q[c];
+  }
 }
 
 @compute @workgroup_size(WG)

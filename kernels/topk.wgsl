@@ -12,6 +12,10 @@
 //           5 u       Params
 //           9 preT    texture_2d<f32> [n/4, rows] rgba32float  the same pre, read instead of binding 0
 //                                              when PRE_TEX = 1 (n % 4 = 0); any texture otherwise
+//          10 cmax    array<f32>    [rows, ceil(n/64)]  select_topk with CMAX_IN = 1: the largest pre of
+//                                              each 64 consecutive features of each row (written by
+//                                              the encoder GEMM, kernels/encoder_gemm_sg.wgsl); any
+//                                              buffer otherwise (the other entries do not declare it)
 //   select_aux only:
 //           6 extra   array<u32>    [1 + 2n]   dead-feature list from kernels/dead_list.wgsl: [count,
 //                                              dead feature indices ascending, ranks] (select_batch:
@@ -33,8 +37,9 @@
 //
 // One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). A layer (or
 // dead list) of at most SMALL_MAX positions has all its candidates placed by pairwise ranks. Larger
-// ones first try a threshold filter + exact rank (see try_fast); when that cannot decide (heavy
-// ties, fewer than k candidates), the k-th best key is found by a radix select over the
+// ones first try threshold filters + exact rank: from chunk maxima when the layer is long and
+// read as vec4 (try_chunked), else from each invocation's best keys (try_fast); when neither can
+// decide (heavy ties, fewer than k candidates), the k-th best key is found by a radix select over the
 // order-preserving u32 image of the scores (4 passes of 8 bits, workgroup histogram, stopping early
 // when a bin holds exactly the remaining count), then the winners are collected (ties at the
 // threshold by index order via a prefix count over contiguous per-invocation chunks) and placed by
@@ -57,6 +62,18 @@ const RANK_MAX: u32 = 512u;
 // candidate is collected and ranked pairwise (s² compares per row: at s = 512 that made top-k of
 // 256 rows take 171 ms on lavapipe, against 13 ms through the filter; 64 measured best).
 const SMALL_MAX: u32 = 64u;
+
+// 1 = select_topk reads chunk maxima from binding 10 (one ungated layer only: try_cmax).
+override CMAX_IN: u32 = 0u;
+// Features per chunk of binding 10.
+const CMAX_COLS: u32 = 64u;
+// Chunk filter: at most this many chunks per layer (workgroup memory), at most CHUNK_READS_MAX
+// vec4 reads per chunk (a chunk of 64 values at most, unless the
+// layer needs more than CHUNK_CAP chunks), and at least CHUNKS_PER_K·k chunks, so that few chunks
+// other than the k holding the winners reach the threshold.
+const CHUNK_CAP: u32 = 512u;
+const CHUNK_READS_MAX: u32 = 16u;
+const CHUNKS_PER_K: u32 = 8u;
 
 // Largest k per layer (the contract's k ≤ 256 and auxK = 256).
 const MAX_K: u32 = 256u;
@@ -83,6 +100,7 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> auxIdx: array<u32>;
 @group(0) @binding(8) var<storage, read_write> auxVal: array<f32>;
 @group(0) @binding(9) var preT: texture_2d<f32>;
+@group(0) @binding(10) var<storage, read> cmaxIn: array<f32>;
 
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> fired: array<atomic<u32>, FIRE_WORDS>;
@@ -100,6 +118,10 @@ var<workgroup> eqScan: array<u32, WG>;
 // [5] select_aux: the layer's first position in the dead list.
 var<workgroup> st: array<u32, 6>;
 var<workgroup> stDone: u32;
+// try_chunked: the largest key of each chunk, and the chunks at or above the threshold.
+var<workgroup> chunkKey: array<u32, CHUNK_CAP>;
+var<workgroup> hits: array<u32, CHUNK_CAP>;
+var<workgroup> hitCount: atomic<u32>;
 
 // Order-preserving map f32 → u32 (larger float ↔ larger key); -0 is mapped as +0.
 fn key_of(v: f32) -> u32 {
@@ -193,73 +215,43 @@ fn candidate_of(mode: u32, p: f32, i: u32, o: u32) -> vec2u {
   return vec2u(1u, key_of(select(0.0, p, eligible(i, o))));
 }
 
-// Fast path (threshold filter + exact rank): each invocation keeps the top m keys of its strided
-// share of the layer, m = ceil(k / WG), plus one when m > 1 (with WG·m = k exactly, T would be the
-// smallest kept key: for k = 256 over 12 288 features ~650 keys reach it, against ~300 with one
-// spare); the k-th largest of those WG·m keys, T, has at least k candidate keys ≥ T (k distinct
-// elements reach it), usually few more. One more read collects every key ≥ T
-// (at most MAX_C) and a bitonic sort orders them. Returns false, having written nothing, when
-// T does not exist (fewer than k candidates) or too many keys tie at/above it: the caller then runs
-// the radix select. pre is read as vec4 when the layer is 4-aligned.
-fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) -> bool {
-  if (k > 4u * WG) { return false; }
-  let m0 = (k + WG - 1u) / WG;
-  let m = select(m0, m0 + 1u, m0 > 1u);
-  var t0 = 0u;
-  var t1 = 0u;
-  var t2 = 0u;
-  var t3 = 0u;
-  var t4 = 0u;
-  let aligned = mode != MODE_AUX && (base + o) % 4u == 0u && s % 4u == 0u;
-  let n4 = select(0u, s / 4u, aligned);
-  // Two copies of the scan so the common m = 1 case runs a plain max (llvmpipe executes both sides
-  // of a divergent branch; a loop under a false uniform branch exits at once).
-  if (m == 1u) {
-    for (var q = t; q < n4; q += WG) {
-      let v = pre_vec((base + o) / 4u + q);
-      for (var c = 0u; c < 4u; c++) { t0 = max(t0, cand_key(mode, v[c], o + 4u * q + c, o)); }
-    }
-    for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
-      let f = feat(mode, i, o);
-      t0 = max(t0, cand_key(mode, pre_at(base + f), f, o));
-    }
-  } else {
-    for (var q = t; q < n4; q += WG) {
-      let v = pre_vec((base + o) / 4u + q);
-      for (var c = 0u; c < 4u; c++) {
-        let key = cand_key(mode, v[c], o + 4u * q + c, o);
-        if (key > t4) {
-          t4 = key;
-          if (t4 > t3) { let x = t3; t3 = t4; t4 = x; }
-          if (t3 > t2) { let x = t2; t2 = t3; t3 = x; }
-          if (t2 > t1) { let x = t1; t1 = t2; t2 = x; }
-          if (t1 > t0) { let x = t0; t0 = t1; t1 = x; }
-        }
-      }
-    }
-    for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
-      let f = feat(mode, i, o);
-      let key = cand_key(mode, pre_at(base + f), f, o);
-      if (key > t4) {
-        t4 = key;
-        if (t4 > t3) { let x = t3; t3 = t4; t4 = x; }
-        if (t3 > t2) { let x = t2; t2 = t3; t3 = x; }
-        if (t2 > t1) { let x = t1; t1 = t2; t2 = x; }
-        if (t1 > t0) { let x = t0; t0 = t1; t1 = x; }
-      }
-    }
+// An invocation's m ≤ 5 largest keys so far, in descending order (0 = none yet).
+struct Top5 { a: u32, b: u32, c: u32, d: u32, e: u32 }
+
+// Insert `key` into the kept keys (a no-op unless it beats the smallest).
+fn keep(top: ptr<function, Top5>, key: u32) {
+  if (key > (*top).e) {
+    (*top).e = key;
+    if ((*top).e > (*top).d) { let x = (*top).d; (*top).d = (*top).e; (*top).e = x; }
+    if ((*top).d > (*top).c) { let x = (*top).c; (*top).c = (*top).d; (*top).d = x; }
+    if ((*top).c > (*top).b) { let x = (*top).b; (*top).b = (*top).c; (*top).c = x; }
+    if ((*top).b > (*top).a) { let x = (*top).a; (*top).a = (*top).b; (*top).b = x; }
   }
-  candKey4[(t * m) / 4u][(t * m) % 4u] = t0;
-  if (m > 1u) { candKey4[(t * m + 1u) / 4u][(t * m + 1u) % 4u] = t1; }
-  if (m > 2u) { candKey4[(t * m + 2u) / 4u][(t * m + 2u) % 4u] = t2; }
-  if (m > 3u) { candKey4[(t * m + 3u) / 4u][(t * m + 3u) % 4u] = t3; }
-  if (m > 4u) { candKey4[(t * m + 4u) / 4u][(t * m + 4u) % 4u] = t4; }
+}
+
+// Keys kept per invocation for a top k: m = ceil(k / WG), plus one when m > 1 (with WG·m = k
+// exactly, T would be the smallest kept key: for k = 256 over 12 288 features ~650 keys reach it,
+// against ~300 with one spare).
+fn kept_per_lane(k: u32) -> u32 {
+  let m0 = (k + WG - 1u) / WG;
+  return select(m0, m0 + 1u, m0 > 1u);
+}
+
+// T = the k-th largest of the WG·m keys the invocations kept (each passes its own m largest),
+// ranked pairwise: O((WG·m)²/WG) compares per invocation but no barriers (a bitonic sort's ~45
+// barrier-separated stages cost more on llvmpipe). 0 when fewer than k keys were kept. Also
+// resets candCount for the collection that follows. Uniform result.
+fn kept_threshold(t: u32, m: u32, k: u32, top: Top5) -> u32 {
+  candKey4[(t * m) / 4u][(t * m) % 4u] = top.a;
+  if (m > 1u) { candKey4[(t * m + 1u) / 4u][(t * m + 1u) % 4u] = top.b; }
+  if (m > 2u) { candKey4[(t * m + 2u) / 4u][(t * m + 2u) % 4u] = top.c; }
+  if (m > 3u) { candKey4[(t * m + 3u) / 4u][(t * m + 3u) % 4u] = top.d; }
+  if (m > 4u) { candKey4[(t * m + 4u) / 4u][(t * m + 4u) % 4u] = top.e; }
   if (t == 0u) {
     wgU = 0u;
     atomicStore(&candCount, 0u);
+    atomicStore(&hitCount, 0u);
   }
-  // T = the k-th largest of the WG·m ≤ 5·WG kept keys, ranked pairwise: O((WG·m)²/WG) compares per
-  // invocation but no barriers (a bitonic sort's ~45 barrier-separated stages cost more on llvmpipe).
   workgroupBarrier();
   let kept = WG * m;
   for (var e = t; e < kept; e += WG) {
@@ -273,7 +265,168 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
     }
     if (rank == k - 1u) { wgU = ke; }
   }
-  let T = workgroupUniformLoad(&wgU);
+  return workgroupUniformLoad(&wgU);
+}
+
+// Add candidate i to the collection when its key reaches T (atomic slot; MAX_C caps the stores,
+// the count goes on so that the caller sees the overflow).
+fn collect(i: u32, key: u32, T: u32) {
+  if (key >= T) {
+    let p = atomicAdd(&candCount, 1u);
+    if (p < MAX_C) { set_cand(p, i, key); }
+  }
+}
+
+// The collected count, after every invocation collected (uniform).
+fn collected_count(t: u32) -> u32 {
+  workgroupBarrier();
+  if (t == 0u) { wgU = atomicLoad(&candCount); }
+  return workgroupUniformLoad(&wgU);
+}
+
+// Chunk filter (threshold from chunk maxima + exact rank), for layers read as vec4. The layer's
+// vec4s are cut into chunks: in block b of WG·G vec4s, invocation t reads q = b·WG·G + t + WG·i
+// (i < G), the same addresses the lane filter reads, and keeps the largest key of those 4·G values as
+// chunk b·WG + t. T = the k-th largest chunk key (via kept_threshold over each invocation's
+// m largest) has at least k candidate keys ≥ T (k distinct chunks each hold one), and only the
+// chunks whose key reaches T can hold such a key: with ≥ CHUNKS_PER_K·k chunks about k of them
+// do, so the second read covers a few percent of the layer and the first does a max per value
+// where the lane filter does an insertion. Returns false, having written nothing, when it does
+// not pay for this layer (few chunks, unaligned, k > 4·WG), when fewer than k chunks exist, or
+// when more than MAX_C keys reach T (heavy ties): the caller then runs the lane filter.
+fn try_chunked(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) -> bool {
+  if (mode == MODE_AUX || k > 4u * WG) { return false; }
+  if ((base + o) % 4u != 0u || s % 4u != 0u) { return false; }
+  let n4 = s / 4u;
+  let g0 = min(CHUNK_READS_MAX, n4 / (CHUNKS_PER_K * k));
+  if (g0 < 2u) { return false; }
+  // ≤ CHUNK_CAP chunks (WG divides CHUNK_CAP, so nb·WG ≤ CHUNK_CAP).
+  let G = max(g0, (n4 + CHUNK_CAP - 1u) / CHUNK_CAP);
+  let nb = (n4 + WG * G - 1u) / (WG * G);
+  let q0 = (base + o) / 4u;
+  let m = kept_per_lane(k);
+  var top = Top5(0u, 0u, 0u, 0u, 0u);
+  for (var b = 0u; b < nb; b++) {
+    var cm = 0u;
+    let qb = b * WG * G + t;
+    for (var i = 0u; i < G; i++) {
+      let q = qb + WG * i;
+      if (q < n4) {
+        let v = pre_vec(q0 + q);
+        let i0 = o + 4u * q;
+        let a = max(cand_key(mode, v.x, i0, o), cand_key(mode, v.y, i0 + 1u, o));
+        cm = max(cm, max(a, max(cand_key(mode, v.z, i0 + 2u, o), cand_key(mode, v.w, i0 + 3u, o))));
+      }
+    }
+    chunkKey[b * WG + t] = cm;
+    keep(&top, cm);
+  }
+  let T = kept_threshold(t, m, k, top);
+  if (T == 0u) { return false; }
+  // Each invocation lists its own chunks (written above by itself) that reach T.
+  for (var b = 0u; b < nb; b++) {
+    if (chunkKey[b * WG + t] >= T) {
+      hits[atomicAdd(&hitCount, 1u)] = b * WG + t;
+    }
+  }
+  workgroupBarrier();
+  if (t == 0u) { wgU = atomicLoad(&hitCount); }
+  let H = workgroupUniformLoad(&wgU);
+  // Second read: the G vec4s of every hit chunk, spread over the invocations.
+  for (var e = t; e < H * G; e += WG) {
+    let c = hits[e / G];
+    let q = (c / WG) * WG * G + c % WG + WG * (e % G);
+    if (q < n4) {
+      let v = pre_vec(q0 + q);
+      let i0 = o + 4u * q;
+      collect(i0, cand_key(mode, v.x, i0, o), T);
+      collect(i0 + 1u, cand_key(mode, v.y, i0 + 1u, o), T);
+      collect(i0 + 2u, cand_key(mode, v.z, i0 + 2u, o), T);
+      collect(i0 + 3u, cand_key(mode, v.w, i0 + 3u, o), T);
+    }
+  }
+  let C = collected_count(t);
+  if (C > MAX_C) { return false; }
+  place_ordered(mode, t, C, k, outBase);
+  return true;
+}
+
+// try_chunked with the chunk maxima the encoder GEMM wrote (CMAX_IN = 1; one ungated layer
+// [0, n), so a chunk key is key_of of its maximum): chunk c is features [64c, 64c + 64) of row r.
+// The first read of pre is gone; the second reads the ~k hit chunks (16 vec4s each). Same
+// outcomes and fallbacks as try_chunked; it needs n % 4 == 0 and at least k chunks.
+fn try_cmax(t: u32, r: u32, k: u32, outBase: u32) -> bool {
+  let nc = (u.n + CMAX_COLS - 1u) / CMAX_COLS;
+  if (k > 4u * WG || nc < k || u.n % 4u != 0u) { return false; }
+  let cb = r * nc;
+  var top = Top5(0u, 0u, 0u, 0u, 0u);
+  for (var c = t; c < nc; c += WG) { keep(&top, key_of(cmaxIn[cb + c])); }
+  let T = kept_threshold(t, kept_per_lane(k), k, top);
+  if (T == 0u) { return false; }
+  for (var c = t; c < nc; c += WG) {
+    if (key_of(cmaxIn[cb + c]) >= T) {
+      let h = atomicAdd(&hitCount, 1u);
+      if (h < CHUNK_CAP) { hits[h] = c; }
+    }
+  }
+  workgroupBarrier();
+  if (t == 0u) { wgU = atomicLoad(&hitCount); }
+  let H = workgroupUniformLoad(&wgU);
+  if (H > CHUNK_CAP) { return false; }
+  let n4 = u.n / 4u;
+  let q0 = r * n4;
+  let per = CMAX_COLS / 4u;
+  for (var e = t; e < H * per; e += WG) {
+    let q = per * hits[e / per] + e % per;
+    if (q < n4) {
+      let v = pre_vec(q0 + q);
+      let i0 = 4u * q;
+      collect(i0, cand_key(MODE_MAIN, v.x, i0, 0u), T);
+      collect(i0 + 1u, cand_key(MODE_MAIN, v.y, i0 + 1u, 0u), T);
+      collect(i0 + 2u, cand_key(MODE_MAIN, v.z, i0 + 2u, 0u), T);
+      collect(i0 + 3u, cand_key(MODE_MAIN, v.w, i0 + 3u, 0u), T);
+    }
+  }
+  let C = collected_count(t);
+  if (C > MAX_C) { return false; }
+  place_ordered(MODE_MAIN, t, C, k, outBase);
+  return true;
+}
+
+// Lane filter (threshold filter + exact rank): each invocation keeps the top m keys of its strided
+// share of the layer (kept_per_lane); the k-th largest of those WG·m keys, T, has at least k
+// candidate keys ≥ T (k distinct elements reach it), usually few more. One more read collects
+// every key ≥ T (at most MAX_C) and they are placed in order. Returns false, having written
+// nothing, when T does not exist (fewer than k candidates) or too many keys tie at/above it: the
+// caller then runs the radix select. pre is read as vec4 when the layer is 4-aligned.
+fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) -> bool {
+  if (k > 4u * WG) { return false; }
+  let m = kept_per_lane(k);
+  var top = Top5(0u, 0u, 0u, 0u, 0u);
+  let aligned = mode != MODE_AUX && (base + o) % 4u == 0u && s % 4u == 0u;
+  let n4 = select(0u, s / 4u, aligned);
+  // Two copies of the scan so the common m = 1 case runs a plain max (llvmpipe executes both sides
+  // of a divergent branch; a loop under a false uniform branch exits at once).
+  if (m == 1u) {
+    for (var q = t; q < n4; q += WG) {
+      let v = pre_vec((base + o) / 4u + q);
+      for (var c = 0u; c < 4u; c++) { top.a = max(top.a, cand_key(mode, v[c], o + 4u * q + c, o)); }
+    }
+    for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
+      let f = feat(mode, i, o);
+      top.a = max(top.a, cand_key(mode, pre_at(base + f), f, o));
+    }
+  } else {
+    for (var q = t; q < n4; q += WG) {
+      let v = pre_vec((base + o) / 4u + q);
+      for (var c = 0u; c < 4u; c++) { keep(&top, cand_key(mode, v[c], o + 4u * q + c, o)); }
+    }
+    for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
+      let f = feat(mode, i, o);
+      keep(&top, cand_key(mode, pre_at(base + f), f, o));
+    }
+  }
+  let T = kept_threshold(t, m, k, top);
   if (T == 0u) { return false; }
   // Hits are rare: each lane first skips (loads and compares only) to its next vec4 holding a key
   // ≥ T, so the masked atomics and stores run once per hit instead of once per element.
@@ -292,25 +445,15 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
     let v = pre_vec((base + o) / 4u + q);
     for (var c = 0u; c < 4u; c++) {
       let i = o + 4u * q + c;
-      let key = cand_key(mode, v[c], i, o);
-      if (key >= T) {
-        let p = atomicAdd(&candCount, 1u);
-        if (p < MAX_C) { set_cand(p, i, key); }
-      }
+      collect(i, cand_key(mode, v[c], i, o), T);
     }
     q += WG;
   }
   for (var i = o + 4u * n4 + t; i < o + s; i += WG) {
     let f = feat(mode, i, o);
-    let key = cand_key(mode, pre_at(base + f), f, o);
-    if (key >= T) {
-      let p = atomicAdd(&candCount, 1u);
-      if (p < MAX_C) { set_cand(p, f, key); }
-    }
+    collect(f, cand_key(mode, pre_at(base + f), f, o), T);
   }
-  workgroupBarrier();
-  if (t == 0u) { wgU = atomicLoad(&candCount); }
-  let C = workgroupUniformLoad(&wgU);
+  let C = collected_count(t);
   if (C > MAX_C) { return false; }
   place_ordered(mode, t, C, k, outBase);
   return true;
@@ -418,6 +561,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
     place_ordered(mode, t, workgroupUniformLoad(&wgU), k, outBase);
     return;
   }
+  if (try_chunked(mode, t, base, o, s, k, outBase)) { return; }
   if (try_fast(mode, t, base, o, s, k, outBase)) { return; }
   // Radix select of the k-th largest key among the candidates.
   var prefix = 0u;
@@ -540,6 +684,10 @@ fn select_topk(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l:
   let t = l.x;
   clear_fired(t);
   let rowBase = (u.rowOffset + r) * u.K;
+  if (CMAX_IN == 1u) {
+    let lay = layers[0];
+    if (lay.y >= SMALL_MAX && try_cmax(t, r, lay.z, rowBase + lay.w)) { return; }
+  }
   for (var layer = 0u; layer < u.L; layer++) {
     let lay = layers[layer];
     select_layer(MODE_MAIN, t, r, lay.x, lay.y, lay.z, rowBase + lay.w);

@@ -110,3 +110,14 @@ export async function readU32(gpu: Gpu, buffer: GPUBuffer, count?: number): Prom
   const bytes = count === undefined ? buffer.size : count * 4;
   return new Uint32Array(await readBuffer(gpu, buffer, bytes));
 }
+
+const placeholders = new WeakMap<GPUDevice, GPUBuffer>();
+/**
+ * A 16-byte storage buffer (one per device) to bind where a kernel ignores a binding it declares
+ * (an override turned the use off). Bind it at most once per dispatch.
+ */
+export function placeholderBuffer(gpu: Gpu): GPUBuffer {
+  let b = placeholders.get(gpu.device);
+  if (!b) placeholders.set(gpu.device, b = createStorage(gpu, 16, "unused binding"));
+  return b;
+}

@@ -39,13 +39,16 @@ import { adamDecoderRowsOp, adamDenseOp, type AdamTensor } from "./ops/adam.ts";
 import { deadMaskOp, deadUpdateOp, fireCountOp } from "./ops/dead.ts";
 import { standardizeOp, unstandardizeOp } from "./ops/standardize.ts";
 import {
+  chunkMaxLength,
   createGemmTextures,
   encodeGemmTextureCopies,
   encoderGemmOp,
   type GemmTextures,
   type GemmVariant,
+  gemmWritesChunkMax,
   maxGemmChunkRows,
   preferTextureGemm,
+  textureGemmBlock,
   textureGemmOp,
 } from "./ops/encoder_gemm.ts";
 import {
@@ -167,6 +170,11 @@ interface BatchBuffers {
   gemmTex?: GemmTextures;
   /** Software adapters: the texture mirror of a pre chunk, which the selections read. */
   preTex?: PreTexture;
+  /**
+   * Subgroup texture GEMM and one ungated selection layer: the chunk maxima of a pre chunk, which
+   * the GEMM writes and the top-k reads instead of a first pass over pre.
+   */
+  cmax?: GPUBuffer;
 }
 
 /** The WebGPU SAE engine. Create with `GpuEngine.create`. */
@@ -214,10 +222,19 @@ export class GpuEngine implements SaeEngine {
 
   /**
    * Whether the last batch's selections read pre through its texture mirror (software adapters,
-   * n % 64 = 0, row chunks within the texture size limit).
+   * n % 64 = 0, row chunks within the texture size limit): AuxK's always, the top-k's when it has
+   * no chunk maxima.
    */
   get readsPreTexture(): boolean {
     return this.#batch?.preTex !== undefined;
+  }
+
+  /**
+   * Whether the last batch's top-k reads the chunk maxima the encoder GEMM writes (subgroup
+   * texture GEMM, one ungated selection layer).
+   */
+  get readsChunkMaxima(): boolean {
+    return this.#batch?.cmax !== undefined;
   }
 
   /** Per AuxK group: blocks of its blocked decode, 0 where it decodes all rows at once. */
@@ -535,8 +552,15 @@ export class GpuEngine implements SaeEngine {
       const rows = Math.min(bb.chunkRows, B - r0);
       const pre = bb.pre[batchTopK ? c : 0];
       chunks.push({ pre, rows, rowOffset: r0 });
+      // The chunk maxima serve selectTopKOp below (not BatchTopK's training selection).
+      const cmax = batchTopK ? undefined : bb.cmax;
       if (tex) {
-        out.push(...textureGemmOp(gpu, tex, { bDec: p.bias.param, pre }, { rows, rowOffset: r0 }));
+        out.push(
+          ...textureGemmOp(gpu, tex, { bDec: p.bias.param, pre, ...(cmax ? { cmax } : {}) }, {
+            rows,
+            rowOffset: r0,
+          }),
+        );
       } else {
         out.push(
           ...encoderGemmOp(gpu, { xs: bb.xs, encW: p.enc.param, bDec: p.bias.param, pre }, {
@@ -549,7 +573,10 @@ export class GpuEngine implements SaeEngine {
         );
       }
       out.mark("encoder GEMM");
-      const preTex = bb.preTex;
+      // With chunk maxima the top-k reads a few chunks of pre, from its buffer as well: the
+      // mirror is for AuxK's selection then.
+      const auxRuns = mode === "train" && kAux.some((k) => k > 0);
+      const preTex = cmax && tex && !auxRuns ? undefined : bb.preTex;
       if (preTex) {
         // The selections read this chunk's pre through its texture mirror (software adapters).
         out.command((enc) => encodePreTextureCopy(enc, pre, preTex, rows));
@@ -558,6 +585,7 @@ export class GpuEngine implements SaeEngine {
       const sel = {
         pre,
         preTex,
+        ...(cmax && tex ? { cmax } : {}),
         layerTable: this.#layerTable,
         parents: p.parents,
         idx: bb.idx,
@@ -923,6 +951,10 @@ export class GpuEngine implements SaeEngine {
       ...(this.#decTex && preTextureSupported(gpu, chunkRows, n)
         ? { preTex: createPreTexture(gpu, chunkRows, n) }
         : {}),
+      ...(this.#decTex && gemmWritesChunkMax(textureGemmBlock(gpu, n)) &&
+          !this.#layout.gated && this.#layout.sizes.length === 1
+        ? { cmax: f32(chunkMaxLength(chunkRows, n), "pre chunk maxima") }
+        : {}),
     };
     return this.#batch;
   }
@@ -1144,6 +1176,7 @@ export class GpuEngine implements SaeEngine {
     if (b.batchScratch) { for (const buf of Object.values(b.batchScratch)) buf.destroy(); }
     b.gemmTex?.xs.texture.destroy();
     b.preTex?.texture.destroy();
+    b.cmax?.destroy();
     b.gemmTex?.encW.texture.destroy();
     this.#batch = undefined;
   }

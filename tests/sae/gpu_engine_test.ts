@@ -11,6 +11,7 @@ import { makeConfig, type SaeConfig, type SaeConfigInput } from "../../lib/sae/c
 import { initState, type SaeState, type StepStats, type StepTicket } from "../../lib/sae/engine.ts";
 import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
 import { GpuEngine } from "../../lib/sae/gpu_engine.ts";
+import { subgroupGemmSupported } from "../../lib/sae/ops/encoder_gemm.ts";
 import { FIRE_THRESHOLD, UNUSED_SLOT } from "../../lib/sae/reference/constants.ts";
 
 /** Largest |a| of an array: tolerances scale with it. */
@@ -155,6 +156,11 @@ Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on so
     name: "topk n=128 pre texture",
     input: { ...CONFIGS[0][1], layers: [128] },
     auxBlockBytes: undefined,
+  }, {
+    // 9 chunks of 64 features (the last of 4) ≥ k: the top-k starts from the GEMM's chunk maxima.
+    name: "topk n=516 chunk maxima",
+    input: { ...CONFIGS[0][1], layers: [516] },
+    auxBlockBytes: undefined,
   }]);
   for (const { name, input, auxBlockBytes } of cases) {
     const config = makeConfig({ ...input, dIn: 64 });
@@ -175,6 +181,11 @@ Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on so
       }
       if (gpu.isFallback) {
         assert.equal(eng.readsPreTexture, config.layers[0] === 128, `${name}: pre texture`);
+        assert.equal(
+          eng.readsChunkMaxima,
+          subgroupGemmSupported(gpu) && config.arch !== "tree",
+          `${name}: chunk maxima`,
+        );
       }
       // BatchTopK inference uses θ in the reference, which the GPU engine does not have yet.
       if (config.arch === "batchtopk") continue;

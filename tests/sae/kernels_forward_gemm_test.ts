@@ -4,6 +4,8 @@ import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import { standardizeOp, unstandardizeOp } from "../../lib/sae/ops/standardize.ts";
 import {
+  CHUNK_MAX_FEATURES,
+  chunkMaxLength,
   createGemmTextures,
   encodeGemmTextureCopies,
   encoderGemmOp,
@@ -175,6 +177,31 @@ Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the
       label: `texture ${block}-wide B=${B} d=${d} n=${n}`,
     });
     if (block === "sg") {
+      // With a cmax buffer it also writes each row's maximum of every 64 features: exactly the
+      // maximum of the pre it wrote (a partial last chunk at n = 37, 40 and 4 100).
+      const got = await readF32(gpu, pre, rows * n);
+      const nc = Math.ceil(n / CHUNK_MAX_FEATURES);
+      const cmax = createStorage(gpu, chunkMaxLength(rows, n) * 4, "cmax");
+      const tiny = createStorage(gpu, 16, "tiny");
+      assert.throws(
+        () =>
+          textureGemmOp(gpu, tex, { bDec: bufs.bDec, pre, cmax: tiny }, { rows, rowOffset }, block),
+        /cmax "tiny" has 16 bytes/,
+      );
+      tiny.destroy();
+      await runOps(
+        gpu,
+        textureGemmOp(gpu, tex, { bDec: bufs.bDec, pre, cmax }, { rows, rowOffset }, block),
+        "texture GEMM with chunk maxima",
+      );
+      const wantMax = new Float32Array(rows * nc).fill(-Infinity);
+      got.forEach((v, e) => {
+        const c = Math.floor(e / n) * nc + Math.floor((e % n) / CHUNK_MAX_FEATURES);
+        wantMax[c] = Math.max(wantMax[c], v);
+      });
+      assert.deepEqual(await readF32(gpu, cmax, rows * nc), wantMax, `cmax B=${B} n=${n}`);
+      assert.deepEqual(await readF32(gpu, pre, rows * n), got, "pre unchanged by the chunk maxima");
+      cmax.destroy();
       // The entry whose sum stops at a column count read from a buffer (u32 index 2 here): 50
       // columns of d rounded up to 52, as if xs, encW and bDec were zero past them.
       const kl = uploadStorage(gpu, new Uint32Array([7, 7, 50, 7]), "k limit");

@@ -15,6 +15,7 @@ import {
   slotsPerRow,
 } from "../../lib/sae/ops/topk.ts";
 import type { Gpu } from "../../lib/gpu/device.ts";
+import { CHUNK_MAX_FEATURES } from "../../lib/sae/ops/encoder_gemm.ts";
 import { uploadPre } from "./kernels_forward_twins.ts";
 
 /** Random pre-activations with deliberate ties (repeated values and exact zeros). */
@@ -62,6 +63,7 @@ async function gpuSelect(
   layout: SelectionLayout,
   parents?: Int32Array[],
   tex = false,
+  cmaxOf?: (chunk: Float32Array, rows: number) => Float32Array,
 ) {
   const K = slotsPerRow(layout);
   const layerTable = createLayerTable(gpu, layout);
@@ -72,7 +74,15 @@ async function gpuSelect(
   for (const [rowOffset, rows] of [[0, h], [h, B - h]]) {
     if (rows === 0) continue;
     const chunk = await preChunk(gpu, pre.subarray(rowOffset * n), rows, n, tex);
+    const cmax = cmaxOf
+      ? uploadStorage(
+        gpu,
+        cmaxOf(pre.subarray(rowOffset * n, (rowOffset + rows) * n), rows),
+        "cmax",
+      )
+      : undefined;
     const buffers = {
+      ...(cmax ? { cmax } : {}),
       pre: chunk.pre,
       ...(chunk.preTex ? { preTex: chunk.preTex } : {}),
       layerTable,
@@ -82,6 +92,7 @@ async function gpuSelect(
     };
     await runOps(gpu, selectTopKOp(gpu, buffers, layout, { n, rows, rowOffset }), "select");
     chunk.destroy();
+    cmax?.destroy();
   }
   return { idx, val, layerTable, parentsBuf, K };
 }
@@ -123,7 +134,8 @@ Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n; soft
 
 async function topkCases(gpu: Gpu) {
   // Layers of ≤ 64 features (SMALL_MAX) place all candidates by pairwise ranks; wider ones take the
-  // fast path (vec4 reads when n % 4 == 0), whose ≤ 512 winners are ranked pairwise, more sorted.
+  // chunk filter (n ≥ 64·k, n % 4 == 0) or the lane filter (vec4 reads when n % 4 == 0), whose ≤ 512
+  // winners are ranked pairwise, more sorted.
   const cases: [number, number, number][] = [
     [5, 1, 1],
     [9, 7, 1],
@@ -138,6 +150,12 @@ async function topkCases(gpu: Gpu) {
     [3, 600, 256],
     [2, 4096, 64],
     [3, 2000, 129],
+    // Long layers (n ≥ 64·k, vec4): the chunk filter, with 2, 6 and 16 reads per chunk, a partial
+    // last block (6 148) and k = 1.
+    [7, 6144, 32],
+    [5, 6148, 32],
+    [3, 24576, 32],
+    [5, 4096, 1],
   ];
   // n % 64 == 0: also with pre read through its texture mirror (PRE_TEX, software adapters).
   const runs = cases.flatMap((c) =>
@@ -159,6 +177,78 @@ async function topkCases(gpu: Gpu) {
     got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
   }
 }
+
+/** What the subgroup GEMM writes as cmax: per row, the largest pre of each 64 features. */
+function chunkMaxTwin(pre: Float32Array, rows: number, n: number): Float32Array {
+  const nc = Math.ceil(n / CHUNK_MAX_FEATURES);
+  const out = new Float32Array(rows * nc).fill(-Infinity);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < n; i++) {
+      const c = r * nc + Math.floor(i / CHUNK_MAX_FEATURES);
+      out[c] = Math.max(out[c], pre[r * n + i]);
+    }
+  }
+  return out;
+}
+
+Deno.test("top-k from the GEMM's chunk maxima matches the TS twin (partial last chunk, as many chunks as k, pre texture)", async () => {
+  const device = await testGpu();
+  for (const isFallback of [true, false]) {
+    const gpu = { ...device, isFallback };
+    // [B, n, k]: 516 = 8 chunks + 4 features; 2 048 has exactly k = 32 chunks; 640 also through
+    // the pre texture; 1 000 with k = 129 > 4·WG on software adapters (no chunk filter there).
+    for (
+      const [B, n, k] of [[6, 516, 4], [5, 6144, 32], [4, 2048, 32], [3, 640, 16], [3, 1000, 129]]
+    ) {
+      for (const tex of preTextureSupported(gpu, B, n) ? [false, true] : [false]) {
+        const pre = preWithTies(B, n, 3 * n + k);
+        const layout = { sizes: [n], kPerLayer: [k], gated: false };
+        const got = await gpuSelect(
+          gpu,
+          pre,
+          B,
+          n,
+          layout,
+          undefined,
+          tex,
+          (chunk, rows) => chunkMaxTwin(chunk, rows, n),
+        );
+        const want = selectTreeTwin(pre, B, n, [n], [k], null);
+        const label = `B=${B} n=${n} k=${k}${tex ? " (pre texture)" : ""} WG ${
+          selectionWorkgroup(gpu, k)
+        }`;
+        assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx, `idx ${label}`);
+        assertClose(await readF32(gpu, got.val, B * k), want.val, {
+          atol: 0,
+          rtol: 0,
+          label: `val ${label}`,
+        });
+        got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+      }
+    }
+  }
+  // The kernel reads the maxima it is given: one that overstates a chunk holding none of a row's
+  // winners raises the threshold above the k-th value, and the row keeps fewer than k codes.
+  const gpu = device, B = 2, n = 6144, k = 8;
+  const pre = preWithTies(B, n, 77);
+  const layout = { sizes: [n], kPerLayer: [k], gated: false };
+  const want = selectTreeTwin(pre, B, n, [n], [k], null);
+  const got = await gpuSelect(gpu, pre, B, n, layout, undefined, false, (chunk, rows) => {
+    const cmax = chunkMaxTwin(chunk, rows, n);
+    const nc = cmax.length / rows;
+    for (let r = 0; r < rows; r++) {
+      const row = cmax.subarray(r * nc, (r + 1) * nc);
+      // Overstate (above every value of the row) the k chunks that hold the smallest maxima.
+      const order = [...row.keys()].sort((a, b) => row[a] - row[b]);
+      for (const c of order.slice(0, k)) row[c] = 100 + c;
+    }
+    return cmax;
+  });
+  const idx = await readU32(gpu, got.idx, B * k);
+  assert.notDeepEqual(idx, want.idx, "overstated chunk maxima must change the codes");
+  assert.ok(idx.includes(0xffffffff), "rows keep fewer than k codes");
+  got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+});
 
 Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires without its parent", async () => {
   const gpu = await testGpu();

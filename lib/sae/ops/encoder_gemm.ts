@@ -14,6 +14,7 @@
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
+import { placeholderBuffer } from "../../gpu/buffer.ts";
 import { GpuError } from "../../errors.ts";
 import {
   BLOCK_COLS,
@@ -213,13 +214,22 @@ export function textureGemmTile(block: TextureGemmBlock): { rows: number; cols: 
 
 /**
  * The kernel of a texture GEMM block; `kLimitAt` (subgroup blocks only) picks the entry whose sum
- * stops at a column count read from a buffer, at that u32 index.
+ * stops at a column count read from a buffer, at that u32 index; `chunkMax` (subgroup blocks
+ * without a limit) has it write each row's chunk maxima too.
  */
-export function textureGemmKernel(block: TextureGemmBlock, kLimitAt?: number): Kernel {
+export function textureGemmKernel(
+  block: TextureGemmBlock,
+  kLimitAt?: number,
+  chunkMax = false,
+): Kernel {
   const constants = { WG: BLOCK_WG };
   if (block === "sg") {
     return kLimitAt === undefined
-      ? { file: "encoder_gemm_sg.wgsl", entry: "gemm_block4_tex_sg", constants }
+      ? {
+        file: "encoder_gemm_sg.wgsl",
+        entry: "gemm_block4_tex_sg",
+        constants: { ...constants, CMAX: chunkMax ? 1 : 0 },
+      }
       : {
         file: "encoder_gemm_sg.wgsl",
         entry: "gemm_block4_tex_sg_k",
@@ -230,16 +240,36 @@ export function textureGemmKernel(block: TextureGemmBlock, kLimitAt?: number): K
   return { file: "encoder_gemm.wgsl", entry, constants };
 }
 
+/** Features per chunk of the chunk maxima the subgroup GEMM writes (`textureGemmOp`'s cmax). */
+export const CHUNK_MAX_FEATURES = SG_COLS;
+
+/** Whether `textureGemmOp` with this block writes chunk maxima when given a cmax buffer. */
+export function gemmWritesChunkMax(block: TextureGemmBlock): boolean {
+  return block === "sg";
+}
+
+/** Floats of a cmax buffer for `rows` rows of n features: [rows, ceil(n / CHUNK_MAX_FEATURES)]. */
+export function chunkMaxLength(rows: number, n: number): number {
+  return rows * Math.ceil(n / CHUNK_MAX_FEATURES);
+}
+
 /**
  * The texture-variant dispatch for one row chunk: pre = (xs − bDec)·encWᵀ from the textures, in
  * `block`s (default `textureGemmBlock(gpu, n)`). With `kLimit`, subgroup blocks sum over the
  * first ⌈kLimit.buffer[at] / 4⌉·4 columns of d only — exact where the operands are zero past them
- * (other blocks sum over all d, which is then the same).
+ * (other blocks sum over all d, which is then the same). With `cmax` (and no `kLimit`), blocks for
+ * which `gemmWritesChunkMax` holds also write cmax[r, c] = max_{64c ≤ i < 64c + 64, i < n} pre[r, i]
+ * for the chunk's rows (others leave it alone).
  */
 export function textureGemmOp(
   gpu: Gpu,
   tex: GemmTextures,
-  buffers: { bDec: GPUBuffer; pre: GPUBuffer; kLimit?: { buffer: GPUBuffer; at: number } },
+  buffers: {
+    bDec: GPUBuffer;
+    pre: GPUBuffer;
+    kLimit?: { buffer: GPUBuffer; at: number };
+    cmax?: GPUBuffer;
+  },
   sizes: { rows: number; rowOffset: number },
   block: TextureGemmBlock = textureGemmBlock(gpu, tex.n),
 ): Dispatch[] {
@@ -271,15 +301,24 @@ export function textureGemmOp(
   if (rows === 0) return [];
   const tile = textureGemmTile(block);
   const kl = block === "sg" ? buffers.kLimit : undefined;
+  const cmax = gemmWritesChunkMax(block) && !kl ? buffers.cmax : undefined;
+  if (cmax && cmax.size < chunkMaxLength(rows, n) * 4) {
+    throw new GpuError(
+      `encoder GEMM (textures): cmax "${cmax.label}" has ${cmax.size} bytes; ${rows} rows need ` +
+        `chunkMaxLength(${rows}, ${n}) · 4 = ${chunkMaxLength(rows, n) * 4}`,
+    );
+  }
+  // The subgroup entries declare binding 5 (kl or cmax): bind a placeholder when unused.
+  const fifth = block === "sg" ? [kl?.buffer ?? cmax ?? placeholderBuffer(gpu)] : [];
   return [{
-    kernel: textureGemmKernel(block, kl?.at),
+    kernel: textureGemmKernel(block, kl?.at, !!cmax),
     buffers: [
       matrixTextureView(tex.xs),
       matrixTextureView(tex.encW),
       buffers.bDec,
       buffers.pre,
       sharedUniforms(gpu, { rows, d, n, rowOffset }),
-      ...(kl ? [kl.buffer] : []),
+      ...fifth,
     ],
     workgroups: [Math.ceil(n / tile.cols), Math.ceil(rows / tile.rows)],
   }];

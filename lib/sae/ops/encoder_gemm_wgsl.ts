@@ -311,12 +311,18 @@ const SG_HEADER =
     SG_ROWS * SG_COLS
   } dot products (32 + 64 fetches for 2 048 before).
 // Needs subgroups of ≥ ${SG_LANES} lanes. Grid: (ceil(n / ${SG_COLS}), ceil(rows / (WG·${SG_ROWS}))).
-// gemm_block4_tex_sg_k — the same, summing over the first min(d, ⌈kl[KL_AT] / 4⌉·4) columns of d only
-//   (binding 5 kl array<u32>, e.g. a dead count a plan kernel wrote): exact when the operands are
-//   zero past that column, and the cost follows it.
+//   With CMAX = 1 it also writes, for each of its rows, the largest of its ${SG_COLS} values to
+//   binding 5 cmax array<f32> [rows, ceil(n / ${SG_COLS})] at (r, f0 / ${SG_COLS}) (features past n repeat
+//   feature n − 1, which lies in the same chunk, so the maximum is exact); the top-k's chunk
+//   filter then reads a few chunks of pre instead of all of it (kernels/topk.wgsl, try_cmax).
+//   With CMAX = 0 bind any buffer there.
+// gemm_block4_tex_sg_k — the same without cmax, summing over the first min(d, ⌈kl[KL_AT] / 4⌉·4)
+//   columns of d only (binding 5 kl array<u32>, e.g. a dead count a plan kernel wrote): exact when
+//   the operands are zero past that column, and the cost follows it.
 
 override WG: u32 = 16;
 override KL_AT: u32 = 0u;
+override CMAX: u32 = 0u;
 
 struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 
@@ -326,8 +332,30 @@ struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 @group(0) @binding(3) var<storage, read_write> pre: array<f32>;
 @group(0) @binding(4) var<uniform> u: Params;
 @group(0) @binding(5) var<storage, read> kl: array<u32>;
+@group(0) @binding(5) var<storage, read_write> cmax: array<f32>;
 const TEX_ROWS: u32 = ${TEX_ROWS}u;
 `;
+
+/** A balanced max over the given expressions (short dependency chains). */
+function maxTree(terms: string[]): string {
+  if (terms.length === 1) return terms[0];
+  const h = Math.ceil(terms.length / 2);
+  return `max(${maxTree(terms.slice(0, h))}, ${maxTree(terms.slice(h))})`;
+}
+
+/** CMAX = 1: each row's largest value of the block into cmax (one chunk of SG_COLS features). */
+function chunkMaxLines(rows: number[], cols: number[]): string[] {
+  return [
+    "  if (CMAX == 1u) {",
+    `    let nc = (u.n + ${SG_COLS - 1}u) / ${SG_COLS}u;`,
+    ...rows.map((m) =>
+      `    if (r0 + ${m}u < u.rows) { cmax[(r0 + ${m}u) * nc + w.x] = ${
+        maxTree(cols.map((c) => `c${m}_${c}`))
+      }; }`
+    ),
+    "  }",
+  ];
+}
 
 /**
  * The subgroup texture entry: encoder texels fetched once per subgroup and broadcast. With `kLimit`
@@ -364,6 +392,7 @@ function sgEntry(kLimit = false): string {
     ]),
     "  }",
     ...storeLines(rows, cols),
+    ...(kLimit ? [] : chunkMaxLines(rows, cols)),
     "}",
   ];
   return lines.join("\n") + "\n";

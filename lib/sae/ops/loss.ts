@@ -24,6 +24,11 @@ const BLOCKS: Kernel = {
   entry: "column_block_sums",
   constants: { WG, ROWS },
 };
+const BLOCKS4: Kernel = {
+  file: "loss.wgsl",
+  entry: "column_block_sums4",
+  constants: { WG, ROWS },
+};
 const MERGE: Kernel = { file: "loss.wgsl", entry: "column_merge", constants: { WG, ROWS } };
 const REDUCE: Kernel = { file: "loss.wgsl", entry: "reduce_terms", constants: { WG } };
 
@@ -92,8 +97,15 @@ function columnSums(
     pad2: 0,
   }, ["bScale", "cScale", "pad1", "pad2"]);
   const groups = Math.ceil(p.d / WG);
+  // Four columns per invocation when every view can be read as vec4.
+  const by4 = p.d % 4 === 0 && [p.aOff, p.bOff, p.cOff].every((o) => o % 4 === 0);
+  const blockSums: Dispatch = {
+    kernel: by4 ? BLOCKS4 : BLOCKS,
+    buffers: [a, b, c, blocks, u],
+    workgroups: [by4 ? Math.ceil(p.d / (4 * WG)) : groups, Math.ceil(p.B / ROWS)],
+  };
   return [
-    { kernel: BLOCKS, buffers: [a, b, c, blocks, u], workgroups: [groups, Math.ceil(p.B / ROWS)] },
+    blockSums,
     { kernel: MERGE, buffers: [blocks, out, u], workgroups: [groups] },
   ];
 }

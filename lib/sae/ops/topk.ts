@@ -17,6 +17,7 @@ import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
 import { SOFT_SIMD_LANES } from "../../gpu/workgroups.ts";
+import { CHUNK_MAX_FEATURES } from "./encoder_gemm.ts";
 
 /** Invocations per workgroup (one workgroup per row) on GPUs. */
 const WG_GPU = 64;
@@ -240,6 +241,11 @@ export interface SelectBuffers {
   idx: GPUBuffer;
   /** [B, K] f32 output slots. */
   val: GPUBuffer;
+  /**
+   * [rows, ceil(n / 64)] chunk maxima of pre (the subgroup encoder GEMM's cmax), read by
+   * `selectTopKOp` for one ungated layer (topk, matryoshka) instead of a first pass over pre.
+   */
+  cmax?: GPUBuffer;
 }
 
 /** Sizes of a selection on one row chunk. */
@@ -283,12 +289,14 @@ export function selectKernelFor(
   preTex = false,
   k = Math.max(...layout.kPerLayer),
   candidates = Infinity,
+  cmaxIn = false,
 ): Kernel {
   const constants = {
     WG: selectionWorkgroup(gpu, k, candidates),
     FIRE_WORDS: fireWords(layout),
     GATED: layout.gated ? 1 : 0,
     PRE_TEX: preTex ? 1 : 0,
+    CMAX_IN: cmaxIn ? 1 : 0,
   };
   return { file: "topk.wgsl", entry, constants };
 }
@@ -321,8 +329,24 @@ export function selectTopKOp(
   const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
   if (!parents) throw new ArborError("tree selection: the gated layout needs a parents buffer");
   const unused = topkDummy(gpu, 1);
+  // Chunk maxima serve one ungated layer only (a chunk key is then the key of its maximum).
+  const cmax = !layout.gated && layout.sizes.length === 1 ? buffers.cmax : undefined;
+  if (cmax && cmax.size < sizes.rows * Math.ceil(sizes.n / CHUNK_MAX_FEATURES) * 4) {
+    throw new ArborError(
+      `top-k: the chunk maxima "${cmax.label}" hold ${cmax.size} bytes; ${sizes.rows} rows of ` +
+        `${sizes.n} features need ${sizes.rows * Math.ceil(sizes.n / CHUNK_MAX_FEATURES) * 4}`,
+    );
+  }
   return [{
-    kernel: selectKernelFor(gpu, "select_topk", layout, !!buffers.preTex),
+    kernel: selectKernelFor(
+      gpu,
+      "select_topk",
+      layout,
+      !!buffers.preTex,
+      undefined,
+      undefined,
+      !!cmax,
+    ),
     buffers: [
       buffers.pre,
       buffers.layerTable,
@@ -334,6 +358,7 @@ export function selectTopKOp(
       unused,
       unused,
       preTexBinding(gpu, buffers, sizes),
+      cmax ?? topkDummy(gpu, 0),
     ],
     workgroups: grid.workgroups,
   }];
