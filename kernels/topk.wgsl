@@ -32,11 +32,14 @@
 //   keeps its k_row largest max(pre, 0) among keys ≥ T (ties → lower index) in slots [0, k_row) of
 //   K, the rest unused.
 // Entry select_aux: candidates = dead features of layer u.auxLayer that are eligible (gate from the
-//   row's main slots), enumerated from the dead list (so the cost follows the dead count); the top min(u.kAux, #candidates) pre values (ties → lower index), auxVal =
-//   max(pre, 0); the rest of the row's KA slots are unused.
+//   row's main slots), enumerated from the dead list (so the cost follows the dead count); the top
+//   min(u.kAux, #candidates) pre values (ties → lower index) in ascending feature order, auxVal =
+//   max(pre, 0); the rest of the row's KA slots are unused. See select_aux_layer: keys cached in
+//   workgroup memory (or listed in order above the lane filter's bound), threshold by bisection,
+//   winners written in order from a prefix count.
 //
-// One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). A layer (or
-// dead list) of at most SMALL_MAX positions has all its candidates placed by pairwise ranks. Larger
+// One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). Main and
+// batch selections: a layer of at most SMALL_MAX positions has all its candidates placed by pairwise ranks. Larger
 // ones first try threshold filters + exact rank: from chunk maxima when the layer is long and
 // read as vec4 (try_chunked), else from each invocation's best keys (try_fast); when neither can
 // decide (heavy ties, fewer than k candidates), the k-th best key is found by a radix select over the
@@ -67,11 +70,11 @@ const SMALL_MAX: u32 = 64u;
 override CMAX_IN: u32 = 0u;
 // Features per chunk of binding 10.
 const CMAX_COLS: u32 = 64u;
-// Chunk filter: at most this many chunks per layer (workgroup memory), at most CHUNK_READS_MAX
+// Chunk filter: at most this many chunks per layer (half the scratch), at most CHUNK_READS_MAX
 // vec4 reads per chunk (a chunk of 64 values at most, unless the
 // layer needs more than CHUNK_CAP chunks), and at least CHUNKS_PER_K·k chunks, so that few chunks
 // other than the k holding the winners reach the threshold.
-const CHUNK_CAP: u32 = 512u;
+const CHUNK_CAP: u32 = 768u;
 const CHUNK_READS_MAX: u32 = 16u;
 const CHUNKS_PER_K: u32 = 8u;
 
@@ -118,9 +121,17 @@ var<workgroup> eqScan: array<u32, WG>;
 // [5] select_aux: the layer's first position in the dead list.
 var<workgroup> st: array<u32, 6>;
 var<workgroup> stDone: u32;
-// try_chunked: the largest key of each chunk, and the chunks at or above the threshold.
-var<workgroup> chunkKey: array<u32, CHUNK_CAP>;
-var<workgroup> hits: array<u32, CHUNK_CAP>;
+// Workgroup memory stays under WebGPU's guaranteed 16 KiB while FIRE_WORDS = 1 (lib/sae/ops/topk.ts
+// gives the bitset what the device allows beyond the rest).
+// Scratch: try_chunked keeps the largest key of each chunk in [0, CHUNK_CAP) and the chunks at
+// or above the threshold from CHUNK_CAP (try_cmax the latter); the radix select of AuxK keeps
+// the keys of up to SCRATCH candidates (0 = not eligible), read once from pre instead of once per
+// pass through the dead list and the texture.
+const SCRATCH: u32 = 2u * CHUNK_CAP;
+var<workgroup> scratch: array<vec4u, SCRATCH / 4u>;
+var<workgroup> takeScan: array<u32, WG>;
+fn scratch_at(p: u32) -> u32 { return scratch[p / 4u][p % 4u]; }
+fn set_scratch(p: u32, v: u32) { scratch[p / 4u][p % 4u] = v; }
 var<workgroup> hitCount: atomic<u32>;
 
 // Order-preserving map f32 → u32 (larger float ↔ larger key); -0 is mapped as +0.
@@ -318,15 +329,15 @@ fn try_chunked(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u3
         cm = max(cm, max(a, max(cand_key(mode, v.z, i0 + 2u, o), cand_key(mode, v.w, i0 + 3u, o))));
       }
     }
-    chunkKey[b * WG + t] = cm;
+    set_scratch(b * WG + t, cm);
     keep(&top, cm);
   }
   let T = kept_threshold(t, m, k, top);
   if (T == 0u) { return false; }
   // Each invocation lists its own chunks (written above by itself) that reach T.
   for (var b = 0u; b < nb; b++) {
-    if (chunkKey[b * WG + t] >= T) {
-      hits[atomicAdd(&hitCount, 1u)] = b * WG + t;
+    if (scratch_at(b * WG + t) >= T) {
+      set_scratch(CHUNK_CAP + atomicAdd(&hitCount, 1u), b * WG + t);
     }
   }
   workgroupBarrier();
@@ -334,7 +345,7 @@ fn try_chunked(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u3
   let H = workgroupUniformLoad(&wgU);
   // Second read: the G vec4s of every hit chunk, spread over the invocations.
   for (var e = t; e < H * G; e += WG) {
-    let c = hits[e / G];
+    let c = scratch_at(CHUNK_CAP + e / G);
     let q = (c / WG) * WG * G + c % WG + WG * (e % G);
     if (q < n4) {
       let v = pre_vec(q0 + q);
@@ -366,7 +377,7 @@ fn try_cmax(t: u32, r: u32, k: u32, outBase: u32) -> bool {
   for (var c = t; c < nc; c += WG) {
     if (key_of(cmaxIn[cb + c]) >= T) {
       let h = atomicAdd(&hitCount, 1u);
-      if (h < CHUNK_CAP) { hits[h] = c; }
+      if (h < CHUNK_CAP) { set_scratch(CHUNK_CAP + h, c); }
     }
   }
   workgroupBarrier();
@@ -377,7 +388,7 @@ fn try_cmax(t: u32, r: u32, k: u32, outBase: u32) -> bool {
   let q0 = r * n4;
   let per = CMAX_COLS / 4u;
   for (var e = t; e < H * per; e += WG) {
-    let q = per * hits[e / per] + e % per;
+    let q = per * scratch_at(CHUNK_CAP + e / per) + e % per;
     if (q < n4) {
       let v = pre_vec(q0 + q);
       let i0 = 4u * q;
@@ -538,32 +549,11 @@ fn place(mode: u32, slot: u32, i: u32, v: f32) {
   }
 }
 
-// Select the top k of layer (o, s) on chunk row `r`, writing slots [slot0, slot0 + k) of `outRow`
-// in either the main or the aux slot arrays. All invocations must call it (it has barriers).
-fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32) {
-  let base = r * u.n;
-  if (s <= SMALL_MAX) {
-    // At most SMALL_MAX candidates: collect them all and place them by pairwise ranks (two
-    // barriers, against the radix select's eight per pass; small layers and dead lists were
-    // dominated by those barriers on llvmpipe).
-    if (t == 0u) { atomicStore(&candCount, 0u); }
-    workgroupBarrier();
-    for (var i = o + t; i < o + s; i += WG) {
-      let f = feat(mode, i, o);
-      let c = candidate(mode, base, f, o);
-      if (c.x != 0u) {
-        let p = atomicAdd(&candCount, 1u);
-        set_cand(p, f, c.y);
-      }
-    }
-    workgroupBarrier();
-    if (t == 0u) { wgU = atomicLoad(&candCount); }
-    place_ordered(mode, t, workgroupUniformLoad(&wgU), k, outBase);
-    return;
-  }
-  if (try_chunked(mode, t, base, o, s, k, outBase)) { return; }
-  if (try_fast(mode, t, base, o, s, k, outBase)) { return; }
-  // Radix select of the k-th largest key among the candidates.
+// Radix select of the k-th largest key among the layer's candidates (4 passes of 8 bits over
+// the order-preserving keys, workgroup histogram, stopping early when a bin holds exactly the
+// remaining count). Writes st: [0] T, [1] ties at T to take (unless [2]), [2] 1 = take every key
+// ≥ T, [3] keys to take, kk = min(k, candidates).
+fn radix_threshold(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32) {
   var prefix = 0u;
   var mask = 0u;
   for (var pass_ = 0u; pass_ < 4u; pass_++) {
@@ -617,6 +607,253 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
     mask = mask | (255u << shift);
     if (isDone != 0u) { break; }
   }
+}
+
+// The sum over the workgroup of every invocation's x (uniform).
+fn wg_total(t: u32, x: u32) -> u32 {
+  eqScan[t] = x;
+  workgroupBarrier();
+  if (t == 0u) {
+    var sum = 0u;
+    for (var j = 0u; j < WG; j++) { sum += eqScan[j]; }
+    wgU = sum;
+  }
+  return workgroupUniformLoad(&wgU);
+}
+
+// Where select_aux_layer reads the AuxK keys of positions [0, len): pre (through the dead list),
+// the scratch (position i's key at i, 0 = not a candidate), or the candidate list in ascending
+// position order (key candKey[i] of position candIdx[i]).
+const AUX_PRE: u32 = 0u;
+const AUX_SCRATCH: u32 = 1u;
+const AUX_LIST: u32 = 2u;
+
+// The keys of entries 4q..4q+3 of a source (0 past len).
+fn aux_keys4(src: u32, base: u32, o: u32, len: u32, q: u32) -> vec4u {
+  if (src == AUX_SCRATCH) { return scratch[q]; }
+  if (src == AUX_LIST) {
+    let i = vec4u(4u * q) + vec4u(0u, 1u, 2u, 3u);
+    return select(vec4u(0u), candKey4[q], i < vec4u(len));
+  }
+  var v = vec4u(0u);
+  for (var c = 0u; c < 4u; c++) {
+    let i = 4u * q + c;
+    if (i < len) { v[c] = aux_key(src, base, o, i); }
+  }
+  return v;
+}
+
+// The key of entry i of a source.
+fn aux_key(src: u32, base: u32, o: u32, i: u32) -> u32 {
+  if (src == AUX_SCRATCH) { return scratch_at(i); }
+  if (src == AUX_LIST) { return cand_key_at(i); }
+  let c = candidate(MODE_AUX, base, feat(MODE_AUX, o + i, o), o);
+  return select(0u, c.y, c.x != 0u);
+}
+
+// Entries [0, len) of the scratch or the list with a key at or above x, over the workgroup.
+fn count_ge(t: u32, src: u32, len: u32, x: u32) -> u32 {
+  var c = 0u;
+  for (var q = t; 4u * q < len; q += WG) {
+    let s4 = select(vec4u(0u), vec4u(1u), aux_keys4(src, 0u, 0u, len, q) >= vec4u(x));
+    c += s4.x + s4.y + s4.z + s4.w;
+  }
+  return wg_total(t, c);
+}
+
+// The radix select's result (st as there) over the scratch or the list, by bisection over the
+// key space: each step one comparison per key and a workgroup sum, no atomics (llvmpipe runs a
+// workgroup atomic as a loop over the lanes); it stops as soon as exactly kk keys reach the probe.
+fn bisect_threshold(t: u32, src: u32, len: u32, k: u32, total: u32) {
+  let kk = min(k, total);
+  var lo = 1u;
+  var hi = 0xffffffffu;
+  var exact = kk == 0u;
+  if (exact) { lo = 0xffffffffu; }
+  loop {
+    if (exact || lo >= hi) { break; }
+    let mid = lo + (hi - lo) / 2u + 1u;
+    let c = count_ge(t, src, len, mid);
+    if (c >= kk) {
+      lo = mid;
+      exact = c == kk;
+    } else {
+      hi = mid - 1u;
+    }
+  }
+  // count(≥ lo) ≥ kk; unless exact, count(≥ lo + 1) < kk and the rest are ties at lo.
+  var gt = 0u;
+  if (!exact && lo < 0xffffffffu) { gt = count_ge(t, src, len, lo + 1u); }
+  if (t == 0u) {
+    st[0] = lo;
+    st[1] = kk - gt;
+    st[2] = select(0u, 1u, exact);
+    st[3] = kk;
+  }
+  workgroupBarrier();
+}
+
+// Many dead features: the keys at or above a lower bound T0 of the k-th largest (the lane
+// filter's first pass, k ≤ 4·WG) listed in ascending position order into the candidate arrays
+// (contiguous chunks per invocation: count, prefix, write). Returns their number, or 0xffffffff
+// (having listed nothing) when T0 does not exist or more than MAX_C keys reach it.
+fn list_aux_candidates(t: u32, base: u32, o: u32, s: u32, k: u32) -> u32 {
+  if (k > 4u * WG) { return 0xffffffffu; }
+  var top = Top5(0u, 0u, 0u, 0u, 0u);
+  for (var i = t; i < s; i += WG) { keep(&top, aux_key(AUX_PRE, base, o, i)); }
+  let T0 = kept_threshold(t, kept_per_lane(k), k, top);
+  if (T0 == 0u) { return 0xffffffffu; }
+  let chunk = (s + WG - 1u) / WG;
+  let c0 = min(s, t * chunk);
+  let c1 = min(s, (t + 1u) * chunk);
+  var hits = 0u;
+  for (var i = c0; i < c1; i++) { hits += select(0u, 1u, aux_key(AUX_PRE, base, o, i) >= T0); }
+  takeScan[t] = hits;
+  workgroupBarrier();
+  if (t == 0u) {
+    var run = 0u;
+    for (var j = 0u; j < WG; j++) {
+      let h = takeScan[j];
+      takeScan[j] = run;
+      run += h;
+    }
+    wgU = run;
+  }
+  let C = workgroupUniformLoad(&wgU);
+  if (C > MAX_C) { return 0xffffffffu; }
+  var p = takeScan[t];
+  for (var i = c0; i < c1; i++) {
+    let key = aux_key(AUX_PRE, base, o, i);
+    if (key >= T0) {
+      set_cand(p, i, key);
+      p++;
+    }
+  }
+  workgroupBarrier();
+  return C;
+}
+
+// AuxK: the top k candidates of the layer's dead features, written in ascending feature order
+// (the order of their positions; lib/sae/reference selectAux uses it too, so the decode sums in
+// the order of the dense AuxK product), the rest of the k slots unused. Up to SCRATCH positions
+// the keys are read once into the scratch; more are narrowed to an ordered list by the lane
+// filter's bound; either way the threshold is found by bisection. Failing both (k > 4·WG, heavy
+// ties), the radix select reads pre in every pass.
+fn select_aux_layer(t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) {
+  var src = AUX_PRE;
+  var len = s;
+  if (s <= SCRATCH) {
+    var nz = 0u;
+    for (var q = t; 4u * q < s; q += WG) {
+      let key = aux_keys4(AUX_PRE, base, o, s, q);
+      scratch[q] = key;
+      let s4 = select(vec4u(0u), vec4u(1u), key != vec4u(0u));
+      nz += s4.x + s4.y + s4.z + s4.w;
+    }
+    src = AUX_SCRATCH;
+    bisect_threshold(t, src, len, k, wg_total(t, nz));
+  } else {
+    let C = list_aux_candidates(t, base, o, s, k);
+    if (C != 0xffffffffu) {
+      src = AUX_LIST;
+      len = C;
+      bisect_threshold(t, src, len, k, C);
+    } else {
+      radix_threshold(MODE_AUX, t, base, o, s, k);
+    }
+  }
+  let T = st[0];
+  let takeAllGE = st[2] != 0u;
+  let needEq = select(st[1], 0u, takeAllGE);
+  let kk = st[3];
+  // Contiguous chunks of whole vec4s per invocation: count what each takes (ties at T in position
+  // order), then write the winners in order from the exclusive prefix of the counts.
+  let len4 = (len + 3u) / 4u;
+  let chunk = (len4 + WG - 1u) / WG;
+  let q0 = min(len4, t * chunk);
+  let q1 = min(len4, (t + 1u) * chunk);
+  var gt = 0u;
+  var eq = 0u;
+  // Keys above T are taken outright, and those at T too when takeAllGE; other ties at T (never
+  // key 0: not a candidate) are counted.
+  let Tv = vec4u(T);
+  for (var q = q0; q < q1; q++) {
+    let v = aux_keys4(src, base, o, len, q);
+    let g4 = select(vec4u(0u), vec4u(1u), (v > Tv) | ((v == Tv) & vec4<bool>(takeAllGE)));
+    let e4 = select(vec4u(0u), vec4u(1u), (v == Tv) & (v != vec4u(0u)) & vec4<bool>(!takeAllGE));
+    gt += g4.x + g4.y + g4.z + g4.w;
+    eq += e4.x + e4.y + e4.z + e4.w;
+  }
+  eqScan[t] = eq;
+  takeScan[t] = gt;
+  workgroupBarrier();
+  if (t == 0u) {
+    var eqRun = 0u;
+    var slotRun = 0u;
+    for (var j = 0u; j < WG; j++) {
+      let e = eqScan[j];
+      let g = takeScan[j];
+      eqScan[j] = eqRun;
+      takeScan[j] = slotRun;
+      slotRun += g + min(e, needEq - min(needEq, eqRun));
+      eqRun += e;
+    }
+  }
+  workgroupBarrier();
+  var eqBefore = eqScan[t];
+  var slot = takeScan[t];
+  for (var i = 4u * q0; i < min(len, 4u * q1); i++) {
+    let key = aux_key(src, base, o, i);
+    if (key == 0u) { continue; }
+    var take = key > T || (takeAllGE && key == T);
+    if (!take && key == T && eqBefore < needEq) {
+      take = true;
+      eqBefore++;
+    }
+    if (take) {
+      let pos = select(i, cand_idx_at(i), src == AUX_LIST);
+      auxIdx[outBase + slot] = feat(MODE_AUX, o + pos, o);
+      auxVal[outBase + slot] = max(value_of(key), 0.0);
+      slot++;
+    }
+  }
+  for (var c = kk + t; c < k; c += WG) {
+    auxIdx[outBase + c] = NO_SLOT;
+    auxVal[outBase + c] = 0.0;
+  }
+  workgroupBarrier();
+}
+
+// Select the top k of layer (o, s) on chunk row `r`, writing slots [slot0, slot0 + k) of `outRow`
+// in either the main or the aux slot arrays. All invocations must call it (it has barriers).
+fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32) {
+  let base = r * u.n;
+  if (mode == MODE_AUX) {
+    select_aux_layer(t, base, o, s, k, outBase);
+    return;
+  }
+  if (s <= SMALL_MAX) {
+    // At most SMALL_MAX candidates: collect them all and place them by pairwise ranks (two
+    // barriers, against the radix select's eight per pass; small layers and dead lists were
+    // dominated by those barriers on llvmpipe).
+    if (t == 0u) { atomicStore(&candCount, 0u); }
+    workgroupBarrier();
+    for (var i = o + t; i < o + s; i += WG) {
+      let f = feat(mode, i, o);
+      let c = candidate(mode, base, f, o);
+      if (c.x != 0u) {
+        let p = atomicAdd(&candCount, 1u);
+        set_cand(p, f, c.y);
+      }
+    }
+    workgroupBarrier();
+    if (t == 0u) { wgU = atomicLoad(&candCount); }
+    place_ordered(mode, t, workgroupUniformLoad(&wgU), k, outBase);
+    return;
+  }
+  if (try_chunked(mode, t, base, o, s, k, outBase)) { return; }
+  if (try_fast(mode, t, base, o, s, k, outBase)) { return; }
+  radix_threshold(mode, t, base, o, s, k);
   let T = st[0];
   let takeAllGE = st[2] != 0u;
   let needEq = select(st[1], 0u, takeAllGE);
@@ -646,8 +883,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
   workgroupBarrier();
   var eqBefore = eqScan[t];
   for (var i = c0; i < c1; i++) {
-    let f = feat(mode, i, o);
-    let c = candidate(mode, base, f, o);
+    let c = candidate(mode, base, feat(mode, i, o), o);
     if (c.x == 0u) { continue; }
     var take = false;
     if (takeAllGE) {
@@ -661,7 +897,7 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
     if (take && kk > 0u) {
       let p = atomicAdd(&candCount, 1u);
       if (p < MAX_C) {
-        set_cand(p, f, c.y);
+        set_cand(p, feat(mode, i, o), c.y);
       }
     }
   }

@@ -115,12 +115,12 @@ Deno.test("selection workgroups: one SIMD group on software adapters while k ≤
     [8, 8, 16, 16, 32, 32, 64, 64],
   );
   assert.deepEqual([1, 256].map((k) => selectionWorkgroup(hard, k)), [64, 64]);
-  // Few candidates and k > 32: the radix select in 16 lanes on software adapters.
+  // Few candidates and k > 32 (AuxK): one SIMD group on software adapters as well.
   assert.deepEqual(
-    [[256, 1229], [256, 3072], [256, 3073], [33, 100], [32, 100]].map(([k, c]) =>
+    [[256, 1229], [256, 1536], [256, 1537], [33, 100], [32, 100]].map(([k, c]) =>
       selectionWorkgroup(soft, k, c)
     ),
-    [16, 16, 64, 16, 8],
+    [8, 8, 64, 8, 8],
   );
   assert.equal(selectionWorkgroup(hard, 256, 100), 64);
 });
@@ -324,11 +324,30 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     },
     { B: 4, sizes: [1024], k: [8], gated: false, auxLayer: 0, kAux: 16, deadP: 0.05, tex: true },
     { B: 4, sizes: [1024], k: [8], gated: false, auxLayer: 0, kAux: 256, deadP: 0.15, tex: true },
+    // More dead features than the kernel caches (SCRATCH = 1 536): the lane filter's bound lists
+    // the candidates; with ~1 260 dead ties at the top (more than MAX_C = 1 024 reach the bound), the
+    // radix select.
+    { B: 3, sizes: [4000], k: [8], gated: false, auxLayer: 0, kAux: 256, deadP: 0.6 },
+    { B: 3, sizes: [300, 3000], k: [4, 4], gated: true, auxLayer: 1, kAux: 100, deadP: 0.7 },
+    {
+      B: 2,
+      sizes: [5000],
+      k: [8],
+      gated: false,
+      auxLayer: 0,
+      kAux: 200,
+      deadP: 0.9,
+      topTies: 1400,
+    },
   ];
-  for (const { B, sizes, k, gated, auxLayer, kAux, deadP = 0.4, tex = false } of cases) {
+  for (
+    const { B, sizes, k, gated, auxLayer, kAux, deadP = 0.4, tex = false, topTies = 0 } of cases
+  ) {
     const n = sizes.reduce((a, b) => a + b, 0);
     const pre = preWithTies(B, n, 3 * n + kAux);
     for (let i = 0; i < pre.length; i++) pre[i] += 0.3;
+    // Every third feature from 0 up to 3·topTies (most of them dead) at the top value.
+    for (let b = 0; b < B; b++) for (let i = 0; i < 3 * topTies; i += 3) pre[b * n + i] = 9;
     const parents = gated ? randomParents(sizes, n) : undefined;
     const r = rng(kAux + n);
     const dead = new Uint32Array(n).map(() => (r() < deadP ? 1 : 0));
@@ -364,9 +383,9 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
       auxLayer,
       kAux,
     );
-    // Without a dead bound the selection takes the threshold-filter path; with the exact count
-    // (≤ SOFT_RADIX_MAX_CANDIDATES) and kAux > 32 a software adapter takes the radix select in 16
-    // lanes (selectionWorkgroup): both must give the twin's codes.
+    // Without a dead bound a software adapter selects in 64 lanes once kAux > 32; with the exact
+    // count (≤ SOFT_CACHED_MAX_CANDIDATES) in 8 (selectionWorkgroup): both must give the twin's
+    // codes, in ascending feature order.
     const deadCount = dead.reduce((a, x) => a + x, 0);
     for (const deadBound of [undefined, deadCount]) {
       // Poison the outputs so that each run must write every slot.

@@ -137,7 +137,8 @@ export function selectAuxTwin(
       const p = parents ? parents[auxLayer][i - o] : o;
       if (dead[i] && (p === o || fired.has(p))) cand.push(i);
     }
-    const chosen = topOf(cand, (i) => canon(pre[b * n + i]), kAux);
+    // The top kAux, in ascending feature order.
+    const chosen = topOf(cand, (i) => canon(pre[b * n + i]), kAux).sort((x, y) => x - y);
     chosen.forEach((i, s) => {
       auxIdx[b * kAux + s] = i;
       auxVal[b * kAux + s] = Math.max(pre[b * n + i], 0);

@@ -30,24 +30,26 @@ const WG_SOFT_MIN = SOFT_SIMD_LANES;
 /** k ≤ TRY_FAST_LANES·WG keeps the threshold-filter fast path (try_fast in the WGSL). */
 const TRY_FAST_LANES = 4;
 /**
- * Software adapters, k > 4·WG_SOFT_MIN: up to this many candidates per row a workgroup of
- * WG_SOFT_RADIX lanes (too few for the fast path, so the radix select runs) beats the fast path's
- * 64 lanes. AuxK (k = 256) on lavapipe, per step at B = 4 096: 1 229 dead features 368–377 against
- * 484–551 ms, 12 288 dead 1 370 against 765–841 ms; the lines cross near 3 300.
+ * Software adapters, k > 4·WG_SOFT_MIN (AuxK): up to this many candidates per row (SCRATCH in the
+ * WGSL) the kernel caches their keys and bisects for the threshold, best in one SIMD group of
+ * WG_SOFT_CACHED lanes (lavapipe, 1 229 dead features of 24 576, kAux = 256: 45–65 ms per 1 024
+ * rows, against 94 for the radix select in 8 lanes and 120–140 for the lane filter in 64); beyond
+ * it the lane filter needs 64 lanes (12 288 dead: the radix select in 8 lanes took 443 ms per 1 024
+ * rows).
  */
-export const SOFT_RADIX_MAX_CANDIDATES = 3072;
-const WG_SOFT_RADIX = 16;
+export const SOFT_CACHED_MAX_CANDIDATES = 1536;
+const WG_SOFT_CACHED = 8;
 
 /**
  * Workgroup size of a selection keeping at most k per layer among at most `candidates` per row
  * (the output does not depend on it): on GPUs 64; on software adapters the smallest power of two
- * ≥ WG_SOFT_MIN with k ≤ 4·WG (the fast path), or WG_SOFT_RADIX for k > 4·WG_SOFT_MIN over at
- * most SOFT_RADIX_MAX_CANDIDATES candidates.
+ * ≥ WG_SOFT_MIN with k ≤ 4·WG (the fast path), or WG_SOFT_CACHED for k > 4·WG_SOFT_MIN over at
+ * most SOFT_CACHED_MAX_CANDIDATES candidates.
  */
 export function selectionWorkgroup(gpu: Gpu, k: number, candidates = Infinity): number {
   if (!gpu.isFallback) return WG_GPU;
-  if (k > TRY_FAST_LANES * WG_SOFT_MIN && candidates <= SOFT_RADIX_MAX_CANDIDATES) {
-    return WG_SOFT_RADIX;
+  if (k > TRY_FAST_LANES * WG_SOFT_MIN && candidates <= SOFT_CACHED_MAX_CANDIDATES) {
+    return WG_SOFT_CACHED;
   }
   let wg = WG_SOFT_MIN;
   while (wg < WG_GPU && TRY_FAST_LANES * wg < k) wg *= 2;
@@ -55,8 +57,21 @@ export function selectionWorkgroup(gpu: Gpu, k: number, candidates = Infinity): 
 }
 /** Largest k per layer the kernel holds in workgroup memory (MAX_K in the WGSL). */
 export const MAX_K_PER_LAYER = 256;
-/** Most "fired" bitset words that fit workgroup memory beside the kernel's other arrays. */
+/** Most "fired" bitset words the kernel takes (131 072 parent features). */
 const MAX_FIRE_WORDS = 4096;
+/**
+ * Bytes of the kernel's other workgroup arrays (hist 1 KiB, candidates 8 KiB, scratch 6 KiB, and
+ * under 0.5 KiB of small ones): the bitset gets what the device allows beyond them.
+ */
+const OTHER_WORKGROUP_BYTES = 15.5 * 1024;
+
+/** Most bitset words that fit this device's workgroup memory (a power of two ≤ MAX_FIRE_WORDS). */
+export function maxFireWords(gpu: Gpu): number {
+  const room = (gpu.device.limits.maxComputeWorkgroupStorageSize - OTHER_WORKGROUP_BYTES) / 4;
+  let words = MAX_FIRE_WORDS;
+  while (words > 1 && words > room) words /= 2;
+  return words;
+}
 
 /** The selection layers: sizes s_l (summing to n) and k_l per layer; gated = tree parents apply. */
 export interface SelectionLayout {
@@ -128,19 +143,20 @@ export function createLayerTable(
 }
 
 /** Bitset words needed to remember every feature that can be a parent (all but the last layer). */
-function fireWords(layout: SelectionLayout): number {
+function fireWords(gpu: Gpu, layout: SelectionLayout): number {
   if (!layout.gated || layout.sizes.length < 2) return 1;
   const parentsSpan = layout.sizes.slice(0, -1).reduce((a, b) => a + b, 0);
+  const max = maxFireWords(gpu);
   let words = 1;
   while (words * 32 < parentsSpan) words *= 2; // powers of two: few pipeline variants
-  if (words > MAX_FIRE_WORDS) {
-    if (Math.ceil(parentsSpan / 32) > MAX_FIRE_WORDS) {
+  if (words > max) {
+    if (Math.ceil(parentsSpan / 32) > max) {
       throw new ArborError(
         `tree selection: ${parentsSpan} features in the parent layers exceed the kernel's limit of ` +
-          `${MAX_FIRE_WORDS * 32}; use fewer features in the layers before the last`,
+          `${max * 32} on this device; use fewer features in the layers before the last`,
       );
     }
-    words = MAX_FIRE_WORDS;
+    words = max;
   }
   return words;
 }
@@ -293,7 +309,7 @@ export function selectKernelFor(
 ): Kernel {
   const constants = {
     WG: selectionWorkgroup(gpu, k, candidates),
-    FIRE_WORDS: fireWords(layout),
+    FIRE_WORDS: fireWords(gpu, layout),
     GATED: layout.gated ? 1 : 0,
     PRE_TEX: preTex ? 1 : 0,
     CMAX_IN: cmaxIn ? 1 : 0,

@@ -47,8 +47,10 @@ export function auxGroups(c: SaeConfig): AuxGroup[] {
  * AuxK selection for one group. dead [n] (1 = dead). kAux = min(auxK, dead features in
  * the group); 0 means the group is skipped. Candidates on row b: dead features of the
  * group (gated groups: whose parent is the root or has val > FIRE_THRESHOLD in `codes`).
- * The top kAux candidate pre values per row (ties → lower index); val = max(pre, 0);
- * rows with fewer candidates leave slots unused. pre [B, n], parents as in selectTree.
+ * The top kAux candidate pre values per row (ties → lower index), in ascending feature order
+ * (the decode then sums them in the order of the dense AuxK product over the dead features);
+ * val = max(pre, 0); rows with fewer candidates leave slots unused. pre [B, n], parents as in
+ * selectTree.
  */
 export function selectAux(
   pre: Float32Array,
@@ -84,7 +86,7 @@ export function selectAux(
       kAux,
     );
     let slot = 0;
-    for (const f of top) {
+    for (const f of [...top].sort((a, b) => a - b)) {
       if (!candidate(f)) continue; // fewer candidates than kAux on this row
       out.idx[b * kAux + slot] = f;
       out.val[b * kAux + slot] = Math.max(pre[b * n + f], 0);
