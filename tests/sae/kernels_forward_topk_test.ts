@@ -7,10 +7,12 @@ import {
   createLayerTable,
   createPreTexture,
   encodePreTextureCopy,
+  maxFireWords,
   preTextureSupported,
   selectAuxOp,
   type SelectionLayout,
   selectionWorkgroup,
+  selectKernelFor,
   selectTopKOp,
   slotsPerRow,
 } from "../../lib/sae/ops/topk.ts";
@@ -123,6 +125,23 @@ Deno.test("selection workgroups: one SIMD group on software adapters while k ≤
     [8, 8, 64, 8, 8],
   );
   assert.equal(selectionWorkgroup(hard, 256, 100), 64);
+});
+
+Deno.test("the fired-parents bitset gets the workgroup memory the device allows beyond the rest", async () => {
+  const gpu = await testGpu();
+  const withLimit = (bytes: number) =>
+    ({
+      ...gpu,
+      device: { limits: { maxComputeWorkgroupStorageSize: bytes } } as unknown as GPUDevice,
+    }) as Gpu;
+  // WebGPU's guaranteed 16 KiB leave 128 words (4 096 parent features); 32 KiB and more the cap.
+  assert.deepEqual([16384, 32768, 49152].map((b) => maxFireWords(withLimit(b))), [128, 4096, 4096]);
+  const tree = { sizes: [5000, 100], kPerLayer: [1, 1], gated: true };
+  assert.throws(
+    () => selectKernelFor(withLimit(16384), "select_topk", tree),
+    /5000 features in the parent layers exceed the kernel's limit of 4096 on this device/,
+  );
+  assert.equal(selectKernelFor(withLimit(32768), "select_topk", tree).constants?.FIRE_WORDS, 256);
 });
 
 Deno.test("per-row top-k kernel matches the TS twin (k=1, k=n, ties, odd n; software and GPU workgroups)", async () => {
