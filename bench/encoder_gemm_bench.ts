@@ -8,7 +8,8 @@
  * (2·B·d·n FLOPs), also per CPU-second of this process (llvmpipe's threads included) since the
  * development machines are shared and wall time swings with their load; "tex" (the default on
  * software adapters when d % 64 == 0) includes copying xs and encW into textures. Then the per-row
- * top-32 over the same [B, n] pre (chunked the same way); last, the sparse decode (4 levels of
+ * top-32 over the same [B, n] pre (chunked the same way; from the subgroup GEMM's chunk maxima
+ * where it runs, as in the engine); last, the sparse decode (4 levels of
  * 32 slots) through storage loads and through the decW texture.
  * Checks first (a sampled row of pre against a float64 dot product), then times; prints a
  * markdown table to paste into bench/README.md. Never run from tests.
@@ -22,11 +23,13 @@ import type { Dispatch } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
 import { releaseUniforms } from "../lib/sae/ops/grid.ts";
 import {
+  chunkMaxLength,
   createGemmTextures,
   defaultGemmVariant,
   encodeGemmTextureCopies,
   encoderGemmOp,
   type GemmVariant,
+  gemmWritesChunkMax,
   maxGemmChunkRows,
   preferTextureGemm,
   type TextureGemmBlock,
@@ -141,10 +144,20 @@ if (import.meta.main) {
       : variant === "texsg"
       ? "sg"
       : 32;
+    // As in the engine, the subgroup GEMM also writes each row's maxima per 64 features, which
+    // the top-k below reads (the chunk GEMM's cost includes them).
+    const cmax = tex && gemmWritesChunkMax(block)
+      ? createStorage(gpu, chunkMaxLength(chunk, n) * 4, "cmax")
+      : undefined;
     for (let r0 = 0; r0 < B; r0 += chunk) {
       const rows = Math.min(chunk, B - r0);
       if (tex) {
-        gemm.push(...textureGemmOp(gpu, tex, { bDec, pre }, { rows, rowOffset: r0 }, block));
+        gemm.push(
+          ...textureGemmOp(gpu, tex, { bDec, pre, ...(cmax ? { cmax } : {}) }, {
+            rows,
+            rowOffset: r0,
+          }, block),
+        );
       } else {
         const v = variant as GemmVariant;
         gemm.push(
@@ -193,7 +206,7 @@ if (import.meta.main) {
       } ms), ` +
         `${gflops.toFixed(1)} GFLOP/s wall, ${perCpu.toFixed(1)} GFLOP per CPU-second`,
     );
-    // Top-k on the same chunks (pre holds the last chunk; every chunk costs the same).
+    // Top-k on the same chunks (pre and cmax hold the last chunk; every chunk costs the same).
     const layout = { sizes: [n], kPerLayer: [K], gated: false };
     const layerTable = createLayerTable(gpu, layout);
     const idx = createStorage(gpu, B * K * 4, "idx");
@@ -201,7 +214,7 @@ if (import.meta.main) {
     const topk: Dispatch[] = [];
     for (let r0 = 0; r0 < B; r0 += chunk) {
       topk.push(
-        ...selectTopKOp(gpu, { pre, layerTable, idx, val }, layout, {
+        ...selectTopKOp(gpu, { pre, layerTable, idx, val, ...(cmax ? { cmax } : {}) }, layout, {
           n,
           rows: Math.min(chunk, B - r0),
           rowOffset: r0,
@@ -215,9 +228,9 @@ if (import.meta.main) {
       if (t.ms < bestTopk.ms) bestTopk = t;
     }
     console.log(
-      `top-${K} of [${B}, ${n}]: ${bestTopk.ms.toFixed(0)} ms (${
-        bestTopk.cpuMs.toFixed(0)
-      } CPU ms)`,
+      `top-${K} of [${B}, ${n}]: ${bestTopk.ms.toFixed(0)} ms (${bestTopk.cpuMs.toFixed(0)} CPU ms${
+        cmax ? ", from the GEMM's chunk maxima" : ""
+      })`,
     );
     rows.push(
       `| ${n} | ${
@@ -228,6 +241,7 @@ if (import.meta.main) {
     releaseUniforms([...gemm, ...topk]);
     tex?.xs.texture.destroy(), tex?.encW.texture.destroy();
     for (const b of [xs, encW, bDec, pre, layerTable, idx, val]) b.destroy();
+    cmax?.destroy();
   }
   const decodeRows = await benchDecode(gpu, 24576, reps);
   console.log(`\nAdapter: ${gpu.description}. B = ${B}, d = ${D}, k = ${K}, best of ${reps}.\n`);
