@@ -609,16 +609,15 @@ fn radix_threshold(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32) {
   }
 }
 
-// The sum over the workgroup of every invocation's x (uniform).
+// The sum over the workgroup of every invocation's x (uniform): a tree of log2(WG) steps (one
+// invocation summing all WG entries made every bisection step a serial chain on GPUs).
 fn wg_total(t: u32, x: u32) -> u32 {
   eqScan[t] = x;
-  workgroupBarrier();
-  if (t == 0u) {
-    var sum = 0u;
-    for (var j = 0u; j < WG; j++) { sum += eqScan[j]; }
-    wgU = sum;
+  for (var off = WG / 2u; off > 0u; off /= 2u) {
+    workgroupBarrier();
+    if (t < off) { eqScan[t] += eqScan[t + off]; }
   }
-  return workgroupUniformLoad(&wgU);
+  return workgroupUniformLoad(&eqScan[0]);
 }
 
 // Where select_aux_layer reads the AuxK keys of positions [0, len): pre (through the dead list),
