@@ -340,13 +340,32 @@ fn try_chunked(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u3
       set_scratch(CHUNK_CAP + atomicAdd(&hitCount, 1u), b * WG + t);
     }
   }
+  return collect_hit_chunks(mode, t, q0, o, n4, G, true, T, k, outBase);
+}
+
+// The chunk filters' second read: the per vec4s of each of the hit chunks listed from
+// scratch[CHUNK_CAP] (hitCount of them, ≤ CHUNK_CAP), spread over the invocations, collecting every
+// key ≥ T; chunk c is vec4s q = (c / WG)·WG·per + c % WG + WG·i when strided (try_chunked's blocks),
+// else per·c + i, of the layer starting at vec4 q0 (feature o). Then places the candidates, or
+// returns false, having written nothing, when more than MAX_C keys reach T.
+fn collect_hit_chunks(
+  mode: u32,
+  t: u32,
+  q0: u32,
+  o: u32,
+  n4: u32,
+  per: u32,
+  strided: bool,
+  T: u32,
+  k: u32,
+  outBase: u32,
+) -> bool {
   workgroupBarrier();
   if (t == 0u) { wgU = atomicLoad(&hitCount); }
-  let H = workgroupUniformLoad(&wgU);
-  // Second read: the G vec4s of every hit chunk, spread over the invocations.
-  for (var e = t; e < H * G; e += WG) {
-    let c = scratch_at(CHUNK_CAP + e / G);
-    let q = (c / WG) * WG * G + c % WG + WG * (e % G);
+  let H = min(workgroupUniformLoad(&wgU), CHUNK_CAP);
+  for (var e = t; e < H * per; e += WG) {
+    let c = scratch_at(CHUNK_CAP + e / per);
+    let q = select(per * c + e % per, (c / WG) * WG * per + c % WG + WG * (e % per), strided);
     if (q < n4) {
       let v = pre_vec(q0 + q);
       let i0 = o + 4u * q;
@@ -374,6 +393,7 @@ fn try_cmax(t: u32, r: u32, k: u32, outBase: u32) -> bool {
   for (var c = t; c < nc; c += WG) { keep(&top, key_of(cmaxIn[cb + c])); }
   let T = kept_threshold(t, kept_per_lane(k), k, top);
   if (T == 0u) { return false; }
+  // The hit list holds CHUNK_CAP chunks (try_chunked never has more chunks than that).
   for (var c = t; c < nc; c += WG) {
     if (key_of(cmaxIn[cb + c]) >= T) {
       let h = atomicAdd(&hitCount, 1u);
@@ -382,26 +402,9 @@ fn try_cmax(t: u32, r: u32, k: u32, outBase: u32) -> bool {
   }
   workgroupBarrier();
   if (t == 0u) { wgU = atomicLoad(&hitCount); }
-  let H = workgroupUniformLoad(&wgU);
-  if (H > CHUNK_CAP) { return false; }
+  if (workgroupUniformLoad(&wgU) > CHUNK_CAP) { return false; }
   let n4 = u.n / 4u;
-  let q0 = r * n4;
-  let per = CMAX_COLS / 4u;
-  for (var e = t; e < H * per; e += WG) {
-    let q = per * scratch_at(CHUNK_CAP + e / per) + e % per;
-    if (q < n4) {
-      let v = pre_vec(q0 + q);
-      let i0 = 4u * q;
-      collect(i0, cand_key(MODE_MAIN, v.x, i0, 0u), T);
-      collect(i0 + 1u, cand_key(MODE_MAIN, v.y, i0 + 1u, 0u), T);
-      collect(i0 + 2u, cand_key(MODE_MAIN, v.z, i0 + 2u, 0u), T);
-      collect(i0 + 3u, cand_key(MODE_MAIN, v.w, i0 + 3u, 0u), T);
-    }
-  }
-  let C = collected_count(t);
-  if (C > MAX_C) { return false; }
-  place_ordered(MODE_MAIN, t, C, k, outBase);
-  return true;
+  return collect_hit_chunks(MODE_MAIN, t, r * n4, 0u, n4, CMAX_COLS / 4u, false, T, k, outBase);
 }
 
 // Lane filter (threshold filter + exact rank): each invocation keeps the top m keys of its strided

@@ -246,6 +246,29 @@ Deno.test("top-k from the GEMM's chunk maxima matches the TS twin (partial last 
       }
     }
   }
+  // 1 024 chunks all reaching the threshold (a tie at the top of each): more than the hit list
+  // holds (CHUNK_CAP = 768), so the kernel must fall back to its own passes (a winner sits in chunk
+  // 1 000, which a truncated list would drop).
+  {
+    const B = 2, n = 65536, k = 32;
+    const pre = preWithTies(B, n, 5);
+    for (let i = 17; i < B * n; i += 64) pre[i] = 9;
+    for (let b = 0; b < B; b++) pre[b * n + 1000 * 64 + 5] = 10;
+    const layout = { sizes: [n], kPerLayer: [k], gated: false };
+    const got = await gpuSelect(
+      device,
+      pre,
+      B,
+      n,
+      layout,
+      undefined,
+      false,
+      (chunk, rows) => chunkMaxTwin(chunk, rows, n),
+    );
+    const want = selectTreeTwin(pre, B, n, [n], [k], null);
+    assert.deepEqual(await readU32(device, got.idx, B * k), want.idx, "idx, 1 024 tied chunks");
+    got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+  }
   // The kernel reads the maxima it is given: one that overstates a chunk holding none of a row's
   // winners raises the threshold above the k-th value, and the row keeps fewer than k codes.
   const gpu = device, B = 2, n = 6144, k = 8;
