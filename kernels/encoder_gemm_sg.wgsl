@@ -24,7 +24,10 @@
 //   binding 5 cmax array<f32> [rows, ceil(n / 64)] at (r, f0 / 64) (features past n repeat
 //   feature n − 1, which lies in the same chunk, so the maximum is exact); the top-k's chunk
 //   filter then reads a few chunks of pre instead of all of it (kernels/topk.wgsl, try_cmax).
-//   With CMAX = 0 bind any buffer there.
+//   With CMAX = 0 bind any buffer there. With PRE_OUT = 1 it writes the chunk into binding 6
+//   preOut texture_storage_2d<rgba32float, write> [n/4, rows] (texel (i/4, r) = pre[r, i..i+3];
+//   n % 4 == 0) instead of binding 3: a quarter of the stores, and no copy for readers of pre's
+//   texture mirror (kernels/topk.wgsl). With PRE_OUT = 0 bind any such texture there.
 // gemm_block4_tex_sg_k — the same without cmax, summing over the first min(d, ⌈kl[KL_AT] / 4⌉·4)
 //   columns of d only (binding 5 kl array<u32>, e.g. a dead count a plan kernel wrote): exact when
 //   the operands are zero past that column, and the cost follows it.
@@ -32,6 +35,7 @@
 override WG: u32 = 16;
 override KL_AT: u32 = 0u;
 override CMAX: u32 = 0u;
+override PRE_OUT: u32 = 0u;
 
 struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 
@@ -42,6 +46,7 @@ struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 @group(0) @binding(4) var<uniform> u: Params;
 @group(0) @binding(5) var<storage, read> kl: array<u32>;
 @group(0) @binding(5) var<storage, read_write> cmax: array<f32>;
+@group(0) @binding(6) var preOut: texture_storage_2d<rgba32float, write>;
 const TEX_ROWS: u32 = 4096u;
 
 @compute @workgroup_size(WG)
@@ -2265,1061 +2270,1352 @@ fn gemm_block4_tex_sg(
     c15_62 += dot(x15, w62);
     c15_63 += dot(x15, w63);
   }
-  if (r0 + 0u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 0u) * u.n + f0 + 0u] = c0_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 0u) * u.n + f0 + 1u] = c0_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 0u) * u.n + f0 + 2u] = c0_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 0u) * u.n + f0 + 3u] = c0_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 0u) * u.n + f0 + 4u] = c0_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 0u) * u.n + f0 + 5u] = c0_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 0u) * u.n + f0 + 6u] = c0_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 0u) * u.n + f0 + 7u] = c0_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 0u) * u.n + f0 + 8u] = c0_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 0u) * u.n + f0 + 9u] = c0_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 0u) * u.n + f0 + 10u] = c0_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 0u) * u.n + f0 + 11u] = c0_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 0u) * u.n + f0 + 12u] = c0_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 0u) * u.n + f0 + 13u] = c0_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 0u) * u.n + f0 + 14u] = c0_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 0u) * u.n + f0 + 15u] = c0_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 0u) * u.n + f0 + 16u] = c0_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 0u) * u.n + f0 + 17u] = c0_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 0u) * u.n + f0 + 18u] = c0_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 0u) * u.n + f0 + 19u] = c0_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 0u) * u.n + f0 + 20u] = c0_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 0u) * u.n + f0 + 21u] = c0_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 0u) * u.n + f0 + 22u] = c0_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 0u) * u.n + f0 + 23u] = c0_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 0u) * u.n + f0 + 24u] = c0_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 0u) * u.n + f0 + 25u] = c0_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 0u) * u.n + f0 + 26u] = c0_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 0u) * u.n + f0 + 27u] = c0_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 0u) * u.n + f0 + 28u] = c0_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 0u) * u.n + f0 + 29u] = c0_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 0u) * u.n + f0 + 30u] = c0_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 0u) * u.n + f0 + 31u] = c0_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 0u) * u.n + f0 + 32u] = c0_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 0u) * u.n + f0 + 33u] = c0_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 0u) * u.n + f0 + 34u] = c0_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 0u) * u.n + f0 + 35u] = c0_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 0u) * u.n + f0 + 36u] = c0_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 0u) * u.n + f0 + 37u] = c0_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 0u) * u.n + f0 + 38u] = c0_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 0u) * u.n + f0 + 39u] = c0_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 0u) * u.n + f0 + 40u] = c0_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 0u) * u.n + f0 + 41u] = c0_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 0u) * u.n + f0 + 42u] = c0_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 0u) * u.n + f0 + 43u] = c0_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 0u) * u.n + f0 + 44u] = c0_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 0u) * u.n + f0 + 45u] = c0_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 0u) * u.n + f0 + 46u] = c0_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 0u) * u.n + f0 + 47u] = c0_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 0u) * u.n + f0 + 48u] = c0_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 0u) * u.n + f0 + 49u] = c0_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 0u) * u.n + f0 + 50u] = c0_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 0u) * u.n + f0 + 51u] = c0_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 0u) * u.n + f0 + 52u] = c0_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 0u) * u.n + f0 + 53u] = c0_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 0u) * u.n + f0 + 54u] = c0_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 0u) * u.n + f0 + 55u] = c0_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 0u) * u.n + f0 + 56u] = c0_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 0u) * u.n + f0 + 57u] = c0_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 0u) * u.n + f0 + 58u] = c0_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 0u) * u.n + f0 + 59u] = c0_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 0u) * u.n + f0 + 60u] = c0_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 0u) * u.n + f0 + 61u] = c0_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 0u) * u.n + f0 + 62u] = c0_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 0u) * u.n + f0 + 63u] = c0_63; }
-  }
-  if (r0 + 1u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 1u) * u.n + f0 + 0u] = c1_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 1u) * u.n + f0 + 1u] = c1_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 1u) * u.n + f0 + 2u] = c1_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 1u) * u.n + f0 + 3u] = c1_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 1u) * u.n + f0 + 4u] = c1_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 1u) * u.n + f0 + 5u] = c1_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 1u) * u.n + f0 + 6u] = c1_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 1u) * u.n + f0 + 7u] = c1_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 1u) * u.n + f0 + 8u] = c1_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 1u) * u.n + f0 + 9u] = c1_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 1u) * u.n + f0 + 10u] = c1_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 1u) * u.n + f0 + 11u] = c1_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 1u) * u.n + f0 + 12u] = c1_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 1u) * u.n + f0 + 13u] = c1_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 1u) * u.n + f0 + 14u] = c1_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 1u) * u.n + f0 + 15u] = c1_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 1u) * u.n + f0 + 16u] = c1_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 1u) * u.n + f0 + 17u] = c1_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 1u) * u.n + f0 + 18u] = c1_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 1u) * u.n + f0 + 19u] = c1_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 1u) * u.n + f0 + 20u] = c1_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 1u) * u.n + f0 + 21u] = c1_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 1u) * u.n + f0 + 22u] = c1_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 1u) * u.n + f0 + 23u] = c1_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 1u) * u.n + f0 + 24u] = c1_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 1u) * u.n + f0 + 25u] = c1_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 1u) * u.n + f0 + 26u] = c1_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 1u) * u.n + f0 + 27u] = c1_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 1u) * u.n + f0 + 28u] = c1_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 1u) * u.n + f0 + 29u] = c1_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 1u) * u.n + f0 + 30u] = c1_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 1u) * u.n + f0 + 31u] = c1_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 1u) * u.n + f0 + 32u] = c1_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 1u) * u.n + f0 + 33u] = c1_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 1u) * u.n + f0 + 34u] = c1_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 1u) * u.n + f0 + 35u] = c1_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 1u) * u.n + f0 + 36u] = c1_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 1u) * u.n + f0 + 37u] = c1_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 1u) * u.n + f0 + 38u] = c1_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 1u) * u.n + f0 + 39u] = c1_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 1u) * u.n + f0 + 40u] = c1_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 1u) * u.n + f0 + 41u] = c1_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 1u) * u.n + f0 + 42u] = c1_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 1u) * u.n + f0 + 43u] = c1_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 1u) * u.n + f0 + 44u] = c1_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 1u) * u.n + f0 + 45u] = c1_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 1u) * u.n + f0 + 46u] = c1_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 1u) * u.n + f0 + 47u] = c1_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 1u) * u.n + f0 + 48u] = c1_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 1u) * u.n + f0 + 49u] = c1_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 1u) * u.n + f0 + 50u] = c1_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 1u) * u.n + f0 + 51u] = c1_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 1u) * u.n + f0 + 52u] = c1_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 1u) * u.n + f0 + 53u] = c1_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 1u) * u.n + f0 + 54u] = c1_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 1u) * u.n + f0 + 55u] = c1_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 1u) * u.n + f0 + 56u] = c1_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 1u) * u.n + f0 + 57u] = c1_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 1u) * u.n + f0 + 58u] = c1_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 1u) * u.n + f0 + 59u] = c1_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 1u) * u.n + f0 + 60u] = c1_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 1u) * u.n + f0 + 61u] = c1_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 1u) * u.n + f0 + 62u] = c1_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 1u) * u.n + f0 + 63u] = c1_63; }
-  }
-  if (r0 + 2u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 2u) * u.n + f0 + 0u] = c2_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 2u) * u.n + f0 + 1u] = c2_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 2u) * u.n + f0 + 2u] = c2_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 2u) * u.n + f0 + 3u] = c2_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 2u) * u.n + f0 + 4u] = c2_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 2u) * u.n + f0 + 5u] = c2_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 2u) * u.n + f0 + 6u] = c2_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 2u) * u.n + f0 + 7u] = c2_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 2u) * u.n + f0 + 8u] = c2_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 2u) * u.n + f0 + 9u] = c2_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 2u) * u.n + f0 + 10u] = c2_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 2u) * u.n + f0 + 11u] = c2_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 2u) * u.n + f0 + 12u] = c2_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 2u) * u.n + f0 + 13u] = c2_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 2u) * u.n + f0 + 14u] = c2_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 2u) * u.n + f0 + 15u] = c2_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 2u) * u.n + f0 + 16u] = c2_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 2u) * u.n + f0 + 17u] = c2_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 2u) * u.n + f0 + 18u] = c2_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 2u) * u.n + f0 + 19u] = c2_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 2u) * u.n + f0 + 20u] = c2_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 2u) * u.n + f0 + 21u] = c2_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 2u) * u.n + f0 + 22u] = c2_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 2u) * u.n + f0 + 23u] = c2_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 2u) * u.n + f0 + 24u] = c2_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 2u) * u.n + f0 + 25u] = c2_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 2u) * u.n + f0 + 26u] = c2_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 2u) * u.n + f0 + 27u] = c2_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 2u) * u.n + f0 + 28u] = c2_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 2u) * u.n + f0 + 29u] = c2_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 2u) * u.n + f0 + 30u] = c2_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 2u) * u.n + f0 + 31u] = c2_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 2u) * u.n + f0 + 32u] = c2_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 2u) * u.n + f0 + 33u] = c2_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 2u) * u.n + f0 + 34u] = c2_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 2u) * u.n + f0 + 35u] = c2_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 2u) * u.n + f0 + 36u] = c2_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 2u) * u.n + f0 + 37u] = c2_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 2u) * u.n + f0 + 38u] = c2_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 2u) * u.n + f0 + 39u] = c2_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 2u) * u.n + f0 + 40u] = c2_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 2u) * u.n + f0 + 41u] = c2_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 2u) * u.n + f0 + 42u] = c2_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 2u) * u.n + f0 + 43u] = c2_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 2u) * u.n + f0 + 44u] = c2_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 2u) * u.n + f0 + 45u] = c2_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 2u) * u.n + f0 + 46u] = c2_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 2u) * u.n + f0 + 47u] = c2_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 2u) * u.n + f0 + 48u] = c2_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 2u) * u.n + f0 + 49u] = c2_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 2u) * u.n + f0 + 50u] = c2_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 2u) * u.n + f0 + 51u] = c2_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 2u) * u.n + f0 + 52u] = c2_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 2u) * u.n + f0 + 53u] = c2_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 2u) * u.n + f0 + 54u] = c2_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 2u) * u.n + f0 + 55u] = c2_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 2u) * u.n + f0 + 56u] = c2_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 2u) * u.n + f0 + 57u] = c2_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 2u) * u.n + f0 + 58u] = c2_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 2u) * u.n + f0 + 59u] = c2_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 2u) * u.n + f0 + 60u] = c2_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 2u) * u.n + f0 + 61u] = c2_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 2u) * u.n + f0 + 62u] = c2_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 2u) * u.n + f0 + 63u] = c2_63; }
-  }
-  if (r0 + 3u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 3u) * u.n + f0 + 0u] = c3_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 3u) * u.n + f0 + 1u] = c3_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 3u) * u.n + f0 + 2u] = c3_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 3u) * u.n + f0 + 3u] = c3_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 3u) * u.n + f0 + 4u] = c3_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 3u) * u.n + f0 + 5u] = c3_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 3u) * u.n + f0 + 6u] = c3_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 3u) * u.n + f0 + 7u] = c3_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 3u) * u.n + f0 + 8u] = c3_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 3u) * u.n + f0 + 9u] = c3_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 3u) * u.n + f0 + 10u] = c3_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 3u) * u.n + f0 + 11u] = c3_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 3u) * u.n + f0 + 12u] = c3_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 3u) * u.n + f0 + 13u] = c3_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 3u) * u.n + f0 + 14u] = c3_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 3u) * u.n + f0 + 15u] = c3_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 3u) * u.n + f0 + 16u] = c3_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 3u) * u.n + f0 + 17u] = c3_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 3u) * u.n + f0 + 18u] = c3_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 3u) * u.n + f0 + 19u] = c3_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 3u) * u.n + f0 + 20u] = c3_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 3u) * u.n + f0 + 21u] = c3_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 3u) * u.n + f0 + 22u] = c3_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 3u) * u.n + f0 + 23u] = c3_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 3u) * u.n + f0 + 24u] = c3_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 3u) * u.n + f0 + 25u] = c3_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 3u) * u.n + f0 + 26u] = c3_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 3u) * u.n + f0 + 27u] = c3_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 3u) * u.n + f0 + 28u] = c3_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 3u) * u.n + f0 + 29u] = c3_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 3u) * u.n + f0 + 30u] = c3_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 3u) * u.n + f0 + 31u] = c3_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 3u) * u.n + f0 + 32u] = c3_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 3u) * u.n + f0 + 33u] = c3_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 3u) * u.n + f0 + 34u] = c3_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 3u) * u.n + f0 + 35u] = c3_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 3u) * u.n + f0 + 36u] = c3_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 3u) * u.n + f0 + 37u] = c3_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 3u) * u.n + f0 + 38u] = c3_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 3u) * u.n + f0 + 39u] = c3_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 3u) * u.n + f0 + 40u] = c3_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 3u) * u.n + f0 + 41u] = c3_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 3u) * u.n + f0 + 42u] = c3_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 3u) * u.n + f0 + 43u] = c3_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 3u) * u.n + f0 + 44u] = c3_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 3u) * u.n + f0 + 45u] = c3_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 3u) * u.n + f0 + 46u] = c3_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 3u) * u.n + f0 + 47u] = c3_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 3u) * u.n + f0 + 48u] = c3_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 3u) * u.n + f0 + 49u] = c3_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 3u) * u.n + f0 + 50u] = c3_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 3u) * u.n + f0 + 51u] = c3_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 3u) * u.n + f0 + 52u] = c3_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 3u) * u.n + f0 + 53u] = c3_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 3u) * u.n + f0 + 54u] = c3_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 3u) * u.n + f0 + 55u] = c3_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 3u) * u.n + f0 + 56u] = c3_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 3u) * u.n + f0 + 57u] = c3_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 3u) * u.n + f0 + 58u] = c3_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 3u) * u.n + f0 + 59u] = c3_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 3u) * u.n + f0 + 60u] = c3_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 3u) * u.n + f0 + 61u] = c3_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 3u) * u.n + f0 + 62u] = c3_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 3u) * u.n + f0 + 63u] = c3_63; }
-  }
-  if (r0 + 4u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 4u) * u.n + f0 + 0u] = c4_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 4u) * u.n + f0 + 1u] = c4_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 4u) * u.n + f0 + 2u] = c4_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 4u) * u.n + f0 + 3u] = c4_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 4u) * u.n + f0 + 4u] = c4_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 4u) * u.n + f0 + 5u] = c4_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 4u) * u.n + f0 + 6u] = c4_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 4u) * u.n + f0 + 7u] = c4_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 4u) * u.n + f0 + 8u] = c4_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 4u) * u.n + f0 + 9u] = c4_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 4u) * u.n + f0 + 10u] = c4_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 4u) * u.n + f0 + 11u] = c4_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 4u) * u.n + f0 + 12u] = c4_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 4u) * u.n + f0 + 13u] = c4_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 4u) * u.n + f0 + 14u] = c4_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 4u) * u.n + f0 + 15u] = c4_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 4u) * u.n + f0 + 16u] = c4_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 4u) * u.n + f0 + 17u] = c4_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 4u) * u.n + f0 + 18u] = c4_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 4u) * u.n + f0 + 19u] = c4_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 4u) * u.n + f0 + 20u] = c4_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 4u) * u.n + f0 + 21u] = c4_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 4u) * u.n + f0 + 22u] = c4_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 4u) * u.n + f0 + 23u] = c4_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 4u) * u.n + f0 + 24u] = c4_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 4u) * u.n + f0 + 25u] = c4_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 4u) * u.n + f0 + 26u] = c4_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 4u) * u.n + f0 + 27u] = c4_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 4u) * u.n + f0 + 28u] = c4_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 4u) * u.n + f0 + 29u] = c4_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 4u) * u.n + f0 + 30u] = c4_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 4u) * u.n + f0 + 31u] = c4_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 4u) * u.n + f0 + 32u] = c4_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 4u) * u.n + f0 + 33u] = c4_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 4u) * u.n + f0 + 34u] = c4_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 4u) * u.n + f0 + 35u] = c4_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 4u) * u.n + f0 + 36u] = c4_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 4u) * u.n + f0 + 37u] = c4_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 4u) * u.n + f0 + 38u] = c4_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 4u) * u.n + f0 + 39u] = c4_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 4u) * u.n + f0 + 40u] = c4_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 4u) * u.n + f0 + 41u] = c4_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 4u) * u.n + f0 + 42u] = c4_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 4u) * u.n + f0 + 43u] = c4_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 4u) * u.n + f0 + 44u] = c4_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 4u) * u.n + f0 + 45u] = c4_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 4u) * u.n + f0 + 46u] = c4_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 4u) * u.n + f0 + 47u] = c4_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 4u) * u.n + f0 + 48u] = c4_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 4u) * u.n + f0 + 49u] = c4_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 4u) * u.n + f0 + 50u] = c4_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 4u) * u.n + f0 + 51u] = c4_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 4u) * u.n + f0 + 52u] = c4_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 4u) * u.n + f0 + 53u] = c4_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 4u) * u.n + f0 + 54u] = c4_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 4u) * u.n + f0 + 55u] = c4_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 4u) * u.n + f0 + 56u] = c4_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 4u) * u.n + f0 + 57u] = c4_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 4u) * u.n + f0 + 58u] = c4_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 4u) * u.n + f0 + 59u] = c4_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 4u) * u.n + f0 + 60u] = c4_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 4u) * u.n + f0 + 61u] = c4_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 4u) * u.n + f0 + 62u] = c4_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 4u) * u.n + f0 + 63u] = c4_63; }
-  }
-  if (r0 + 5u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 5u) * u.n + f0 + 0u] = c5_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 5u) * u.n + f0 + 1u] = c5_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 5u) * u.n + f0 + 2u] = c5_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 5u) * u.n + f0 + 3u] = c5_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 5u) * u.n + f0 + 4u] = c5_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 5u) * u.n + f0 + 5u] = c5_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 5u) * u.n + f0 + 6u] = c5_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 5u) * u.n + f0 + 7u] = c5_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 5u) * u.n + f0 + 8u] = c5_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 5u) * u.n + f0 + 9u] = c5_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 5u) * u.n + f0 + 10u] = c5_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 5u) * u.n + f0 + 11u] = c5_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 5u) * u.n + f0 + 12u] = c5_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 5u) * u.n + f0 + 13u] = c5_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 5u) * u.n + f0 + 14u] = c5_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 5u) * u.n + f0 + 15u] = c5_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 5u) * u.n + f0 + 16u] = c5_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 5u) * u.n + f0 + 17u] = c5_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 5u) * u.n + f0 + 18u] = c5_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 5u) * u.n + f0 + 19u] = c5_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 5u) * u.n + f0 + 20u] = c5_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 5u) * u.n + f0 + 21u] = c5_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 5u) * u.n + f0 + 22u] = c5_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 5u) * u.n + f0 + 23u] = c5_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 5u) * u.n + f0 + 24u] = c5_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 5u) * u.n + f0 + 25u] = c5_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 5u) * u.n + f0 + 26u] = c5_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 5u) * u.n + f0 + 27u] = c5_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 5u) * u.n + f0 + 28u] = c5_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 5u) * u.n + f0 + 29u] = c5_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 5u) * u.n + f0 + 30u] = c5_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 5u) * u.n + f0 + 31u] = c5_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 5u) * u.n + f0 + 32u] = c5_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 5u) * u.n + f0 + 33u] = c5_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 5u) * u.n + f0 + 34u] = c5_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 5u) * u.n + f0 + 35u] = c5_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 5u) * u.n + f0 + 36u] = c5_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 5u) * u.n + f0 + 37u] = c5_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 5u) * u.n + f0 + 38u] = c5_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 5u) * u.n + f0 + 39u] = c5_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 5u) * u.n + f0 + 40u] = c5_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 5u) * u.n + f0 + 41u] = c5_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 5u) * u.n + f0 + 42u] = c5_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 5u) * u.n + f0 + 43u] = c5_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 5u) * u.n + f0 + 44u] = c5_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 5u) * u.n + f0 + 45u] = c5_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 5u) * u.n + f0 + 46u] = c5_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 5u) * u.n + f0 + 47u] = c5_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 5u) * u.n + f0 + 48u] = c5_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 5u) * u.n + f0 + 49u] = c5_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 5u) * u.n + f0 + 50u] = c5_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 5u) * u.n + f0 + 51u] = c5_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 5u) * u.n + f0 + 52u] = c5_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 5u) * u.n + f0 + 53u] = c5_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 5u) * u.n + f0 + 54u] = c5_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 5u) * u.n + f0 + 55u] = c5_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 5u) * u.n + f0 + 56u] = c5_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 5u) * u.n + f0 + 57u] = c5_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 5u) * u.n + f0 + 58u] = c5_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 5u) * u.n + f0 + 59u] = c5_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 5u) * u.n + f0 + 60u] = c5_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 5u) * u.n + f0 + 61u] = c5_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 5u) * u.n + f0 + 62u] = c5_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 5u) * u.n + f0 + 63u] = c5_63; }
-  }
-  if (r0 + 6u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 6u) * u.n + f0 + 0u] = c6_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 6u) * u.n + f0 + 1u] = c6_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 6u) * u.n + f0 + 2u] = c6_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 6u) * u.n + f0 + 3u] = c6_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 6u) * u.n + f0 + 4u] = c6_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 6u) * u.n + f0 + 5u] = c6_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 6u) * u.n + f0 + 6u] = c6_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 6u) * u.n + f0 + 7u] = c6_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 6u) * u.n + f0 + 8u] = c6_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 6u) * u.n + f0 + 9u] = c6_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 6u) * u.n + f0 + 10u] = c6_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 6u) * u.n + f0 + 11u] = c6_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 6u) * u.n + f0 + 12u] = c6_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 6u) * u.n + f0 + 13u] = c6_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 6u) * u.n + f0 + 14u] = c6_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 6u) * u.n + f0 + 15u] = c6_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 6u) * u.n + f0 + 16u] = c6_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 6u) * u.n + f0 + 17u] = c6_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 6u) * u.n + f0 + 18u] = c6_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 6u) * u.n + f0 + 19u] = c6_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 6u) * u.n + f0 + 20u] = c6_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 6u) * u.n + f0 + 21u] = c6_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 6u) * u.n + f0 + 22u] = c6_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 6u) * u.n + f0 + 23u] = c6_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 6u) * u.n + f0 + 24u] = c6_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 6u) * u.n + f0 + 25u] = c6_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 6u) * u.n + f0 + 26u] = c6_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 6u) * u.n + f0 + 27u] = c6_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 6u) * u.n + f0 + 28u] = c6_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 6u) * u.n + f0 + 29u] = c6_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 6u) * u.n + f0 + 30u] = c6_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 6u) * u.n + f0 + 31u] = c6_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 6u) * u.n + f0 + 32u] = c6_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 6u) * u.n + f0 + 33u] = c6_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 6u) * u.n + f0 + 34u] = c6_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 6u) * u.n + f0 + 35u] = c6_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 6u) * u.n + f0 + 36u] = c6_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 6u) * u.n + f0 + 37u] = c6_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 6u) * u.n + f0 + 38u] = c6_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 6u) * u.n + f0 + 39u] = c6_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 6u) * u.n + f0 + 40u] = c6_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 6u) * u.n + f0 + 41u] = c6_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 6u) * u.n + f0 + 42u] = c6_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 6u) * u.n + f0 + 43u] = c6_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 6u) * u.n + f0 + 44u] = c6_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 6u) * u.n + f0 + 45u] = c6_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 6u) * u.n + f0 + 46u] = c6_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 6u) * u.n + f0 + 47u] = c6_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 6u) * u.n + f0 + 48u] = c6_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 6u) * u.n + f0 + 49u] = c6_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 6u) * u.n + f0 + 50u] = c6_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 6u) * u.n + f0 + 51u] = c6_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 6u) * u.n + f0 + 52u] = c6_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 6u) * u.n + f0 + 53u] = c6_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 6u) * u.n + f0 + 54u] = c6_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 6u) * u.n + f0 + 55u] = c6_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 6u) * u.n + f0 + 56u] = c6_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 6u) * u.n + f0 + 57u] = c6_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 6u) * u.n + f0 + 58u] = c6_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 6u) * u.n + f0 + 59u] = c6_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 6u) * u.n + f0 + 60u] = c6_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 6u) * u.n + f0 + 61u] = c6_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 6u) * u.n + f0 + 62u] = c6_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 6u) * u.n + f0 + 63u] = c6_63; }
-  }
-  if (r0 + 7u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 7u) * u.n + f0 + 0u] = c7_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 7u) * u.n + f0 + 1u] = c7_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 7u) * u.n + f0 + 2u] = c7_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 7u) * u.n + f0 + 3u] = c7_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 7u) * u.n + f0 + 4u] = c7_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 7u) * u.n + f0 + 5u] = c7_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 7u) * u.n + f0 + 6u] = c7_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 7u) * u.n + f0 + 7u] = c7_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 7u) * u.n + f0 + 8u] = c7_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 7u) * u.n + f0 + 9u] = c7_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 7u) * u.n + f0 + 10u] = c7_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 7u) * u.n + f0 + 11u] = c7_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 7u) * u.n + f0 + 12u] = c7_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 7u) * u.n + f0 + 13u] = c7_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 7u) * u.n + f0 + 14u] = c7_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 7u) * u.n + f0 + 15u] = c7_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 7u) * u.n + f0 + 16u] = c7_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 7u) * u.n + f0 + 17u] = c7_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 7u) * u.n + f0 + 18u] = c7_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 7u) * u.n + f0 + 19u] = c7_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 7u) * u.n + f0 + 20u] = c7_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 7u) * u.n + f0 + 21u] = c7_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 7u) * u.n + f0 + 22u] = c7_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 7u) * u.n + f0 + 23u] = c7_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 7u) * u.n + f0 + 24u] = c7_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 7u) * u.n + f0 + 25u] = c7_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 7u) * u.n + f0 + 26u] = c7_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 7u) * u.n + f0 + 27u] = c7_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 7u) * u.n + f0 + 28u] = c7_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 7u) * u.n + f0 + 29u] = c7_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 7u) * u.n + f0 + 30u] = c7_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 7u) * u.n + f0 + 31u] = c7_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 7u) * u.n + f0 + 32u] = c7_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 7u) * u.n + f0 + 33u] = c7_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 7u) * u.n + f0 + 34u] = c7_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 7u) * u.n + f0 + 35u] = c7_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 7u) * u.n + f0 + 36u] = c7_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 7u) * u.n + f0 + 37u] = c7_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 7u) * u.n + f0 + 38u] = c7_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 7u) * u.n + f0 + 39u] = c7_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 7u) * u.n + f0 + 40u] = c7_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 7u) * u.n + f0 + 41u] = c7_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 7u) * u.n + f0 + 42u] = c7_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 7u) * u.n + f0 + 43u] = c7_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 7u) * u.n + f0 + 44u] = c7_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 7u) * u.n + f0 + 45u] = c7_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 7u) * u.n + f0 + 46u] = c7_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 7u) * u.n + f0 + 47u] = c7_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 7u) * u.n + f0 + 48u] = c7_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 7u) * u.n + f0 + 49u] = c7_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 7u) * u.n + f0 + 50u] = c7_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 7u) * u.n + f0 + 51u] = c7_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 7u) * u.n + f0 + 52u] = c7_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 7u) * u.n + f0 + 53u] = c7_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 7u) * u.n + f0 + 54u] = c7_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 7u) * u.n + f0 + 55u] = c7_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 7u) * u.n + f0 + 56u] = c7_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 7u) * u.n + f0 + 57u] = c7_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 7u) * u.n + f0 + 58u] = c7_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 7u) * u.n + f0 + 59u] = c7_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 7u) * u.n + f0 + 60u] = c7_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 7u) * u.n + f0 + 61u] = c7_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 7u) * u.n + f0 + 62u] = c7_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 7u) * u.n + f0 + 63u] = c7_63; }
-  }
-  if (r0 + 8u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 8u) * u.n + f0 + 0u] = c8_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 8u) * u.n + f0 + 1u] = c8_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 8u) * u.n + f0 + 2u] = c8_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 8u) * u.n + f0 + 3u] = c8_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 8u) * u.n + f0 + 4u] = c8_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 8u) * u.n + f0 + 5u] = c8_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 8u) * u.n + f0 + 6u] = c8_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 8u) * u.n + f0 + 7u] = c8_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 8u) * u.n + f0 + 8u] = c8_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 8u) * u.n + f0 + 9u] = c8_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 8u) * u.n + f0 + 10u] = c8_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 8u) * u.n + f0 + 11u] = c8_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 8u) * u.n + f0 + 12u] = c8_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 8u) * u.n + f0 + 13u] = c8_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 8u) * u.n + f0 + 14u] = c8_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 8u) * u.n + f0 + 15u] = c8_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 8u) * u.n + f0 + 16u] = c8_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 8u) * u.n + f0 + 17u] = c8_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 8u) * u.n + f0 + 18u] = c8_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 8u) * u.n + f0 + 19u] = c8_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 8u) * u.n + f0 + 20u] = c8_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 8u) * u.n + f0 + 21u] = c8_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 8u) * u.n + f0 + 22u] = c8_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 8u) * u.n + f0 + 23u] = c8_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 8u) * u.n + f0 + 24u] = c8_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 8u) * u.n + f0 + 25u] = c8_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 8u) * u.n + f0 + 26u] = c8_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 8u) * u.n + f0 + 27u] = c8_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 8u) * u.n + f0 + 28u] = c8_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 8u) * u.n + f0 + 29u] = c8_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 8u) * u.n + f0 + 30u] = c8_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 8u) * u.n + f0 + 31u] = c8_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 8u) * u.n + f0 + 32u] = c8_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 8u) * u.n + f0 + 33u] = c8_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 8u) * u.n + f0 + 34u] = c8_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 8u) * u.n + f0 + 35u] = c8_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 8u) * u.n + f0 + 36u] = c8_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 8u) * u.n + f0 + 37u] = c8_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 8u) * u.n + f0 + 38u] = c8_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 8u) * u.n + f0 + 39u] = c8_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 8u) * u.n + f0 + 40u] = c8_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 8u) * u.n + f0 + 41u] = c8_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 8u) * u.n + f0 + 42u] = c8_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 8u) * u.n + f0 + 43u] = c8_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 8u) * u.n + f0 + 44u] = c8_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 8u) * u.n + f0 + 45u] = c8_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 8u) * u.n + f0 + 46u] = c8_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 8u) * u.n + f0 + 47u] = c8_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 8u) * u.n + f0 + 48u] = c8_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 8u) * u.n + f0 + 49u] = c8_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 8u) * u.n + f0 + 50u] = c8_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 8u) * u.n + f0 + 51u] = c8_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 8u) * u.n + f0 + 52u] = c8_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 8u) * u.n + f0 + 53u] = c8_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 8u) * u.n + f0 + 54u] = c8_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 8u) * u.n + f0 + 55u] = c8_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 8u) * u.n + f0 + 56u] = c8_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 8u) * u.n + f0 + 57u] = c8_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 8u) * u.n + f0 + 58u] = c8_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 8u) * u.n + f0 + 59u] = c8_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 8u) * u.n + f0 + 60u] = c8_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 8u) * u.n + f0 + 61u] = c8_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 8u) * u.n + f0 + 62u] = c8_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 8u) * u.n + f0 + 63u] = c8_63; }
-  }
-  if (r0 + 9u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 9u) * u.n + f0 + 0u] = c9_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 9u) * u.n + f0 + 1u] = c9_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 9u) * u.n + f0 + 2u] = c9_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 9u) * u.n + f0 + 3u] = c9_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 9u) * u.n + f0 + 4u] = c9_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 9u) * u.n + f0 + 5u] = c9_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 9u) * u.n + f0 + 6u] = c9_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 9u) * u.n + f0 + 7u] = c9_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 9u) * u.n + f0 + 8u] = c9_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 9u) * u.n + f0 + 9u] = c9_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 9u) * u.n + f0 + 10u] = c9_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 9u) * u.n + f0 + 11u] = c9_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 9u) * u.n + f0 + 12u] = c9_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 9u) * u.n + f0 + 13u] = c9_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 9u) * u.n + f0 + 14u] = c9_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 9u) * u.n + f0 + 15u] = c9_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 9u) * u.n + f0 + 16u] = c9_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 9u) * u.n + f0 + 17u] = c9_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 9u) * u.n + f0 + 18u] = c9_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 9u) * u.n + f0 + 19u] = c9_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 9u) * u.n + f0 + 20u] = c9_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 9u) * u.n + f0 + 21u] = c9_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 9u) * u.n + f0 + 22u] = c9_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 9u) * u.n + f0 + 23u] = c9_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 9u) * u.n + f0 + 24u] = c9_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 9u) * u.n + f0 + 25u] = c9_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 9u) * u.n + f0 + 26u] = c9_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 9u) * u.n + f0 + 27u] = c9_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 9u) * u.n + f0 + 28u] = c9_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 9u) * u.n + f0 + 29u] = c9_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 9u) * u.n + f0 + 30u] = c9_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 9u) * u.n + f0 + 31u] = c9_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 9u) * u.n + f0 + 32u] = c9_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 9u) * u.n + f0 + 33u] = c9_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 9u) * u.n + f0 + 34u] = c9_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 9u) * u.n + f0 + 35u] = c9_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 9u) * u.n + f0 + 36u] = c9_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 9u) * u.n + f0 + 37u] = c9_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 9u) * u.n + f0 + 38u] = c9_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 9u) * u.n + f0 + 39u] = c9_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 9u) * u.n + f0 + 40u] = c9_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 9u) * u.n + f0 + 41u] = c9_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 9u) * u.n + f0 + 42u] = c9_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 9u) * u.n + f0 + 43u] = c9_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 9u) * u.n + f0 + 44u] = c9_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 9u) * u.n + f0 + 45u] = c9_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 9u) * u.n + f0 + 46u] = c9_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 9u) * u.n + f0 + 47u] = c9_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 9u) * u.n + f0 + 48u] = c9_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 9u) * u.n + f0 + 49u] = c9_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 9u) * u.n + f0 + 50u] = c9_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 9u) * u.n + f0 + 51u] = c9_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 9u) * u.n + f0 + 52u] = c9_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 9u) * u.n + f0 + 53u] = c9_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 9u) * u.n + f0 + 54u] = c9_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 9u) * u.n + f0 + 55u] = c9_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 9u) * u.n + f0 + 56u] = c9_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 9u) * u.n + f0 + 57u] = c9_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 9u) * u.n + f0 + 58u] = c9_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 9u) * u.n + f0 + 59u] = c9_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 9u) * u.n + f0 + 60u] = c9_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 9u) * u.n + f0 + 61u] = c9_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 9u) * u.n + f0 + 62u] = c9_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 9u) * u.n + f0 + 63u] = c9_63; }
-  }
-  if (r0 + 10u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 10u) * u.n + f0 + 0u] = c10_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 10u) * u.n + f0 + 1u] = c10_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 10u) * u.n + f0 + 2u] = c10_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 10u) * u.n + f0 + 3u] = c10_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 10u) * u.n + f0 + 4u] = c10_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 10u) * u.n + f0 + 5u] = c10_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 10u) * u.n + f0 + 6u] = c10_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 10u) * u.n + f0 + 7u] = c10_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 10u) * u.n + f0 + 8u] = c10_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 10u) * u.n + f0 + 9u] = c10_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 10u) * u.n + f0 + 10u] = c10_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 10u) * u.n + f0 + 11u] = c10_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 10u) * u.n + f0 + 12u] = c10_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 10u) * u.n + f0 + 13u] = c10_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 10u) * u.n + f0 + 14u] = c10_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 10u) * u.n + f0 + 15u] = c10_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 10u) * u.n + f0 + 16u] = c10_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 10u) * u.n + f0 + 17u] = c10_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 10u) * u.n + f0 + 18u] = c10_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 10u) * u.n + f0 + 19u] = c10_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 10u) * u.n + f0 + 20u] = c10_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 10u) * u.n + f0 + 21u] = c10_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 10u) * u.n + f0 + 22u] = c10_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 10u) * u.n + f0 + 23u] = c10_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 10u) * u.n + f0 + 24u] = c10_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 10u) * u.n + f0 + 25u] = c10_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 10u) * u.n + f0 + 26u] = c10_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 10u) * u.n + f0 + 27u] = c10_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 10u) * u.n + f0 + 28u] = c10_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 10u) * u.n + f0 + 29u] = c10_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 10u) * u.n + f0 + 30u] = c10_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 10u) * u.n + f0 + 31u] = c10_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 10u) * u.n + f0 + 32u] = c10_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 10u) * u.n + f0 + 33u] = c10_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 10u) * u.n + f0 + 34u] = c10_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 10u) * u.n + f0 + 35u] = c10_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 10u) * u.n + f0 + 36u] = c10_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 10u) * u.n + f0 + 37u] = c10_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 10u) * u.n + f0 + 38u] = c10_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 10u) * u.n + f0 + 39u] = c10_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 10u) * u.n + f0 + 40u] = c10_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 10u) * u.n + f0 + 41u] = c10_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 10u) * u.n + f0 + 42u] = c10_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 10u) * u.n + f0 + 43u] = c10_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 10u) * u.n + f0 + 44u] = c10_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 10u) * u.n + f0 + 45u] = c10_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 10u) * u.n + f0 + 46u] = c10_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 10u) * u.n + f0 + 47u] = c10_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 10u) * u.n + f0 + 48u] = c10_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 10u) * u.n + f0 + 49u] = c10_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 10u) * u.n + f0 + 50u] = c10_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 10u) * u.n + f0 + 51u] = c10_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 10u) * u.n + f0 + 52u] = c10_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 10u) * u.n + f0 + 53u] = c10_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 10u) * u.n + f0 + 54u] = c10_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 10u) * u.n + f0 + 55u] = c10_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 10u) * u.n + f0 + 56u] = c10_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 10u) * u.n + f0 + 57u] = c10_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 10u) * u.n + f0 + 58u] = c10_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 10u) * u.n + f0 + 59u] = c10_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 10u) * u.n + f0 + 60u] = c10_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 10u) * u.n + f0 + 61u] = c10_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 10u) * u.n + f0 + 62u] = c10_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 10u) * u.n + f0 + 63u] = c10_63; }
-  }
-  if (r0 + 11u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 11u) * u.n + f0 + 0u] = c11_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 11u) * u.n + f0 + 1u] = c11_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 11u) * u.n + f0 + 2u] = c11_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 11u) * u.n + f0 + 3u] = c11_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 11u) * u.n + f0 + 4u] = c11_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 11u) * u.n + f0 + 5u] = c11_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 11u) * u.n + f0 + 6u] = c11_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 11u) * u.n + f0 + 7u] = c11_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 11u) * u.n + f0 + 8u] = c11_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 11u) * u.n + f0 + 9u] = c11_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 11u) * u.n + f0 + 10u] = c11_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 11u) * u.n + f0 + 11u] = c11_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 11u) * u.n + f0 + 12u] = c11_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 11u) * u.n + f0 + 13u] = c11_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 11u) * u.n + f0 + 14u] = c11_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 11u) * u.n + f0 + 15u] = c11_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 11u) * u.n + f0 + 16u] = c11_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 11u) * u.n + f0 + 17u] = c11_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 11u) * u.n + f0 + 18u] = c11_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 11u) * u.n + f0 + 19u] = c11_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 11u) * u.n + f0 + 20u] = c11_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 11u) * u.n + f0 + 21u] = c11_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 11u) * u.n + f0 + 22u] = c11_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 11u) * u.n + f0 + 23u] = c11_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 11u) * u.n + f0 + 24u] = c11_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 11u) * u.n + f0 + 25u] = c11_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 11u) * u.n + f0 + 26u] = c11_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 11u) * u.n + f0 + 27u] = c11_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 11u) * u.n + f0 + 28u] = c11_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 11u) * u.n + f0 + 29u] = c11_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 11u) * u.n + f0 + 30u] = c11_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 11u) * u.n + f0 + 31u] = c11_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 11u) * u.n + f0 + 32u] = c11_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 11u) * u.n + f0 + 33u] = c11_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 11u) * u.n + f0 + 34u] = c11_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 11u) * u.n + f0 + 35u] = c11_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 11u) * u.n + f0 + 36u] = c11_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 11u) * u.n + f0 + 37u] = c11_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 11u) * u.n + f0 + 38u] = c11_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 11u) * u.n + f0 + 39u] = c11_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 11u) * u.n + f0 + 40u] = c11_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 11u) * u.n + f0 + 41u] = c11_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 11u) * u.n + f0 + 42u] = c11_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 11u) * u.n + f0 + 43u] = c11_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 11u) * u.n + f0 + 44u] = c11_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 11u) * u.n + f0 + 45u] = c11_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 11u) * u.n + f0 + 46u] = c11_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 11u) * u.n + f0 + 47u] = c11_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 11u) * u.n + f0 + 48u] = c11_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 11u) * u.n + f0 + 49u] = c11_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 11u) * u.n + f0 + 50u] = c11_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 11u) * u.n + f0 + 51u] = c11_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 11u) * u.n + f0 + 52u] = c11_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 11u) * u.n + f0 + 53u] = c11_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 11u) * u.n + f0 + 54u] = c11_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 11u) * u.n + f0 + 55u] = c11_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 11u) * u.n + f0 + 56u] = c11_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 11u) * u.n + f0 + 57u] = c11_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 11u) * u.n + f0 + 58u] = c11_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 11u) * u.n + f0 + 59u] = c11_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 11u) * u.n + f0 + 60u] = c11_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 11u) * u.n + f0 + 61u] = c11_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 11u) * u.n + f0 + 62u] = c11_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 11u) * u.n + f0 + 63u] = c11_63; }
-  }
-  if (r0 + 12u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 12u) * u.n + f0 + 0u] = c12_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 12u) * u.n + f0 + 1u] = c12_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 12u) * u.n + f0 + 2u] = c12_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 12u) * u.n + f0 + 3u] = c12_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 12u) * u.n + f0 + 4u] = c12_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 12u) * u.n + f0 + 5u] = c12_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 12u) * u.n + f0 + 6u] = c12_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 12u) * u.n + f0 + 7u] = c12_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 12u) * u.n + f0 + 8u] = c12_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 12u) * u.n + f0 + 9u] = c12_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 12u) * u.n + f0 + 10u] = c12_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 12u) * u.n + f0 + 11u] = c12_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 12u) * u.n + f0 + 12u] = c12_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 12u) * u.n + f0 + 13u] = c12_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 12u) * u.n + f0 + 14u] = c12_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 12u) * u.n + f0 + 15u] = c12_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 12u) * u.n + f0 + 16u] = c12_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 12u) * u.n + f0 + 17u] = c12_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 12u) * u.n + f0 + 18u] = c12_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 12u) * u.n + f0 + 19u] = c12_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 12u) * u.n + f0 + 20u] = c12_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 12u) * u.n + f0 + 21u] = c12_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 12u) * u.n + f0 + 22u] = c12_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 12u) * u.n + f0 + 23u] = c12_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 12u) * u.n + f0 + 24u] = c12_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 12u) * u.n + f0 + 25u] = c12_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 12u) * u.n + f0 + 26u] = c12_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 12u) * u.n + f0 + 27u] = c12_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 12u) * u.n + f0 + 28u] = c12_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 12u) * u.n + f0 + 29u] = c12_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 12u) * u.n + f0 + 30u] = c12_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 12u) * u.n + f0 + 31u] = c12_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 12u) * u.n + f0 + 32u] = c12_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 12u) * u.n + f0 + 33u] = c12_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 12u) * u.n + f0 + 34u] = c12_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 12u) * u.n + f0 + 35u] = c12_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 12u) * u.n + f0 + 36u] = c12_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 12u) * u.n + f0 + 37u] = c12_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 12u) * u.n + f0 + 38u] = c12_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 12u) * u.n + f0 + 39u] = c12_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 12u) * u.n + f0 + 40u] = c12_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 12u) * u.n + f0 + 41u] = c12_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 12u) * u.n + f0 + 42u] = c12_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 12u) * u.n + f0 + 43u] = c12_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 12u) * u.n + f0 + 44u] = c12_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 12u) * u.n + f0 + 45u] = c12_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 12u) * u.n + f0 + 46u] = c12_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 12u) * u.n + f0 + 47u] = c12_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 12u) * u.n + f0 + 48u] = c12_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 12u) * u.n + f0 + 49u] = c12_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 12u) * u.n + f0 + 50u] = c12_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 12u) * u.n + f0 + 51u] = c12_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 12u) * u.n + f0 + 52u] = c12_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 12u) * u.n + f0 + 53u] = c12_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 12u) * u.n + f0 + 54u] = c12_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 12u) * u.n + f0 + 55u] = c12_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 12u) * u.n + f0 + 56u] = c12_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 12u) * u.n + f0 + 57u] = c12_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 12u) * u.n + f0 + 58u] = c12_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 12u) * u.n + f0 + 59u] = c12_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 12u) * u.n + f0 + 60u] = c12_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 12u) * u.n + f0 + 61u] = c12_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 12u) * u.n + f0 + 62u] = c12_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 12u) * u.n + f0 + 63u] = c12_63; }
-  }
-  if (r0 + 13u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 13u) * u.n + f0 + 0u] = c13_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 13u) * u.n + f0 + 1u] = c13_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 13u) * u.n + f0 + 2u] = c13_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 13u) * u.n + f0 + 3u] = c13_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 13u) * u.n + f0 + 4u] = c13_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 13u) * u.n + f0 + 5u] = c13_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 13u) * u.n + f0 + 6u] = c13_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 13u) * u.n + f0 + 7u] = c13_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 13u) * u.n + f0 + 8u] = c13_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 13u) * u.n + f0 + 9u] = c13_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 13u) * u.n + f0 + 10u] = c13_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 13u) * u.n + f0 + 11u] = c13_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 13u) * u.n + f0 + 12u] = c13_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 13u) * u.n + f0 + 13u] = c13_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 13u) * u.n + f0 + 14u] = c13_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 13u) * u.n + f0 + 15u] = c13_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 13u) * u.n + f0 + 16u] = c13_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 13u) * u.n + f0 + 17u] = c13_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 13u) * u.n + f0 + 18u] = c13_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 13u) * u.n + f0 + 19u] = c13_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 13u) * u.n + f0 + 20u] = c13_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 13u) * u.n + f0 + 21u] = c13_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 13u) * u.n + f0 + 22u] = c13_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 13u) * u.n + f0 + 23u] = c13_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 13u) * u.n + f0 + 24u] = c13_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 13u) * u.n + f0 + 25u] = c13_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 13u) * u.n + f0 + 26u] = c13_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 13u) * u.n + f0 + 27u] = c13_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 13u) * u.n + f0 + 28u] = c13_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 13u) * u.n + f0 + 29u] = c13_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 13u) * u.n + f0 + 30u] = c13_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 13u) * u.n + f0 + 31u] = c13_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 13u) * u.n + f0 + 32u] = c13_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 13u) * u.n + f0 + 33u] = c13_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 13u) * u.n + f0 + 34u] = c13_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 13u) * u.n + f0 + 35u] = c13_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 13u) * u.n + f0 + 36u] = c13_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 13u) * u.n + f0 + 37u] = c13_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 13u) * u.n + f0 + 38u] = c13_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 13u) * u.n + f0 + 39u] = c13_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 13u) * u.n + f0 + 40u] = c13_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 13u) * u.n + f0 + 41u] = c13_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 13u) * u.n + f0 + 42u] = c13_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 13u) * u.n + f0 + 43u] = c13_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 13u) * u.n + f0 + 44u] = c13_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 13u) * u.n + f0 + 45u] = c13_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 13u) * u.n + f0 + 46u] = c13_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 13u) * u.n + f0 + 47u] = c13_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 13u) * u.n + f0 + 48u] = c13_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 13u) * u.n + f0 + 49u] = c13_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 13u) * u.n + f0 + 50u] = c13_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 13u) * u.n + f0 + 51u] = c13_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 13u) * u.n + f0 + 52u] = c13_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 13u) * u.n + f0 + 53u] = c13_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 13u) * u.n + f0 + 54u] = c13_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 13u) * u.n + f0 + 55u] = c13_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 13u) * u.n + f0 + 56u] = c13_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 13u) * u.n + f0 + 57u] = c13_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 13u) * u.n + f0 + 58u] = c13_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 13u) * u.n + f0 + 59u] = c13_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 13u) * u.n + f0 + 60u] = c13_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 13u) * u.n + f0 + 61u] = c13_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 13u) * u.n + f0 + 62u] = c13_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 13u) * u.n + f0 + 63u] = c13_63; }
-  }
-  if (r0 + 14u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 14u) * u.n + f0 + 0u] = c14_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 14u) * u.n + f0 + 1u] = c14_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 14u) * u.n + f0 + 2u] = c14_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 14u) * u.n + f0 + 3u] = c14_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 14u) * u.n + f0 + 4u] = c14_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 14u) * u.n + f0 + 5u] = c14_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 14u) * u.n + f0 + 6u] = c14_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 14u) * u.n + f0 + 7u] = c14_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 14u) * u.n + f0 + 8u] = c14_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 14u) * u.n + f0 + 9u] = c14_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 14u) * u.n + f0 + 10u] = c14_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 14u) * u.n + f0 + 11u] = c14_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 14u) * u.n + f0 + 12u] = c14_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 14u) * u.n + f0 + 13u] = c14_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 14u) * u.n + f0 + 14u] = c14_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 14u) * u.n + f0 + 15u] = c14_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 14u) * u.n + f0 + 16u] = c14_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 14u) * u.n + f0 + 17u] = c14_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 14u) * u.n + f0 + 18u] = c14_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 14u) * u.n + f0 + 19u] = c14_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 14u) * u.n + f0 + 20u] = c14_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 14u) * u.n + f0 + 21u] = c14_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 14u) * u.n + f0 + 22u] = c14_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 14u) * u.n + f0 + 23u] = c14_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 14u) * u.n + f0 + 24u] = c14_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 14u) * u.n + f0 + 25u] = c14_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 14u) * u.n + f0 + 26u] = c14_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 14u) * u.n + f0 + 27u] = c14_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 14u) * u.n + f0 + 28u] = c14_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 14u) * u.n + f0 + 29u] = c14_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 14u) * u.n + f0 + 30u] = c14_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 14u) * u.n + f0 + 31u] = c14_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 14u) * u.n + f0 + 32u] = c14_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 14u) * u.n + f0 + 33u] = c14_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 14u) * u.n + f0 + 34u] = c14_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 14u) * u.n + f0 + 35u] = c14_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 14u) * u.n + f0 + 36u] = c14_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 14u) * u.n + f0 + 37u] = c14_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 14u) * u.n + f0 + 38u] = c14_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 14u) * u.n + f0 + 39u] = c14_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 14u) * u.n + f0 + 40u] = c14_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 14u) * u.n + f0 + 41u] = c14_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 14u) * u.n + f0 + 42u] = c14_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 14u) * u.n + f0 + 43u] = c14_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 14u) * u.n + f0 + 44u] = c14_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 14u) * u.n + f0 + 45u] = c14_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 14u) * u.n + f0 + 46u] = c14_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 14u) * u.n + f0 + 47u] = c14_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 14u) * u.n + f0 + 48u] = c14_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 14u) * u.n + f0 + 49u] = c14_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 14u) * u.n + f0 + 50u] = c14_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 14u) * u.n + f0 + 51u] = c14_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 14u) * u.n + f0 + 52u] = c14_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 14u) * u.n + f0 + 53u] = c14_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 14u) * u.n + f0 + 54u] = c14_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 14u) * u.n + f0 + 55u] = c14_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 14u) * u.n + f0 + 56u] = c14_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 14u) * u.n + f0 + 57u] = c14_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 14u) * u.n + f0 + 58u] = c14_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 14u) * u.n + f0 + 59u] = c14_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 14u) * u.n + f0 + 60u] = c14_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 14u) * u.n + f0 + 61u] = c14_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 14u) * u.n + f0 + 62u] = c14_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 14u) * u.n + f0 + 63u] = c14_63; }
-  }
-  if (r0 + 15u < u.rows) {
-    if (f0 + 0u < u.n) { pre[(r0 + 15u) * u.n + f0 + 0u] = c15_0; }
-    if (f0 + 1u < u.n) { pre[(r0 + 15u) * u.n + f0 + 1u] = c15_1; }
-    if (f0 + 2u < u.n) { pre[(r0 + 15u) * u.n + f0 + 2u] = c15_2; }
-    if (f0 + 3u < u.n) { pre[(r0 + 15u) * u.n + f0 + 3u] = c15_3; }
-    if (f0 + 4u < u.n) { pre[(r0 + 15u) * u.n + f0 + 4u] = c15_4; }
-    if (f0 + 5u < u.n) { pre[(r0 + 15u) * u.n + f0 + 5u] = c15_5; }
-    if (f0 + 6u < u.n) { pre[(r0 + 15u) * u.n + f0 + 6u] = c15_6; }
-    if (f0 + 7u < u.n) { pre[(r0 + 15u) * u.n + f0 + 7u] = c15_7; }
-    if (f0 + 8u < u.n) { pre[(r0 + 15u) * u.n + f0 + 8u] = c15_8; }
-    if (f0 + 9u < u.n) { pre[(r0 + 15u) * u.n + f0 + 9u] = c15_9; }
-    if (f0 + 10u < u.n) { pre[(r0 + 15u) * u.n + f0 + 10u] = c15_10; }
-    if (f0 + 11u < u.n) { pre[(r0 + 15u) * u.n + f0 + 11u] = c15_11; }
-    if (f0 + 12u < u.n) { pre[(r0 + 15u) * u.n + f0 + 12u] = c15_12; }
-    if (f0 + 13u < u.n) { pre[(r0 + 15u) * u.n + f0 + 13u] = c15_13; }
-    if (f0 + 14u < u.n) { pre[(r0 + 15u) * u.n + f0 + 14u] = c15_14; }
-    if (f0 + 15u < u.n) { pre[(r0 + 15u) * u.n + f0 + 15u] = c15_15; }
-    if (f0 + 16u < u.n) { pre[(r0 + 15u) * u.n + f0 + 16u] = c15_16; }
-    if (f0 + 17u < u.n) { pre[(r0 + 15u) * u.n + f0 + 17u] = c15_17; }
-    if (f0 + 18u < u.n) { pre[(r0 + 15u) * u.n + f0 + 18u] = c15_18; }
-    if (f0 + 19u < u.n) { pre[(r0 + 15u) * u.n + f0 + 19u] = c15_19; }
-    if (f0 + 20u < u.n) { pre[(r0 + 15u) * u.n + f0 + 20u] = c15_20; }
-    if (f0 + 21u < u.n) { pre[(r0 + 15u) * u.n + f0 + 21u] = c15_21; }
-    if (f0 + 22u < u.n) { pre[(r0 + 15u) * u.n + f0 + 22u] = c15_22; }
-    if (f0 + 23u < u.n) { pre[(r0 + 15u) * u.n + f0 + 23u] = c15_23; }
-    if (f0 + 24u < u.n) { pre[(r0 + 15u) * u.n + f0 + 24u] = c15_24; }
-    if (f0 + 25u < u.n) { pre[(r0 + 15u) * u.n + f0 + 25u] = c15_25; }
-    if (f0 + 26u < u.n) { pre[(r0 + 15u) * u.n + f0 + 26u] = c15_26; }
-    if (f0 + 27u < u.n) { pre[(r0 + 15u) * u.n + f0 + 27u] = c15_27; }
-    if (f0 + 28u < u.n) { pre[(r0 + 15u) * u.n + f0 + 28u] = c15_28; }
-    if (f0 + 29u < u.n) { pre[(r0 + 15u) * u.n + f0 + 29u] = c15_29; }
-    if (f0 + 30u < u.n) { pre[(r0 + 15u) * u.n + f0 + 30u] = c15_30; }
-    if (f0 + 31u < u.n) { pre[(r0 + 15u) * u.n + f0 + 31u] = c15_31; }
-    if (f0 + 32u < u.n) { pre[(r0 + 15u) * u.n + f0 + 32u] = c15_32; }
-    if (f0 + 33u < u.n) { pre[(r0 + 15u) * u.n + f0 + 33u] = c15_33; }
-    if (f0 + 34u < u.n) { pre[(r0 + 15u) * u.n + f0 + 34u] = c15_34; }
-    if (f0 + 35u < u.n) { pre[(r0 + 15u) * u.n + f0 + 35u] = c15_35; }
-    if (f0 + 36u < u.n) { pre[(r0 + 15u) * u.n + f0 + 36u] = c15_36; }
-    if (f0 + 37u < u.n) { pre[(r0 + 15u) * u.n + f0 + 37u] = c15_37; }
-    if (f0 + 38u < u.n) { pre[(r0 + 15u) * u.n + f0 + 38u] = c15_38; }
-    if (f0 + 39u < u.n) { pre[(r0 + 15u) * u.n + f0 + 39u] = c15_39; }
-    if (f0 + 40u < u.n) { pre[(r0 + 15u) * u.n + f0 + 40u] = c15_40; }
-    if (f0 + 41u < u.n) { pre[(r0 + 15u) * u.n + f0 + 41u] = c15_41; }
-    if (f0 + 42u < u.n) { pre[(r0 + 15u) * u.n + f0 + 42u] = c15_42; }
-    if (f0 + 43u < u.n) { pre[(r0 + 15u) * u.n + f0 + 43u] = c15_43; }
-    if (f0 + 44u < u.n) { pre[(r0 + 15u) * u.n + f0 + 44u] = c15_44; }
-    if (f0 + 45u < u.n) { pre[(r0 + 15u) * u.n + f0 + 45u] = c15_45; }
-    if (f0 + 46u < u.n) { pre[(r0 + 15u) * u.n + f0 + 46u] = c15_46; }
-    if (f0 + 47u < u.n) { pre[(r0 + 15u) * u.n + f0 + 47u] = c15_47; }
-    if (f0 + 48u < u.n) { pre[(r0 + 15u) * u.n + f0 + 48u] = c15_48; }
-    if (f0 + 49u < u.n) { pre[(r0 + 15u) * u.n + f0 + 49u] = c15_49; }
-    if (f0 + 50u < u.n) { pre[(r0 + 15u) * u.n + f0 + 50u] = c15_50; }
-    if (f0 + 51u < u.n) { pre[(r0 + 15u) * u.n + f0 + 51u] = c15_51; }
-    if (f0 + 52u < u.n) { pre[(r0 + 15u) * u.n + f0 + 52u] = c15_52; }
-    if (f0 + 53u < u.n) { pre[(r0 + 15u) * u.n + f0 + 53u] = c15_53; }
-    if (f0 + 54u < u.n) { pre[(r0 + 15u) * u.n + f0 + 54u] = c15_54; }
-    if (f0 + 55u < u.n) { pre[(r0 + 15u) * u.n + f0 + 55u] = c15_55; }
-    if (f0 + 56u < u.n) { pre[(r0 + 15u) * u.n + f0 + 56u] = c15_56; }
-    if (f0 + 57u < u.n) { pre[(r0 + 15u) * u.n + f0 + 57u] = c15_57; }
-    if (f0 + 58u < u.n) { pre[(r0 + 15u) * u.n + f0 + 58u] = c15_58; }
-    if (f0 + 59u < u.n) { pre[(r0 + 15u) * u.n + f0 + 59u] = c15_59; }
-    if (f0 + 60u < u.n) { pre[(r0 + 15u) * u.n + f0 + 60u] = c15_60; }
-    if (f0 + 61u < u.n) { pre[(r0 + 15u) * u.n + f0 + 61u] = c15_61; }
-    if (f0 + 62u < u.n) { pre[(r0 + 15u) * u.n + f0 + 62u] = c15_62; }
-    if (f0 + 63u < u.n) { pre[(r0 + 15u) * u.n + f0 + 63u] = c15_63; }
+  if (PRE_OUT == 1u) {
+    if (r0 + 0u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 0u)), vec4f(c0_0, c0_1, c0_2, c0_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 0u)), vec4f(c0_4, c0_5, c0_6, c0_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 0u)), vec4f(c0_8, c0_9, c0_10, c0_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 0u)), vec4f(c0_12, c0_13, c0_14, c0_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 0u)), vec4f(c0_16, c0_17, c0_18, c0_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 0u)), vec4f(c0_20, c0_21, c0_22, c0_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 0u)), vec4f(c0_24, c0_25, c0_26, c0_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 0u)), vec4f(c0_28, c0_29, c0_30, c0_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 0u)), vec4f(c0_32, c0_33, c0_34, c0_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 0u)), vec4f(c0_36, c0_37, c0_38, c0_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 0u)), vec4f(c0_40, c0_41, c0_42, c0_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 0u)), vec4f(c0_44, c0_45, c0_46, c0_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 0u)), vec4f(c0_48, c0_49, c0_50, c0_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 0u)), vec4f(c0_52, c0_53, c0_54, c0_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 0u)), vec4f(c0_56, c0_57, c0_58, c0_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 0u)), vec4f(c0_60, c0_61, c0_62, c0_63)); }
+    }
+    if (r0 + 1u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 1u)), vec4f(c1_0, c1_1, c1_2, c1_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 1u)), vec4f(c1_4, c1_5, c1_6, c1_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 1u)), vec4f(c1_8, c1_9, c1_10, c1_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 1u)), vec4f(c1_12, c1_13, c1_14, c1_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 1u)), vec4f(c1_16, c1_17, c1_18, c1_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 1u)), vec4f(c1_20, c1_21, c1_22, c1_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 1u)), vec4f(c1_24, c1_25, c1_26, c1_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 1u)), vec4f(c1_28, c1_29, c1_30, c1_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 1u)), vec4f(c1_32, c1_33, c1_34, c1_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 1u)), vec4f(c1_36, c1_37, c1_38, c1_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 1u)), vec4f(c1_40, c1_41, c1_42, c1_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 1u)), vec4f(c1_44, c1_45, c1_46, c1_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 1u)), vec4f(c1_48, c1_49, c1_50, c1_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 1u)), vec4f(c1_52, c1_53, c1_54, c1_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 1u)), vec4f(c1_56, c1_57, c1_58, c1_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 1u)), vec4f(c1_60, c1_61, c1_62, c1_63)); }
+    }
+    if (r0 + 2u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 2u)), vec4f(c2_0, c2_1, c2_2, c2_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 2u)), vec4f(c2_4, c2_5, c2_6, c2_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 2u)), vec4f(c2_8, c2_9, c2_10, c2_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 2u)), vec4f(c2_12, c2_13, c2_14, c2_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 2u)), vec4f(c2_16, c2_17, c2_18, c2_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 2u)), vec4f(c2_20, c2_21, c2_22, c2_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 2u)), vec4f(c2_24, c2_25, c2_26, c2_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 2u)), vec4f(c2_28, c2_29, c2_30, c2_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 2u)), vec4f(c2_32, c2_33, c2_34, c2_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 2u)), vec4f(c2_36, c2_37, c2_38, c2_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 2u)), vec4f(c2_40, c2_41, c2_42, c2_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 2u)), vec4f(c2_44, c2_45, c2_46, c2_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 2u)), vec4f(c2_48, c2_49, c2_50, c2_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 2u)), vec4f(c2_52, c2_53, c2_54, c2_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 2u)), vec4f(c2_56, c2_57, c2_58, c2_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 2u)), vec4f(c2_60, c2_61, c2_62, c2_63)); }
+    }
+    if (r0 + 3u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 3u)), vec4f(c3_0, c3_1, c3_2, c3_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 3u)), vec4f(c3_4, c3_5, c3_6, c3_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 3u)), vec4f(c3_8, c3_9, c3_10, c3_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 3u)), vec4f(c3_12, c3_13, c3_14, c3_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 3u)), vec4f(c3_16, c3_17, c3_18, c3_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 3u)), vec4f(c3_20, c3_21, c3_22, c3_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 3u)), vec4f(c3_24, c3_25, c3_26, c3_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 3u)), vec4f(c3_28, c3_29, c3_30, c3_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 3u)), vec4f(c3_32, c3_33, c3_34, c3_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 3u)), vec4f(c3_36, c3_37, c3_38, c3_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 3u)), vec4f(c3_40, c3_41, c3_42, c3_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 3u)), vec4f(c3_44, c3_45, c3_46, c3_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 3u)), vec4f(c3_48, c3_49, c3_50, c3_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 3u)), vec4f(c3_52, c3_53, c3_54, c3_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 3u)), vec4f(c3_56, c3_57, c3_58, c3_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 3u)), vec4f(c3_60, c3_61, c3_62, c3_63)); }
+    }
+    if (r0 + 4u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 4u)), vec4f(c4_0, c4_1, c4_2, c4_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 4u)), vec4f(c4_4, c4_5, c4_6, c4_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 4u)), vec4f(c4_8, c4_9, c4_10, c4_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 4u)), vec4f(c4_12, c4_13, c4_14, c4_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 4u)), vec4f(c4_16, c4_17, c4_18, c4_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 4u)), vec4f(c4_20, c4_21, c4_22, c4_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 4u)), vec4f(c4_24, c4_25, c4_26, c4_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 4u)), vec4f(c4_28, c4_29, c4_30, c4_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 4u)), vec4f(c4_32, c4_33, c4_34, c4_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 4u)), vec4f(c4_36, c4_37, c4_38, c4_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 4u)), vec4f(c4_40, c4_41, c4_42, c4_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 4u)), vec4f(c4_44, c4_45, c4_46, c4_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 4u)), vec4f(c4_48, c4_49, c4_50, c4_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 4u)), vec4f(c4_52, c4_53, c4_54, c4_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 4u)), vec4f(c4_56, c4_57, c4_58, c4_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 4u)), vec4f(c4_60, c4_61, c4_62, c4_63)); }
+    }
+    if (r0 + 5u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 5u)), vec4f(c5_0, c5_1, c5_2, c5_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 5u)), vec4f(c5_4, c5_5, c5_6, c5_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 5u)), vec4f(c5_8, c5_9, c5_10, c5_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 5u)), vec4f(c5_12, c5_13, c5_14, c5_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 5u)), vec4f(c5_16, c5_17, c5_18, c5_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 5u)), vec4f(c5_20, c5_21, c5_22, c5_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 5u)), vec4f(c5_24, c5_25, c5_26, c5_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 5u)), vec4f(c5_28, c5_29, c5_30, c5_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 5u)), vec4f(c5_32, c5_33, c5_34, c5_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 5u)), vec4f(c5_36, c5_37, c5_38, c5_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 5u)), vec4f(c5_40, c5_41, c5_42, c5_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 5u)), vec4f(c5_44, c5_45, c5_46, c5_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 5u)), vec4f(c5_48, c5_49, c5_50, c5_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 5u)), vec4f(c5_52, c5_53, c5_54, c5_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 5u)), vec4f(c5_56, c5_57, c5_58, c5_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 5u)), vec4f(c5_60, c5_61, c5_62, c5_63)); }
+    }
+    if (r0 + 6u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 6u)), vec4f(c6_0, c6_1, c6_2, c6_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 6u)), vec4f(c6_4, c6_5, c6_6, c6_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 6u)), vec4f(c6_8, c6_9, c6_10, c6_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 6u)), vec4f(c6_12, c6_13, c6_14, c6_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 6u)), vec4f(c6_16, c6_17, c6_18, c6_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 6u)), vec4f(c6_20, c6_21, c6_22, c6_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 6u)), vec4f(c6_24, c6_25, c6_26, c6_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 6u)), vec4f(c6_28, c6_29, c6_30, c6_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 6u)), vec4f(c6_32, c6_33, c6_34, c6_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 6u)), vec4f(c6_36, c6_37, c6_38, c6_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 6u)), vec4f(c6_40, c6_41, c6_42, c6_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 6u)), vec4f(c6_44, c6_45, c6_46, c6_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 6u)), vec4f(c6_48, c6_49, c6_50, c6_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 6u)), vec4f(c6_52, c6_53, c6_54, c6_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 6u)), vec4f(c6_56, c6_57, c6_58, c6_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 6u)), vec4f(c6_60, c6_61, c6_62, c6_63)); }
+    }
+    if (r0 + 7u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 7u)), vec4f(c7_0, c7_1, c7_2, c7_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 7u)), vec4f(c7_4, c7_5, c7_6, c7_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 7u)), vec4f(c7_8, c7_9, c7_10, c7_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 7u)), vec4f(c7_12, c7_13, c7_14, c7_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 7u)), vec4f(c7_16, c7_17, c7_18, c7_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 7u)), vec4f(c7_20, c7_21, c7_22, c7_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 7u)), vec4f(c7_24, c7_25, c7_26, c7_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 7u)), vec4f(c7_28, c7_29, c7_30, c7_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 7u)), vec4f(c7_32, c7_33, c7_34, c7_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 7u)), vec4f(c7_36, c7_37, c7_38, c7_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 7u)), vec4f(c7_40, c7_41, c7_42, c7_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 7u)), vec4f(c7_44, c7_45, c7_46, c7_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 7u)), vec4f(c7_48, c7_49, c7_50, c7_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 7u)), vec4f(c7_52, c7_53, c7_54, c7_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 7u)), vec4f(c7_56, c7_57, c7_58, c7_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 7u)), vec4f(c7_60, c7_61, c7_62, c7_63)); }
+    }
+    if (r0 + 8u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 8u)), vec4f(c8_0, c8_1, c8_2, c8_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 8u)), vec4f(c8_4, c8_5, c8_6, c8_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 8u)), vec4f(c8_8, c8_9, c8_10, c8_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 8u)), vec4f(c8_12, c8_13, c8_14, c8_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 8u)), vec4f(c8_16, c8_17, c8_18, c8_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 8u)), vec4f(c8_20, c8_21, c8_22, c8_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 8u)), vec4f(c8_24, c8_25, c8_26, c8_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 8u)), vec4f(c8_28, c8_29, c8_30, c8_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 8u)), vec4f(c8_32, c8_33, c8_34, c8_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 8u)), vec4f(c8_36, c8_37, c8_38, c8_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 8u)), vec4f(c8_40, c8_41, c8_42, c8_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 8u)), vec4f(c8_44, c8_45, c8_46, c8_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 8u)), vec4f(c8_48, c8_49, c8_50, c8_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 8u)), vec4f(c8_52, c8_53, c8_54, c8_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 8u)), vec4f(c8_56, c8_57, c8_58, c8_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 8u)), vec4f(c8_60, c8_61, c8_62, c8_63)); }
+    }
+    if (r0 + 9u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 9u)), vec4f(c9_0, c9_1, c9_2, c9_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 9u)), vec4f(c9_4, c9_5, c9_6, c9_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 9u)), vec4f(c9_8, c9_9, c9_10, c9_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 9u)), vec4f(c9_12, c9_13, c9_14, c9_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 9u)), vec4f(c9_16, c9_17, c9_18, c9_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 9u)), vec4f(c9_20, c9_21, c9_22, c9_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 9u)), vec4f(c9_24, c9_25, c9_26, c9_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 9u)), vec4f(c9_28, c9_29, c9_30, c9_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 9u)), vec4f(c9_32, c9_33, c9_34, c9_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 9u)), vec4f(c9_36, c9_37, c9_38, c9_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 9u)), vec4f(c9_40, c9_41, c9_42, c9_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 9u)), vec4f(c9_44, c9_45, c9_46, c9_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 9u)), vec4f(c9_48, c9_49, c9_50, c9_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 9u)), vec4f(c9_52, c9_53, c9_54, c9_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 9u)), vec4f(c9_56, c9_57, c9_58, c9_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 9u)), vec4f(c9_60, c9_61, c9_62, c9_63)); }
+    }
+    if (r0 + 10u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 10u)), vec4f(c10_0, c10_1, c10_2, c10_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 10u)), vec4f(c10_4, c10_5, c10_6, c10_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 10u)), vec4f(c10_8, c10_9, c10_10, c10_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 10u)), vec4f(c10_12, c10_13, c10_14, c10_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 10u)), vec4f(c10_16, c10_17, c10_18, c10_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 10u)), vec4f(c10_20, c10_21, c10_22, c10_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 10u)), vec4f(c10_24, c10_25, c10_26, c10_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 10u)), vec4f(c10_28, c10_29, c10_30, c10_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 10u)), vec4f(c10_32, c10_33, c10_34, c10_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 10u)), vec4f(c10_36, c10_37, c10_38, c10_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 10u)), vec4f(c10_40, c10_41, c10_42, c10_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 10u)), vec4f(c10_44, c10_45, c10_46, c10_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 10u)), vec4f(c10_48, c10_49, c10_50, c10_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 10u)), vec4f(c10_52, c10_53, c10_54, c10_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 10u)), vec4f(c10_56, c10_57, c10_58, c10_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 10u)), vec4f(c10_60, c10_61, c10_62, c10_63)); }
+    }
+    if (r0 + 11u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 11u)), vec4f(c11_0, c11_1, c11_2, c11_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 11u)), vec4f(c11_4, c11_5, c11_6, c11_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 11u)), vec4f(c11_8, c11_9, c11_10, c11_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 11u)), vec4f(c11_12, c11_13, c11_14, c11_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 11u)), vec4f(c11_16, c11_17, c11_18, c11_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 11u)), vec4f(c11_20, c11_21, c11_22, c11_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 11u)), vec4f(c11_24, c11_25, c11_26, c11_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 11u)), vec4f(c11_28, c11_29, c11_30, c11_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 11u)), vec4f(c11_32, c11_33, c11_34, c11_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 11u)), vec4f(c11_36, c11_37, c11_38, c11_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 11u)), vec4f(c11_40, c11_41, c11_42, c11_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 11u)), vec4f(c11_44, c11_45, c11_46, c11_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 11u)), vec4f(c11_48, c11_49, c11_50, c11_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 11u)), vec4f(c11_52, c11_53, c11_54, c11_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 11u)), vec4f(c11_56, c11_57, c11_58, c11_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 11u)), vec4f(c11_60, c11_61, c11_62, c11_63)); }
+    }
+    if (r0 + 12u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 12u)), vec4f(c12_0, c12_1, c12_2, c12_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 12u)), vec4f(c12_4, c12_5, c12_6, c12_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 12u)), vec4f(c12_8, c12_9, c12_10, c12_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 12u)), vec4f(c12_12, c12_13, c12_14, c12_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 12u)), vec4f(c12_16, c12_17, c12_18, c12_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 12u)), vec4f(c12_20, c12_21, c12_22, c12_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 12u)), vec4f(c12_24, c12_25, c12_26, c12_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 12u)), vec4f(c12_28, c12_29, c12_30, c12_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 12u)), vec4f(c12_32, c12_33, c12_34, c12_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 12u)), vec4f(c12_36, c12_37, c12_38, c12_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 12u)), vec4f(c12_40, c12_41, c12_42, c12_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 12u)), vec4f(c12_44, c12_45, c12_46, c12_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 12u)), vec4f(c12_48, c12_49, c12_50, c12_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 12u)), vec4f(c12_52, c12_53, c12_54, c12_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 12u)), vec4f(c12_56, c12_57, c12_58, c12_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 12u)), vec4f(c12_60, c12_61, c12_62, c12_63)); }
+    }
+    if (r0 + 13u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 13u)), vec4f(c13_0, c13_1, c13_2, c13_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 13u)), vec4f(c13_4, c13_5, c13_6, c13_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 13u)), vec4f(c13_8, c13_9, c13_10, c13_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 13u)), vec4f(c13_12, c13_13, c13_14, c13_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 13u)), vec4f(c13_16, c13_17, c13_18, c13_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 13u)), vec4f(c13_20, c13_21, c13_22, c13_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 13u)), vec4f(c13_24, c13_25, c13_26, c13_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 13u)), vec4f(c13_28, c13_29, c13_30, c13_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 13u)), vec4f(c13_32, c13_33, c13_34, c13_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 13u)), vec4f(c13_36, c13_37, c13_38, c13_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 13u)), vec4f(c13_40, c13_41, c13_42, c13_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 13u)), vec4f(c13_44, c13_45, c13_46, c13_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 13u)), vec4f(c13_48, c13_49, c13_50, c13_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 13u)), vec4f(c13_52, c13_53, c13_54, c13_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 13u)), vec4f(c13_56, c13_57, c13_58, c13_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 13u)), vec4f(c13_60, c13_61, c13_62, c13_63)); }
+    }
+    if (r0 + 14u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 14u)), vec4f(c14_0, c14_1, c14_2, c14_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 14u)), vec4f(c14_4, c14_5, c14_6, c14_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 14u)), vec4f(c14_8, c14_9, c14_10, c14_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 14u)), vec4f(c14_12, c14_13, c14_14, c14_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 14u)), vec4f(c14_16, c14_17, c14_18, c14_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 14u)), vec4f(c14_20, c14_21, c14_22, c14_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 14u)), vec4f(c14_24, c14_25, c14_26, c14_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 14u)), vec4f(c14_28, c14_29, c14_30, c14_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 14u)), vec4f(c14_32, c14_33, c14_34, c14_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 14u)), vec4f(c14_36, c14_37, c14_38, c14_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 14u)), vec4f(c14_40, c14_41, c14_42, c14_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 14u)), vec4f(c14_44, c14_45, c14_46, c14_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 14u)), vec4f(c14_48, c14_49, c14_50, c14_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 14u)), vec4f(c14_52, c14_53, c14_54, c14_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 14u)), vec4f(c14_56, c14_57, c14_58, c14_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 14u)), vec4f(c14_60, c14_61, c14_62, c14_63)); }
+    }
+    if (r0 + 15u < u.rows) {
+      if (f0 + 0u < u.n) { textureStore(preOut, vec2i(i32((f0 + 0u) / 4u), i32(r0 + 15u)), vec4f(c15_0, c15_1, c15_2, c15_3)); }
+      if (f0 + 4u < u.n) { textureStore(preOut, vec2i(i32((f0 + 4u) / 4u), i32(r0 + 15u)), vec4f(c15_4, c15_5, c15_6, c15_7)); }
+      if (f0 + 8u < u.n) { textureStore(preOut, vec2i(i32((f0 + 8u) / 4u), i32(r0 + 15u)), vec4f(c15_8, c15_9, c15_10, c15_11)); }
+      if (f0 + 12u < u.n) { textureStore(preOut, vec2i(i32((f0 + 12u) / 4u), i32(r0 + 15u)), vec4f(c15_12, c15_13, c15_14, c15_15)); }
+      if (f0 + 16u < u.n) { textureStore(preOut, vec2i(i32((f0 + 16u) / 4u), i32(r0 + 15u)), vec4f(c15_16, c15_17, c15_18, c15_19)); }
+      if (f0 + 20u < u.n) { textureStore(preOut, vec2i(i32((f0 + 20u) / 4u), i32(r0 + 15u)), vec4f(c15_20, c15_21, c15_22, c15_23)); }
+      if (f0 + 24u < u.n) { textureStore(preOut, vec2i(i32((f0 + 24u) / 4u), i32(r0 + 15u)), vec4f(c15_24, c15_25, c15_26, c15_27)); }
+      if (f0 + 28u < u.n) { textureStore(preOut, vec2i(i32((f0 + 28u) / 4u), i32(r0 + 15u)), vec4f(c15_28, c15_29, c15_30, c15_31)); }
+      if (f0 + 32u < u.n) { textureStore(preOut, vec2i(i32((f0 + 32u) / 4u), i32(r0 + 15u)), vec4f(c15_32, c15_33, c15_34, c15_35)); }
+      if (f0 + 36u < u.n) { textureStore(preOut, vec2i(i32((f0 + 36u) / 4u), i32(r0 + 15u)), vec4f(c15_36, c15_37, c15_38, c15_39)); }
+      if (f0 + 40u < u.n) { textureStore(preOut, vec2i(i32((f0 + 40u) / 4u), i32(r0 + 15u)), vec4f(c15_40, c15_41, c15_42, c15_43)); }
+      if (f0 + 44u < u.n) { textureStore(preOut, vec2i(i32((f0 + 44u) / 4u), i32(r0 + 15u)), vec4f(c15_44, c15_45, c15_46, c15_47)); }
+      if (f0 + 48u < u.n) { textureStore(preOut, vec2i(i32((f0 + 48u) / 4u), i32(r0 + 15u)), vec4f(c15_48, c15_49, c15_50, c15_51)); }
+      if (f0 + 52u < u.n) { textureStore(preOut, vec2i(i32((f0 + 52u) / 4u), i32(r0 + 15u)), vec4f(c15_52, c15_53, c15_54, c15_55)); }
+      if (f0 + 56u < u.n) { textureStore(preOut, vec2i(i32((f0 + 56u) / 4u), i32(r0 + 15u)), vec4f(c15_56, c15_57, c15_58, c15_59)); }
+      if (f0 + 60u < u.n) { textureStore(preOut, vec2i(i32((f0 + 60u) / 4u), i32(r0 + 15u)), vec4f(c15_60, c15_61, c15_62, c15_63)); }
+    }
+  } else {
+    if (r0 + 0u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 0u) * u.n + f0 + 0u] = c0_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 0u) * u.n + f0 + 1u] = c0_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 0u) * u.n + f0 + 2u] = c0_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 0u) * u.n + f0 + 3u] = c0_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 0u) * u.n + f0 + 4u] = c0_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 0u) * u.n + f0 + 5u] = c0_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 0u) * u.n + f0 + 6u] = c0_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 0u) * u.n + f0 + 7u] = c0_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 0u) * u.n + f0 + 8u] = c0_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 0u) * u.n + f0 + 9u] = c0_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 0u) * u.n + f0 + 10u] = c0_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 0u) * u.n + f0 + 11u] = c0_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 0u) * u.n + f0 + 12u] = c0_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 0u) * u.n + f0 + 13u] = c0_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 0u) * u.n + f0 + 14u] = c0_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 0u) * u.n + f0 + 15u] = c0_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 0u) * u.n + f0 + 16u] = c0_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 0u) * u.n + f0 + 17u] = c0_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 0u) * u.n + f0 + 18u] = c0_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 0u) * u.n + f0 + 19u] = c0_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 0u) * u.n + f0 + 20u] = c0_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 0u) * u.n + f0 + 21u] = c0_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 0u) * u.n + f0 + 22u] = c0_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 0u) * u.n + f0 + 23u] = c0_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 0u) * u.n + f0 + 24u] = c0_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 0u) * u.n + f0 + 25u] = c0_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 0u) * u.n + f0 + 26u] = c0_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 0u) * u.n + f0 + 27u] = c0_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 0u) * u.n + f0 + 28u] = c0_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 0u) * u.n + f0 + 29u] = c0_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 0u) * u.n + f0 + 30u] = c0_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 0u) * u.n + f0 + 31u] = c0_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 0u) * u.n + f0 + 32u] = c0_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 0u) * u.n + f0 + 33u] = c0_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 0u) * u.n + f0 + 34u] = c0_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 0u) * u.n + f0 + 35u] = c0_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 0u) * u.n + f0 + 36u] = c0_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 0u) * u.n + f0 + 37u] = c0_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 0u) * u.n + f0 + 38u] = c0_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 0u) * u.n + f0 + 39u] = c0_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 0u) * u.n + f0 + 40u] = c0_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 0u) * u.n + f0 + 41u] = c0_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 0u) * u.n + f0 + 42u] = c0_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 0u) * u.n + f0 + 43u] = c0_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 0u) * u.n + f0 + 44u] = c0_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 0u) * u.n + f0 + 45u] = c0_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 0u) * u.n + f0 + 46u] = c0_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 0u) * u.n + f0 + 47u] = c0_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 0u) * u.n + f0 + 48u] = c0_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 0u) * u.n + f0 + 49u] = c0_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 0u) * u.n + f0 + 50u] = c0_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 0u) * u.n + f0 + 51u] = c0_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 0u) * u.n + f0 + 52u] = c0_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 0u) * u.n + f0 + 53u] = c0_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 0u) * u.n + f0 + 54u] = c0_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 0u) * u.n + f0 + 55u] = c0_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 0u) * u.n + f0 + 56u] = c0_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 0u) * u.n + f0 + 57u] = c0_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 0u) * u.n + f0 + 58u] = c0_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 0u) * u.n + f0 + 59u] = c0_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 0u) * u.n + f0 + 60u] = c0_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 0u) * u.n + f0 + 61u] = c0_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 0u) * u.n + f0 + 62u] = c0_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 0u) * u.n + f0 + 63u] = c0_63; }
+    }
+    if (r0 + 1u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 1u) * u.n + f0 + 0u] = c1_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 1u) * u.n + f0 + 1u] = c1_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 1u) * u.n + f0 + 2u] = c1_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 1u) * u.n + f0 + 3u] = c1_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 1u) * u.n + f0 + 4u] = c1_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 1u) * u.n + f0 + 5u] = c1_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 1u) * u.n + f0 + 6u] = c1_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 1u) * u.n + f0 + 7u] = c1_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 1u) * u.n + f0 + 8u] = c1_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 1u) * u.n + f0 + 9u] = c1_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 1u) * u.n + f0 + 10u] = c1_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 1u) * u.n + f0 + 11u] = c1_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 1u) * u.n + f0 + 12u] = c1_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 1u) * u.n + f0 + 13u] = c1_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 1u) * u.n + f0 + 14u] = c1_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 1u) * u.n + f0 + 15u] = c1_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 1u) * u.n + f0 + 16u] = c1_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 1u) * u.n + f0 + 17u] = c1_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 1u) * u.n + f0 + 18u] = c1_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 1u) * u.n + f0 + 19u] = c1_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 1u) * u.n + f0 + 20u] = c1_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 1u) * u.n + f0 + 21u] = c1_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 1u) * u.n + f0 + 22u] = c1_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 1u) * u.n + f0 + 23u] = c1_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 1u) * u.n + f0 + 24u] = c1_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 1u) * u.n + f0 + 25u] = c1_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 1u) * u.n + f0 + 26u] = c1_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 1u) * u.n + f0 + 27u] = c1_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 1u) * u.n + f0 + 28u] = c1_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 1u) * u.n + f0 + 29u] = c1_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 1u) * u.n + f0 + 30u] = c1_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 1u) * u.n + f0 + 31u] = c1_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 1u) * u.n + f0 + 32u] = c1_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 1u) * u.n + f0 + 33u] = c1_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 1u) * u.n + f0 + 34u] = c1_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 1u) * u.n + f0 + 35u] = c1_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 1u) * u.n + f0 + 36u] = c1_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 1u) * u.n + f0 + 37u] = c1_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 1u) * u.n + f0 + 38u] = c1_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 1u) * u.n + f0 + 39u] = c1_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 1u) * u.n + f0 + 40u] = c1_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 1u) * u.n + f0 + 41u] = c1_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 1u) * u.n + f0 + 42u] = c1_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 1u) * u.n + f0 + 43u] = c1_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 1u) * u.n + f0 + 44u] = c1_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 1u) * u.n + f0 + 45u] = c1_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 1u) * u.n + f0 + 46u] = c1_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 1u) * u.n + f0 + 47u] = c1_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 1u) * u.n + f0 + 48u] = c1_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 1u) * u.n + f0 + 49u] = c1_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 1u) * u.n + f0 + 50u] = c1_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 1u) * u.n + f0 + 51u] = c1_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 1u) * u.n + f0 + 52u] = c1_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 1u) * u.n + f0 + 53u] = c1_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 1u) * u.n + f0 + 54u] = c1_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 1u) * u.n + f0 + 55u] = c1_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 1u) * u.n + f0 + 56u] = c1_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 1u) * u.n + f0 + 57u] = c1_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 1u) * u.n + f0 + 58u] = c1_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 1u) * u.n + f0 + 59u] = c1_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 1u) * u.n + f0 + 60u] = c1_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 1u) * u.n + f0 + 61u] = c1_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 1u) * u.n + f0 + 62u] = c1_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 1u) * u.n + f0 + 63u] = c1_63; }
+    }
+    if (r0 + 2u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 2u) * u.n + f0 + 0u] = c2_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 2u) * u.n + f0 + 1u] = c2_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 2u) * u.n + f0 + 2u] = c2_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 2u) * u.n + f0 + 3u] = c2_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 2u) * u.n + f0 + 4u] = c2_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 2u) * u.n + f0 + 5u] = c2_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 2u) * u.n + f0 + 6u] = c2_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 2u) * u.n + f0 + 7u] = c2_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 2u) * u.n + f0 + 8u] = c2_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 2u) * u.n + f0 + 9u] = c2_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 2u) * u.n + f0 + 10u] = c2_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 2u) * u.n + f0 + 11u] = c2_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 2u) * u.n + f0 + 12u] = c2_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 2u) * u.n + f0 + 13u] = c2_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 2u) * u.n + f0 + 14u] = c2_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 2u) * u.n + f0 + 15u] = c2_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 2u) * u.n + f0 + 16u] = c2_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 2u) * u.n + f0 + 17u] = c2_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 2u) * u.n + f0 + 18u] = c2_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 2u) * u.n + f0 + 19u] = c2_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 2u) * u.n + f0 + 20u] = c2_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 2u) * u.n + f0 + 21u] = c2_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 2u) * u.n + f0 + 22u] = c2_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 2u) * u.n + f0 + 23u] = c2_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 2u) * u.n + f0 + 24u] = c2_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 2u) * u.n + f0 + 25u] = c2_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 2u) * u.n + f0 + 26u] = c2_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 2u) * u.n + f0 + 27u] = c2_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 2u) * u.n + f0 + 28u] = c2_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 2u) * u.n + f0 + 29u] = c2_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 2u) * u.n + f0 + 30u] = c2_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 2u) * u.n + f0 + 31u] = c2_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 2u) * u.n + f0 + 32u] = c2_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 2u) * u.n + f0 + 33u] = c2_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 2u) * u.n + f0 + 34u] = c2_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 2u) * u.n + f0 + 35u] = c2_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 2u) * u.n + f0 + 36u] = c2_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 2u) * u.n + f0 + 37u] = c2_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 2u) * u.n + f0 + 38u] = c2_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 2u) * u.n + f0 + 39u] = c2_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 2u) * u.n + f0 + 40u] = c2_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 2u) * u.n + f0 + 41u] = c2_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 2u) * u.n + f0 + 42u] = c2_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 2u) * u.n + f0 + 43u] = c2_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 2u) * u.n + f0 + 44u] = c2_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 2u) * u.n + f0 + 45u] = c2_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 2u) * u.n + f0 + 46u] = c2_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 2u) * u.n + f0 + 47u] = c2_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 2u) * u.n + f0 + 48u] = c2_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 2u) * u.n + f0 + 49u] = c2_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 2u) * u.n + f0 + 50u] = c2_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 2u) * u.n + f0 + 51u] = c2_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 2u) * u.n + f0 + 52u] = c2_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 2u) * u.n + f0 + 53u] = c2_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 2u) * u.n + f0 + 54u] = c2_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 2u) * u.n + f0 + 55u] = c2_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 2u) * u.n + f0 + 56u] = c2_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 2u) * u.n + f0 + 57u] = c2_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 2u) * u.n + f0 + 58u] = c2_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 2u) * u.n + f0 + 59u] = c2_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 2u) * u.n + f0 + 60u] = c2_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 2u) * u.n + f0 + 61u] = c2_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 2u) * u.n + f0 + 62u] = c2_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 2u) * u.n + f0 + 63u] = c2_63; }
+    }
+    if (r0 + 3u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 3u) * u.n + f0 + 0u] = c3_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 3u) * u.n + f0 + 1u] = c3_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 3u) * u.n + f0 + 2u] = c3_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 3u) * u.n + f0 + 3u] = c3_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 3u) * u.n + f0 + 4u] = c3_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 3u) * u.n + f0 + 5u] = c3_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 3u) * u.n + f0 + 6u] = c3_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 3u) * u.n + f0 + 7u] = c3_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 3u) * u.n + f0 + 8u] = c3_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 3u) * u.n + f0 + 9u] = c3_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 3u) * u.n + f0 + 10u] = c3_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 3u) * u.n + f0 + 11u] = c3_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 3u) * u.n + f0 + 12u] = c3_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 3u) * u.n + f0 + 13u] = c3_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 3u) * u.n + f0 + 14u] = c3_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 3u) * u.n + f0 + 15u] = c3_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 3u) * u.n + f0 + 16u] = c3_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 3u) * u.n + f0 + 17u] = c3_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 3u) * u.n + f0 + 18u] = c3_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 3u) * u.n + f0 + 19u] = c3_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 3u) * u.n + f0 + 20u] = c3_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 3u) * u.n + f0 + 21u] = c3_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 3u) * u.n + f0 + 22u] = c3_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 3u) * u.n + f0 + 23u] = c3_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 3u) * u.n + f0 + 24u] = c3_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 3u) * u.n + f0 + 25u] = c3_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 3u) * u.n + f0 + 26u] = c3_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 3u) * u.n + f0 + 27u] = c3_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 3u) * u.n + f0 + 28u] = c3_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 3u) * u.n + f0 + 29u] = c3_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 3u) * u.n + f0 + 30u] = c3_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 3u) * u.n + f0 + 31u] = c3_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 3u) * u.n + f0 + 32u] = c3_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 3u) * u.n + f0 + 33u] = c3_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 3u) * u.n + f0 + 34u] = c3_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 3u) * u.n + f0 + 35u] = c3_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 3u) * u.n + f0 + 36u] = c3_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 3u) * u.n + f0 + 37u] = c3_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 3u) * u.n + f0 + 38u] = c3_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 3u) * u.n + f0 + 39u] = c3_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 3u) * u.n + f0 + 40u] = c3_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 3u) * u.n + f0 + 41u] = c3_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 3u) * u.n + f0 + 42u] = c3_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 3u) * u.n + f0 + 43u] = c3_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 3u) * u.n + f0 + 44u] = c3_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 3u) * u.n + f0 + 45u] = c3_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 3u) * u.n + f0 + 46u] = c3_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 3u) * u.n + f0 + 47u] = c3_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 3u) * u.n + f0 + 48u] = c3_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 3u) * u.n + f0 + 49u] = c3_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 3u) * u.n + f0 + 50u] = c3_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 3u) * u.n + f0 + 51u] = c3_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 3u) * u.n + f0 + 52u] = c3_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 3u) * u.n + f0 + 53u] = c3_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 3u) * u.n + f0 + 54u] = c3_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 3u) * u.n + f0 + 55u] = c3_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 3u) * u.n + f0 + 56u] = c3_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 3u) * u.n + f0 + 57u] = c3_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 3u) * u.n + f0 + 58u] = c3_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 3u) * u.n + f0 + 59u] = c3_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 3u) * u.n + f0 + 60u] = c3_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 3u) * u.n + f0 + 61u] = c3_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 3u) * u.n + f0 + 62u] = c3_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 3u) * u.n + f0 + 63u] = c3_63; }
+    }
+    if (r0 + 4u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 4u) * u.n + f0 + 0u] = c4_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 4u) * u.n + f0 + 1u] = c4_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 4u) * u.n + f0 + 2u] = c4_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 4u) * u.n + f0 + 3u] = c4_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 4u) * u.n + f0 + 4u] = c4_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 4u) * u.n + f0 + 5u] = c4_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 4u) * u.n + f0 + 6u] = c4_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 4u) * u.n + f0 + 7u] = c4_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 4u) * u.n + f0 + 8u] = c4_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 4u) * u.n + f0 + 9u] = c4_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 4u) * u.n + f0 + 10u] = c4_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 4u) * u.n + f0 + 11u] = c4_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 4u) * u.n + f0 + 12u] = c4_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 4u) * u.n + f0 + 13u] = c4_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 4u) * u.n + f0 + 14u] = c4_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 4u) * u.n + f0 + 15u] = c4_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 4u) * u.n + f0 + 16u] = c4_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 4u) * u.n + f0 + 17u] = c4_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 4u) * u.n + f0 + 18u] = c4_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 4u) * u.n + f0 + 19u] = c4_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 4u) * u.n + f0 + 20u] = c4_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 4u) * u.n + f0 + 21u] = c4_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 4u) * u.n + f0 + 22u] = c4_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 4u) * u.n + f0 + 23u] = c4_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 4u) * u.n + f0 + 24u] = c4_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 4u) * u.n + f0 + 25u] = c4_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 4u) * u.n + f0 + 26u] = c4_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 4u) * u.n + f0 + 27u] = c4_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 4u) * u.n + f0 + 28u] = c4_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 4u) * u.n + f0 + 29u] = c4_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 4u) * u.n + f0 + 30u] = c4_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 4u) * u.n + f0 + 31u] = c4_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 4u) * u.n + f0 + 32u] = c4_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 4u) * u.n + f0 + 33u] = c4_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 4u) * u.n + f0 + 34u] = c4_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 4u) * u.n + f0 + 35u] = c4_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 4u) * u.n + f0 + 36u] = c4_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 4u) * u.n + f0 + 37u] = c4_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 4u) * u.n + f0 + 38u] = c4_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 4u) * u.n + f0 + 39u] = c4_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 4u) * u.n + f0 + 40u] = c4_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 4u) * u.n + f0 + 41u] = c4_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 4u) * u.n + f0 + 42u] = c4_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 4u) * u.n + f0 + 43u] = c4_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 4u) * u.n + f0 + 44u] = c4_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 4u) * u.n + f0 + 45u] = c4_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 4u) * u.n + f0 + 46u] = c4_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 4u) * u.n + f0 + 47u] = c4_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 4u) * u.n + f0 + 48u] = c4_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 4u) * u.n + f0 + 49u] = c4_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 4u) * u.n + f0 + 50u] = c4_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 4u) * u.n + f0 + 51u] = c4_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 4u) * u.n + f0 + 52u] = c4_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 4u) * u.n + f0 + 53u] = c4_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 4u) * u.n + f0 + 54u] = c4_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 4u) * u.n + f0 + 55u] = c4_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 4u) * u.n + f0 + 56u] = c4_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 4u) * u.n + f0 + 57u] = c4_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 4u) * u.n + f0 + 58u] = c4_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 4u) * u.n + f0 + 59u] = c4_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 4u) * u.n + f0 + 60u] = c4_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 4u) * u.n + f0 + 61u] = c4_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 4u) * u.n + f0 + 62u] = c4_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 4u) * u.n + f0 + 63u] = c4_63; }
+    }
+    if (r0 + 5u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 5u) * u.n + f0 + 0u] = c5_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 5u) * u.n + f0 + 1u] = c5_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 5u) * u.n + f0 + 2u] = c5_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 5u) * u.n + f0 + 3u] = c5_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 5u) * u.n + f0 + 4u] = c5_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 5u) * u.n + f0 + 5u] = c5_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 5u) * u.n + f0 + 6u] = c5_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 5u) * u.n + f0 + 7u] = c5_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 5u) * u.n + f0 + 8u] = c5_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 5u) * u.n + f0 + 9u] = c5_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 5u) * u.n + f0 + 10u] = c5_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 5u) * u.n + f0 + 11u] = c5_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 5u) * u.n + f0 + 12u] = c5_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 5u) * u.n + f0 + 13u] = c5_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 5u) * u.n + f0 + 14u] = c5_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 5u) * u.n + f0 + 15u] = c5_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 5u) * u.n + f0 + 16u] = c5_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 5u) * u.n + f0 + 17u] = c5_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 5u) * u.n + f0 + 18u] = c5_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 5u) * u.n + f0 + 19u] = c5_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 5u) * u.n + f0 + 20u] = c5_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 5u) * u.n + f0 + 21u] = c5_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 5u) * u.n + f0 + 22u] = c5_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 5u) * u.n + f0 + 23u] = c5_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 5u) * u.n + f0 + 24u] = c5_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 5u) * u.n + f0 + 25u] = c5_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 5u) * u.n + f0 + 26u] = c5_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 5u) * u.n + f0 + 27u] = c5_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 5u) * u.n + f0 + 28u] = c5_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 5u) * u.n + f0 + 29u] = c5_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 5u) * u.n + f0 + 30u] = c5_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 5u) * u.n + f0 + 31u] = c5_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 5u) * u.n + f0 + 32u] = c5_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 5u) * u.n + f0 + 33u] = c5_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 5u) * u.n + f0 + 34u] = c5_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 5u) * u.n + f0 + 35u] = c5_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 5u) * u.n + f0 + 36u] = c5_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 5u) * u.n + f0 + 37u] = c5_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 5u) * u.n + f0 + 38u] = c5_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 5u) * u.n + f0 + 39u] = c5_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 5u) * u.n + f0 + 40u] = c5_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 5u) * u.n + f0 + 41u] = c5_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 5u) * u.n + f0 + 42u] = c5_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 5u) * u.n + f0 + 43u] = c5_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 5u) * u.n + f0 + 44u] = c5_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 5u) * u.n + f0 + 45u] = c5_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 5u) * u.n + f0 + 46u] = c5_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 5u) * u.n + f0 + 47u] = c5_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 5u) * u.n + f0 + 48u] = c5_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 5u) * u.n + f0 + 49u] = c5_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 5u) * u.n + f0 + 50u] = c5_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 5u) * u.n + f0 + 51u] = c5_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 5u) * u.n + f0 + 52u] = c5_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 5u) * u.n + f0 + 53u] = c5_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 5u) * u.n + f0 + 54u] = c5_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 5u) * u.n + f0 + 55u] = c5_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 5u) * u.n + f0 + 56u] = c5_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 5u) * u.n + f0 + 57u] = c5_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 5u) * u.n + f0 + 58u] = c5_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 5u) * u.n + f0 + 59u] = c5_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 5u) * u.n + f0 + 60u] = c5_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 5u) * u.n + f0 + 61u] = c5_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 5u) * u.n + f0 + 62u] = c5_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 5u) * u.n + f0 + 63u] = c5_63; }
+    }
+    if (r0 + 6u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 6u) * u.n + f0 + 0u] = c6_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 6u) * u.n + f0 + 1u] = c6_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 6u) * u.n + f0 + 2u] = c6_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 6u) * u.n + f0 + 3u] = c6_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 6u) * u.n + f0 + 4u] = c6_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 6u) * u.n + f0 + 5u] = c6_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 6u) * u.n + f0 + 6u] = c6_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 6u) * u.n + f0 + 7u] = c6_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 6u) * u.n + f0 + 8u] = c6_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 6u) * u.n + f0 + 9u] = c6_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 6u) * u.n + f0 + 10u] = c6_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 6u) * u.n + f0 + 11u] = c6_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 6u) * u.n + f0 + 12u] = c6_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 6u) * u.n + f0 + 13u] = c6_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 6u) * u.n + f0 + 14u] = c6_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 6u) * u.n + f0 + 15u] = c6_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 6u) * u.n + f0 + 16u] = c6_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 6u) * u.n + f0 + 17u] = c6_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 6u) * u.n + f0 + 18u] = c6_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 6u) * u.n + f0 + 19u] = c6_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 6u) * u.n + f0 + 20u] = c6_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 6u) * u.n + f0 + 21u] = c6_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 6u) * u.n + f0 + 22u] = c6_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 6u) * u.n + f0 + 23u] = c6_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 6u) * u.n + f0 + 24u] = c6_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 6u) * u.n + f0 + 25u] = c6_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 6u) * u.n + f0 + 26u] = c6_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 6u) * u.n + f0 + 27u] = c6_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 6u) * u.n + f0 + 28u] = c6_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 6u) * u.n + f0 + 29u] = c6_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 6u) * u.n + f0 + 30u] = c6_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 6u) * u.n + f0 + 31u] = c6_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 6u) * u.n + f0 + 32u] = c6_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 6u) * u.n + f0 + 33u] = c6_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 6u) * u.n + f0 + 34u] = c6_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 6u) * u.n + f0 + 35u] = c6_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 6u) * u.n + f0 + 36u] = c6_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 6u) * u.n + f0 + 37u] = c6_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 6u) * u.n + f0 + 38u] = c6_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 6u) * u.n + f0 + 39u] = c6_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 6u) * u.n + f0 + 40u] = c6_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 6u) * u.n + f0 + 41u] = c6_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 6u) * u.n + f0 + 42u] = c6_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 6u) * u.n + f0 + 43u] = c6_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 6u) * u.n + f0 + 44u] = c6_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 6u) * u.n + f0 + 45u] = c6_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 6u) * u.n + f0 + 46u] = c6_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 6u) * u.n + f0 + 47u] = c6_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 6u) * u.n + f0 + 48u] = c6_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 6u) * u.n + f0 + 49u] = c6_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 6u) * u.n + f0 + 50u] = c6_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 6u) * u.n + f0 + 51u] = c6_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 6u) * u.n + f0 + 52u] = c6_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 6u) * u.n + f0 + 53u] = c6_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 6u) * u.n + f0 + 54u] = c6_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 6u) * u.n + f0 + 55u] = c6_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 6u) * u.n + f0 + 56u] = c6_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 6u) * u.n + f0 + 57u] = c6_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 6u) * u.n + f0 + 58u] = c6_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 6u) * u.n + f0 + 59u] = c6_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 6u) * u.n + f0 + 60u] = c6_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 6u) * u.n + f0 + 61u] = c6_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 6u) * u.n + f0 + 62u] = c6_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 6u) * u.n + f0 + 63u] = c6_63; }
+    }
+    if (r0 + 7u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 7u) * u.n + f0 + 0u] = c7_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 7u) * u.n + f0 + 1u] = c7_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 7u) * u.n + f0 + 2u] = c7_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 7u) * u.n + f0 + 3u] = c7_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 7u) * u.n + f0 + 4u] = c7_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 7u) * u.n + f0 + 5u] = c7_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 7u) * u.n + f0 + 6u] = c7_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 7u) * u.n + f0 + 7u] = c7_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 7u) * u.n + f0 + 8u] = c7_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 7u) * u.n + f0 + 9u] = c7_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 7u) * u.n + f0 + 10u] = c7_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 7u) * u.n + f0 + 11u] = c7_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 7u) * u.n + f0 + 12u] = c7_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 7u) * u.n + f0 + 13u] = c7_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 7u) * u.n + f0 + 14u] = c7_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 7u) * u.n + f0 + 15u] = c7_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 7u) * u.n + f0 + 16u] = c7_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 7u) * u.n + f0 + 17u] = c7_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 7u) * u.n + f0 + 18u] = c7_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 7u) * u.n + f0 + 19u] = c7_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 7u) * u.n + f0 + 20u] = c7_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 7u) * u.n + f0 + 21u] = c7_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 7u) * u.n + f0 + 22u] = c7_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 7u) * u.n + f0 + 23u] = c7_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 7u) * u.n + f0 + 24u] = c7_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 7u) * u.n + f0 + 25u] = c7_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 7u) * u.n + f0 + 26u] = c7_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 7u) * u.n + f0 + 27u] = c7_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 7u) * u.n + f0 + 28u] = c7_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 7u) * u.n + f0 + 29u] = c7_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 7u) * u.n + f0 + 30u] = c7_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 7u) * u.n + f0 + 31u] = c7_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 7u) * u.n + f0 + 32u] = c7_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 7u) * u.n + f0 + 33u] = c7_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 7u) * u.n + f0 + 34u] = c7_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 7u) * u.n + f0 + 35u] = c7_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 7u) * u.n + f0 + 36u] = c7_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 7u) * u.n + f0 + 37u] = c7_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 7u) * u.n + f0 + 38u] = c7_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 7u) * u.n + f0 + 39u] = c7_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 7u) * u.n + f0 + 40u] = c7_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 7u) * u.n + f0 + 41u] = c7_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 7u) * u.n + f0 + 42u] = c7_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 7u) * u.n + f0 + 43u] = c7_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 7u) * u.n + f0 + 44u] = c7_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 7u) * u.n + f0 + 45u] = c7_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 7u) * u.n + f0 + 46u] = c7_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 7u) * u.n + f0 + 47u] = c7_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 7u) * u.n + f0 + 48u] = c7_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 7u) * u.n + f0 + 49u] = c7_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 7u) * u.n + f0 + 50u] = c7_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 7u) * u.n + f0 + 51u] = c7_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 7u) * u.n + f0 + 52u] = c7_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 7u) * u.n + f0 + 53u] = c7_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 7u) * u.n + f0 + 54u] = c7_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 7u) * u.n + f0 + 55u] = c7_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 7u) * u.n + f0 + 56u] = c7_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 7u) * u.n + f0 + 57u] = c7_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 7u) * u.n + f0 + 58u] = c7_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 7u) * u.n + f0 + 59u] = c7_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 7u) * u.n + f0 + 60u] = c7_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 7u) * u.n + f0 + 61u] = c7_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 7u) * u.n + f0 + 62u] = c7_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 7u) * u.n + f0 + 63u] = c7_63; }
+    }
+    if (r0 + 8u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 8u) * u.n + f0 + 0u] = c8_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 8u) * u.n + f0 + 1u] = c8_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 8u) * u.n + f0 + 2u] = c8_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 8u) * u.n + f0 + 3u] = c8_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 8u) * u.n + f0 + 4u] = c8_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 8u) * u.n + f0 + 5u] = c8_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 8u) * u.n + f0 + 6u] = c8_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 8u) * u.n + f0 + 7u] = c8_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 8u) * u.n + f0 + 8u] = c8_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 8u) * u.n + f0 + 9u] = c8_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 8u) * u.n + f0 + 10u] = c8_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 8u) * u.n + f0 + 11u] = c8_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 8u) * u.n + f0 + 12u] = c8_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 8u) * u.n + f0 + 13u] = c8_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 8u) * u.n + f0 + 14u] = c8_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 8u) * u.n + f0 + 15u] = c8_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 8u) * u.n + f0 + 16u] = c8_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 8u) * u.n + f0 + 17u] = c8_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 8u) * u.n + f0 + 18u] = c8_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 8u) * u.n + f0 + 19u] = c8_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 8u) * u.n + f0 + 20u] = c8_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 8u) * u.n + f0 + 21u] = c8_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 8u) * u.n + f0 + 22u] = c8_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 8u) * u.n + f0 + 23u] = c8_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 8u) * u.n + f0 + 24u] = c8_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 8u) * u.n + f0 + 25u] = c8_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 8u) * u.n + f0 + 26u] = c8_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 8u) * u.n + f0 + 27u] = c8_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 8u) * u.n + f0 + 28u] = c8_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 8u) * u.n + f0 + 29u] = c8_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 8u) * u.n + f0 + 30u] = c8_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 8u) * u.n + f0 + 31u] = c8_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 8u) * u.n + f0 + 32u] = c8_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 8u) * u.n + f0 + 33u] = c8_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 8u) * u.n + f0 + 34u] = c8_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 8u) * u.n + f0 + 35u] = c8_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 8u) * u.n + f0 + 36u] = c8_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 8u) * u.n + f0 + 37u] = c8_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 8u) * u.n + f0 + 38u] = c8_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 8u) * u.n + f0 + 39u] = c8_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 8u) * u.n + f0 + 40u] = c8_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 8u) * u.n + f0 + 41u] = c8_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 8u) * u.n + f0 + 42u] = c8_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 8u) * u.n + f0 + 43u] = c8_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 8u) * u.n + f0 + 44u] = c8_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 8u) * u.n + f0 + 45u] = c8_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 8u) * u.n + f0 + 46u] = c8_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 8u) * u.n + f0 + 47u] = c8_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 8u) * u.n + f0 + 48u] = c8_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 8u) * u.n + f0 + 49u] = c8_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 8u) * u.n + f0 + 50u] = c8_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 8u) * u.n + f0 + 51u] = c8_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 8u) * u.n + f0 + 52u] = c8_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 8u) * u.n + f0 + 53u] = c8_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 8u) * u.n + f0 + 54u] = c8_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 8u) * u.n + f0 + 55u] = c8_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 8u) * u.n + f0 + 56u] = c8_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 8u) * u.n + f0 + 57u] = c8_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 8u) * u.n + f0 + 58u] = c8_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 8u) * u.n + f0 + 59u] = c8_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 8u) * u.n + f0 + 60u] = c8_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 8u) * u.n + f0 + 61u] = c8_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 8u) * u.n + f0 + 62u] = c8_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 8u) * u.n + f0 + 63u] = c8_63; }
+    }
+    if (r0 + 9u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 9u) * u.n + f0 + 0u] = c9_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 9u) * u.n + f0 + 1u] = c9_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 9u) * u.n + f0 + 2u] = c9_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 9u) * u.n + f0 + 3u] = c9_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 9u) * u.n + f0 + 4u] = c9_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 9u) * u.n + f0 + 5u] = c9_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 9u) * u.n + f0 + 6u] = c9_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 9u) * u.n + f0 + 7u] = c9_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 9u) * u.n + f0 + 8u] = c9_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 9u) * u.n + f0 + 9u] = c9_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 9u) * u.n + f0 + 10u] = c9_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 9u) * u.n + f0 + 11u] = c9_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 9u) * u.n + f0 + 12u] = c9_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 9u) * u.n + f0 + 13u] = c9_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 9u) * u.n + f0 + 14u] = c9_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 9u) * u.n + f0 + 15u] = c9_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 9u) * u.n + f0 + 16u] = c9_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 9u) * u.n + f0 + 17u] = c9_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 9u) * u.n + f0 + 18u] = c9_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 9u) * u.n + f0 + 19u] = c9_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 9u) * u.n + f0 + 20u] = c9_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 9u) * u.n + f0 + 21u] = c9_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 9u) * u.n + f0 + 22u] = c9_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 9u) * u.n + f0 + 23u] = c9_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 9u) * u.n + f0 + 24u] = c9_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 9u) * u.n + f0 + 25u] = c9_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 9u) * u.n + f0 + 26u] = c9_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 9u) * u.n + f0 + 27u] = c9_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 9u) * u.n + f0 + 28u] = c9_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 9u) * u.n + f0 + 29u] = c9_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 9u) * u.n + f0 + 30u] = c9_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 9u) * u.n + f0 + 31u] = c9_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 9u) * u.n + f0 + 32u] = c9_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 9u) * u.n + f0 + 33u] = c9_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 9u) * u.n + f0 + 34u] = c9_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 9u) * u.n + f0 + 35u] = c9_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 9u) * u.n + f0 + 36u] = c9_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 9u) * u.n + f0 + 37u] = c9_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 9u) * u.n + f0 + 38u] = c9_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 9u) * u.n + f0 + 39u] = c9_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 9u) * u.n + f0 + 40u] = c9_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 9u) * u.n + f0 + 41u] = c9_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 9u) * u.n + f0 + 42u] = c9_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 9u) * u.n + f0 + 43u] = c9_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 9u) * u.n + f0 + 44u] = c9_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 9u) * u.n + f0 + 45u] = c9_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 9u) * u.n + f0 + 46u] = c9_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 9u) * u.n + f0 + 47u] = c9_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 9u) * u.n + f0 + 48u] = c9_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 9u) * u.n + f0 + 49u] = c9_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 9u) * u.n + f0 + 50u] = c9_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 9u) * u.n + f0 + 51u] = c9_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 9u) * u.n + f0 + 52u] = c9_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 9u) * u.n + f0 + 53u] = c9_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 9u) * u.n + f0 + 54u] = c9_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 9u) * u.n + f0 + 55u] = c9_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 9u) * u.n + f0 + 56u] = c9_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 9u) * u.n + f0 + 57u] = c9_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 9u) * u.n + f0 + 58u] = c9_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 9u) * u.n + f0 + 59u] = c9_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 9u) * u.n + f0 + 60u] = c9_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 9u) * u.n + f0 + 61u] = c9_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 9u) * u.n + f0 + 62u] = c9_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 9u) * u.n + f0 + 63u] = c9_63; }
+    }
+    if (r0 + 10u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 10u) * u.n + f0 + 0u] = c10_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 10u) * u.n + f0 + 1u] = c10_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 10u) * u.n + f0 + 2u] = c10_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 10u) * u.n + f0 + 3u] = c10_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 10u) * u.n + f0 + 4u] = c10_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 10u) * u.n + f0 + 5u] = c10_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 10u) * u.n + f0 + 6u] = c10_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 10u) * u.n + f0 + 7u] = c10_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 10u) * u.n + f0 + 8u] = c10_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 10u) * u.n + f0 + 9u] = c10_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 10u) * u.n + f0 + 10u] = c10_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 10u) * u.n + f0 + 11u] = c10_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 10u) * u.n + f0 + 12u] = c10_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 10u) * u.n + f0 + 13u] = c10_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 10u) * u.n + f0 + 14u] = c10_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 10u) * u.n + f0 + 15u] = c10_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 10u) * u.n + f0 + 16u] = c10_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 10u) * u.n + f0 + 17u] = c10_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 10u) * u.n + f0 + 18u] = c10_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 10u) * u.n + f0 + 19u] = c10_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 10u) * u.n + f0 + 20u] = c10_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 10u) * u.n + f0 + 21u] = c10_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 10u) * u.n + f0 + 22u] = c10_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 10u) * u.n + f0 + 23u] = c10_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 10u) * u.n + f0 + 24u] = c10_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 10u) * u.n + f0 + 25u] = c10_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 10u) * u.n + f0 + 26u] = c10_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 10u) * u.n + f0 + 27u] = c10_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 10u) * u.n + f0 + 28u] = c10_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 10u) * u.n + f0 + 29u] = c10_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 10u) * u.n + f0 + 30u] = c10_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 10u) * u.n + f0 + 31u] = c10_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 10u) * u.n + f0 + 32u] = c10_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 10u) * u.n + f0 + 33u] = c10_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 10u) * u.n + f0 + 34u] = c10_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 10u) * u.n + f0 + 35u] = c10_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 10u) * u.n + f0 + 36u] = c10_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 10u) * u.n + f0 + 37u] = c10_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 10u) * u.n + f0 + 38u] = c10_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 10u) * u.n + f0 + 39u] = c10_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 10u) * u.n + f0 + 40u] = c10_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 10u) * u.n + f0 + 41u] = c10_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 10u) * u.n + f0 + 42u] = c10_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 10u) * u.n + f0 + 43u] = c10_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 10u) * u.n + f0 + 44u] = c10_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 10u) * u.n + f0 + 45u] = c10_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 10u) * u.n + f0 + 46u] = c10_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 10u) * u.n + f0 + 47u] = c10_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 10u) * u.n + f0 + 48u] = c10_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 10u) * u.n + f0 + 49u] = c10_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 10u) * u.n + f0 + 50u] = c10_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 10u) * u.n + f0 + 51u] = c10_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 10u) * u.n + f0 + 52u] = c10_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 10u) * u.n + f0 + 53u] = c10_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 10u) * u.n + f0 + 54u] = c10_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 10u) * u.n + f0 + 55u] = c10_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 10u) * u.n + f0 + 56u] = c10_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 10u) * u.n + f0 + 57u] = c10_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 10u) * u.n + f0 + 58u] = c10_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 10u) * u.n + f0 + 59u] = c10_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 10u) * u.n + f0 + 60u] = c10_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 10u) * u.n + f0 + 61u] = c10_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 10u) * u.n + f0 + 62u] = c10_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 10u) * u.n + f0 + 63u] = c10_63; }
+    }
+    if (r0 + 11u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 11u) * u.n + f0 + 0u] = c11_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 11u) * u.n + f0 + 1u] = c11_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 11u) * u.n + f0 + 2u] = c11_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 11u) * u.n + f0 + 3u] = c11_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 11u) * u.n + f0 + 4u] = c11_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 11u) * u.n + f0 + 5u] = c11_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 11u) * u.n + f0 + 6u] = c11_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 11u) * u.n + f0 + 7u] = c11_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 11u) * u.n + f0 + 8u] = c11_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 11u) * u.n + f0 + 9u] = c11_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 11u) * u.n + f0 + 10u] = c11_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 11u) * u.n + f0 + 11u] = c11_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 11u) * u.n + f0 + 12u] = c11_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 11u) * u.n + f0 + 13u] = c11_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 11u) * u.n + f0 + 14u] = c11_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 11u) * u.n + f0 + 15u] = c11_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 11u) * u.n + f0 + 16u] = c11_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 11u) * u.n + f0 + 17u] = c11_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 11u) * u.n + f0 + 18u] = c11_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 11u) * u.n + f0 + 19u] = c11_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 11u) * u.n + f0 + 20u] = c11_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 11u) * u.n + f0 + 21u] = c11_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 11u) * u.n + f0 + 22u] = c11_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 11u) * u.n + f0 + 23u] = c11_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 11u) * u.n + f0 + 24u] = c11_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 11u) * u.n + f0 + 25u] = c11_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 11u) * u.n + f0 + 26u] = c11_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 11u) * u.n + f0 + 27u] = c11_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 11u) * u.n + f0 + 28u] = c11_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 11u) * u.n + f0 + 29u] = c11_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 11u) * u.n + f0 + 30u] = c11_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 11u) * u.n + f0 + 31u] = c11_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 11u) * u.n + f0 + 32u] = c11_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 11u) * u.n + f0 + 33u] = c11_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 11u) * u.n + f0 + 34u] = c11_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 11u) * u.n + f0 + 35u] = c11_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 11u) * u.n + f0 + 36u] = c11_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 11u) * u.n + f0 + 37u] = c11_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 11u) * u.n + f0 + 38u] = c11_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 11u) * u.n + f0 + 39u] = c11_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 11u) * u.n + f0 + 40u] = c11_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 11u) * u.n + f0 + 41u] = c11_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 11u) * u.n + f0 + 42u] = c11_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 11u) * u.n + f0 + 43u] = c11_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 11u) * u.n + f0 + 44u] = c11_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 11u) * u.n + f0 + 45u] = c11_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 11u) * u.n + f0 + 46u] = c11_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 11u) * u.n + f0 + 47u] = c11_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 11u) * u.n + f0 + 48u] = c11_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 11u) * u.n + f0 + 49u] = c11_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 11u) * u.n + f0 + 50u] = c11_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 11u) * u.n + f0 + 51u] = c11_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 11u) * u.n + f0 + 52u] = c11_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 11u) * u.n + f0 + 53u] = c11_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 11u) * u.n + f0 + 54u] = c11_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 11u) * u.n + f0 + 55u] = c11_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 11u) * u.n + f0 + 56u] = c11_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 11u) * u.n + f0 + 57u] = c11_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 11u) * u.n + f0 + 58u] = c11_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 11u) * u.n + f0 + 59u] = c11_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 11u) * u.n + f0 + 60u] = c11_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 11u) * u.n + f0 + 61u] = c11_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 11u) * u.n + f0 + 62u] = c11_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 11u) * u.n + f0 + 63u] = c11_63; }
+    }
+    if (r0 + 12u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 12u) * u.n + f0 + 0u] = c12_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 12u) * u.n + f0 + 1u] = c12_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 12u) * u.n + f0 + 2u] = c12_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 12u) * u.n + f0 + 3u] = c12_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 12u) * u.n + f0 + 4u] = c12_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 12u) * u.n + f0 + 5u] = c12_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 12u) * u.n + f0 + 6u] = c12_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 12u) * u.n + f0 + 7u] = c12_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 12u) * u.n + f0 + 8u] = c12_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 12u) * u.n + f0 + 9u] = c12_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 12u) * u.n + f0 + 10u] = c12_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 12u) * u.n + f0 + 11u] = c12_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 12u) * u.n + f0 + 12u] = c12_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 12u) * u.n + f0 + 13u] = c12_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 12u) * u.n + f0 + 14u] = c12_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 12u) * u.n + f0 + 15u] = c12_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 12u) * u.n + f0 + 16u] = c12_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 12u) * u.n + f0 + 17u] = c12_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 12u) * u.n + f0 + 18u] = c12_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 12u) * u.n + f0 + 19u] = c12_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 12u) * u.n + f0 + 20u] = c12_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 12u) * u.n + f0 + 21u] = c12_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 12u) * u.n + f0 + 22u] = c12_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 12u) * u.n + f0 + 23u] = c12_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 12u) * u.n + f0 + 24u] = c12_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 12u) * u.n + f0 + 25u] = c12_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 12u) * u.n + f0 + 26u] = c12_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 12u) * u.n + f0 + 27u] = c12_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 12u) * u.n + f0 + 28u] = c12_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 12u) * u.n + f0 + 29u] = c12_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 12u) * u.n + f0 + 30u] = c12_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 12u) * u.n + f0 + 31u] = c12_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 12u) * u.n + f0 + 32u] = c12_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 12u) * u.n + f0 + 33u] = c12_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 12u) * u.n + f0 + 34u] = c12_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 12u) * u.n + f0 + 35u] = c12_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 12u) * u.n + f0 + 36u] = c12_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 12u) * u.n + f0 + 37u] = c12_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 12u) * u.n + f0 + 38u] = c12_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 12u) * u.n + f0 + 39u] = c12_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 12u) * u.n + f0 + 40u] = c12_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 12u) * u.n + f0 + 41u] = c12_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 12u) * u.n + f0 + 42u] = c12_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 12u) * u.n + f0 + 43u] = c12_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 12u) * u.n + f0 + 44u] = c12_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 12u) * u.n + f0 + 45u] = c12_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 12u) * u.n + f0 + 46u] = c12_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 12u) * u.n + f0 + 47u] = c12_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 12u) * u.n + f0 + 48u] = c12_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 12u) * u.n + f0 + 49u] = c12_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 12u) * u.n + f0 + 50u] = c12_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 12u) * u.n + f0 + 51u] = c12_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 12u) * u.n + f0 + 52u] = c12_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 12u) * u.n + f0 + 53u] = c12_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 12u) * u.n + f0 + 54u] = c12_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 12u) * u.n + f0 + 55u] = c12_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 12u) * u.n + f0 + 56u] = c12_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 12u) * u.n + f0 + 57u] = c12_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 12u) * u.n + f0 + 58u] = c12_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 12u) * u.n + f0 + 59u] = c12_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 12u) * u.n + f0 + 60u] = c12_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 12u) * u.n + f0 + 61u] = c12_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 12u) * u.n + f0 + 62u] = c12_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 12u) * u.n + f0 + 63u] = c12_63; }
+    }
+    if (r0 + 13u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 13u) * u.n + f0 + 0u] = c13_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 13u) * u.n + f0 + 1u] = c13_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 13u) * u.n + f0 + 2u] = c13_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 13u) * u.n + f0 + 3u] = c13_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 13u) * u.n + f0 + 4u] = c13_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 13u) * u.n + f0 + 5u] = c13_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 13u) * u.n + f0 + 6u] = c13_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 13u) * u.n + f0 + 7u] = c13_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 13u) * u.n + f0 + 8u] = c13_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 13u) * u.n + f0 + 9u] = c13_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 13u) * u.n + f0 + 10u] = c13_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 13u) * u.n + f0 + 11u] = c13_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 13u) * u.n + f0 + 12u] = c13_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 13u) * u.n + f0 + 13u] = c13_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 13u) * u.n + f0 + 14u] = c13_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 13u) * u.n + f0 + 15u] = c13_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 13u) * u.n + f0 + 16u] = c13_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 13u) * u.n + f0 + 17u] = c13_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 13u) * u.n + f0 + 18u] = c13_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 13u) * u.n + f0 + 19u] = c13_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 13u) * u.n + f0 + 20u] = c13_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 13u) * u.n + f0 + 21u] = c13_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 13u) * u.n + f0 + 22u] = c13_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 13u) * u.n + f0 + 23u] = c13_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 13u) * u.n + f0 + 24u] = c13_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 13u) * u.n + f0 + 25u] = c13_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 13u) * u.n + f0 + 26u] = c13_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 13u) * u.n + f0 + 27u] = c13_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 13u) * u.n + f0 + 28u] = c13_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 13u) * u.n + f0 + 29u] = c13_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 13u) * u.n + f0 + 30u] = c13_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 13u) * u.n + f0 + 31u] = c13_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 13u) * u.n + f0 + 32u] = c13_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 13u) * u.n + f0 + 33u] = c13_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 13u) * u.n + f0 + 34u] = c13_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 13u) * u.n + f0 + 35u] = c13_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 13u) * u.n + f0 + 36u] = c13_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 13u) * u.n + f0 + 37u] = c13_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 13u) * u.n + f0 + 38u] = c13_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 13u) * u.n + f0 + 39u] = c13_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 13u) * u.n + f0 + 40u] = c13_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 13u) * u.n + f0 + 41u] = c13_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 13u) * u.n + f0 + 42u] = c13_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 13u) * u.n + f0 + 43u] = c13_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 13u) * u.n + f0 + 44u] = c13_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 13u) * u.n + f0 + 45u] = c13_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 13u) * u.n + f0 + 46u] = c13_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 13u) * u.n + f0 + 47u] = c13_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 13u) * u.n + f0 + 48u] = c13_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 13u) * u.n + f0 + 49u] = c13_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 13u) * u.n + f0 + 50u] = c13_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 13u) * u.n + f0 + 51u] = c13_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 13u) * u.n + f0 + 52u] = c13_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 13u) * u.n + f0 + 53u] = c13_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 13u) * u.n + f0 + 54u] = c13_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 13u) * u.n + f0 + 55u] = c13_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 13u) * u.n + f0 + 56u] = c13_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 13u) * u.n + f0 + 57u] = c13_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 13u) * u.n + f0 + 58u] = c13_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 13u) * u.n + f0 + 59u] = c13_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 13u) * u.n + f0 + 60u] = c13_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 13u) * u.n + f0 + 61u] = c13_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 13u) * u.n + f0 + 62u] = c13_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 13u) * u.n + f0 + 63u] = c13_63; }
+    }
+    if (r0 + 14u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 14u) * u.n + f0 + 0u] = c14_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 14u) * u.n + f0 + 1u] = c14_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 14u) * u.n + f0 + 2u] = c14_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 14u) * u.n + f0 + 3u] = c14_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 14u) * u.n + f0 + 4u] = c14_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 14u) * u.n + f0 + 5u] = c14_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 14u) * u.n + f0 + 6u] = c14_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 14u) * u.n + f0 + 7u] = c14_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 14u) * u.n + f0 + 8u] = c14_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 14u) * u.n + f0 + 9u] = c14_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 14u) * u.n + f0 + 10u] = c14_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 14u) * u.n + f0 + 11u] = c14_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 14u) * u.n + f0 + 12u] = c14_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 14u) * u.n + f0 + 13u] = c14_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 14u) * u.n + f0 + 14u] = c14_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 14u) * u.n + f0 + 15u] = c14_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 14u) * u.n + f0 + 16u] = c14_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 14u) * u.n + f0 + 17u] = c14_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 14u) * u.n + f0 + 18u] = c14_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 14u) * u.n + f0 + 19u] = c14_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 14u) * u.n + f0 + 20u] = c14_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 14u) * u.n + f0 + 21u] = c14_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 14u) * u.n + f0 + 22u] = c14_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 14u) * u.n + f0 + 23u] = c14_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 14u) * u.n + f0 + 24u] = c14_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 14u) * u.n + f0 + 25u] = c14_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 14u) * u.n + f0 + 26u] = c14_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 14u) * u.n + f0 + 27u] = c14_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 14u) * u.n + f0 + 28u] = c14_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 14u) * u.n + f0 + 29u] = c14_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 14u) * u.n + f0 + 30u] = c14_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 14u) * u.n + f0 + 31u] = c14_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 14u) * u.n + f0 + 32u] = c14_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 14u) * u.n + f0 + 33u] = c14_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 14u) * u.n + f0 + 34u] = c14_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 14u) * u.n + f0 + 35u] = c14_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 14u) * u.n + f0 + 36u] = c14_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 14u) * u.n + f0 + 37u] = c14_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 14u) * u.n + f0 + 38u] = c14_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 14u) * u.n + f0 + 39u] = c14_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 14u) * u.n + f0 + 40u] = c14_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 14u) * u.n + f0 + 41u] = c14_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 14u) * u.n + f0 + 42u] = c14_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 14u) * u.n + f0 + 43u] = c14_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 14u) * u.n + f0 + 44u] = c14_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 14u) * u.n + f0 + 45u] = c14_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 14u) * u.n + f0 + 46u] = c14_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 14u) * u.n + f0 + 47u] = c14_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 14u) * u.n + f0 + 48u] = c14_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 14u) * u.n + f0 + 49u] = c14_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 14u) * u.n + f0 + 50u] = c14_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 14u) * u.n + f0 + 51u] = c14_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 14u) * u.n + f0 + 52u] = c14_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 14u) * u.n + f0 + 53u] = c14_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 14u) * u.n + f0 + 54u] = c14_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 14u) * u.n + f0 + 55u] = c14_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 14u) * u.n + f0 + 56u] = c14_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 14u) * u.n + f0 + 57u] = c14_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 14u) * u.n + f0 + 58u] = c14_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 14u) * u.n + f0 + 59u] = c14_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 14u) * u.n + f0 + 60u] = c14_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 14u) * u.n + f0 + 61u] = c14_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 14u) * u.n + f0 + 62u] = c14_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 14u) * u.n + f0 + 63u] = c14_63; }
+    }
+    if (r0 + 15u < u.rows) {
+      if (f0 + 0u < u.n) { pre[(r0 + 15u) * u.n + f0 + 0u] = c15_0; }
+      if (f0 + 1u < u.n) { pre[(r0 + 15u) * u.n + f0 + 1u] = c15_1; }
+      if (f0 + 2u < u.n) { pre[(r0 + 15u) * u.n + f0 + 2u] = c15_2; }
+      if (f0 + 3u < u.n) { pre[(r0 + 15u) * u.n + f0 + 3u] = c15_3; }
+      if (f0 + 4u < u.n) { pre[(r0 + 15u) * u.n + f0 + 4u] = c15_4; }
+      if (f0 + 5u < u.n) { pre[(r0 + 15u) * u.n + f0 + 5u] = c15_5; }
+      if (f0 + 6u < u.n) { pre[(r0 + 15u) * u.n + f0 + 6u] = c15_6; }
+      if (f0 + 7u < u.n) { pre[(r0 + 15u) * u.n + f0 + 7u] = c15_7; }
+      if (f0 + 8u < u.n) { pre[(r0 + 15u) * u.n + f0 + 8u] = c15_8; }
+      if (f0 + 9u < u.n) { pre[(r0 + 15u) * u.n + f0 + 9u] = c15_9; }
+      if (f0 + 10u < u.n) { pre[(r0 + 15u) * u.n + f0 + 10u] = c15_10; }
+      if (f0 + 11u < u.n) { pre[(r0 + 15u) * u.n + f0 + 11u] = c15_11; }
+      if (f0 + 12u < u.n) { pre[(r0 + 15u) * u.n + f0 + 12u] = c15_12; }
+      if (f0 + 13u < u.n) { pre[(r0 + 15u) * u.n + f0 + 13u] = c15_13; }
+      if (f0 + 14u < u.n) { pre[(r0 + 15u) * u.n + f0 + 14u] = c15_14; }
+      if (f0 + 15u < u.n) { pre[(r0 + 15u) * u.n + f0 + 15u] = c15_15; }
+      if (f0 + 16u < u.n) { pre[(r0 + 15u) * u.n + f0 + 16u] = c15_16; }
+      if (f0 + 17u < u.n) { pre[(r0 + 15u) * u.n + f0 + 17u] = c15_17; }
+      if (f0 + 18u < u.n) { pre[(r0 + 15u) * u.n + f0 + 18u] = c15_18; }
+      if (f0 + 19u < u.n) { pre[(r0 + 15u) * u.n + f0 + 19u] = c15_19; }
+      if (f0 + 20u < u.n) { pre[(r0 + 15u) * u.n + f0 + 20u] = c15_20; }
+      if (f0 + 21u < u.n) { pre[(r0 + 15u) * u.n + f0 + 21u] = c15_21; }
+      if (f0 + 22u < u.n) { pre[(r0 + 15u) * u.n + f0 + 22u] = c15_22; }
+      if (f0 + 23u < u.n) { pre[(r0 + 15u) * u.n + f0 + 23u] = c15_23; }
+      if (f0 + 24u < u.n) { pre[(r0 + 15u) * u.n + f0 + 24u] = c15_24; }
+      if (f0 + 25u < u.n) { pre[(r0 + 15u) * u.n + f0 + 25u] = c15_25; }
+      if (f0 + 26u < u.n) { pre[(r0 + 15u) * u.n + f0 + 26u] = c15_26; }
+      if (f0 + 27u < u.n) { pre[(r0 + 15u) * u.n + f0 + 27u] = c15_27; }
+      if (f0 + 28u < u.n) { pre[(r0 + 15u) * u.n + f0 + 28u] = c15_28; }
+      if (f0 + 29u < u.n) { pre[(r0 + 15u) * u.n + f0 + 29u] = c15_29; }
+      if (f0 + 30u < u.n) { pre[(r0 + 15u) * u.n + f0 + 30u] = c15_30; }
+      if (f0 + 31u < u.n) { pre[(r0 + 15u) * u.n + f0 + 31u] = c15_31; }
+      if (f0 + 32u < u.n) { pre[(r0 + 15u) * u.n + f0 + 32u] = c15_32; }
+      if (f0 + 33u < u.n) { pre[(r0 + 15u) * u.n + f0 + 33u] = c15_33; }
+      if (f0 + 34u < u.n) { pre[(r0 + 15u) * u.n + f0 + 34u] = c15_34; }
+      if (f0 + 35u < u.n) { pre[(r0 + 15u) * u.n + f0 + 35u] = c15_35; }
+      if (f0 + 36u < u.n) { pre[(r0 + 15u) * u.n + f0 + 36u] = c15_36; }
+      if (f0 + 37u < u.n) { pre[(r0 + 15u) * u.n + f0 + 37u] = c15_37; }
+      if (f0 + 38u < u.n) { pre[(r0 + 15u) * u.n + f0 + 38u] = c15_38; }
+      if (f0 + 39u < u.n) { pre[(r0 + 15u) * u.n + f0 + 39u] = c15_39; }
+      if (f0 + 40u < u.n) { pre[(r0 + 15u) * u.n + f0 + 40u] = c15_40; }
+      if (f0 + 41u < u.n) { pre[(r0 + 15u) * u.n + f0 + 41u] = c15_41; }
+      if (f0 + 42u < u.n) { pre[(r0 + 15u) * u.n + f0 + 42u] = c15_42; }
+      if (f0 + 43u < u.n) { pre[(r0 + 15u) * u.n + f0 + 43u] = c15_43; }
+      if (f0 + 44u < u.n) { pre[(r0 + 15u) * u.n + f0 + 44u] = c15_44; }
+      if (f0 + 45u < u.n) { pre[(r0 + 15u) * u.n + f0 + 45u] = c15_45; }
+      if (f0 + 46u < u.n) { pre[(r0 + 15u) * u.n + f0 + 46u] = c15_46; }
+      if (f0 + 47u < u.n) { pre[(r0 + 15u) * u.n + f0 + 47u] = c15_47; }
+      if (f0 + 48u < u.n) { pre[(r0 + 15u) * u.n + f0 + 48u] = c15_48; }
+      if (f0 + 49u < u.n) { pre[(r0 + 15u) * u.n + f0 + 49u] = c15_49; }
+      if (f0 + 50u < u.n) { pre[(r0 + 15u) * u.n + f0 + 50u] = c15_50; }
+      if (f0 + 51u < u.n) { pre[(r0 + 15u) * u.n + f0 + 51u] = c15_51; }
+      if (f0 + 52u < u.n) { pre[(r0 + 15u) * u.n + f0 + 52u] = c15_52; }
+      if (f0 + 53u < u.n) { pre[(r0 + 15u) * u.n + f0 + 53u] = c15_53; }
+      if (f0 + 54u < u.n) { pre[(r0 + 15u) * u.n + f0 + 54u] = c15_54; }
+      if (f0 + 55u < u.n) { pre[(r0 + 15u) * u.n + f0 + 55u] = c15_55; }
+      if (f0 + 56u < u.n) { pre[(r0 + 15u) * u.n + f0 + 56u] = c15_56; }
+      if (f0 + 57u < u.n) { pre[(r0 + 15u) * u.n + f0 + 57u] = c15_57; }
+      if (f0 + 58u < u.n) { pre[(r0 + 15u) * u.n + f0 + 58u] = c15_58; }
+      if (f0 + 59u < u.n) { pre[(r0 + 15u) * u.n + f0 + 59u] = c15_59; }
+      if (f0 + 60u < u.n) { pre[(r0 + 15u) * u.n + f0 + 60u] = c15_60; }
+      if (f0 + 61u < u.n) { pre[(r0 + 15u) * u.n + f0 + 61u] = c15_61; }
+      if (f0 + 62u < u.n) { pre[(r0 + 15u) * u.n + f0 + 62u] = c15_62; }
+      if (f0 + 63u < u.n) { pre[(r0 + 15u) * u.n + f0 + 63u] = c15_63; }
+    }
   }
   if (CMAX == 1u) {
     let nc = (u.n + 63u) / 64u;

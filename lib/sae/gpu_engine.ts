@@ -552,11 +552,17 @@ export class GpuEngine implements SaeEngine {
       const rows = Math.min(bb.chunkRows, B - r0);
       const pre = bb.pre[batchTopK ? c : 0];
       chunks.push({ pre, rows, rowOffset: r0 });
-      // The chunk maxima serve selectTopKOp below (not BatchTopK's training selection).
+      // The chunk maxima serve selectTopKOp below (not BatchTopK's training selection). With
+      // them the top-k reads a few chunks of pre, from its buffer as well: the texture mirror is
+      // for AuxK's selection then, and the GEMM writes it instead of the buffer.
       const cmax = batchTopK ? undefined : bb.cmax;
+      const auxRuns = mode === "train" && kAux.some((k) => k > 0);
+      const preTex = cmax && tex && !auxRuns ? undefined : bb.preTex;
+      const preOut = cmax && tex && preTex ? preTex.view : undefined;
       if (tex) {
+        const outs = { bDec: p.bias.param, pre, ...(cmax ? { cmax } : {}) };
         out.push(
-          ...textureGemmOp(gpu, tex, { bDec: p.bias.param, pre, ...(cmax ? { cmax } : {}) }, {
+          ...textureGemmOp(gpu, tex, { ...outs, ...(preOut ? { preOut } : {}) }, {
             rows,
             rowOffset: r0,
           }),
@@ -573,11 +579,7 @@ export class GpuEngine implements SaeEngine {
         );
       }
       out.mark("encoder GEMM");
-      // With chunk maxima the top-k reads a few chunks of pre, from its buffer as well: the
-      // mirror is for AuxK's selection then.
-      const auxRuns = mode === "train" && kAux.some((k) => k > 0);
-      const preTex = cmax && tex && !auxRuns ? undefined : bb.preTex;
-      if (preTex) {
+      if (preTex && !preOut) {
         // The selections read this chunk's pre through its texture mirror (software adapters).
         out.command((enc) => encodePreTextureCopy(enc, pre, preTex, rows));
         out.mark("pre texture copy");

@@ -17,6 +17,7 @@ import {
   textureGemmTile,
 } from "../../lib/sae/ops/encoder_gemm.ts";
 import { encoderGemmSgWgsl, encoderGemmWgsl } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
+import { preTextureSupported, topkDummyTexture } from "../../lib/sae/ops/topk.ts";
 import assert from "node:assert/strict";
 
 Deno.test("kernels/encoder_gemm.wgsl and encoder_gemm_sg.wgsl are what their generator writes", async () => {
@@ -143,7 +144,9 @@ Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the
   small.xs.texture.destroy(), small.encW.texture.destroy(), scratch.destroy();
   // n = 4 100 spans two array layers of encW; B = 4 100 two of xs; n = 37 and 40 leave every
   // block partly out of range; rows (B − ⌊B/3⌋) are no multiple of any tile's rows.
-  const shapes = [[37, 64, 4100], [4100, 64, 40], [45, 128, 37]] as const;
+  // n = 192 (a multiple of 64) also has pre's texture mirror written by the subgroup block.
+  const shapes = [[37, 64, 4100], [4100, 64, 40], [45, 128, 37], [70, 64, 192]] as const;
+  let preOutRuns = 0;
   const blocks: TextureGemmBlock[] = !gpu.isFallback
     ? [32]
     : subgroupGemmSupported(gpu)
@@ -201,6 +204,43 @@ Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the
       });
       assert.deepEqual(await readF32(gpu, cmax, rows * nc), wantMax, `cmax B=${B} n=${n}`);
       assert.deepEqual(await readF32(gpu, pre, rows * n), got, "pre unchanged by the chunk maxima");
+      if (preTextureSupported(gpu, rows, n)) {
+        // preOut: the same values as texels of pre's texture mirror, and pre's buffer untouched.
+        const preTex = gpu.device.createTexture({
+          size: [n / 4, rows],
+          format: "rgba32float",
+          usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_SRC,
+        });
+        const poisoned = new Float32Array(rows * n).fill(-3);
+        gpu.device.queue.writeBuffer(pre, 0, poisoned);
+        await runOps(
+          gpu,
+          textureGemmOp(gpu, tex, { bDec: bufs.bDec, pre, cmax, preOut: preTex.createView() }, {
+            rows,
+            rowOffset,
+          }, block),
+          "texture GEMM into pre's texture",
+        );
+        assert.deepEqual(await readF32(gpu, pre, rows * n), poisoned, "pre's buffer not written");
+        const copy = createStorage(gpu, rows * n * 4, "pre texture readback");
+        const enc = gpu.device.createCommandEncoder();
+        enc.copyTextureToBuffer({ texture: preTex }, { buffer: copy, bytesPerRow: n * 4 }, [
+          n / 4,
+          rows,
+        ]);
+        gpu.device.queue.submit([enc.finish()]);
+        assert.deepEqual(await readF32(gpu, copy, rows * n), got, `preOut B=${B} n=${n}`);
+        copy.destroy(), preTex.destroy();
+        preOutRuns++;
+      }
+      assert.throws(
+        () =>
+          textureGemmOp(gpu, tex, { bDec: bufs.bDec, pre, preOut: topkDummyTexture(gpu) }, {
+            rows,
+            rowOffset,
+          }, 32),
+        /only "sg" blocks without a K limit write preOut/,
+      );
       cmax.destroy();
       // The entry whose sum stops at a column count read from a buffer (u32 index 2 here): 50
       // columns of d rounded up to 52, as if xs, encW and bDec were zero past them.
@@ -234,4 +274,5 @@ Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the
     for (const b of [...Object.values(bufs), pre]) b.destroy();
     tex.xs.texture.destroy(), tex.encW.texture.destroy();
   }
+  assert.equal(preOutRuns, blocks.includes("sg") ? 1 : 0, "preOut checked where subgroups run");
 });

@@ -221,6 +221,7 @@ export function textureGemmKernel(
   block: TextureGemmBlock,
   kLimitAt?: number,
   chunkMax = false,
+  preOut = false,
 ): Kernel {
   const constants = { WG: BLOCK_WG };
   if (block === "sg") {
@@ -228,7 +229,7 @@ export function textureGemmKernel(
       ? {
         file: "encoder_gemm_sg.wgsl",
         entry: "gemm_block4_tex_sg",
-        constants: { ...constants, CMAX: chunkMax ? 1 : 0 },
+        constants: { ...constants, CMAX: chunkMax ? 1 : 0, PRE_OUT: preOut ? 1 : 0 },
       }
       : {
         file: "encoder_gemm_sg.wgsl",
@@ -238,6 +239,22 @@ export function textureGemmKernel(
   }
   const entry = block === 64 ? "gemm_block4_tex64" : "gemm_block4_tex";
   return { file: "encoder_gemm.wgsl", entry, constants };
+}
+
+const placeholderTextures = new WeakMap<GPUDevice, GPUTextureView>();
+/** A 1×1 rgba32float storage texture bound as preOut where the GEMM writes pre's buffer. */
+function placeholderStorageTexture(gpu: Gpu): GPUTextureView {
+  let v = placeholderTextures.get(gpu.device);
+  if (!v) {
+    v = gpu.device.createTexture({
+      label: "unused preOut",
+      size: [1, 1],
+      format: "rgba32float",
+      usage: GPUTextureUsage.STORAGE_BINDING,
+    }).createView();
+    placeholderTextures.set(gpu.device, v);
+  }
+  return v;
 }
 
 /** Features per chunk of the chunk maxima the subgroup GEMM writes (`textureGemmOp`'s cmax). */
@@ -259,7 +276,9 @@ export function chunkMaxLength(rows: number, n: number): number {
  * first ⌈kLimit.buffer[at] / 4⌉·4 columns of d only — exact where the operands are zero past them
  * (other blocks sum over all d, which is then the same). With `cmax` (and no `kLimit`), blocks for
  * which `gemmWritesChunkMax` holds also write cmax[r, c] = max_{64c ≤ i < 64c + 64, i < n} pre[r, i]
- * for the chunk's rows (others leave it alone).
+ * for the chunk's rows (others leave it alone); with `preOut` (a storage view of an rgba32float
+ * [n/4, ≥ rows] texture, such as a `PreTexture`'s; the same blocks only) they write the chunk there
+ * instead of into `pre`.
  */
 export function textureGemmOp(
   gpu: Gpu,
@@ -269,6 +288,7 @@ export function textureGemmOp(
     pre: GPUBuffer;
     kLimit?: { buffer: GPUBuffer; at: number };
     cmax?: GPUBuffer;
+    preOut?: GPUTextureView;
   },
   sizes: { rows: number; rowOffset: number },
   block: TextureGemmBlock = textureGemmBlock(gpu, tex.n),
@@ -308,17 +328,26 @@ export function textureGemmOp(
         `chunkMaxLength(${rows}, ${n}) · 4 = ${chunkMaxLength(rows, n) * 4}`,
     );
   }
-  // The subgroup entries declare binding 5 (kl or cmax): bind a placeholder when unused.
-  const fifth = block === "sg" ? [kl?.buffer ?? cmax ?? placeholderBuffer(gpu)] : [];
+  const preOut = gemmWritesChunkMax(block) && !kl ? buffers.preOut : undefined;
+  if (buffers.preOut && !preOut) {
+    throw new GpuError(`encoder GEMM (textures): only "sg" blocks without a K limit write preOut`);
+  }
+  // The subgroup entries declare binding 5 (kl or cmax), the main one binding 6 (preOut): bind
+  // placeholders when unused.
+  const extra = block !== "sg"
+    ? []
+    : kl
+    ? [kl.buffer]
+    : [cmax ?? placeholderBuffer(gpu), preOut ?? placeholderStorageTexture(gpu)];
   return [{
-    kernel: textureGemmKernel(block, kl?.at, !!cmax),
+    kernel: textureGemmKernel(block, kl?.at, !!cmax, !!preOut),
     buffers: [
       matrixTextureView(tex.xs),
       matrixTextureView(tex.encW),
       buffers.bDec,
       buffers.pre,
       sharedUniforms(gpu, { rows, d, n, rowOffset }),
-      ...fifth,
+      ...extra,
     ],
     workgroups: [Math.ceil(n / tile.cols), Math.ceil(rows / tile.rows)],
   }];

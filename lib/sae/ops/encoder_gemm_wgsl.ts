@@ -315,7 +315,10 @@ const SG_HEADER =
 //   binding 5 cmax array<f32> [rows, ceil(n / ${SG_COLS})] at (r, f0 / ${SG_COLS}) (features past n repeat
 //   feature n − 1, which lies in the same chunk, so the maximum is exact); the top-k's chunk
 //   filter then reads a few chunks of pre instead of all of it (kernels/topk.wgsl, try_cmax).
-//   With CMAX = 0 bind any buffer there.
+//   With CMAX = 0 bind any buffer there. With PRE_OUT = 1 it writes the chunk into binding 6
+//   preOut texture_storage_2d<rgba32float, write> [n/4, rows] (texel (i/4, r) = pre[r, i..i+3];
+//   n % 4 == 0) instead of binding 3: a quarter of the stores, and no copy for readers of pre's
+//   texture mirror (kernels/topk.wgsl). With PRE_OUT = 0 bind any such texture there.
 // gemm_block4_tex_sg_k — the same without cmax, summing over the first min(d, ⌈kl[KL_AT] / 4⌉·4)
 //   columns of d only (binding 5 kl array<u32>, e.g. a dead count a plan kernel wrote): exact when
 //   the operands are zero past that column, and the cost follows it.
@@ -323,6 +326,7 @@ const SG_HEADER =
 override WG: u32 = 16;
 override KL_AT: u32 = 0u;
 override CMAX: u32 = 0u;
+override PRE_OUT: u32 = 0u;
 
 struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 
@@ -333,8 +337,22 @@ struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 @group(0) @binding(4) var<uniform> u: Params;
 @group(0) @binding(5) var<storage, read> kl: array<u32>;
 @group(0) @binding(5) var<storage, read_write> cmax: array<f32>;
+@group(0) @binding(6) var preOut: texture_storage_2d<rgba32float, write>;
 const TEX_ROWS: u32 = ${TEX_ROWS}u;
 `;
+
+/** PRE_OUT = 1: the block's rows as texels of preOut, four features each (n % 4 == 0). */
+function texelStoreLines(rows: number[], cols: number[]): string[] {
+  const quads = cols.filter((c) => c % 4 === 0);
+  return rows.flatMap((m) => [
+    `    if (r0 + ${m}u < u.rows) {`,
+    ...quads.map((c) =>
+      `      if (f0 + ${c}u < u.n) { textureStore(preOut, vec2i(i32((f0 + ${c}u) / 4u), i32(r0 + ${m}u)), ` +
+      `vec4f(c${m}_${c}, c${m}_${c + 1}, c${m}_${c + 2}, c${m}_${c + 3})); }`
+    ),
+    "    }",
+  ]);
+}
 
 /** A balanced max over the given expressions (short dependency chains). */
 function maxTree(terms: string[]): string {
@@ -391,7 +409,13 @@ function sgEntry(kLimit = false): string {
       ...cols.map((c) => `    c${m}_${c} += dot(x${m}, w${c});`),
     ]),
     "  }",
-    ...storeLines(rows, cols),
+    ...(kLimit ? storeLines(rows, cols) : [
+      "  if (PRE_OUT == 1u) {",
+      ...texelStoreLines(rows, cols),
+      "  } else {",
+      ...storeLines(rows, cols).map((l) => `  ${l}`),
+      "  }",
+    ]),
     ...(kLimit ? [] : chunkMaxLines(rows, cols)),
     "}",
   ];

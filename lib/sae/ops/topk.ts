@@ -223,7 +223,9 @@ export function createPreTexture(gpu: Gpu, rows: number, n: number): PreTexture 
     label: "pre texture",
     size: [n / 4, rows],
     format: "rgba32float",
-    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+    // STORAGE_BINDING: the subgroup encoder GEMM can write it directly (textureGemmOp's preOut).
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST |
+      GPUTextureUsage.STORAGE_BINDING,
   });
   return { texture, view: texture.createView(), rows, n };
 }
