@@ -1,6 +1,7 @@
 import { assertClose, randn, testGpu } from "../_util.ts";
 import { encodeTwin, standardizeTwin } from "./kernels_forward_twins.ts";
 import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import { kernelTextureExtent, placeholderTexture } from "../../lib/gpu/texture.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import { standardizeOp, unstandardizeOp } from "../../lib/sae/ops/standardize.ts";
 import {
@@ -17,7 +18,7 @@ import {
   textureGemmTile,
 } from "../../lib/sae/ops/encoder_gemm.ts";
 import { encoderGemmSgWgsl, encoderGemmWgsl } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
-import { preTextureSupported, topkDummyTexture } from "../../lib/sae/ops/topk.ts";
+import { preTextureSupported } from "../../lib/sae/ops/topk.ts";
 import assert from "node:assert/strict";
 
 Deno.test("kernels/encoder_gemm.wgsl and encoder_gemm_sg.wgsl are what their generator writes", async () => {
@@ -207,7 +208,7 @@ Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the
       if (preTextureSupported(gpu, rows, n)) {
         // preOut: the same values as texels of pre's texture mirror, and pre's buffer untouched.
         const preTex = gpu.device.createTexture({
-          size: [n / 4, rows],
+          size: kernelTextureExtent(gpu, n / 4, rows),
           format: "rgba32float",
           usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.COPY_SRC,
         });
@@ -235,7 +236,11 @@ Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the
       }
       assert.throws(
         () =>
-          textureGemmOp(gpu, tex, { bDec: bufs.bDec, pre, preOut: topkDummyTexture(gpu) }, {
+          textureGemmOp(gpu, tex, {
+            bDec: bufs.bDec,
+            pre,
+            preOut: placeholderTexture(gpu, "sampled"),
+          }, {
             rows,
             rowOffset,
           }, 32),

@@ -11,10 +11,11 @@
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { createStorage } from "../../gpu/buffer.ts";
+import { placeholderTexture } from "../../gpu/texture.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
-import { checkPreBuffer, selectKernelFor, topkDummy, topkDummyTexture } from "./topk.ts";
+import { checkPreBuffer, selectKernelFor, topkDummy } from "./topk.ts";
 
 /** Invocations per workgroup. */
 const WG = 64;
@@ -161,7 +162,7 @@ export function batchTopKOp(
         info,
         unused,
         unused,
-        topkDummyTexture(gpu),
+        placeholderTexture(gpu, "sampled"),
       ],
       workgroups: grid.workgroups,
     });

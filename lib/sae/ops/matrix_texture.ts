@@ -7,6 +7,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import { GpuError } from "../../errors.ts";
+import { kernelTextureExtent } from "../../gpu/texture.ts";
 
 /** Matrix rows per texture array layer (must equal TEX_ROWS in the WGSL that reads them). */
 export const TEX_ROWS = 4096;
@@ -37,9 +38,11 @@ export function createMatrixTexture(
   }
   // At least 2 layers: wgpu's GL backend makes a 1-layer texture a plain 2-D one, and the kernels'
   // texture_2d_array view of it then read zeros there (tests/gpu/gl_backend_test.ts).
+  // Extents off powers of two: one compile of each kernel that reads it (lib/gpu/texture.ts).
+  const [width, height] = kernelTextureExtent(gpu, d / 4, Math.min(rows, TEX_ROWS));
   const texture = gpu.device.createTexture({
     label,
-    size: [d / 4, Math.min(rows, TEX_ROWS), Math.max(2, Math.ceil(rows / TEX_ROWS))],
+    size: [width, height, Math.max(2, Math.ceil(rows / TEX_ROWS))],
     format: "rgba32float",
     usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
   });

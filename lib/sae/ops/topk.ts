@@ -13,6 +13,7 @@
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { createStorage, uploadStorage } from "../../gpu/buffer.ts";
+import { kernelTextureExtent, placeholderTexture } from "../../gpu/texture.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
@@ -181,22 +182,6 @@ export function topkDummy(gpu: Gpu, which: 0 | 1): GPUBuffer {
   return b[which];
 }
 
-const dummyTextures = new WeakMap<GPUDevice, GPUTextureView>();
-/** A 1×1 rgba32float texture bound as preT where the kernel reads pre from its buffer. */
-export function topkDummyTexture(gpu: Gpu): GPUTextureView {
-  let v = dummyTextures.get(gpu.device);
-  if (!v) {
-    v = gpu.device.createTexture({
-      label: "unused pre texture",
-      size: [1, 1],
-      format: "rgba32float",
-      usage: GPUTextureUsage.TEXTURE_BINDING,
-    }).createView();
-    dummyTextures.set(gpu.device, v);
-  }
-  return v;
-}
-
 /** Whether a [rows, n] pre chunk can be mirrored into a pre texture on this device. */
 export function preTextureSupported(gpu: Gpu, rows: number, n: number): boolean {
   const max = gpu.device.limits.maxTextureDimension2D;
@@ -221,7 +206,8 @@ export function createPreTexture(gpu: Gpu, rows: number, n: number): PreTexture 
   }
   const texture = gpu.device.createTexture({
     label: "pre texture",
-    size: [n / 4, rows],
+    // Extents off powers of two: one compile of each kernel that reads it (lib/gpu/texture.ts).
+    size: kernelTextureExtent(gpu, n / 4, rows),
     format: "rgba32float",
     // STORAGE_BINDING: the subgroup encoder GEMM can write it directly (textureGemmOp's preOut).
     usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST |
@@ -322,7 +308,7 @@ export function selectKernelFor(
 /** The pre texture to bind (the buffers' mirror, else a dummy), checked against the chunk. */
 function preTexBinding(gpu: Gpu, buffers: SelectBuffers, sizes: SelectSizes): GPUTextureView {
   const t = buffers.preTex;
-  if (!t) return topkDummyTexture(gpu);
+  if (!t) return placeholderTexture(gpu, "sampled");
   if (t.n !== sizes.n || t.rows < sizes.rows) {
     throw new ArborError(
       `top-k: the pre texture holds ${t.rows} rows of ${t.n} features; the chunk has ${sizes.rows} of ${sizes.n}`,
