@@ -340,11 +340,19 @@ fn try_chunked(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u3
       set_scratch(CHUNK_CAP + atomicAdd(&hitCount, 1u), b * WG + t);
     }
   }
-  return collect_hit_chunks(mode, t, q0, o, n4, G, true, T, k, outBase);
+  return collect_hit_chunks(mode, t, q0, o, n4, G, true, hit_chunks(t), T, k, outBase);
+}
+
+// The number of chunks the hit list was offered (hitCount, uniform over the workgroup), once every
+// invocation has added its own.
+fn hit_chunks(t: u32) -> u32 {
+  workgroupBarrier();
+  if (t == 0u) { wgU = atomicLoad(&hitCount); }
+  return workgroupUniformLoad(&wgU);
 }
 
 // The chunk filters' second read: the per vec4s of each of the hit chunks listed from
-// scratch[CHUNK_CAP] (hitCount of them, ≤ CHUNK_CAP), spread over the invocations, collecting every
+// scratch[CHUNK_CAP] (H of them, ≤ CHUNK_CAP), spread over the invocations, collecting every
 // key ≥ T; chunk c is vec4s q = (c / WG)·WG·per + c % WG + WG·i when strided (try_chunked's blocks),
 // else per·c + i, of the layer starting at vec4 q0 (feature o). Then places the candidates, or
 // returns false, having written nothing, when more than MAX_C keys reach T.
@@ -356,13 +364,11 @@ fn collect_hit_chunks(
   n4: u32,
   per: u32,
   strided: bool,
+  H: u32,
   T: u32,
   k: u32,
   outBase: u32,
 ) -> bool {
-  workgroupBarrier();
-  if (t == 0u) { wgU = atomicLoad(&hitCount); }
-  let H = min(workgroupUniformLoad(&wgU), CHUNK_CAP);
   for (var e = t; e < H * per; e += WG) {
     let c = scratch_at(CHUNK_CAP + e / per);
     let q = select(per * c + e % per, (c / WG) * WG * per + c % WG + WG * (e % per), strided);
@@ -400,11 +406,10 @@ fn try_cmax(t: u32, r: u32, k: u32, outBase: u32) -> bool {
       if (h < CHUNK_CAP) { set_scratch(CHUNK_CAP + h, c); }
     }
   }
-  workgroupBarrier();
-  if (t == 0u) { wgU = atomicLoad(&hitCount); }
-  if (workgroupUniformLoad(&wgU) > CHUNK_CAP) { return false; }
+  let H = hit_chunks(t);
+  if (H > CHUNK_CAP) { return false; }
   let n4 = u.n / 4u;
-  return collect_hit_chunks(MODE_MAIN, t, r * n4, 0u, n4, CMAX_COLS / 4u, false, T, k, outBase);
+  return collect_hit_chunks(MODE_MAIN, t, r * n4, 0u, n4, CMAX_COLS / 4u, false, H, T, k, outBase);
 }
 
 // Lane filter (threshold filter + exact rank): each invocation keeps the top m keys of its strided

@@ -210,6 +210,35 @@ function chunkMaxTwin(pre: Float32Array, rows: number, n: number): Float32Array 
   return out;
 }
 
+/**
+ * One ungated top-k layer of [B, n] pre selected from chunk maxima (`chunkMaxTwin`'s unless
+ * `maxima` edits them) on the GPU; the codes read back beside the twin's.
+ */
+async function selectFromMaxima(
+  gpu: Gpu,
+  pre: Float32Array,
+  B: number,
+  n: number,
+  k: number,
+  tex: boolean,
+  maxima = (cmax: Float32Array, _rows: number) => cmax,
+) {
+  const layout = { sizes: [n], kPerLayer: [k], gated: false };
+  const got = await gpuSelect(
+    gpu,
+    pre,
+    B,
+    n,
+    layout,
+    undefined,
+    tex,
+    (chunk, rows) => maxima(chunkMaxTwin(chunk, rows, n), rows),
+  );
+  const idx = await readU32(gpu, got.idx, B * k), val = await readF32(gpu, got.val, B * k);
+  got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+  return { idx, val, want: selectTreeTwin(pre, B, n, [n], [k], null) };
+}
+
 Deno.test("top-k from the GEMM's chunk maxima matches the TS twin (partial last chunk, as many chunks as k, pre texture)", async () => {
   const device = await testGpu();
   for (const isFallback of [true, false]) {
@@ -221,28 +250,12 @@ Deno.test("top-k from the GEMM's chunk maxima matches the TS twin (partial last 
     ) {
       for (const tex of preTextureSupported(gpu, B, n) ? [false, true] : [false]) {
         const pre = preWithTies(B, n, 3 * n + k);
-        const layout = { sizes: [n], kPerLayer: [k], gated: false };
-        const got = await gpuSelect(
-          gpu,
-          pre,
-          B,
-          n,
-          layout,
-          undefined,
-          tex,
-          (chunk, rows) => chunkMaxTwin(chunk, rows, n),
-        );
-        const want = selectTreeTwin(pre, B, n, [n], [k], null);
+        const { idx, val, want } = await selectFromMaxima(gpu, pre, B, n, k, tex);
         const label = `B=${B} n=${n} k=${k}${tex ? " (pre texture)" : ""} WG ${
           selectionWorkgroup(gpu, k)
         }`;
-        assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx, `idx ${label}`);
-        assertClose(await readF32(gpu, got.val, B * k), want.val, {
-          atol: 0,
-          rtol: 0,
-          label: `val ${label}`,
-        });
-        got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+        assert.deepEqual(idx, want.idx, `idx ${label}`);
+        assertClose(val, want.val, { atol: 0, rtol: 0, label: `val ${label}` });
       }
     }
   }
@@ -254,29 +267,14 @@ Deno.test("top-k from the GEMM's chunk maxima matches the TS twin (partial last 
     const pre = preWithTies(B, n, 5);
     for (let i = 17; i < B * n; i += 64) pre[i] = 9;
     for (let b = 0; b < B; b++) pre[b * n + 1000 * 64 + 5] = 10;
-    const layout = { sizes: [n], kPerLayer: [k], gated: false };
-    const got = await gpuSelect(
-      device,
-      pre,
-      B,
-      n,
-      layout,
-      undefined,
-      false,
-      (chunk, rows) => chunkMaxTwin(chunk, rows, n),
-    );
-    const want = selectTreeTwin(pre, B, n, [n], [k], null);
-    assert.deepEqual(await readU32(device, got.idx, B * k), want.idx, "idx, 1 024 tied chunks");
-    got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
+    const { idx, want } = await selectFromMaxima(device, pre, B, n, k, false);
+    assert.deepEqual(idx, want.idx, "idx, 1 024 tied chunks");
   }
   // The kernel reads the maxima it is given: one that overstates a chunk holding none of a row's
   // winners raises the threshold above the k-th value, and the row keeps fewer than k codes.
-  const gpu = device, B = 2, n = 6144, k = 8;
+  const B = 2, n = 6144, k = 8;
   const pre = preWithTies(B, n, 77);
-  const layout = { sizes: [n], kPerLayer: [k], gated: false };
-  const want = selectTreeTwin(pre, B, n, [n], [k], null);
-  const got = await gpuSelect(gpu, pre, B, n, layout, undefined, false, (chunk, rows) => {
-    const cmax = chunkMaxTwin(chunk, rows, n);
+  const { idx, want } = await selectFromMaxima(device, pre, B, n, k, false, (cmax, rows) => {
     const nc = cmax.length / rows;
     for (let r = 0; r < rows; r++) {
       const row = cmax.subarray(r * nc, (r + 1) * nc);
@@ -286,10 +284,8 @@ Deno.test("top-k from the GEMM's chunk maxima matches the TS twin (partial last 
     }
     return cmax;
   });
-  const idx = await readU32(gpu, got.idx, B * k);
   assert.notDeepEqual(idx, want.idx, "overstated chunk maxima must change the codes");
   assert.ok(idx.includes(0xffffffff), "rows keep fewer than k codes");
-  got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
 });
 
 Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires without its parent", async () => {
