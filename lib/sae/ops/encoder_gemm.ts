@@ -214,20 +214,33 @@ export function textureGemmTile(block: TextureGemmBlock): { rows: number; cols: 
 }
 
 /**
- * The kernel of a texture GEMM block. The subgroup block has one entry for every use (its k limit,
- * chunk maxima and texture output are switched by uniforms, so it is compiled once).
+ * The kernel of a texture GEMM block; `kLimitAt` (subgroup blocks only) picks the entry whose sum
+ * stops at a column count read from a buffer, at that u32 index; `chunkMax` (subgroup blocks
+ * without a limit) has it write each row's chunk maxima too.
  */
-export function textureGemmKernel(block: TextureGemmBlock): Kernel {
+export function textureGemmKernel(
+  block: TextureGemmBlock,
+  kLimitAt?: number,
+  chunkMax = false,
+  preOut = false,
+): Kernel {
   const constants = { WG: BLOCK_WG };
   if (block === "sg") {
-    return { file: "encoder_gemm_sg.wgsl", entry: "gemm_block4_tex_sg", constants };
+    return kLimitAt === undefined
+      ? {
+        file: "encoder_gemm_sg.wgsl",
+        entry: "gemm_block4_tex_sg",
+        constants: { ...constants, CMAX: chunkMax ? 1 : 0, PRE_OUT: preOut ? 1 : 0 },
+      }
+      : {
+        file: "encoder_gemm_sg.wgsl",
+        entry: "gemm_block4_tex_sg_k",
+        constants: { ...constants, KL_AT: kLimitAt },
+      };
   }
   const entry = block === 64 ? "gemm_block4_tex64" : "gemm_block4_tex";
   return { file: "encoder_gemm.wgsl", entry, constants };
 }
-
-/** `klAt` of the subgroup entry's Params when the sum runs over all of d. */
-const NO_LIMIT = 0xffffffff;
 
 /** Features per chunk of the chunk maxima the subgroup GEMM writes (`textureGemmOp`'s cmax). */
 export const CHUNK_MAX_FEATURES = SG_COLS;
@@ -304,32 +317,22 @@ export function textureGemmOp(
   if (buffers.preOut && !preOut) {
     throw new GpuError(`encoder GEMM (textures): only "sg" blocks without a K limit write preOut`);
   }
-  // The subgroup entry declares bindings 5–7 (cmax, preOut, kl), read only where its switches say:
-  // placeholders elsewhere (bDec stands in for kl, both read-only).
-  const sizes4 = { rows, d, n, rowOffset };
-  const sg = block === "sg";
+  // The subgroup entries declare binding 5 (kl or cmax), the main one binding 6 (preOut): bind
+  // placeholders when unused.
+  const extra = block !== "sg"
+    ? []
+    : kl
+    ? [kl.buffer]
+    : [cmax ?? placeholderBuffer(gpu), preOut ?? placeholderTexture(gpu, "storage")];
   return [{
-    kernel: textureGemmKernel(block),
+    kernel: textureGemmKernel(block, kl?.at, !!cmax, !!preOut),
     buffers: [
       matrixTextureView(tex.xs),
       matrixTextureView(tex.encW),
       buffers.bDec,
       buffers.pre,
-      sharedUniforms(
-        gpu,
-        !sg ? sizes4 : {
-          ...sizes4,
-          cmaxOn: cmax ? 1 : 0,
-          preOutOn: preOut ? 1 : 0,
-          klAt: kl ? kl.at : NO_LIMIT,
-          pad: 0,
-        },
-      ),
-      ...(!sg ? [] : [
-        cmax ?? placeholderBuffer(gpu),
-        preOut ?? placeholderTexture(gpu, "storage"),
-        kl?.buffer ?? buffers.bDec,
-      ]),
+      sharedUniforms(gpu, { rows, d, n, rowOffset }),
+      ...extra,
     ],
     workgroups: [Math.ceil(n / tile.cols), Math.ceil(rows / tile.rows)],
   }];

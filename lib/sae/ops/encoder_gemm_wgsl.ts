@@ -311,38 +311,37 @@ const SG_HEADER =
     SG_ROWS * SG_COLS
   } dot products (32 + 64 fetches for 2 048 before).
 // Needs subgroups of ≥ ${SG_LANES} lanes. Grid: (ceil(n / ${SG_COLS}), ceil(rows / (WG·${SG_ROWS}))).
-//   Params also carry three switches, uniforms rather than overrides so that one compile (~20 s
-//   of LLVM time on llvmpipe) serves every use (the inner loop does not look at them):
-//   cmaxOn = 1: it also writes, for each of its rows, the largest of its ${SG_COLS} values to
+//   With CMAX = 1 it also writes, for each of its rows, the largest of its ${SG_COLS} values to
 //   binding 5 cmax array<f32> [rows, ceil(n / ${SG_COLS})] at (r, f0 / ${SG_COLS}) (features past n repeat
 //   feature n − 1, which lies in the same chunk, so the maximum is exact); the top-k's chunk
 //   filter then reads a few chunks of pre instead of all of it (kernels/topk.wgsl, try_cmax).
-//   preOutOn = 1: it writes the chunk into binding 6 preOut texture_storage_2d<rgba32float,
-//   write> [n/4, rows] (texel (i/4, r) = pre[r, i..i+3]; n % 4 == 0) instead of binding 3: a
-//   quarter of the stores, and no copy for readers of pre's texture mirror (kernels/topk.wgsl).
-//   klAt ≠ NO_LIMIT: the sum runs over the first min(d, ⌈kl[klAt] / 4⌉·4) columns of d only
-//   (binding 7 kl array<u32>, e.g. a dead count a plan kernel wrote): exact when the operands
-//   are zero past that column, and the cost follows it.
-//   Bind any buffer (texture) at a binding whose switch is off.
+//   With CMAX = 0 bind any buffer there. With PRE_OUT = 1 it writes the chunk into binding 6
+//   preOut texture_storage_2d<rgba32float, write> [n/4, rows] (texel (i/4, r) = pre[r, i..i+3];
+//   n % 4 == 0) instead of binding 3: a quarter of the stores, and no copy for readers of pre's
+//   texture mirror (kernels/topk.wgsl). With PRE_OUT = 0 bind any such texture there.
+// gemm_block4_tex_sg_k — the same without cmax, summing over the first min(d, ⌈kl[KL_AT] / 4⌉·4)
+//   columns of d only (binding 5 kl array<u32>, e.g. a dead count a plan kernel wrote): exact when
+//   the operands are zero past that column, and the cost follows it.
 
 override WG: u32 = 16;
+override KL_AT: u32 = 0u;
+override CMAX: u32 = 0u;
+override PRE_OUT: u32 = 0u;
 
-const NO_LIMIT: u32 = 0xffffffffu;
-
-struct Params { rows: u32, d: u32, n: u32, rowOffset: u32, cmaxOn: u32, preOutOn: u32, klAt: u32, pad: u32 }
+struct Params { rows: u32, d: u32, n: u32, rowOffset: u32 }
 
 @group(0) @binding(0) var xsT: texture_2d_array<f32>;
 @group(0) @binding(1) var encT: texture_2d_array<f32>;
 @group(0) @binding(2) var<storage, read> bDec4: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> pre: array<f32>;
 @group(0) @binding(4) var<uniform> u: Params;
+@group(0) @binding(5) var<storage, read> kl: array<u32>;
 @group(0) @binding(5) var<storage, read_write> cmax: array<f32>;
 @group(0) @binding(6) var preOut: texture_storage_2d<rgba32float, write>;
-@group(0) @binding(7) var<storage, read> kl: array<u32>;
 const TEX_ROWS: u32 = ${TEX_ROWS}u;
 `;
 
-/** preOutOn = 1: the block's rows as texels of preOut, four features each (n % 4 == 0). */
+/** PRE_OUT = 1: the block's rows as texels of preOut, four features each (n % 4 == 0). */
 function texelStoreLines(rows: number[], cols: number[]): string[] {
   const quads = cols.filter((c) => c % 4 === 0);
   return rows.flatMap((m) => [
@@ -362,10 +361,10 @@ function maxTree(terms: string[]): string {
   return `max(${maxTree(terms.slice(0, h))}, ${maxTree(terms.slice(h))})`;
 }
 
-/** cmaxOn = 1: each row's largest value of the block into cmax (one chunk of SG_COLS features). */
+/** CMAX = 1: each row's largest value of the block into cmax (one chunk of SG_COLS features). */
 function chunkMaxLines(rows: number[], cols: number[]): string[] {
   return [
-    "  if (u.cmaxOn == 1u) {",
+    "  if (CMAX == 1u) {",
     `    let nc = (u.n + ${SG_COLS - 1}u) / ${SG_COLS}u;`,
     ...rows.map((m) =>
       `    if (r0 + ${m}u < u.rows) { cmax[(r0 + ${m}u) * nc + w.x] = ${
@@ -376,22 +375,24 @@ function chunkMaxLines(rows: number[], cols: number[]): string[] {
   ];
 }
 
-/** The subgroup texture entry: encoder texels fetched once per subgroup and broadcast. */
-function sgEntry(): string {
+/**
+ * The subgroup texture entry: encoder texels fetched once per subgroup and broadcast. With `kLimit`
+ * (`gemm_block4_tex_sg_k`) the sum stops after kl[KL_AT] columns of d, rounded up to 4.
+ */
+function sgEntry(kLimit = false): string {
   const R = SG_ROWS, C = SG_COLS, S = SG_LANES, G = C / S;
   const rows = [...Array(R).keys()], cols = [...Array(C).keys()], groups = [...Array(G).keys()];
   const lines = [
     "",
     "@compute @workgroup_size(WG)",
-    "fn gemm_block4_tex_sg(",
+    `fn gemm_block4_tex_sg${kLimit ? "_k" : ""}(`,
     "  @builtin(workgroup_id) w: vec3u,",
     "  @builtin(local_invocation_id) l: vec3u,",
     "  @builtin(subgroup_invocation_id) s: u32,",
     ") {",
     `  let r0 = (w.y * WG + l.x) * ${R}u;`,
     `  let f0 = w.x * ${C}u;`,
-    "  var d4 = u.d / 4u;",
-    "  if (u.klAt != NO_LIMIT) { d4 = min(d4, (kl[u.klAt] + 3u) / 4u); }",
+    kLimit ? "  let d4 = min(u.d / 4u, (kl[KL_AT] + 3u) / 4u);" : "  let d4 = u.d / 4u;",
     ...rows.flatMap((m) =>
       texelLines(`a${m}`, `a${m}r`, `u.rowOffset + min(r0 + ${m}u, u.rows - 1u)`)
     ),
@@ -408,12 +409,14 @@ function sgEntry(): string {
       ...cols.map((c) => `    c${m}_${c} += dot(x${m}, w${c});`),
     ]),
     "  }",
-    "  if (u.preOutOn == 1u) {",
-    ...texelStoreLines(rows, cols),
-    "  } else {",
-    ...storeLines(rows, cols).map((l) => `  ${l}`),
-    "  }",
-    ...chunkMaxLines(rows, cols),
+    ...(kLimit ? storeLines(rows, cols) : [
+      "  if (PRE_OUT == 1u) {",
+      ...texelStoreLines(rows, cols),
+      "  } else {",
+      ...storeLines(rows, cols).map((l) => `  ${l}`),
+      "  }",
+    ]),
+    ...(kLimit ? [] : chunkMaxLines(rows, cols)),
     "}",
   ];
   return lines.join("\n") + "\n";
@@ -421,7 +424,7 @@ function sgEntry(): string {
 
 /** The full text of kernels/encoder_gemm_sg.wgsl. */
 export function encoderGemmSgWgsl(): string {
-  return SG_HEADER + sgEntry();
+  return SG_HEADER + sgEntry() + sgEntry(true);
 }
 
 /** The full text of kernels/encoder_gemm.wgsl. */
