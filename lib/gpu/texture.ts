@@ -25,7 +25,10 @@ export function notPowerOfTwo(size: number): number {
  */
 export function kernelTextureExtent(gpu: Gpu, width: number, height: number): [number, number] {
   const max = gpu.device.limits.maxTextureDimension2D;
-  const pad = (v: number) => (notPowerOfTwo(v) <= max ? notPowerOfTwo(v) : v);
+  const pad = (v: number) => {
+    const p = notPowerOfTwo(v);
+    return p <= max ? p : v;
+  };
   return [pad(width), pad(height)];
 }
 
