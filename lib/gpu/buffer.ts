@@ -111,13 +111,21 @@ export async function readU32(gpu: Gpu, buffer: GPUBuffer, count?: number): Prom
   return new Uint32Array(await readBuffer(gpu, buffer, bytes));
 }
 
-const placeholders = new WeakMap<GPUDevice, GPUBuffer>();
+const placeholders = new WeakMap<GPUDevice, Record<"read" | "write", GPUBuffer>>();
 /**
- * A 16-byte storage buffer (one per device) to bind where a kernel ignores a binding it declares
- * (an override turned the use off). Bind it at most once per dispatch.
+ * A zeroed 16-byte storage buffer (one per device and access) to bind where a kernel ignores a
+ * binding it declares (an override or a layout turned the use off). Use "read" for read-only
+ * bindings and "write" for read_write ones: a dispatch may bind each any number of times, but
+ * WebGPU forbids one buffer as read-only and as writable storage in the same dispatch.
  */
-export function placeholderBuffer(gpu: Gpu): GPUBuffer {
+export function placeholderBuffer(gpu: Gpu, access: "read" | "write"): GPUBuffer {
   let b = placeholders.get(gpu.device);
-  if (!b) placeholders.set(gpu.device, b = createStorage(gpu, 16, "unused binding"));
-  return b;
+  if (!b) {
+    b = {
+      read: createStorage(gpu, 16, "unused read-only binding"),
+      write: createStorage(gpu, 16, "unused writable binding"),
+    };
+    placeholders.set(gpu.device, b);
+  }
+  return b[access];
 }

@@ -10,12 +10,12 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { createStorage } from "../../gpu/buffer.ts";
+import { createStorage, placeholderBuffer } from "../../gpu/buffer.ts";
 import { placeholderTexture } from "../../gpu/texture.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
-import { checkPreBuffer, selectKernelFor, topkDummy } from "./topk.ts";
+import { checkPreBuffer, selectKernelFor } from "./topk.ts";
 
 /** Invocations per workgroup. */
 const WG = 64;
@@ -149,13 +149,13 @@ export function batchTopKOp(
       pad1: 0,
       pad2: 0,
     });
-    const unused = topkDummy(gpu, 1);
+    const unused = placeholderBuffer(gpu, "write");
     out.push({
       kernel: selectKernelFor(gpu, "select_batch", layout),
       buffers: [
         chunk.pre,
         buffers.layerTable,
-        topkDummy(gpu, 0),
+        placeholderBuffer(gpu, "read"),
         buffers.idx,
         buffers.val,
         u,

@@ -323,7 +323,7 @@ export function textureGemmOp(
     ? []
     : kl
     ? [kl.buffer]
-    : [cmax ?? placeholderBuffer(gpu), preOut ?? placeholderTexture(gpu, "storage")];
+    : [cmax ?? placeholderBuffer(gpu, "write"), preOut ?? placeholderTexture(gpu, "storage")];
   return [{
     kernel: textureGemmKernel(block, kl?.at, !!cmax, !!preOut),
     buffers: [

@@ -12,7 +12,7 @@
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
-import { createStorage, uploadStorage } from "../../gpu/buffer.ts";
+import { createStorage, placeholderBuffer, uploadStorage } from "../../gpu/buffer.ts";
 import { kernelTextureExtent, placeholderTexture } from "../../gpu/texture.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ArborError } from "../../errors.ts";
@@ -160,26 +160,6 @@ function fireWords(gpu: Gpu, layout: SelectionLayout): number {
     words = max;
   }
   return words;
-}
-
-const dummies = new WeakMap<GPUDevice, GPUBuffer[]>();
-/**
- * 4-byte buffers bound where the kernel ignores a binding: [0] read-only ones (parents when
- * ungated, dead in select_topk), [1] the written AuxK slots of select_topk. The entry points share
- * helper functions, so each statically uses all nine bindings.
- */
-export function topkDummy(gpu: Gpu, which: 0 | 1): GPUBuffer {
-  let b = dummies.get(gpu.device);
-  if (!b) {
-    dummies.set(
-      gpu.device,
-      b = [
-        uploadStorage(gpu, new Int32Array(1), "unused input"),
-        uploadStorage(gpu, new Int32Array(1), "unused output"),
-      ],
-    );
-  }
-  return b[which];
 }
 
 /** Whether a [rows, n] pre chunk can be mirrored into a pre texture on this device. */
@@ -330,9 +310,11 @@ export function selectTopKOp(
   if (sizes.rows === 0) return [];
   checkPreBuffer(buffers.pre, sizes.rows, sizes.n);
   const { grid, u } = params(gpu, layout, sizes, { layer: 0, kAux: 0 });
-  const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
+  // The entry points share helper functions, so each statically uses every binding; placeholders
+  // fill the ones this layout leaves unused.
+  const parents = layout.gated ? buffers.parents : placeholderBuffer(gpu, "read");
   if (!parents) throw new ArborError("tree selection: the gated layout needs a parents buffer");
-  const unused = topkDummy(gpu, 1);
+  const unused = placeholderBuffer(gpu, "write");
   // Chunk maxima serve one ungated layer only (a chunk key is then the key of its maximum).
   const cmax = !layout.gated && layout.sizes.length === 1 ? buffers.cmax : undefined;
   if (cmax && cmax.size < sizes.rows * Math.ceil(sizes.n / CHUNK_MAX_FEATURES) * 4) {
@@ -358,11 +340,11 @@ export function selectTopKOp(
       buffers.idx,
       buffers.val,
       u,
-      topkDummy(gpu, 0),
+      placeholderBuffer(gpu, "read"),
       unused,
       unused,
       preTexBinding(gpu, buffers, sizes),
-      cmax ?? topkDummy(gpu, 0),
+      cmax ?? placeholderBuffer(gpu, "read"),
     ],
     workgroups: grid.workgroups,
   }];
@@ -402,7 +384,7 @@ export function selectAuxOp(
   if (sizes.rows === 0) return [];
   checkPreBuffer(buffers.pre, sizes.rows, sizes.n);
   const { grid, u } = params(gpu, layout, sizes, { layer: sizes.auxLayer, kAux: sizes.kAux });
-  const parents = layout.gated ? buffers.parents : topkDummy(gpu, 0);
+  const parents = layout.gated ? buffers.parents : placeholderBuffer(gpu, "read");
   if (!parents) throw new ArborError("tree AuxK: the gated layout needs a parents buffer");
   const list = deadListBuffer(gpu, buffers.dead, sizes.n);
   return [
