@@ -55,7 +55,7 @@ if want tests; then
 fi
 # SM clock and power once a second during the benchmarks (NVIDIA only), to read the clocks the steps ran at.
 dmon=""
-if command -v nvidia-smi >/dev/null; then
+if command -v nvidia-smi >/dev/null && [[ $parts != " tests " ]]; then
   nvidia-smi dmon -s pc -d 1 >"$out/dmon.log" 2>&1 &
   dmon=$!
 fi
@@ -84,7 +84,8 @@ if want gemm; then
   part encoder_gemm 120 "$deno" run -A bench/encoder_gemm_bench.ts --reps 3
   tail -n 20 "$out/encoder_gemm.log"
 fi
-[ -n "$dmon" ] && kill "$dmon" && awk 'NR <= 2 || NR % 5 == 0' "$out/dmon.log" | head -n 40
+# Print the clock log where dmon wrote one (a kill right after its start can leave none).
+[ -n "$dmon" ] && kill "$dmon" && sleep 0.2 && [ -s "$out/dmon.log" ] && awk 'NR <= 2 || NR % 5 == 0' "$out/dmon.log" | head -n 40
 if want torch && python3 -c "import torch" 2>/dev/null; then
   part torch 120 python3 bench/torch_train_step.py --steps 10
   cat "$out/torch.log"
