@@ -25,9 +25,10 @@
  * does); it reports the mean over the whole run. There the dead half's encoder rows are
  * scaled down so that it stays dead and AuxK does its full work in every step (the last step's
  * dead fraction is printed), and how much of each step the host spent in `enqueueStep` and awaiting
- * statistics. `--profile` also prints the GPU
- * time of each phase of the step (timestamp
- * queries between phases; mean over the timed steps). Results go in bench/README.md under
+ * statistics. `--profile` also prints the GPU time of each phase of the step (mean over the timed
+ * steps): timestamp queries between phases on real GPUs; on software adapters, whose timestamps
+ * lag their dispatches, each phase is submitted alone and timed by the host (a few ms of round
+ * trip each). Results go in bench/README.md under
  * "Training step".
  */
 import { parseArgs } from "node:util";
@@ -36,6 +37,7 @@ import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { type Dispatch, encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
+import { defaultPhaseTiming } from "../lib/gpu/phase_timer.ts";
 import { makeConfig } from "../lib/sae/config.ts";
 import { initState, type StepStats, type StepTicket } from "../lib/sae/engine.ts";
 import { GpuEngine } from "../lib/sae/gpu_engine.ts";
@@ -263,7 +265,9 @@ for (const n of widths) {
   if (phases.size) {
     const gpuTotal = [...phases.values()].reduce((a, b) => a + b, 0);
     console.log(
-      `  GPU time per phase (mean of ${steps} steps; all phases ${gpuTotal.toFixed(1)} ms):`,
+      `  GPU time per phase (mean of ${steps} steps, ${
+        defaultPhaseTiming(gpu) === "wall" ? "wall time per submitted phase" : "GPU timestamps"
+      }; all phases ${gpuTotal.toFixed(1)} ms):`,
     );
     for (const [label, ms] of phases) {
       console.log(`    ${label.padEnd(28)} ${ms.toFixed(2).padStart(10)} ms`);

@@ -97,7 +97,7 @@ import {
   type PreChunk,
 } from "./ops/batch_topk.ts";
 import { ArborError } from "../errors.ts";
-import { PhaseTimer } from "../gpu/phase_timer.ts";
+import { PhaseTimer, type PhaseTiming } from "../gpu/phase_timer.ts";
 
 /** Options of `GpuEngine.create`. */
 export interface GpuEngineOptions {
@@ -107,8 +107,12 @@ export interface GpuEngineOptions {
   gemmVariant?: GemmVariant;
   /** Upper bound on rows per GEMM + selection chunk (default: as many as one binding holds). */
   maxChunkRows?: number;
-  /** Time every training step's phases on the GPU (timestamp queries); see `lastProfile`. */
-  profile?: boolean;
+  /**
+   * Time every training step's phases; see `lastProfile`. `true` takes the adapter's way
+   * (`defaultPhaseTiming`: timestamp queries on real GPUs, wall time per submitted phase on
+   * software adapters); a `PhaseTiming` forces one.
+   */
+  profile?: boolean | PhaseTiming;
   /** Bytes of decoder rows per block of the blocked AuxK decode (default SLOT_BLOCK_BYTES; tests). */
   auxBlockBytes?: number;
   /** Keep AuxK's backward on the sparse path even where the dense one could run (tests, benches). */
@@ -375,7 +379,8 @@ export class GpuEngine implements SaeEngine {
   /** The phase timer when profiling (created on first use), else undefined. */
   #timer(): PhaseTimer | undefined {
     if (!this.#opts.profile) return undefined;
-    return this.#phaseTimer ??= new PhaseTimer(this.#gpu);
+    const timing = this.#opts.profile === true ? undefined : this.#opts.profile;
+    return this.#phaseTimer ??= new PhaseTimer(this.#gpu, timing);
   }
 
   /** One optimiser step on x [B, d]: everything on the GPU in one submit, one readback. */
@@ -1205,7 +1210,8 @@ function scalLength(L: number, A: number): number {
  * submits and frees the per-call uniforms.
  */
 class Recording {
-  #items: (Dispatch | ((encoder: GPUCommandEncoder) => void))[] = [];
+  /** Dispatches and commands; a command may return the encoder to go on with (a wall timer's split). */
+  #items: (Dispatch | ((encoder: GPUCommandEncoder) => GPUCommandEncoder | void))[] = [];
   /** When set, `mark` records phase timestamps into it. */
   readonly timer?: PhaseTimer;
 
@@ -1225,8 +1231,8 @@ class Recording {
     this.#items.push(...dispatches);
   }
 
-  /** Append an arbitrary encoder command. */
-  command(fn: (encoder: GPUCommandEncoder) => void) {
+  /** Append an arbitrary encoder command (returning the encoder to go on with, if it changed). */
+  command(fn: (encoder: GPUCommandEncoder) => GPUCommandEncoder | void) {
     this.#items.push(fn);
   }
 
@@ -1239,7 +1245,7 @@ class Recording {
     const pipelines = new Map<Dispatch, GPUComputePipeline>();
     for (const d of dispatches) pipelines.set(d, await getPipeline(gpu, d.kernel));
     const record = () => {
-      const encoder = gpu.device.createCommandEncoder({ label: label ?? "SAE step" });
+      let encoder = gpu.device.createCommandEncoder({ label: label ?? "SAE step" });
       let run: Dispatch[] = [];
       const flush = () => {
         encodeDispatches(gpu, encoder, run, run.map((d) => pipelines.get(d)!));
@@ -1248,16 +1254,19 @@ class Recording {
       for (const item of this.#items) {
         if (typeof item === "function") {
           flush();
-          item(encoder);
+          encoder = item(encoder) ?? encoder;
         } else run.push(item);
       }
       flush();
       const commands = encoder.finish();
       beforeSubmit?.();
+      if (this.timer) return this.timer.submit(commands);
       gpu.device.queue.submit([commands]);
     };
-    if (label) await withErrorScope(gpu, label, record);
-    else record();
+    // A wall-clock timer submits its phases one at a time: awaited after the error scopes, which
+    // hold its first submit.
+    const submitted = label ? await withErrorScope(gpu, label, record) : record();
+    await submitted;
     releaseUniforms(dispatches);
   }
 }

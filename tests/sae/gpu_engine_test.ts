@@ -474,48 +474,52 @@ Deno.test(
   },
 );
 
-Deno.test("GpuEngine profile: phase times for every stage of a step and backward kernel, weights bitwise unchanged", async () => {
-  const gpu = await testGpu();
-  if (!gpu.hasTimestamps) throw new Error("the test adapter has no timestamp-query feature");
-  const config = makeConfig(CONFIGS[3][1]); // tree with AuxK: every phase runs
-  const start = stateWithDead(config);
-  const plain = await GpuEngine.create(config, start, { gpu, maxChunkRows: 16 });
-  const timed = await GpuEngine.create(config, start, { gpu, maxChunkRows: 16, profile: true });
-  try {
-    assert.equal(plain.lastProfile, undefined);
-    const x = batch(41, D, 8);
-    await plain.step(x, 41);
-    await timed.step(x, 41);
-    const phases = timed.lastProfile!;
-    const labels = [...phases.keys()];
-    const backward = labels.filter((l) => l.startsWith("sparse backward: "));
-    assert.deepEqual(labels.filter((l) => !backward.includes(l)), [
-      "standardize",
-      "encoder GEMM",
-      "top-k",
-      "AuxK selection",
-      "sparse decode",
-      "AuxK decode",
-      "loss sums",
-      "adam + decoder projection",
-      "dead tracking",
-    ]);
-    // each backward kernel is a phase of its own, between the loss sums and Adam
-    assert.ok(backward.length >= 8, `backward kernels: ${backward}`);
-    assert.ok(backward.some((l) => l.includes("reduce_features")), `${backward}`);
-    const at = labels.indexOf("loss sums");
-    assert.deepEqual(labels.slice(at + 1, at + 1 + backward.length), backward);
-    for (const [label, ms] of phases) assert.ok(Number.isFinite(ms) && ms >= 0, `${label}: ${ms}`);
-    assert.ok([...phases.values()].reduce((a, b) => a + b) > 0, "some GPU time was measured");
-    const [a, b] = [await timed.readState(), await plain.readState()];
-    assert.deepEqual(a.encW, b.encW);
-    assert.deepEqual(a.decW, b.decW);
-    assert.equal(plain.lastProfile, undefined);
-  } finally {
-    plain.destroy();
-    timed.destroy();
-  }
-});
+for (const timing of ["wall", "timestamps"] as const) {
+  Deno.test(`GpuEngine profile (${timing}): phase times for every stage of a step and backward kernel, weights bitwise unchanged`, async () => {
+    const gpu = await testGpu();
+    if (!gpu.hasTimestamps) throw new Error("the test adapter has no timestamp-query feature");
+    const config = makeConfig(CONFIGS[3][1]); // tree with AuxK: every phase runs
+    const start = stateWithDead(config);
+    const plain = await GpuEngine.create(config, start, { gpu, maxChunkRows: 16 });
+    const timed = await GpuEngine.create(config, start, { gpu, maxChunkRows: 16, profile: timing });
+    try {
+      assert.equal(plain.lastProfile, undefined);
+      const x = batch(41, D, 8);
+      await plain.step(x, 41);
+      await timed.step(x, 41);
+      const phases = timed.lastProfile!;
+      const labels = [...phases.keys()];
+      const backward = labels.filter((l) => l.startsWith("sparse backward: "));
+      assert.deepEqual(labels.filter((l) => !backward.includes(l)), [
+        "standardize",
+        "encoder GEMM",
+        "top-k",
+        "AuxK selection",
+        "sparse decode",
+        "AuxK decode",
+        "loss sums",
+        "adam + decoder projection",
+        "dead tracking",
+      ]);
+      // each backward kernel is a phase of its own, between the loss sums and Adam
+      assert.ok(backward.length >= 8, `backward kernels: ${backward}`);
+      assert.ok(backward.some((l) => l.includes("reduce_features")), `${backward}`);
+      const at = labels.indexOf("loss sums");
+      assert.deepEqual(labels.slice(at + 1, at + 1 + backward.length), backward);
+      for (const [label, ms] of phases) {
+        assert.ok(Number.isFinite(ms) && ms >= 0, `${label}: ${ms}`);
+      }
+      assert.ok([...phases.values()].reduce((a, b) => a + b) > 0, "some GPU time was measured");
+      const [a, b] = [await timed.readState(), await plain.readState()];
+      assert.deepEqual(a.encW, b.encW);
+      assert.deepEqual(a.decW, b.decW);
+      assert.equal(plain.lastProfile, undefined);
+    } finally {
+      plain.destroy();
+      timed.destroy();
+    }
+  });
+}
 
 Deno.test("GpuEngine enqueueStep: steps in flight give the same stats and weights as one at a time", async () => {
   const gpu = await testGpu();

@@ -562,9 +562,14 @@ export class SparseBackward {
 
   /**
    * Record the backward pass into `encoder` (its uniforms are shared by content). With `timer`,
-   * each kernel is a phase of its own, named "sparse backward: <entry>".
+   * each kernel is a phase of its own, named "sparse backward: <entry>". Returns the encoder that
+   * holds the end of the pass (a wall-clock timer submits each phase and starts a new one).
    */
-  encode(encoder: GPUCommandEncoder, bufs: BackwardBuffers, timer?: PhaseTimer) {
+  encode(
+    encoder: GPUCommandEncoder,
+    bufs: BackwardBuffers,
+    timer?: PhaseTimer,
+  ): GPUCommandEncoder {
     const steps = this.dispatches(bufs);
     encoder.clearBuffer(this.#scratch.counts);
     // Runs of dispatches share one compute pass; commands (copies, clears) go between passes.
@@ -579,14 +584,15 @@ export class SparseBackward {
       if ("command" in step) {
         flush();
         step.command(encoder);
-        timer?.mark(encoder, `sparse backward: ${step.label}`);
+        if (timer) encoder = timer.mark(encoder, `sparse backward: ${step.label}`);
       } else if (timer) {
         run.push(step);
         flush();
-        timer.mark(encoder, `sparse backward: ${step.kernel.entry}`);
+        encoder = timer.mark(encoder, `sparse backward: ${step.kernel.entry}`);
       } else run.push(step);
     }
     flush();
+    return encoder;
   }
 
   /** Scratch buffers, for tests that inspect the transpose (sorted entries, segment starts). */

@@ -1,0 +1,57 @@
+/**
+ * PhaseTimer: phases named in order and summed per label, both ways of timing. Wall timing must
+ * put a phase's work in that phase (lavapipe's timestamps did not: bench/README.md, eighth session).
+ */
+import assert from "node:assert/strict";
+import { testGpu } from "../_util.ts";
+import { createStorage, uniforms } from "../../lib/gpu/buffer.ts";
+import { type Dispatch, encodeDispatches, getPipeline } from "../../lib/gpu/kernel.ts";
+import { defaultPhaseTiming, PhaseTimer, type PhaseTiming } from "../../lib/gpu/phase_timer.ts";
+import { timeGpu } from "../../lib/gpu/timer.ts";
+import { releaseUniforms } from "../../lib/sae/ops/grid.ts";
+
+Deno.test("PhaseTimer: phases in order, summed per label; wall timing puts the work in its phase", async () => {
+  const gpu = await testGpu();
+  if (gpu.isFallback) assert.equal(defaultPhaseTiming(gpu), "wall");
+  // 4 dispatches of unpack_f16 over 8M values (~80 ms on a software adapter), as in timer_test.
+  const words = 1 << 22, WG = 256;
+  const src = createStorage(gpu, words * 4, "src");
+  const dst = createStorage(gpu, words * 8, "dst");
+  const work: Dispatch[] = Array.from({ length: 4 }, () => ({
+    kernel: { file: "unpack_f16.wgsl", entry: "main", constants: { WG } },
+    buffers: [src, dst, uniforms(gpu, { n: 2 * words, row_words: WG * 65535 })],
+    workgroups: [words / WG],
+  }));
+  const pipelines = await Promise.all(work.map((x) => getPipeline(gpu, x.kernel)));
+  const record = (enc: GPUCommandEncoder) => encodeDispatches(gpu, enc, work, pipelines);
+  const timings: PhaseTiming[] = gpu.hasTimestamps ? ["wall", "timestamps"] : ["wall"];
+  try {
+    const alone = Math.min(await timeGpu(gpu, record), await timeGpu(gpu, record));
+    for (const timing of timings) {
+      const timer = new PhaseTimer(gpu, timing);
+      assert.equal(timer.timing, timing);
+      let enc = timer.begin(gpu.device.createCommandEncoder());
+      record(enc);
+      enc = timer.mark(enc, "busy");
+      enc = timer.mark(enc, "empty");
+      record(enc);
+      enc = timer.mark(enc, "busy");
+      await timer.submit(enc.finish());
+      await gpu.device.queue.onSubmittedWorkDone();
+      const phases = await timer.read();
+      assert.deepEqual([...phases.keys()], ["busy", "empty"], timing);
+      const busy = phases.get("busy")!, empty = phases.get("empty")!;
+      assert.ok(empty >= 0 && busy > 0, `${timing}: busy ${busy} ms, empty ${empty} ms`);
+      if (timing === "wall") {
+        // Two runs of the work, each taking `alone` ms, and nothing in between.
+        assert.ok(busy >= 1.5 * alone, `wall: busy ${busy} ms, one run alone ${alone} ms`);
+        assert.ok(empty < 0.5 * alone, `wall: empty ${empty} ms, one run alone ${alone} ms`);
+      }
+      timer.destroy();
+    }
+  } finally {
+    releaseUniforms(work);
+    src.destroy();
+    dst.destroy();
+  }
+});
