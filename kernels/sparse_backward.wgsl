@@ -42,7 +42,8 @@
 // Bindings (in order; the last is the Params uniform):
 //   level_grad        recon, xs, scal, U, p
 //   aux_grad          ehat, xs, recon, scal, U, p
-//   entry_dpre(4|4x4|_g8) idx, val, U, decW, layerEnds, dpre [E], p
+//   entry_dpre(4|4x4|_g8) idx, val, U, decW, layerEnds, dpre [E], p; entry_dpre4 and entry_dpre4x4
+//                     also 7 decT (decW as a matrix texture, read instead of decW when DEC_TEX)
 //   histogram         idx, val, counts, p
 //   block_prefix      counts, start, p
 //   scan_features     start, p
@@ -163,6 +164,24 @@ fn entry_dpre(@builtin(global_invocation_id) g: vec3u) {
 // entry_dpre4: entry_dpre on vec4 views of U and decW (d a multiple of 4): four columns per load.
 @group(0) @binding(2) var<storage, read> ed_u4: array<vec4f>;
 @group(0) @binding(3) var<storage, read> ed_dec4: array<vec4f>;
+// With DEC_TEX the decoder rows come from decT (texel (j, f % TEX_ROWS) of layer f / TEX_ROWS holds
+// decW[f, 4j..4j+3]; lib/sae/ops/matrix_texture.ts): on llvmpipe a texel fetch is one gather for
+// all SIMD lanes where a storage load loops over the lanes. The host binds placeholders for the
+// binding not read.
+override DEC_TEX: bool = false;
+const TEX_ROWS: u32 = 4096u;
+@group(0) @binding(7) var ed_dec_t: texture_2d_array<f32>;
+
+// Texel coordinates (y, layer) of decoder row f in decT.
+fn ed_dec_row(f: u32) -> vec2i {
+  return vec2i(i32(f % TEX_ROWS), i32(f / TEX_ROWS));
+}
+
+// vec4 j of decoder row f, whose storage offset is w = f·d/4 and texture row t = ed_dec_row(f).
+fn ed_dec_at(w: u32, t: vec2i, j: u32) -> vec4f {
+  if (DEC_TEX) { return textureLoad(ed_dec_t, vec2i(i32(j), t.x), t.y, 0); }
+  return ed_dec4[w + j];
+}
 
 @compute @workgroup_size(WG)
 fn entry_dpre4(@builtin(global_invocation_id) g: vec3u) {
@@ -178,8 +197,9 @@ fn entry_dpre4(@builtin(global_invocation_id) g: vec3u) {
     let d4 = ed_p.d / 4u;
     let ub = (src * ed_p.B + b) * d4;
     let wb = f * d4;
+    let tb = ed_dec_row(f);
     var acc = vec4f(0.0);
-    for (var j = 0u; j < d4; j++) { acc += ed_u4[ub + j] * ed_dec4[wb + j]; }
+    for (var j = 0u; j < d4; j++) { acc += ed_u4[ub + j] * ed_dec_at(wb, tb, j); }
     dp = acc.x + acc.y + acc.z + acc.w;
   }
   ed_dpre[ed_p.seg_base + e] = dp;
@@ -247,20 +267,28 @@ fn entry_dpre4x4(@builtin(global_invocation_id) g: vec3u) {
     if (src == SRC_FROM_LAYER) { src = layer_of(f0, ed_p.L); }
     let ub = (src * ed_p.B + b) * d4;
     // Inactive entries read feature 0's row (always valid) and are zeroed below.
-    let w0 = select(0u, f0, on0) * d4;
-    let w1 = select(0u, f1, on1) * d4;
-    let w2 = select(0u, f2, on2) * d4;
-    let w3 = select(0u, f3, on3) * d4;
+    let g0 = select(0u, f0, on0);
+    let g1 = select(0u, f1, on1);
+    let g2 = select(0u, f2, on2);
+    let g3 = select(0u, f3, on3);
+    let w0 = g0 * d4;
+    let w1 = g1 * d4;
+    let w2 = g2 * d4;
+    let w3 = g3 * d4;
+    let t0 = ed_dec_row(g0);
+    let t1 = ed_dec_row(g1);
+    let t2 = ed_dec_row(g2);
+    let t3 = ed_dec_row(g3);
     var a0 = vec4f(0.0);
     var a1 = vec4f(0.0);
     var a2 = vec4f(0.0);
     var a3 = vec4f(0.0);
     for (var j = 0u; j < d4; j++) {
       let x = ed_u4[ub + j];
-      a0 += x * ed_dec4[w0 + j];
-      a1 += x * ed_dec4[w1 + j];
-      a2 += x * ed_dec4[w2 + j];
-      a3 += x * ed_dec4[w3 + j];
+      a0 += x * ed_dec_at(w0, t0, j);
+      a1 += x * ed_dec_at(w1, t1, j);
+      a2 += x * ed_dec_at(w2, t2, j);
+      a3 += x * ed_dec_at(w3, t3, j);
     }
     dp = vec4f(
       select(0.0, a0.x + a0.y + a0.z + a0.w, on0),

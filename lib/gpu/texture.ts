@@ -35,20 +35,27 @@ export function kernelTextureExtent(gpu: Gpu, width: number, height: number): [n
 const placeholders = new WeakMap<GPUDevice, Map<string, GPUTextureView>>();
 /**
  * A small rgba32float texture (one per device and use) to bind where a kernel ignores a texture it
- * declares: "sampled" for a `texture_2d<f32>`, "storage" for a write-only storage texture. Its
- * extents are off powers of two like every kernel texture's, so binding it costs no extra compile.
+ * declares: "sampled" for a `texture_2d<f32>`, "sampled-array" for a `texture_2d_array<f32>`,
+ * "storage" for a write-only storage texture. Its extents are off powers of two like every kernel
+ * texture's, so binding it costs no extra compile.
  */
-export function placeholderTexture(gpu: Gpu, use: "sampled" | "storage"): GPUTextureView {
+export function placeholderTexture(
+  gpu: Gpu,
+  use: "sampled" | "sampled-array" | "storage",
+): GPUTextureView {
   let views = placeholders.get(gpu.device);
   if (!views) placeholders.set(gpu.device, views = new Map());
   let v = views.get(use);
   if (!v) {
-    v = gpu.device.createTexture({
+    const array = use === "sampled-array";
+    const texture = gpu.device.createTexture({
       label: `unused ${use} texture`,
-      size: kernelTextureExtent(gpu, 1, 1),
+      // Two layers: wgpu's GL backend turns a one-layer texture into a plain 2-D one.
+      size: [...kernelTextureExtent(gpu, 1, 1), array ? 2 : 1],
       format: "rgba32float",
-      usage: use === "sampled" ? GPUTextureUsage.TEXTURE_BINDING : GPUTextureUsage.STORAGE_BINDING,
-    }).createView();
+      usage: use === "storage" ? GPUTextureUsage.STORAGE_BINDING : GPUTextureUsage.TEXTURE_BINDING,
+    });
+    v = texture.createView(array ? { dimension: "2d-array" } : {});
     views.set(use, v);
   }
   return v;

@@ -55,6 +55,7 @@ import {
   createMatrixTexture,
   encodeMatrixTextureCopy,
   type MatrixTexture,
+  matrixTextureView,
 } from "./ops/matrix_texture.ts";
 import {
   createLayerTable,
@@ -221,6 +222,8 @@ export class GpuEngine implements SaeEngine {
   lastProfile?: Map<string, number>;
   /** Software adapters (d % 64 = 0, no explicit GEMM variant): decW's texture mirror. */
   #decTex?: MatrixTexture;
+  /** The view of `#decTex` the backward binds (one view, so its bind groups are reused). */
+  #decTexView?: GPUTextureView;
   /** Per AuxK group: the dead-feature blocks of its blocked decode (with `#decTex`), if any. */
   #auxBlocks: (SlotBlocks | undefined)[] = [];
 
@@ -318,6 +321,7 @@ export class GpuEngine implements SaeEngine {
     if (!opts.gemmVariant && preferTextureGemm(gpu, d)) {
       // Texture paths (GEMM ~1.4×, decode ~3× the storage kernels on llvmpipe).
       this.#decTex = createMatrixTexture(gpu, n, d, "decW texture");
+      this.#decTexView = matrixTextureView(this.#decTex);
       // AuxK's decode by block of dead features where a group may span more than one block.
       this.#auxBlocks = this.#groups.map((g) => {
         const b = slotBlocks(g.end - g.start, d, g.start, opts.auxBlockBytes);
@@ -906,6 +910,9 @@ export class GpuEngine implements SaeEngine {
           : {}),
       })),
       totalVarIndex: SCAL_TOTAL_VAR,
+      // Software adapters: the per-entry dot products read the decoder rows from the texture the
+      // forward copied them into (Adam changes decW only after the backward).
+      decTex: !!this.#decTexView,
     });
     this.#batch = {
       B,
@@ -981,6 +988,7 @@ export class GpuEngine implements SaeEngine {
       })),
       encW: p.enc.param,
       decW: p.dec.param,
+      decTex: this.#decTexView,
       bDec: p.bias.param,
       gradEnc: p.enc.grad,
       gradDec: p.dec.grad,

@@ -3,6 +3,12 @@
  * dense [B, n] code and dpre matrices, dense products — the thing the sparse path avoids.
  * Shapes are odd, features appear 0, 1 or many times, k = 1 and k = n are covered.
  */
+import {
+  createMatrixTexture,
+  encodeMatrixTextureCopy,
+  matrixTextureSupported,
+  matrixTextureView,
+} from "../../lib/sae/ops/matrix_texture.ts";
 import assert from "node:assert/strict";
 import { assertClose, randn, rng, testGpu } from "../_util.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
@@ -178,6 +184,7 @@ async function runGpu(
   c: Case,
   data: ReturnType<typeof makeData>,
   dpre: DpreLayout = "lanes",
+  decTex = false,
 ) {
   const { B, d } = c;
   const n = c.layers.reduce((a, b) => a + b, 0);
@@ -198,6 +205,7 @@ async function runGpu(
     aux,
     totalVarIndex: 0,
     dpre,
+    decTex,
   });
   const up = (x: Float32Array | Uint32Array, label: string) => uploadStorage(gpu, x, label);
   const bufs = {
@@ -219,7 +227,9 @@ async function runGpu(
     gradB: createStorage(gpu, d * 4, "gradB"),
   };
   const encoder = gpu.device.createCommandEncoder();
-  plan.encode(encoder, bufs);
+  const tex = decTex ? createMatrixTexture(gpu, n, d, "decW texture") : undefined;
+  if (tex) encodeMatrixTextureCopy(encoder, bufs.decW, tex);
+  plan.encode(encoder, { ...bufs, decTex: tex && matrixTextureView(tex) });
   gpu.device.queue.submit([encoder.finish()]);
   const out = {
     gradDec: await readF32(gpu, bufs.gradDec),
@@ -229,6 +239,7 @@ async function runGpu(
     key: await readU32(gpu, plan.scratch.key),
   };
   plan.destroy();
+  tex?.texture.destroy();
   for (const b of Object.values(bufs)) if (b instanceof GPUBuffer) b.destroy();
   for (const a of bufs.aux) for (const b of Object.values(a)) b.destroy();
   return out;
@@ -284,6 +295,35 @@ const CASES: Case[] = [
     aux: [{ k: 8, level: 0, alpha: 1 / 32, start: 0, end: 97 }],
     seed: 5,
   },
+  // One level, k % 4 = 0, d % 4 = 0: the main codes have source 0 and take entry_dpre4x4 too.
+  {
+    B: 45,
+    d: 36,
+    layers: [61],
+    k: 8,
+    aux: [{ k: 5, level: 0, alpha: 1 / 32, start: 0, end: 61 }],
+    seed: 7,
+  },
+  // d % 64 = 0: also run with decW as a matrix texture. One level: the main codes and the aux
+  // codes take entry_dpre4x4, the aux ones on rows 4 090..4 109 (either side of the texture's
+  // first layer of 4 096 rows).
+  {
+    B: 23,
+    d: 64,
+    layers: [4110],
+    k: 4,
+    aux: [{ k: 8, level: 0, alpha: 1 / 32, start: 4090, end: 4110 }],
+    seed: 8,
+  },
+  // Two levels (main codes take entry_dpre4: their source follows the layer), decW texture too.
+  {
+    B: 29,
+    d: 128,
+    layers: [9, 21],
+    k: 6,
+    aux: [{ k: 4, level: 1, alpha: 0.25, start: 9, end: 30 }],
+    seed: 9,
+  },
   // d % 16 = 0 wider than one block of 48 invocations × 16 columns (second block partly idle).
   {
     B: 19,
@@ -295,19 +335,26 @@ const CASES: Case[] = [
   },
 ];
 
-// "groups" (eight invocations per entry dot product, the real-GPU layout) needs d % 4 == 0.
-const LAYOUTS = (d: number): DpreLayout[] => d % 4 === 0 ? ["lanes", "groups"] : ["lanes"];
+// "groups" (eight invocations per entry dot product, the real-GPU layout) needs d % 4 == 0; the
+// decW texture (read by the "lanes" layout) needs d % 64 == 0.
+const LAYOUTS = (d: number): [DpreLayout, boolean][] => [
+  ["lanes", false],
+  ...(d % 4 === 0 ? [["groups", false] as [DpreLayout, boolean]] : []),
+  ...(matrixTextureSupported(d) ? [["lanes", true] as [DpreLayout, boolean]] : []),
+];
 
 for (const c of CASES) {
-  for (const dpre of LAYOUTS(c.d)) {
+  for (const [dpre, decTex] of LAYOUTS(c.d)) {
     const n = c.layers.reduce((a, b) => a + b, 0);
     Deno.test(
-      `sparse backward equals the dense reference (B=${c.B} d=${c.d} layers=${c.layers} k=${c.k} aux=${c.aux.length}, dpre ${dpre})`,
+      `sparse backward equals the dense reference (B=${c.B} d=${c.d} layers=${c.layers} k=${c.k} aux=${c.aux.length}, dpre ${dpre}${
+        decTex ? ", decW texture" : ""
+      })`,
       async () => {
         const gpu = await testGpu();
         const data = makeData(c);
         const want = denseReference(c, data);
-        const got = await runGpu(gpu, c, data, dpre);
+        const got = await runGpu(gpu, c, data, dpre, decTex);
         close(got.gradDec, want.gradDec, "grad decW");
         close(got.gradEnc, want.gradEnc, "grad encW");
         close(got.gradB, want.gradB, "grad bDec");

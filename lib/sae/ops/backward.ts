@@ -30,6 +30,7 @@ import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { GpuError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
 import type { PhaseTimer } from "../../gpu/phase_timer.ts";
+import { placeholderTexture } from "../../gpu/texture.ts";
 import {
   createDenseAux,
   DENSE_AUX_KERNELS,
@@ -70,6 +71,9 @@ const K_AUX = kernel("aux_grad");
 const K_DPRE = kernel("entry_dpre");
 const K_DPRE4 = kernel("entry_dpre4");
 const K_DPRE4X4 = kernel("entry_dpre4x4");
+/** entry_dpre4 and entry_dpre4x4 reading the decoder rows from the decW texture. */
+const K_DPRE4_TEX: Kernel = { ...K_DPRE4, constants: { WG, DEC_TEX: 1 } };
+const K_DPRE4X4_TEX: Kernel = { ...K_DPRE4X4, constants: { WG, DEC_TEX: 1 } };
 /** Invocations per workgroup of entry_dpre_g8 (eight per entry: 32 entries per workgroup). */
 const G8_WG = 256;
 const K_DPRE_G8: Kernel = {
@@ -164,6 +168,11 @@ export interface BackwardShape {
   totalVarIndex: number;
   /** Per-entry dot-product layout (default: "lanes" on software adapters, else "groups"). */
   dpre?: DpreLayout;
+  /**
+   * The decoder rows also come as a matrix texture (`BackwardBuffers.decTex`), which the "lanes"
+   * dot products then read (software adapters: texel fetches gather, storage loads loop).
+   */
+  decTex?: boolean;
 }
 
 /** Buffers of one backward pass (bound per call, so the engine may swap them). */
@@ -182,6 +191,8 @@ export interface BackwardBuffers {
   aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer; k?: number; deadList?: GPUBuffer }[];
   encW: GPUBuffer;
   decW: GPUBuffer;
+  /** decW as a matrix texture view (lib/sae/ops/matrix_texture.ts), when the shape has `decTex`. */
+  decTex?: GPUTextureView;
   bDec: GPUBuffer;
   gradEnc: GPUBuffer;
   gradDec: GPUBuffer;
@@ -240,6 +251,7 @@ export class SparseBackward {
       g.dense ? createDenseAux(gpu, { B, d, n, base: g.dense.base, end: g.dense.end }) : undefined
     );
     const kernels = [...ALL_KERNELS];
+    if (shape.decTex) kernels.push(K_DPRE4_TEX, K_DPRE4X4_TEX);
     // The GEMMs' entry points follow their widths (d for the gradients, dcap for the dpre).
     for (const x of self.#dense) {
       if (!x) continue;
@@ -343,8 +355,9 @@ export class SparseBackward {
         workgroups: elemGrid.workgroups,
       });
     });
-    // Entry segments: main codes (source from the feature's layer), then each aux group.
-    const segments = [{ idx: bufs.idx, val: bufs.val, k, src: SRC_FROM_LAYER }];
+    // Entry segments: main codes (source from the feature's layer; with one level, always source
+    // 0, which lets entry_dpre4x4 serve them), then each aux group.
+    const segments = [{ idx: bufs.idx, val: bufs.val, k, src: L === 1 ? 0 : SRC_FROM_LAYER }];
     aux.forEach((g, a) => {
       const ka = bufs.aux[a].k ?? g.k;
       if (!(Number.isInteger(ka) && ka >= 0 && ka <= g.k)) {
@@ -392,6 +405,12 @@ export class SparseBackward {
     });
     const groups = d % 4 === 0 &&
       (this.shape.dpre ?? (this.#gpu.isFallback ? "lanes" : "groups")) === "groups";
+    if (this.shape.decTex && !bufs.decTex) {
+      throw new GpuError("sparse backward: the shape reads decW from a texture; pass decTex");
+    }
+    // entry_dpre4 and entry_dpre4x4 declare the texture: a placeholder where it is not read.
+    const decT = bufs.decTex ?? placeholderTexture(this.#gpu, "sampled-array");
+    const tex = !!(this.shape.decTex && bufs.decTex);
     segments.forEach((seg, i) => {
       const p = segParams[i];
       if (seg.k === 0) return;
@@ -404,14 +423,23 @@ export class SparseBackward {
       } else if (d % 4 === 0 && seg.k % 4 === 0 && seg.src !== SRC_FROM_LAYER) {
         // Fixed source, whole rows of four entries: one U load serves four dot products.
         out.push(gate(i - 1, {
-          kernel: K_DPRE4X4,
-          buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.quad],
+          kernel: tex ? K_DPRE4X4_TEX : K_DPRE4X4,
+          buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.quad, decT],
           workgroups: p.quadGrid.workgroups,
         }, false));
       } else {
         out.push(gate(i - 1, {
-          kernel: d % 4 === 0 ? K_DPRE4 : K_DPRE, // vec4 loads when rows allow
-          buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.flat],
+          kernel: d % 4 === 0 ? (tex ? K_DPRE4_TEX : K_DPRE4) : K_DPRE, // vec4 loads when rows allow
+          buffers: [
+            seg.idx,
+            seg.val,
+            s.u,
+            bufs.decW,
+            s.ends,
+            s.dpre,
+            p.flat,
+            ...(d % 4 === 0 ? [decT] : []),
+          ],
           workgroups: p.grid.workgroups,
         }, false));
       }
