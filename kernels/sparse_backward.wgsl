@@ -48,7 +48,8 @@
 //   block_prefix      counts, start, p
 //   scan_features     start, p
 //   scatter           idx, val, dpre, counts (cursors), start, sKey, sVal, sDpre, layerEnds, p
-//   reduce_features(4|16) start, sKey, sVal, sDpre, U, xs, bDec, gradDec, gradEnc, sdpre, p
+//   reduce_features(4|16) start, sKey, sVal, sDpre, U, xs, bDec, gradDec, gradEnc, sdpre, p;
+//                     reduce_features16 also 11 U and 12 xs as matrix textures (read when RF_TEX)
 //   bdec_partial      sdpre, encW, partial, p
 //   bdec_rows         U, rowPartial, p
 //   bdec_final        rowPartial, partial, gradB, p
@@ -172,12 +173,12 @@ override DEC_TEX: bool = false;
 const TEX_ROWS: u32 = 4096u;
 @group(0) @binding(7) var ed_dec_t: texture_2d_array<f32>;
 
-// Texel coordinates (y, layer) of decoder row f in decT.
-fn ed_dec_row(f: u32) -> vec2i {
-  return vec2i(i32(f % TEX_ROWS), i32(f / TEX_ROWS));
+// Texel coordinates (y, layer) of row r of a matrix texture.
+fn tex_row(r: u32) -> vec2i {
+  return vec2i(i32(r % TEX_ROWS), i32(r / TEX_ROWS));
 }
 
-// vec4 j of decoder row f, whose storage offset is w = f·d/4 and texture row t = ed_dec_row(f).
+// vec4 j of decoder row f, whose storage offset is w = f·d/4 and texture row t = tex_row(f).
 fn ed_dec_at(w: u32, t: vec2i, j: u32) -> vec4f {
   if (DEC_TEX) { return textureLoad(ed_dec_t, vec2i(i32(j), t.x), t.y, 0); }
   return ed_dec4[w + j];
@@ -197,7 +198,7 @@ fn entry_dpre4(@builtin(global_invocation_id) g: vec3u) {
     let d4 = ed_p.d / 4u;
     let ub = (src * ed_p.B + b) * d4;
     let wb = f * d4;
-    let tb = ed_dec_row(f);
+    let tb = tex_row(f);
     var acc = vec4f(0.0);
     for (var j = 0u; j < d4; j++) { acc += ed_u4[ub + j] * ed_dec_at(wb, tb, j); }
     dp = acc.x + acc.y + acc.z + acc.w;
@@ -275,10 +276,10 @@ fn entry_dpre4x4(@builtin(global_invocation_id) g: vec3u) {
     let w1 = g1 * d4;
     let w2 = g2 * d4;
     let w3 = g3 * d4;
-    let t0 = ed_dec_row(g0);
-    let t1 = ed_dec_row(g1);
-    let t2 = ed_dec_row(g2);
-    let t3 = ed_dec_row(g3);
+    let t0 = tex_row(g0);
+    let t1 = tex_row(g1);
+    let t2 = tex_row(g2);
+    let t3 = tex_row(g3);
     var a0 = vec4f(0.0);
     var a1 = vec4f(0.0);
     var a2 = vec4f(0.0);
@@ -507,6 +508,24 @@ fn reduce_features4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_
 // entry's key, value and dpre loads (uniform over the workgroup, but per-lane loads on
 // software adapters) are paid once per 16 columns. d a multiple of 16. Grid as
 // reduce_features4; invocation t of block c owns vec4 columns 4·(c·WG + t) .. +3.
+// With RF_TEX, U's and xs's rows come from their matrix textures (bindings 11: U as S·B rows,
+// 12: xs; placeholders bound otherwise), gathered across lanes as in entry_dpre4 with DEC_TEX.
+override RF_TEX: bool = false;
+@group(0) @binding(11) var rf_u_t: texture_2d_array<f32>;
+@group(0) @binding(12) var rf_xs_t: texture_2d_array<f32>;
+
+// vec4 j of U's row at storage offset i (in vec4s) and texture row t.
+fn rf_u_at(i: u32, t: vec2i, j: u32) -> vec4f {
+  if (RF_TEX) { return textureLoad(rf_u_t, vec2i(i32(j), t.x), t.y, 0); }
+  return rf_u4[i];
+}
+
+// vec4 j of xs's row at storage offset i (in vec4s) and texture row t.
+fn rf_xs_at(i: u32, t: vec2i, j: u32) -> vec4f {
+  if (RF_TEX) { return textureLoad(rf_xs_t, vec2i(i32(j), t.x), t.y, 0); }
+  return rf_xs4[i];
+}
+
 @compute @workgroup_size(WG)
 fn reduce_features16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let f = wg.y * rf_p.row_stride + wg.x;
@@ -538,14 +557,16 @@ fn reduce_features16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation
     s += dp;
     let ub = (key >> 24u) * bd4 + b * d4 + j;
     let xb = b * d4 + j;
-    gd0 += v * rf_u4[ub];
-    gd1 += v * rf_u4[ub + 1u];
-    gd2 += v * rf_u4[ub + 2u];
-    gd3 += v * rf_u4[ub + 3u];
-    ge0 += dp * rf_xs4[xb];
-    ge1 += dp * rf_xs4[xb + 1u];
-    ge2 += dp * rf_xs4[xb + 2u];
-    ge3 += dp * rf_xs4[xb + 3u];
+    let ut = tex_row((key >> 24u) * rf_p.B + b);
+    let xt = tex_row(b);
+    gd0 += v * rf_u_at(ub, ut, j);
+    gd1 += v * rf_u_at(ub + 1u, ut, j + 1u);
+    gd2 += v * rf_u_at(ub + 2u, ut, j + 2u);
+    gd3 += v * rf_u_at(ub + 3u, ut, j + 3u);
+    ge0 += dp * rf_xs_at(xb, xt, j);
+    ge1 += dp * rf_xs_at(xb + 1u, xt, j + 1u);
+    ge2 += dp * rf_xs_at(xb + 2u, xt, j + 2u);
+    ge3 += dp * rf_xs_at(xb + 3u, xt, j + 3u);
   }
   let o = f * d4 + j;
   rf_gdec4[o] = gd0;

@@ -173,6 +173,8 @@ interface BatchBuffers {
   checked: boolean;
   /** xs/encW texture mirrors of the texture GEMM (software adapters). */
   gemmTex?: GemmTextures;
+  /** The view of `gemmTex.xs` the backward binds (made once, so its bind groups are reused). */
+  gemmTexXsView?: GPUTextureView;
   /** Software adapters: the texture mirror of a pre chunk, which the selections read. */
   preTex?: PreTexture;
   /**
@@ -910,10 +912,11 @@ export class GpuEngine implements SaeEngine {
           : {}),
       })),
       totalVarIndex: SCAL_TOTAL_VAR,
-      // Software adapters: the per-entry dot products read the decoder rows from the texture the
-      // forward copied them into (Adam changes decW only after the backward).
-      decTex: !!this.#decTexView,
+      // Software adapters: the backward gathers decW and xs rows from the textures the forward
+      // copied them into (Adam changes decW only after the backward), and U from its own.
+      textures: !!this.#decTexView,
     });
+    const gemmTex = this.#decTex ? createGemmTextures(gpu, { B, d, n }) : undefined;
     this.#batch = {
       B,
       chunkRows,
@@ -961,7 +964,7 @@ export class GpuEngine implements SaeEngine {
       active: f32(n, "active counts"),
       backward,
       checked: false,
-      ...(this.#decTex ? { gemmTex: createGemmTextures(gpu, { B, d, n }) } : {}),
+      ...(gemmTex ? { gemmTex, gemmTexXsView: matrixTextureView(gemmTex.xs) } : {}),
       ...(this.#decTex && preTextureSupported(gpu, chunkRows, n)
         ? { preTex: createPreTexture(gpu, chunkRows, n) }
         : {}),
@@ -989,6 +992,7 @@ export class GpuEngine implements SaeEngine {
       encW: p.enc.param,
       decW: p.dec.param,
       decTex: this.#decTexView,
+      xsTex: bb.gemmTexXsView,
       bDec: p.bias.param,
       gradEnc: p.enc.grad,
       gradDec: p.dec.grad,

@@ -31,6 +31,8 @@ interface Case {
   k: number;
   aux: { k: number; level: number; alpha: number; start: number; end: number }[];
   seed: number;
+  /** The batch is large enough that every feature has an entry. */
+  everyFeature?: boolean;
 }
 
 /** Codes [B, K]: distinct features per row drawn with a skew (feature `hot` on every row). */
@@ -184,7 +186,7 @@ async function runGpu(
   c: Case,
   data: ReturnType<typeof makeData>,
   dpre: DpreLayout = "lanes",
-  decTex = false,
+  textures = false,
 ) {
   const { B, d } = c;
   const n = c.layers.reduce((a, b) => a + b, 0);
@@ -205,7 +207,7 @@ async function runGpu(
     aux,
     totalVarIndex: 0,
     dpre,
-    decTex,
+    textures,
   });
   const up = (x: Float32Array | Uint32Array, label: string) => uploadStorage(gpu, x, label);
   const bufs = {
@@ -227,9 +229,22 @@ async function runGpu(
     gradB: createStorage(gpu, d * 4, "gradB"),
   };
   const encoder = gpu.device.createCommandEncoder();
-  const tex = decTex ? createMatrixTexture(gpu, n, d, "decW texture") : undefined;
-  if (tex) encodeMatrixTextureCopy(encoder, bufs.decW, tex);
-  plan.encode(encoder, { ...bufs, decTex: tex && matrixTextureView(tex) });
+  // With textures: decW and xs mirrored as the engine's forward leaves them.
+  const tex = textures
+    ? {
+      dec: createMatrixTexture(gpu, n, d, "decW texture"),
+      xs: createMatrixTexture(gpu, B, d, "xs"),
+    }
+    : undefined;
+  if (tex) {
+    encodeMatrixTextureCopy(encoder, bufs.decW, tex.dec);
+    encodeMatrixTextureCopy(encoder, bufs.xs, tex.xs);
+  }
+  plan.encode(encoder, {
+    ...bufs,
+    decTex: tex && matrixTextureView(tex.dec),
+    xsTex: tex && matrixTextureView(tex.xs),
+  });
   gpu.device.queue.submit([encoder.finish()]);
   const out = {
     gradDec: await readF32(gpu, bufs.gradDec),
@@ -239,7 +254,8 @@ async function runGpu(
     key: await readU32(gpu, plan.scratch.key),
   };
   plan.destroy();
-  tex?.texture.destroy();
+  tex?.dec.texture.destroy();
+  tex?.xs.texture.destroy();
   for (const b of Object.values(bufs)) if (b instanceof GPUBuffer) b.destroy();
   for (const a of bufs.aux) for (const b of Object.values(a)) b.destroy();
   return out;
@@ -304,9 +320,9 @@ const CASES: Case[] = [
     aux: [{ k: 5, level: 0, alpha: 1 / 32, start: 0, end: 61 }],
     seed: 7,
   },
-  // d % 64 = 0: also run with decW as a matrix texture. One level: the main codes and the aux
-  // codes take entry_dpre4x4, the aux ones on rows 4 090..4 109 (either side of the texture's
-  // first layer of 4 096 rows).
+  // d % 64 = 0: also run with matrix textures. One level: the main codes and the aux codes take
+  // entry_dpre4x4, the aux ones on decoder rows 4 090..4 109 (either side of the texture's first
+  // layer of 4 096 rows).
   {
     B: 23,
     d: 64,
@@ -315,7 +331,17 @@ const CASES: Case[] = [
     aux: [{ k: 8, level: 0, alpha: 1 / 32, start: 4090, end: 4110 }],
     seed: 8,
   },
-  // Two levels (main codes take entry_dpre4: their source follows the layer), decW texture too.
+  // U's texture spans two layers (S·B = 4 100 rows): the aux source's rows cross row 4 096.
+  {
+    B: 2050,
+    d: 64,
+    layers: [40],
+    k: 4,
+    aux: [{ k: 4, level: 0, alpha: 1 / 32, start: 0, end: 40 }],
+    seed: 10,
+    everyFeature: true,
+  },
+  // Two levels (main codes take entry_dpre4: their source follows the layer), textures too.
   {
     B: 29,
     d: 128,
@@ -336,7 +362,8 @@ const CASES: Case[] = [
 ];
 
 // "groups" (eight invocations per entry dot product, the real-GPU layout) needs d % 4 == 0; the
-// decW texture (read by the "lanes" layout) needs d % 64 == 0.
+// matrix textures (decW and xs given, U copied: read by the "lanes" dot products and
+// reduce_features16) need d % 64 == 0.
 const LAYOUTS = (d: number): [DpreLayout, boolean][] => [
   ["lanes", false],
   ...(d % 4 === 0 ? [["groups", false] as [DpreLayout, boolean]] : []),
@@ -344,17 +371,17 @@ const LAYOUTS = (d: number): [DpreLayout, boolean][] => [
 ];
 
 for (const c of CASES) {
-  for (const [dpre, decTex] of LAYOUTS(c.d)) {
+  for (const [dpre, textures] of LAYOUTS(c.d)) {
     const n = c.layers.reduce((a, b) => a + b, 0);
     Deno.test(
       `sparse backward equals the dense reference (B=${c.B} d=${c.d} layers=${c.layers} k=${c.k} aux=${c.aux.length}, dpre ${dpre}${
-        decTex ? ", decW texture" : ""
+        textures ? ", matrix textures" : ""
       })`,
       async () => {
         const gpu = await testGpu();
         const data = makeData(c);
         const want = denseReference(c, data);
-        const got = await runGpu(gpu, c, data, dpre, decTex);
+        const got = await runGpu(gpu, c, data, dpre, textures);
         close(got.gradDec, want.gradDec, "grad decW");
         close(got.gradEnc, want.gradEnc, "grad encW");
         close(got.gradB, want.gradB, "grad bDec");
@@ -374,7 +401,7 @@ for (const c of CASES) {
             for (let j = 0; j < c.d; j++) assert.equal(got.gradDec[f * c.d + j], 0);
           }
         }
-        assert.ok(active.size < n || c.k === n, "some feature never appears");
+        assert.ok(active.size < n || c.k === n || c.everyFeature, "some feature never appears");
       },
     );
   }

@@ -32,6 +32,13 @@ import { wrapGrid } from "./grid.ts";
 import type { PhaseTimer } from "../../gpu/phase_timer.ts";
 import { placeholderTexture } from "../../gpu/texture.ts";
 import {
+  createMatrixTexture,
+  encodeMatrixTextureCopy,
+  type MatrixTexture,
+  matrixTextureSupported,
+  matrixTextureView,
+} from "./matrix_texture.ts";
+import {
   createDenseAux,
   DENSE_AUX_KERNELS,
   type DenseAux,
@@ -103,6 +110,8 @@ const K_REDUCE16: Kernel = {
   entry: "reduce_features16",
   constants: { WG: REDUCE16_WG },
 };
+/** reduce_features16 reading U's and xs's rows from their matrix textures. */
+const K_REDUCE16_TEX: Kernel = { ...K_REDUCE16, constants: { WG: REDUCE16_WG, RF_TEX: 1 } };
 const K_BPART = kernel("bdec_partial");
 const K_BROWS: Kernel = { ...kernel("bdec_rows"), constants: { WG, BDEC_ROWS } };
 const K_BFINAL: Kernel = { ...kernel("bdec_final"), constants: { WG, BDEC_ROWS } };
@@ -169,10 +178,12 @@ export interface BackwardShape {
   /** Per-entry dot-product layout (default: "lanes" on software adapters, else "groups"). */
   dpre?: DpreLayout;
   /**
-   * The decoder rows also come as a matrix texture (`BackwardBuffers.decTex`), which the "lanes"
-   * dot products then read (software adapters: texel fetches gather, storage loads loop).
+   * Gather rows through matrix textures (software adapters: a texel fetch gathers across the SIMD
+   * lanes, a storage load loops over them): decW and xs come as textures too
+   * (`BackwardBuffers.decTex`, `xsTex`), U is copied into one; the "lanes" dot products and
+   * reduce_features16 read them. Needs d % 64 == 0 (matrixTextureSupported).
    */
-  decTex?: boolean;
+  textures?: boolean;
 }
 
 /** Buffers of one backward pass (bound per call, so the engine may swap them). */
@@ -191,8 +202,10 @@ export interface BackwardBuffers {
   aux: { idx: GPUBuffer; val: GPUBuffer; ehat: GPUBuffer; k?: number; deadList?: GPUBuffer }[];
   encW: GPUBuffer;
   decW: GPUBuffer;
-  /** decW as a matrix texture view (lib/sae/ops/matrix_texture.ts), when the shape has `decTex`. */
+  /** decW as a matrix texture view (lib/sae/ops/matrix_texture.ts), when the shape has `textures`. */
   decTex?: GPUTextureView;
+  /** xs as a matrix texture view, when the shape has `textures`. */
+  xsTex?: GPUTextureView;
   bDec: GPUBuffer;
   gradEnc: GPUBuffer;
   gradDec: GPUBuffer;
@@ -213,6 +226,9 @@ export class SparseBackward {
   #gpu: Gpu;
   #pipelines = new Map<string, GPUComputePipeline>();
   #scratch: Record<string, GPUBuffer> = {};
+  /** With `textures`: U mirrored as a matrix texture of S·B rows, and its view. */
+  #uTex?: MatrixTexture;
+  #uTexView?: GPUTextureView;
   /** Per aux group: its dense path's scratch, where the shape asks for one. */
   #dense: (DenseAux | undefined)[] = [];
 
@@ -251,7 +267,14 @@ export class SparseBackward {
       g.dense ? createDenseAux(gpu, { B, d, n, base: g.dense.base, end: g.dense.end }) : undefined
     );
     const kernels = [...ALL_KERNELS];
-    if (shape.decTex) kernels.push(K_DPRE4_TEX, K_DPRE4X4_TEX);
+    if (shape.textures) {
+      if (!matrixTextureSupported(d)) {
+        throw new GpuError(`sparse backward: matrix textures need d % 64 == 0 (d = ${d})`);
+      }
+      kernels.push(K_DPRE4_TEX, K_DPRE4X4_TEX, K_REDUCE16_TEX);
+      self.#uTex = createMatrixTexture(gpu, S * B, d, "backward U texture");
+      self.#uTexView = matrixTextureView(self.#uTex);
+    }
     // The GEMMs' entry points follow their widths (d for the gradients, dcap for the dpre).
     for (const x of self.#dense) {
       if (!x) continue;
@@ -405,12 +428,13 @@ export class SparseBackward {
     });
     const groups = d % 4 === 0 &&
       (this.shape.dpre ?? (this.#gpu.isFallback ? "lanes" : "groups")) === "groups";
-    if (this.shape.decTex && !bufs.decTex) {
-      throw new GpuError("sparse backward: the shape reads decW from a texture; pass decTex");
+    if (this.shape.textures && !(bufs.decTex && bufs.xsTex)) {
+      throw new GpuError("sparse backward: the shape reads matrix textures; pass decTex and xsTex");
     }
-    // entry_dpre4 and entry_dpre4x4 declare the texture: a placeholder where it is not read.
-    const decT = bufs.decTex ?? placeholderTexture(this.#gpu, "sampled-array");
-    const tex = !!(this.shape.decTex && bufs.decTex);
+    const tex = !!this.shape.textures;
+    // The kernels with a texture variant declare the textures: placeholders where none is read.
+    const unusedTex = placeholderTexture(this.#gpu, "sampled-array");
+    const decT = bufs.decTex ?? unusedTex;
     segments.forEach((seg, i) => {
       const p = segParams[i];
       if (seg.k === 0) return;
@@ -511,8 +535,15 @@ export class SparseBackward {
     const colBlocks = Math.ceil(
       d / vec / (vec === 16 ? REDUCE16_WG : vec === 4 ? REDUCE4_WG : WG),
     );
+    const uTex = this.#uTex;
+    if (vec === 16 && uTex) {
+      out.push({
+        command: (enc) => encodeMatrixTextureCopy(enc, s.u, uTex),
+        label: "U texture copy",
+      });
+    }
     out.push({
-      kernel: vec === 16 ? K_REDUCE16 : vec === 4 ? K_REDUCE4 : K_REDUCE,
+      kernel: vec === 16 ? (uTex ? K_REDUCE16_TEX : K_REDUCE16) : vec === 4 ? K_REDUCE4 : K_REDUCE,
       buffers: [
         s.start,
         s.key,
@@ -525,6 +556,7 @@ export class SparseBackward {
         bufs.gradEnc,
         s.sum,
         this.#params({ row_stride: perFeature.stride }),
+        ...(vec === 16 ? [this.#uTexView ?? unusedTex, bufs.xsTex ?? unusedTex] : []),
       ],
       workgroups: vec !== 1
         ? [...perFeature.workgroups, colBlocks]
@@ -631,6 +663,7 @@ export class SparseBackward {
   /** Free the scratch buffers. */
   destroy() {
     for (const b of Object.values(this.#scratch)) b.destroy();
+    this.#uTex?.texture.destroy();
     for (const x of this.#dense) if (x) destroyDenseAux(x);
   }
 }
