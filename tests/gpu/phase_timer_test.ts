@@ -27,6 +27,14 @@ Deno.test("PhaseTimer: phases in order, summed per label; wall timing puts the w
   const timings: PhaseTiming[] = gpu.hasTimestamps ? ["wall", "timestamps"] : ["wall"];
   try {
     const alone = Math.min(await timeGpu(gpu, record), await timeGpu(gpu, record));
+    // One submit-and-wait round trip of the host, which every wall phase includes.
+    let roundTrip = Infinity;
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      gpu.device.queue.submit([gpu.device.createCommandEncoder().finish()]);
+      await gpu.device.queue.onSubmittedWorkDone();
+      roundTrip = Math.min(roundTrip, performance.now() - t0);
+    }
     for (const timing of timings) {
       const timer = new PhaseTimer(gpu, timing);
       assert.equal(timer.timing, timing);
@@ -42,7 +50,9 @@ Deno.test("PhaseTimer: phases in order, summed per label; wall timing puts the w
       assert.deepEqual([...phases.keys()], ["busy", "empty"], timing);
       const busy = phases.get("busy")!, empty = phases.get("empty")!;
       assert.ok(empty >= 0 && busy > 0, `${timing}: busy ${busy} ms, empty ${empty} ms`);
-      if (timing === "wall") {
+      // Where the wall timing is the default (software adapters), and wherever the work outlasts
+      // the host's round trip (on the H100 it took 0.12 ms against an 11 ms round trip).
+      if (timing === "wall" && (gpu.isFallback || alone > 5 * roundTrip)) {
         // Two runs of the work, each taking `alone` ms, and nothing in between.
         assert.ok(busy >= 1.5 * alone, `wall: busy ${busy} ms, one run alone ${alone} ms`);
         assert.ok(empty < 0.5 * alone, `wall: empty ${empty} ms, one run alone ${alone} ms`);
