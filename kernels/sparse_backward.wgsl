@@ -43,7 +43,7 @@
 //   level_grad        recon, xs, scal, U, p
 //   aux_grad          ehat, xs, recon, scal, U, p
 //   entry_dpre(4|4x4|_g8) idx, val, U, decW, layerEnds, dpre [E], p; entry_dpre4 and entry_dpre4x4
-//                     also 7 decT (decW as a matrix texture, read instead of decW when DEC_TEX)
+//                     also 7 decT and 8 uT (decW and U as matrix textures, read when ED_TEX)
 //   histogram         idx, val, counts, p
 //   block_prefix      counts, start, p
 //   scan_features     start, p
@@ -165,13 +165,14 @@ fn entry_dpre(@builtin(global_invocation_id) g: vec3u) {
 // entry_dpre4: entry_dpre on vec4 views of U and decW (d a multiple of 4): four columns per load.
 @group(0) @binding(2) var<storage, read> ed_u4: array<vec4f>;
 @group(0) @binding(3) var<storage, read> ed_dec4: array<vec4f>;
-// With DEC_TEX the decoder rows come from decT (texel (j, f % TEX_ROWS) of layer f / TEX_ROWS holds
-// decW[f, 4j..4j+3]; lib/sae/ops/matrix_texture.ts): on llvmpipe a texel fetch is one gather for
-// all SIMD lanes where a storage load loops over the lanes. The host binds placeholders for the
-// binding not read.
-override DEC_TEX: bool = false;
+// With ED_TEX the decoder rows come from decT and U's rows from uT (texel (j, r % TEX_ROWS) of layer
+// r / TEX_ROWS holds row r's columns 4j..4j+3; lib/sae/ops/matrix_texture.ts): on llvmpipe a texel
+// fetch is one gather for all SIMD lanes where a storage load loops over the lanes. The host binds
+// placeholders for the bindings not read.
+override ED_TEX: bool = false;
 const TEX_ROWS: u32 = 4096u;
 @group(0) @binding(7) var ed_dec_t: texture_2d_array<f32>;
+@group(0) @binding(8) var ed_u_t: texture_2d_array<f32>;
 
 // Texel coordinates (y, layer) of row r of a matrix texture.
 fn tex_row(r: u32) -> vec2i {
@@ -180,8 +181,14 @@ fn tex_row(r: u32) -> vec2i {
 
 // vec4 j of decoder row f, whose storage offset is w = f·d/4 and texture row t = tex_row(f).
 fn ed_dec_at(w: u32, t: vec2i, j: u32) -> vec4f {
-  if (DEC_TEX) { return textureLoad(ed_dec_t, vec2i(i32(j), t.x), t.y, 0); }
+  if (ED_TEX) { return textureLoad(ed_dec_t, vec2i(i32(j), t.x), t.y, 0); }
   return ed_dec4[w + j];
+}
+
+// vec4 j of U's row at storage offset u (in vec4s, row start) and texture row t.
+fn ed_u_at(u: u32, t: vec2i, j: u32) -> vec4f {
+  if (ED_TEX) { return textureLoad(ed_u_t, vec2i(i32(j), t.x), t.y, 0); }
+  return ed_u4[u + j];
 }
 
 @compute @workgroup_size(WG)
@@ -199,8 +206,9 @@ fn entry_dpre4(@builtin(global_invocation_id) g: vec3u) {
     let ub = (src * ed_p.B + b) * d4;
     let wb = f * d4;
     let tb = tex_row(f);
+    let ut = tex_row(src * ed_p.B + b);
     var acc = vec4f(0.0);
-    for (var j = 0u; j < d4; j++) { acc += ed_u4[ub + j] * ed_dec_at(wb, tb, j); }
+    for (var j = 0u; j < d4; j++) { acc += ed_u_at(ub, ut, j) * ed_dec_at(wb, tb, j); }
     dp = acc.x + acc.y + acc.z + acc.w;
   }
   ed_dpre[ed_p.seg_base + e] = dp;
@@ -284,8 +292,9 @@ fn entry_dpre4x4(@builtin(global_invocation_id) g: vec3u) {
     var a1 = vec4f(0.0);
     var a2 = vec4f(0.0);
     var a3 = vec4f(0.0);
+    let ut = tex_row(src * ed_p.B + b);
     for (var j = 0u; j < d4; j++) {
-      let x = ed_u4[ub + j];
+      let x = ed_u_at(ub, ut, j);
       a0 += x * ed_dec_at(w0, t0, j);
       a1 += x * ed_dec_at(w1, t1, j);
       a2 += x * ed_dec_at(w2, t2, j);

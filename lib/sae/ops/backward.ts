@@ -78,9 +78,9 @@ const K_AUX = kernel("aux_grad");
 const K_DPRE = kernel("entry_dpre");
 const K_DPRE4 = kernel("entry_dpre4");
 const K_DPRE4X4 = kernel("entry_dpre4x4");
-/** entry_dpre4 and entry_dpre4x4 reading the decoder rows from the decW texture. */
-const K_DPRE4_TEX: Kernel = { ...K_DPRE4, constants: { WG, DEC_TEX: 1 } };
-const K_DPRE4X4_TEX: Kernel = { ...K_DPRE4X4, constants: { WG, DEC_TEX: 1 } };
+/** entry_dpre4 and entry_dpre4x4 reading the decoder's and U's rows from their textures. */
+const K_DPRE4_TEX: Kernel = { ...K_DPRE4, constants: { WG, ED_TEX: 1 } };
+const K_DPRE4X4_TEX: Kernel = { ...K_DPRE4X4, constants: { WG, ED_TEX: 1 } };
 /** Invocations per workgroup of entry_dpre_g8 (eight per entry: 32 entries per workgroup). */
 const G8_WG = 256;
 const K_DPRE_G8: Kernel = {
@@ -378,6 +378,14 @@ export class SparseBackward {
         workgroups: elemGrid.workgroups,
       });
     });
+    // U is complete: its texture mirror for the entry dot products and the per-feature sums.
+    const uTex = this.#uTex;
+    if (uTex) {
+      out.push({
+        command: (enc) => encodeMatrixTextureCopy(enc, s.u, uTex),
+        label: "U texture copy",
+      });
+    }
     // Entry segments: main codes (source from the feature's layer; with one level, always source
     // 0, which lets entry_dpre4x4 serve them), then each aux group.
     const segments = [{ idx: bufs.idx, val: bufs.val, k, src: L === 1 ? 0 : SRC_FROM_LAYER }];
@@ -435,6 +443,7 @@ export class SparseBackward {
     // The kernels with a texture variant declare the textures: placeholders where none is read.
     const unusedTex = placeholderTexture(this.#gpu, "sampled-array");
     const decT = bufs.decTex ?? unusedTex;
+    const uT = this.#uTexView ?? unusedTex;
     segments.forEach((seg, i) => {
       const p = segParams[i];
       if (seg.k === 0) return;
@@ -448,7 +457,7 @@ export class SparseBackward {
         // Fixed source, whole rows of four entries: one U load serves four dot products.
         out.push(gate(i - 1, {
           kernel: tex ? K_DPRE4X4_TEX : K_DPRE4X4,
-          buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.quad, decT],
+          buffers: [seg.idx, seg.val, s.u, bufs.decW, s.ends, s.dpre, p.quad, decT, uT],
           workgroups: p.quadGrid.workgroups,
         }, false));
       } else {
@@ -462,7 +471,7 @@ export class SparseBackward {
             s.ends,
             s.dpre,
             p.flat,
-            ...(d % 4 === 0 ? [decT] : []),
+            ...(d % 4 === 0 ? [decT, uT] : []),
           ],
           workgroups: p.grid.workgroups,
         }, false));
@@ -535,13 +544,6 @@ export class SparseBackward {
     const colBlocks = Math.ceil(
       d / vec / (vec === 16 ? REDUCE16_WG : vec === 4 ? REDUCE4_WG : WG),
     );
-    const uTex = this.#uTex;
-    if (vec === 16 && uTex) {
-      out.push({
-        command: (enc) => encodeMatrixTextureCopy(enc, s.u, uTex),
-        label: "U texture copy",
-      });
-    }
     out.push({
       kernel: vec === 16 ? (uTex ? K_REDUCE16_TEX : K_REDUCE16) : vec === 4 ? K_REDUCE4 : K_REDUCE,
       buffers: [
