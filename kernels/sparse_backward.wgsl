@@ -50,7 +50,7 @@
 //   scatter           idx, val, dpre, counts (cursors), start, sKey, sVal, sDpre, layerEnds, p
 //   reduce_features(4|16) start, sKey, sVal, sDpre, U, xs, bDec, gradDec, gradEnc, sdpre, p;
 //                     reduce_features16 also 11 U and 12 xs as matrix textures (read when RF_TEX)
-//   bdec_partial      sdpre, encW, partial, p
+//   bdec_partial      sdpre, encW, partial, p, 4 encT (encW as a matrix texture, read when BQ_TEX)
 //   bdec_rows         U, rowPartial, p
 //   bdec_final        rowPartial, partial, gradB, p
 
@@ -593,14 +593,35 @@ fn reduce_features16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation
 @group(0) @binding(1) var<storage, read> bq_enc: array<f32>;
 @group(0) @binding(2) var<storage, read_write> bq_partial: array<f32>;
 @group(0) @binding(3) var<uniform> bq_p: Params;
+// With BQ_TEX, encW's rows come from its matrix texture (binding 4; a placeholder is bound
+// otherwise) and one invocation owns the four columns of one texel: g.x = j / 4 (d % 4 == 0).
+// Each column's sum runs over the features in the same order either way.
+override BQ_TEX: bool = false;
+@group(0) @binding(4) var bq_enc_t: texture_2d_array<f32>;
 
 @compute @workgroup_size(WG)
 fn bdec_partial(@builtin(global_invocation_id) g: vec3u) {
-  let j = g.x;
   let c = g.y;
-  if (j >= bq_p.d || c >= bq_p.n_chunks) { return; }
   let f0 = c * bq_p.chunk;
   let f1 = min(f0 + bq_p.chunk, bq_p.n);
+  if (BQ_TEX) {
+    let j4 = g.x;
+    if (j4 * 4u >= bq_p.d || c >= bq_p.n_chunks) { return; }
+    var acc4 = vec4f(0.0);
+    for (var f = f0; f < f1; f++) {
+      let s = bq_sum[f];
+      let t = tex_row(f);
+      if (s != 0.0) { acc4 += s * textureLoad(bq_enc_t, vec2i(i32(j4), t.x), t.y, 0); }
+    }
+    let o = c * bq_p.d + j4 * 4u;
+    bq_partial[o] = acc4.x;
+    bq_partial[o + 1u] = acc4.y;
+    bq_partial[o + 2u] = acc4.z;
+    bq_partial[o + 3u] = acc4.w;
+    return;
+  }
+  let j = g.x;
+  if (j >= bq_p.d || c >= bq_p.n_chunks) { return; }
   var acc = 0.0;
   for (var f = f0; f < f1; f++) {
     let s = bq_sum[f];

@@ -173,8 +173,8 @@ interface BatchBuffers {
   checked: boolean;
   /** xs/encW texture mirrors of the texture GEMM (software adapters). */
   gemmTex?: GemmTextures;
-  /** The view of `gemmTex.xs` the backward binds (made once, so its bind groups are reused). */
-  gemmTexXsView?: GPUTextureView;
+  /** Views of `gemmTex.xs` and `.encW` the backward binds (made once: bind groups are reused). */
+  gemmTexViews?: { xs: GPUTextureView; encW: GPUTextureView };
   /** Software adapters: the texture mirror of a pre chunk, which the selections read. */
   preTex?: PreTexture;
   /**
@@ -912,8 +912,8 @@ export class GpuEngine implements SaeEngine {
           : {}),
       })),
       totalVarIndex: SCAL_TOTAL_VAR,
-      // Software adapters: the backward gathers decW and xs rows from the textures the forward
-      // copied them into (Adam changes decW only after the backward), and U from its own.
+      // Software adapters: the backward gathers decW, encW and xs rows from the textures the
+      // forward copied them into (Adam changes the weights only after the backward), U from its own.
       textures: !!this.#decTexView,
     });
     const gemmTex = this.#decTex ? createGemmTextures(gpu, { B, d, n }) : undefined;
@@ -964,7 +964,15 @@ export class GpuEngine implements SaeEngine {
       active: f32(n, "active counts"),
       backward,
       checked: false,
-      ...(gemmTex ? { gemmTex, gemmTexXsView: matrixTextureView(gemmTex.xs) } : {}),
+      ...(gemmTex
+        ? {
+          gemmTex,
+          gemmTexViews: {
+            xs: matrixTextureView(gemmTex.xs),
+            encW: matrixTextureView(gemmTex.encW),
+          },
+        }
+        : {}),
       ...(this.#decTex && preTextureSupported(gpu, chunkRows, n)
         ? { preTex: createPreTexture(gpu, chunkRows, n) }
         : {}),
@@ -992,7 +1000,8 @@ export class GpuEngine implements SaeEngine {
       encW: p.enc.param,
       decW: p.dec.param,
       decTex: this.#decTexView,
-      xsTex: bb.gemmTexXsView,
+      xsTex: bb.gemmTexViews?.xs,
+      encTex: bb.gemmTexViews?.encW,
       bDec: p.bias.param,
       gradEnc: p.enc.grad,
       gradDec: p.dec.grad,

@@ -229,21 +229,24 @@ async function runGpu(
     gradB: createStorage(gpu, d * 4, "gradB"),
   };
   const encoder = gpu.device.createCommandEncoder();
-  // With textures: decW and xs mirrored as the engine's forward leaves them.
+  // With textures: decW, encW and xs mirrored as the engine's forward leaves them.
   const tex = textures
     ? {
       dec: createMatrixTexture(gpu, n, d, "decW texture"),
+      enc: createMatrixTexture(gpu, n, d, "encW texture"),
       xs: createMatrixTexture(gpu, B, d, "xs"),
     }
     : undefined;
   if (tex) {
     encodeMatrixTextureCopy(encoder, bufs.decW, tex.dec);
+    encodeMatrixTextureCopy(encoder, bufs.encW, tex.enc);
     encodeMatrixTextureCopy(encoder, bufs.xs, tex.xs);
   }
   plan.encode(encoder, {
     ...bufs,
     decTex: tex && matrixTextureView(tex.dec),
     xsTex: tex && matrixTextureView(tex.xs),
+    encTex: tex && matrixTextureView(tex.enc),
   });
   gpu.device.queue.submit([encoder.finish()]);
   const out = {
@@ -256,6 +259,7 @@ async function runGpu(
   plan.destroy();
   tex?.dec.texture.destroy();
   tex?.xs.texture.destroy();
+  tex?.enc.texture.destroy();
   for (const b of Object.values(bufs)) if (b instanceof GPUBuffer) b.destroy();
   for (const a of bufs.aux) for (const b of Object.values(a)) b.destroy();
   return out;

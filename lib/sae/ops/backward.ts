@@ -113,6 +113,8 @@ const K_REDUCE16: Kernel = {
 /** reduce_features16 reading U's and xs's rows from their matrix textures. */
 const K_REDUCE16_TEX: Kernel = { ...K_REDUCE16, constants: { WG: REDUCE16_WG, RF_TEX: 1 } };
 const K_BPART = kernel("bdec_partial");
+/** bdec_partial reading encW's rows from its texture, four columns per invocation. */
+const K_BPART_TEX: Kernel = { ...K_BPART, constants: { WG, BQ_TEX: 1 } };
 const K_BROWS: Kernel = { ...kernel("bdec_rows"), constants: { WG, BDEC_ROWS } };
 const K_BFINAL: Kernel = { ...kernel("bdec_final"), constants: { WG, BDEC_ROWS } };
 const ALL_KERNELS = [
@@ -179,9 +181,9 @@ export interface BackwardShape {
   dpre?: DpreLayout;
   /**
    * Gather rows through matrix textures (software adapters: a texel fetch gathers across the SIMD
-   * lanes, a storage load loops over them): decW and xs come as textures too
-   * (`BackwardBuffers.decTex`, `xsTex`), U is copied into one; the "lanes" dot products and
-   * reduce_features16 read them. Needs d % 64 == 0 (matrixTextureSupported).
+   * lanes, a storage load loops over them): decW, xs and encW come as textures too
+   * (`BackwardBuffers.decTex`, `xsTex`, `encTex`), U is copied into one; the "lanes" dot products,
+   * reduce_features16 and bdec_partial read them. Needs d % 64 == 0 (matrixTextureSupported).
    */
   textures?: boolean;
 }
@@ -206,6 +208,8 @@ export interface BackwardBuffers {
   decTex?: GPUTextureView;
   /** xs as a matrix texture view, when the shape has `textures`. */
   xsTex?: GPUTextureView;
+  /** encW as a matrix texture view, when the shape has `textures`. */
+  encTex?: GPUTextureView;
   bDec: GPUBuffer;
   gradEnc: GPUBuffer;
   gradDec: GPUBuffer;
@@ -271,7 +275,7 @@ export class SparseBackward {
       if (!matrixTextureSupported(d)) {
         throw new GpuError(`sparse backward: matrix textures need d % 64 == 0 (d = ${d})`);
       }
-      kernels.push(K_DPRE4_TEX, K_DPRE4X4_TEX, K_REDUCE16_TEX);
+      kernels.push(K_DPRE4_TEX, K_DPRE4X4_TEX, K_REDUCE16_TEX, K_BPART_TEX);
       self.#uTex = createMatrixTexture(gpu, S * B, d, "backward U texture");
       self.#uTexView = matrixTextureView(self.#uTex);
     }
@@ -436,8 +440,10 @@ export class SparseBackward {
     });
     const groups = d % 4 === 0 &&
       (this.shape.dpre ?? (this.#gpu.isFallback ? "lanes" : "groups")) === "groups";
-    if (this.shape.textures && !(bufs.decTex && bufs.xsTex)) {
-      throw new GpuError("sparse backward: the shape reads matrix textures; pass decTex and xsTex");
+    if (this.shape.textures && !(bufs.decTex && bufs.xsTex && bufs.encTex)) {
+      throw new GpuError(
+        "sparse backward: the shape reads matrix textures; pass decTex, xsTex and encTex",
+      );
     }
     const tex = !!this.shape.textures;
     // The kernels with a texture variant declare the textures: placeholders where none is read.
@@ -587,9 +593,9 @@ export class SparseBackward {
     });
     const nChunks = Math.ceil(n / BDEC_CHUNK);
     out.push({
-      kernel: K_BPART,
-      buffers: [s.sum, bufs.encW, s.partial, this.#params({})],
-      workgroups: [Math.ceil(d / WG), nChunks],
+      kernel: tex ? K_BPART_TEX : K_BPART,
+      buffers: [s.sum, bufs.encW, s.partial, this.#params({}), bufs.encTex ?? unusedTex],
+      workgroups: [Math.ceil(d / (tex ? 4 : 1) / WG), nChunks],
     });
     out.push({
       kernel: K_BROWS,
