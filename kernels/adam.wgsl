@@ -15,6 +15,8 @@
 //               removes the parallel part, applies Adam, renormalises the row, zeroes grad.
 //   adam_dense4, adam_rows4: the same on vec4 views (len, cols multiples of 4; u.len and
 //               u.cols count vec4s), four elements per load — llvmpipe issues one load per lane.
+//               Binding 5 pT: with ADAM_TEX, the parameters before the step from a matrix
+//               texture (adam_dense4: u.cols = vec4s per texture row); a placeholder otherwise.
 
 // WG must be a power of two (adam_rows halves it in its workgroup reduction).
 override WG: u32 = 64;
@@ -100,22 +102,43 @@ fn adam_rows(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid
 @group(0) @binding(2) var<storage, read_write> m4: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> v4: array<vec4f>;
 
-fn adam_one4(i: u32, g: vec4f) -> vec4f {
-  let mi = u.beta1 * m4[i] + (1.0 - u.beta1) * g;
-  let vi = u.beta2 * v4[i] + (1.0 - u.beta2) * g * g;
-  m4[i] = mi;
-  v4[i] = vi;
-  let pi = p4[i] - u.lr * (mi / u.bc1) / (sqrt(vi / u.bc2) + u.eps);
-  p4[i] = pi;
-  return pi;
-}
-
 @compute @workgroup_size(WG)
 fn adam_dense4(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.y * u.row_stride + gid.x;
   if (i >= u.len) { return; }
-  adam_one4(i, grad4[i]);
+  var p0: vec4f;
+  if (ADAM_TEX) { p0 = p_tex4(i / u.cols, i % u.cols); } else { p0 = p4[i]; }
+  adam_one4(i, grad4[i], p0);
   grad4[i] = vec4f(0.0);
+}
+
+// With ADAM_TEX, adam_rows4 reads the rows' parameters before the update from pT (binding 5, the
+// matrix texture the forward copied them into: texel (j, r % TEX_ROWS) of layer r / TEX_ROWS),
+// adam_dense4 likewise with row r = i / u.cols; a placeholder is bound otherwise.
+override ADAM_TEX: bool = false;
+const TEX_ROWS: u32 = 4096u;
+@group(0) @binding(5) var p_t: texture_2d_array<f32>;
+
+// vec4 j of row r of pT.
+fn p_tex4(r: u32, j: u32) -> vec4f {
+  return textureLoad(p_t, vec2i(i32(j), i32(r % TEX_ROWS)), i32(r / TEX_ROWS), 0);
+}
+
+// vec4 j of row r before the update (storage index i).
+fn p_before4(i: u32, r: u32, j: u32) -> vec4f {
+  if (ADAM_TEX) { return p_tex4(r, j); }
+  return p4[i];
+}
+
+// adam_one on vec4s, with the parameter's value before the update given (p0).
+fn adam_one4(i: u32, g: vec4f, p0: vec4f) -> vec4f {
+  let mi = u.beta1 * m4[i] + (1.0 - u.beta1) * g;
+  let vi = u.beta2 * v4[i] + (1.0 - u.beta2) * g * g;
+  m4[i] = mi;
+  v4[i] = vi;
+  let pi = p0 - u.lr * (mi / u.bc1) / (sqrt(vi / u.bc2) + u.eps);
+  p4[i] = pi;
+  return pi;
 }
 
 @compute @workgroup_size(WG)
@@ -125,12 +148,13 @@ fn adam_rows4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) li
   let t = lid.x;
   let base = r * u.cols;
   var gdot = 0.0;
-  for (var j = t; j < u.cols; j += WG) { gdot += dot(grad4[base + j], p4[base + j]); }
+  for (var j = t; j < u.cols; j += WG) { gdot += dot(grad4[base + j], p_before4(base + j, r, j)); }
   let gp = wg_sum(t, gdot);
   var sq = 0.0;
   for (var j = t; j < u.cols; j += WG) {
     let i = base + j;
-    let pi = adam_one4(i, grad4[i] - gp * p4[i]);
+    let p0 = p_before4(i, r, j);
+    let pi = adam_one4(i, grad4[i] - gp * p0, p0);
     grad4[i] = vec4f(0.0);
     sq += dot(pi, pi);
   }

@@ -452,9 +452,24 @@ export class GpuEngine implements SaeEngine {
     rec.command((enc) => bb.backward.encode(enc, this.#backwardBuffers(bb, kAux), rec.timer));
     const t = this.#step + 1;
     const lr = this.config.lr;
+    // Software adapters: the weights before the step come from the textures the forward copied
+    // them into (texel fetches gather across the SIMD lanes; storage loads loop over them).
+    const decBefore = this.#decTexView;
+    const encBefore = bb.gemmTexViews?.encW;
     rec.push(
-      ...adamDecoderRowsOp(gpu, p.dec, n, d, { lr, t }),
-      ...adamDenseOp(gpu, p.enc, n * d, { lr, t }),
+      ...adamDecoderRowsOp(
+        gpu,
+        decBefore ? { ...p.dec, paramTex: { view: decBefore, cols: d } } : p.dec,
+        n,
+        d,
+        { lr, t },
+      ),
+      ...adamDenseOp(
+        gpu,
+        encBefore ? { ...p.enc, paramTex: { view: encBefore, cols: d } } : p.enc,
+        n * d,
+        { lr, t },
+      ),
       ...adamDenseOp(gpu, p.bias, d, { lr, t }),
     );
     rec.mark("adam + decoder projection");

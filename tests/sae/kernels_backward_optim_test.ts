@@ -8,6 +8,11 @@ import { assertClose, randn, rng, testGpu } from "../_util.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runKernels } from "../../lib/gpu/kernel.ts";
 import { adamDecoderRowsOp, adamDenseOp, type AdamTensor } from "../../lib/sae/ops/adam.ts";
+import {
+  createMatrixTexture,
+  encodeMatrixTextureCopy,
+  matrixTextureView,
+} from "../../lib/sae/ops/matrix_texture.ts";
 import { deadMaskOp, deadUpdateOp, fireCountOp } from "../../lib/sae/ops/dead.ts";
 import {
   adamStep,
@@ -42,7 +47,7 @@ function tensor(
   };
 }
 
-for (const [rows, cols] of [[1, 1], [13, 77], [130, 65], [5, 300], [7, 36], [1, 4]]) {
+for (const [rows, cols] of [[1, 1], [13, 77], [130, 65], [5, 300], [7, 36], [1, 4], [9, 128]]) {
   Deno.test(`adam_rows and adam_dense equal the float64 twins over 3 steps (${rows}x${cols}), with the workgroups of software adapters and of GPUs`, async () => {
     const device = await testGpu();
     // Workgroup sizes follow the adapter (8 and 256 lanes on software adapters, 64 on GPUs): run both.
@@ -50,14 +55,34 @@ for (const [rows, cols] of [[1, 1], [13, 77], [130, 65], [5, 300], [7, 36], [1, 
   });
 }
 
+// The parameters read from matrix textures (software adapters; d % 64 == 0), 4 100 rows crossing
+// the textures' first layer of 4 096.
+for (const [rows, cols] of [[9, 128], [4100, 64]]) {
+  Deno.test(`adam_rows4 and adam_dense4 reading the parameters from matrix textures equal the float64 twins (${rows}x${cols})`, async () => {
+    const device = await testGpu();
+    await adamSteps({ ...device, isFallback: true }, rows, cols, true);
+  });
+}
+
 /** Three Adam steps of both updates on `gpu` against the float64 twins. */
-async function adamSteps(gpu: Gpu, rows: number, cols: number) {
+async function adamSteps(gpu: Gpu, rows: number, cols: number, textures = false) {
   const len = rows * cols;
   const p0 = unitRows(randn(len, rows), rows, cols);
   const m0 = randn(len, rows + 1).map((x) => x * 1e-3);
   const v0 = randn(len, rows + 2).map((x) => x * x * 1e-5);
   const dec = tensor(gpu, p0, new Float32Array(len), m0, v0);
   const enc = tensor(gpu, p0, new Float32Array(len), m0, v0);
+  // As the engine's forward leaves them: the parameters before the step mirrored in textures.
+  const tex = textures
+    ? {
+      dec: createMatrixTexture(gpu, rows, cols, "decW texture"),
+      enc: createMatrixTexture(gpu, rows, cols, "encW texture"),
+    }
+    : undefined;
+  if (tex) {
+    dec.paramTex = { view: matrixTextureView(tex.dec), cols };
+    enc.paramTex = { view: matrixTextureView(tex.enc), cols };
+  }
   const [pd, md, vd] = [p0.slice(), m0.slice(), v0.slice()];
   const [pe, me, ve] = [p0.slice(), m0.slice(), v0.slice()];
   const lr = 1e-3;
@@ -70,6 +95,12 @@ async function adamSteps(gpu: Gpu, rows: number, cols: number) {
     const ge = g.slice();
     gpu.device.queue.writeBuffer(dec.grad, 0, gpuG);
     gpu.device.queue.writeBuffer(enc.grad, 0, gpuG);
+    if (tex) {
+      const copies = gpu.device.createCommandEncoder();
+      encodeMatrixTextureCopy(copies, dec.param, tex.dec);
+      encodeMatrixTextureCopy(copies, enc.param, tex.enc);
+      gpu.device.queue.submit([copies.finish()]);
+    }
     await runKernels(gpu, [
       ...adamDecoderRowsOp(gpu, dec, rows, cols, { lr, t }),
       ...adamDenseOp(gpu, enc, len, { lr, t }),
@@ -94,7 +125,9 @@ async function adamSteps(gpu: Gpu, rows: number, cols: number) {
       assert.ok(Math.abs(Math.sqrt(s) - 1) < 1e-5, `row ${r} unit norm`);
     }
   }
-  for (const b of [...Object.values(dec), ...Object.values(enc)]) b.destroy();
+  for (const b of [dec, enc].flatMap((x) => [x.param, x.grad, x.m, x.v])) b.destroy();
+  tex?.dec.texture.destroy();
+  tex?.enc.texture.destroy();
 }
 
 for (const [B, K, n] of [[1, 1, 1], [37, 5, 53], [300, 9, 7]]) {

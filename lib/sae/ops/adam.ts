@@ -10,13 +10,19 @@ import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { ADAM_BETA1, ADAM_BETA2, ADAM_EPS } from "../reference/constants.ts";
 import { wrapGrid } from "./grid.ts";
+import { placeholderTexture } from "../../gpu/texture.ts";
 import { elementwiseWorkgroup, reducingWorkgroup } from "../../gpu/workgroups.ts";
 
 /** Invocations per workgroup on GPUs (a power of two: adam_rows reduces by halving). */
 const WG_GPU = 64;
 
-function kernel(entry: string, WG: number): Kernel {
-  return { file: "adam.wgsl", entry, constants: { WG } };
+function kernel(entry: string, WG: number, tex = false): Kernel {
+  return { file: "adam.wgsl", entry, constants: tex ? { WG, ADAM_TEX: 1 } : { WG } };
+}
+
+/** The vec4 entries' texture binding: the parameters' texture, or a placeholder. */
+function texBinding(gpu: Gpu, t: AdamTensor): GPUTextureView {
+  return t.paramTex?.view ?? placeholderTexture(gpu, "sampled-array");
 }
 
 /**
@@ -33,6 +39,12 @@ export interface AdamTensor {
   grad: GPUBuffer;
   m: GPUBuffer;
   v: GPUBuffer;
+  /**
+   * The parameters before the step as a matrix texture of rows of `cols` floats
+   * (lib/sae/ops/matrix_texture.ts), which the vec4 kernels then read instead of `param`
+   * (software adapters: a texel fetch gathers across the SIMD lanes, a storage load loops).
+   */
+  paramTex?: { view: GPUTextureView; cols: number };
 }
 
 /** Adam hyper-parameters of one step; t is the 1-based step number (bias correction). */
@@ -69,10 +81,15 @@ export function adamDenseOp(gpu: Gpu, t: AdamTensor, len: number, step: AdamStep
   const units = len / vec;
   const WG = workgroupSizes(gpu).dense;
   const grid = wrapGrid(gpu, Math.ceil(units / WG));
-  const u = params(gpu, { len: units, rows: 0, cols: 0, row_stride: grid.stride * WG }, step);
+  const tex = vec === 4 && !!t.paramTex;
+  // With the texture, cols = vec4s per texture row (the kernel's row of element i is i / cols).
+  const cols = tex ? t.paramTex!.cols / 4 : 0;
+  const u = params(gpu, { len: units, rows: 0, cols, row_stride: grid.stride * WG }, step);
   return [{
-    kernel: kernel(vec === 4 ? "adam_dense4" : "adam_dense", WG),
-    buffers: [t.param, t.grad, t.m, t.v, u],
+    kernel: kernel(vec === 4 ? "adam_dense4" : "adam_dense", WG, tex),
+    buffers: vec === 4
+      ? [t.param, t.grad, t.m, t.v, u, texBinding(gpu, t)]
+      : [t.param, t.grad, t.m, t.v, u],
     workgroups: grid.workgroups,
   }];
 }
@@ -96,9 +113,12 @@ export function adamDecoderRowsOp(
     cols: cols / vec,
     row_stride: grid.stride,
   }, step);
+  const tex = vec === 4 && !!t.paramTex;
   return [{
-    kernel: kernel(vec === 4 ? "adam_rows4" : "adam_rows", workgroupSizes(gpu).rows),
-    buffers: [t.param, t.grad, t.m, t.v, u],
+    kernel: kernel(vec === 4 ? "adam_rows4" : "adam_rows", workgroupSizes(gpu).rows, tex),
+    buffers: vec === 4
+      ? [t.param, t.grad, t.m, t.v, u, texBinding(gpu, t)]
+      : [t.param, t.grad, t.m, t.v, u],
     workgroups: grid.workgroups,
   }];
 }
