@@ -1248,7 +1248,7 @@ function scalLength(L: number, A: number): number {
 class Recording {
   /** Dispatches and commands; a command may return the encoder to go on with (a wall timer's split). */
   #items: (Dispatch | ((encoder: GPUCommandEncoder) => GPUCommandEncoder | void))[] = [];
-  /** When set, `mark` records phase timestamps into it. */
+  /** When set, `mark` records phase marks into it (timestamps, or a split for wall timing). */
   readonly timer?: PhaseTimer;
 
   constructor(timer?: PhaseTimer) {

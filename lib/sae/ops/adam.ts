@@ -20,9 +20,18 @@ function kernel(entry: string, WG: number, tex = false): Kernel {
   return { file: "adam.wgsl", entry, constants: tex ? { WG, ADAM_TEX: 1 } : { WG } };
 }
 
-/** The vec4 entries' texture binding: the parameters' texture, or a placeholder. */
-function texBinding(gpu: Gpu, t: AdamTensor): GPUTextureView {
-  return t.paramTex?.view ?? placeholderTexture(gpu, "sampled-array");
+/**
+ * Bindings of an update: the tensor and its uniforms; the vec4 entries also declare the parameters'
+ * texture (binding 5), a placeholder where there is none.
+ */
+function bindings(
+  gpu: Gpu,
+  t: AdamTensor,
+  u: GPUBuffer,
+  vec: number,
+): (GPUBuffer | GPUTextureView)[] {
+  const base = [t.param, t.grad, t.m, t.v, u];
+  return vec === 4 ? [...base, t.paramTex?.view ?? placeholderTexture(gpu, "sampled-array")] : base;
 }
 
 /**
@@ -87,9 +96,7 @@ export function adamDenseOp(gpu: Gpu, t: AdamTensor, len: number, step: AdamStep
   const u = params(gpu, { len: units, rows: 0, cols, row_stride: grid.stride * WG }, step);
   return [{
     kernel: kernel(vec === 4 ? "adam_dense4" : "adam_dense", WG, tex),
-    buffers: vec === 4
-      ? [t.param, t.grad, t.m, t.v, u, texBinding(gpu, t)]
-      : [t.param, t.grad, t.m, t.v, u],
+    buffers: bindings(gpu, t, u, vec),
     workgroups: grid.workgroups,
   }];
 }
@@ -116,9 +123,7 @@ export function adamDecoderRowsOp(
   const tex = vec === 4 && !!t.paramTex;
   return [{
     kernel: kernel(vec === 4 ? "adam_rows4" : "adam_rows", workgroupSizes(gpu).rows, tex),
-    buffers: vec === 4
-      ? [t.param, t.grad, t.m, t.v, u, texBinding(gpu, t)]
-      : [t.param, t.grad, t.m, t.v, u],
+    buffers: bindings(gpu, t, u, vec),
     workgroups: grid.workgroups,
   }];
 }

@@ -336,6 +336,11 @@ export class SparseBackward {
         `sparse backward: ${bufs.aux.length} aux buffer sets for ${aux.length} aux groups`,
       );
     }
+    if (this.shape.textures && !(bufs.decTex && bufs.xsTex && bufs.encTex)) {
+      throw new GpuError(
+        "sparse backward: the shape reads matrix textures; pass decTex, xsTex and encTex",
+      );
+    }
     const out: BackwardStep[] = [];
     // Per aux group with a dense path: the dispatches whose running the GPU decides (planOp).
     type Gated = { dispatch: Dispatch; dense: boolean; rowsPerY?: number; colsPerX?: number };
@@ -440,11 +445,6 @@ export class SparseBackward {
     });
     const groups = d % 4 === 0 &&
       (this.shape.dpre ?? (this.#gpu.isFallback ? "lanes" : "groups")) === "groups";
-    if (this.shape.textures && !(bufs.decTex && bufs.xsTex && bufs.encTex)) {
-      throw new GpuError(
-        "sparse backward: the shape reads matrix textures; pass decTex, xsTex and encTex",
-      );
-    }
     const tex = !!this.shape.textures;
     // The kernels with a texture variant declare the textures: placeholders where none is read.
     const unusedTex = placeholderTexture(this.#gpu, "sampled-array");
@@ -551,7 +551,7 @@ export class SparseBackward {
       d / vec / (vec === 16 ? REDUCE16_WG : vec === 4 ? REDUCE4_WG : WG),
     );
     out.push({
-      kernel: vec === 16 ? (uTex ? K_REDUCE16_TEX : K_REDUCE16) : vec === 4 ? K_REDUCE4 : K_REDUCE,
+      kernel: vec === 16 ? (tex ? K_REDUCE16_TEX : K_REDUCE16) : vec === 4 ? K_REDUCE4 : K_REDUCE,
       buffers: [
         s.start,
         s.key,
@@ -564,7 +564,7 @@ export class SparseBackward {
         bufs.gradEnc,
         s.sum,
         this.#params({ row_stride: perFeature.stride }),
-        ...(vec === 16 ? [this.#uTexView ?? unusedTex, bufs.xsTex ?? unusedTex] : []),
+        ...(vec === 16 ? [uT, bufs.xsTex ?? unusedTex] : []),
       ],
       workgroups: vec !== 1
         ? [...perFeature.workgroups, colBlocks]
