@@ -35,7 +35,16 @@ import { createStorage, readF32, readU32, writeBuffer } from "../gpu/buffer.ts";
 import { type Dispatch, encodeDispatches, getPipeline, withErrorScope } from "../gpu/kernel.ts";
 import { releaseUniforms } from "./ops/grid.ts";
 import { SparseBackward } from "./ops/backward.ts";
-import { adamDecoderRowsOp, adamDenseOp, type AdamTensor } from "./ops/adam.ts";
+import {
+  ADAM_CHUNK_ROWS,
+  adamDecoderRowsOp,
+  adamDenseOp,
+  type AdamScratch,
+  type AdamTensor,
+  adamTexturedChunks,
+  createAdamScratch,
+  destroyAdamScratch,
+} from "./ops/adam.ts";
 import { deadMaskOp, deadUpdateOp, fireCountOp } from "./ops/dead.ts";
 import { standardizeOp, unstandardizeOp } from "./ops/standardize.ts";
 import {
@@ -226,6 +235,8 @@ export class GpuEngine implements SaeEngine {
   #decTex?: MatrixTexture;
   /** The view of `#decTex` the backward binds (one view, so its bind groups are reused). */
   #decTexView?: GPUTextureView;
+  /** With `#decTex`: the textured Adam's scratch, one chunk's grad, m and v (software adapters). */
+  #adamScratch?: AdamScratch;
   /** Per AuxK group: the dead-feature blocks of its blocked decode (with `#decTex`), if any. */
   #auxBlocks: (SlotBlocks | undefined)[] = [];
 
@@ -324,6 +335,7 @@ export class GpuEngine implements SaeEngine {
       // Texture paths (GEMM ~1.4×, decode ~3× the storage kernels on llvmpipe).
       this.#decTex = createMatrixTexture(gpu, n, d, "decW texture");
       this.#decTexView = matrixTextureView(this.#decTex);
+      this.#adamScratch = createAdamScratch(gpu, d, Math.min(n, ADAM_CHUNK_ROWS));
       // AuxK's decode by block of dead features where a group may span more than one block.
       this.#auxBlocks = this.#groups.map((g) => {
         const b = slotBlocks(g.end - g.start, d, g.start, opts.auxBlockBytes);
@@ -452,27 +464,30 @@ export class GpuEngine implements SaeEngine {
     rec.command((enc) => bb.backward.encode(enc, this.#backwardBuffers(bb, kAux), rec.timer));
     const t = this.#step + 1;
     const lr = this.config.lr;
-    // Software adapters: the weights before the step come from the textures the forward copied
-    // them into (texel fetches gather across the SIMD lanes; storage loads loop over them).
+    // Software adapters: every value before the step is read through textures: the weights from
+    // those the forward copied them into, grad and moments chunk by chunk from the scratch (texel
+    // fetches gather across the SIMD lanes; storage loads loop over them).
     const decBefore = this.#decTexView;
     const encBefore = bb.gemmTexViews?.encW;
-    rec.push(
-      ...adamDecoderRowsOp(
-        gpu,
-        decBefore ? { ...p.dec, paramTex: { view: decBefore, cols: d } } : p.dec,
-        n,
-        d,
-        { lr, t },
-      ),
-      ...adamDenseOp(
-        gpu,
-        encBefore ? { ...p.enc, paramTex: { view: encBefore, cols: d } } : p.enc,
-        n * d,
-        { lr, t },
-      ),
-      ...adamDenseOp(gpu, p.bias, d, { lr, t }),
-    );
-    rec.mark("adam + decoder projection");
+    const scratch = this.#adamScratch;
+    if (decBefore && encBefore && scratch) {
+      const textured = (tensor: AdamTensor, param: GPUTextureView, decoder: boolean) => {
+        const shape = { rows: n, cols: d, decoder };
+        for (const c of adamTexturedChunks(gpu, tensor, { param, scratch }, shape, { lr, t })) {
+          rec.command(c.copy);
+          rec.push(...c.dispatches);
+        }
+      };
+      textured(p.dec, decBefore, true);
+      rec.mark("adam: decoder rows");
+      textured(p.enc, encBefore, false);
+    } else {
+      rec.push(...adamDecoderRowsOp(gpu, p.dec, n, d, { lr, t }));
+      rec.mark("adam: decoder rows");
+      rec.push(...adamDenseOp(gpu, p.enc, n * d, { lr, t }));
+    }
+    rec.push(...adamDenseOp(gpu, p.bias, d, { lr, t }));
+    rec.mark("adam: encoder, b_dec");
     rec.push(
       ...fireCountOp(gpu, { idx: bb.idx, val: bb.val, counts: bb.counts, active: bb.active }, {
         B,
@@ -1185,6 +1200,7 @@ export class GpuEngine implements SaeEngine {
     this.#levelBounds.destroy();
     for (const b of this.#auxBoundsCache.values()) b.destroy();
     this.#decTex?.texture.destroy();
+    if (this.#adamScratch) destroyAdamScratch(this.#adamScratch);
     this.#phaseTimer?.destroy();
   }
 

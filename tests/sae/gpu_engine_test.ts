@@ -498,7 +498,8 @@ for (const timing of ["wall", "timestamps"] as const) {
         "sparse decode",
         "AuxK decode",
         "loss sums",
-        "adam + decoder projection",
+        "adam: decoder rows",
+        "adam: encoder, b_dec",
         "dead tracking",
       ]);
       // each backward kernel is a phase of its own, between the loss sums and Adam

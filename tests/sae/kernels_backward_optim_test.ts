@@ -7,7 +7,15 @@ import assert from "node:assert/strict";
 import { assertClose, randn, rng, testGpu } from "../_util.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runKernels } from "../../lib/gpu/kernel.ts";
-import { adamDecoderRowsOp, adamDenseOp, type AdamTensor } from "../../lib/sae/ops/adam.ts";
+import {
+  ADAM_CHUNK_ROWS,
+  adamDecoderRowsOp,
+  adamDenseOp,
+  type AdamTensor,
+  adamTexturedChunks,
+  createAdamScratch,
+  destroyAdamScratch,
+} from "../../lib/sae/ops/adam.ts";
 import {
   createMatrixTexture,
   encodeMatrixTextureCopy,
@@ -55,17 +63,29 @@ for (const [rows, cols] of [[1, 1], [13, 77], [130, 65], [5, 300], [7, 36], [1, 
   });
 }
 
-// The parameters read from matrix textures (software adapters; d % 64 == 0), 4 100 rows crossing
-// the textures' first layer of 4 096.
-for (const [rows, cols] of [[9, 128], [4100, 64]]) {
-  Deno.test(`adam_rows4 and adam_dense4 reading the parameters from matrix textures equal the float64 twins (${rows}x${cols})`, async () => {
-    const device = await testGpu();
-    await adamSteps({ ...device, isFallback: true }, rows, cols, true);
-  });
+// Every value before the step read through textures (software adapters; d % 64 == 0), chunk by
+// chunk: 13 rows in chunks of 5 (a short last one); 4 100 rows, whose parameters cross the
+// textures' first layer of 4 096, in the default chunks (2 048) and in chunks of 4 098, whose
+// scratch crosses it too.
+for (const [rows, cols, chunk] of [[13, 128, 5], [4100, 64, 0], [4100, 64, 4098]]) {
+  Deno.test(
+    `adam_rows4 and adam_dense4 reading textures chunk by chunk equal the float64 twins (${rows}x${cols}, chunks of ${
+      chunk || ADAM_CHUNK_ROWS
+    })`,
+    async () => {
+      const device = await testGpu();
+      await adamSteps({ ...device, isFallback: true }, rows, cols, { chunk: chunk || undefined });
+    },
+  );
 }
 
 /** Three Adam steps of both updates on `gpu` against the float64 twins. */
-async function adamSteps(gpu: Gpu, rows: number, cols: number, textures = false) {
+async function adamSteps(
+  gpu: Gpu,
+  rows: number,
+  cols: number,
+  textures?: { chunk?: number },
+) {
   const len = rows * cols;
   const p0 = unitRows(randn(len, rows), rows, cols);
   const m0 = randn(len, rows + 1).map((x) => x * 1e-3);
@@ -79,10 +99,7 @@ async function adamSteps(gpu: Gpu, rows: number, cols: number, textures = false)
       enc: createMatrixTexture(gpu, rows, cols, "encW texture"),
     }
     : undefined;
-  if (tex) {
-    dec.paramTex = { view: matrixTextureView(tex.dec), cols };
-    enc.paramTex = { view: matrixTextureView(tex.enc), cols };
-  }
+  const scratch = textures && createAdamScratch(gpu, cols, textures.chunk);
   const [pd, md, vd] = [p0.slice(), m0.slice(), v0.slice()];
   const [pe, me, ve] = [p0.slice(), m0.slice(), v0.slice()];
   const lr = 1e-3;
@@ -101,10 +118,32 @@ async function adamSteps(gpu: Gpu, rows: number, cols: number, textures = false)
       encodeMatrixTextureCopy(copies, enc.param, tex.enc);
       gpu.device.queue.submit([copies.finish()]);
     }
-    await runKernels(gpu, [
-      ...adamDecoderRowsOp(gpu, dec, rows, cols, { lr, t }),
-      ...adamDenseOp(gpu, enc, len, { lr, t }),
-    ], "adam test");
+    if (tex && scratch) {
+      const chunks = [
+        ...adamTexturedChunks(gpu, dec, { param: matrixTextureView(tex.dec), scratch }, {
+          rows,
+          cols,
+          decoder: true,
+        }, { lr, t }),
+        ...adamTexturedChunks(gpu, enc, { param: matrixTextureView(tex.enc), scratch }, {
+          rows,
+          cols,
+          decoder: false,
+        }, { lr, t }),
+      ];
+      assert.equal(chunks.length, 2 * Math.ceil(rows / scratch.rows));
+      for (const c of chunks) {
+        const copies = gpu.device.createCommandEncoder();
+        c.copy(copies);
+        gpu.device.queue.submit([copies.finish()]);
+        await runKernels(gpu, c.dispatches, "adam test");
+      }
+    } else {
+      await runKernels(gpu, [
+        ...adamDecoderRowsOp(gpu, dec, rows, cols, { lr, t }),
+        ...adamDenseOp(gpu, enc, len, { lr, t }),
+      ], "adam test");
+    }
     removeParallelGrad(gd, pd, rows, cols);
     adamStep(pd, gd, md, vd, t, lr);
     renormRows(pd, rows, cols);
@@ -114,6 +153,7 @@ async function adamSteps(gpu: Gpu, rows: number, cols: number, textures = false)
     assertClose(await readF32(gpu, dec.m), md, { ...tol, label: `dec m step ${t}` });
     assertClose(await readF32(gpu, dec.v), vd, { ...tol, atol: 1e-9, label: `dec v step ${t}` });
     assertClose(await readF32(gpu, enc.param), pe, { ...tol, label: `encW step ${t}` });
+    assertClose(await readF32(gpu, enc.m), me, { ...tol, label: `enc m step ${t}` });
     assertClose(await readF32(gpu, enc.v), ve, { ...tol, atol: 1e-9, label: `enc v step ${t}` });
     // Gradients are consumed: zero for the next sparse backward pass.
     assert.ok((await readF32(gpu, dec.grad)).every((x) => x === 0), "decoder grad zeroed");
@@ -128,6 +168,7 @@ async function adamSteps(gpu: Gpu, rows: number, cols: number, textures = false)
   for (const b of [dec, enc].flatMap((x) => [x.param, x.grad, x.m, x.v])) b.destroy();
   tex?.dec.texture.destroy();
   tex?.enc.texture.destroy();
+  if (scratch) destroyAdamScratch(scratch);
 }
 
 for (const [B, K, n] of [[1, 1, 1], [37, 5, 53], [300, 9, 7]]) {

@@ -49,17 +49,21 @@ export function createMatrixTexture(
   return { texture, rows, d };
 }
 
-/** Record the copy of a [rows, d] storage buffer into its texture (after every change of the buffer). */
+/**
+ * Record the copy of a [rows, d] storage buffer into its texture (after every change of the buffer);
+ * with `srcRow`, of the buffer's rows from `srcRow` on (dst.rows of them) into the texture's first.
+ */
 export function encodeMatrixTextureCopy(
   encoder: GPUCommandEncoder,
   src: GPUBuffer,
   dst: MatrixTexture,
+  srcRow = 0,
 ) {
   const { rows, d } = dst;
   for (let z = 0; z * TEX_ROWS < rows; z++) {
     const h = Math.min(TEX_ROWS, rows - z * TEX_ROWS);
     encoder.copyBufferToTexture(
-      { buffer: src, offset: z * TEX_ROWS * d * 4, bytesPerRow: d * 4, rowsPerImage: h },
+      { buffer: src, offset: (srcRow + z * TEX_ROWS) * d * 4, bytesPerRow: d * 4, rowsPerImage: h },
       { texture: dst.texture, origin: [0, 0, z] },
       [d / 4, h, 1],
     );
