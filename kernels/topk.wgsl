@@ -35,8 +35,9 @@
 //   row's main slots), enumerated from the dead list (so the cost follows the dead count); the top
 //   min(u.kAux, #candidates) pre values (ties → lower index) in ascending feature order, auxVal =
 //   max(pre, 0); the rest of the row's KA slots are unused. See select_aux_layer: keys cached in
-//   workgroup memory (or listed in order above the lane filter's bound), threshold by bisection,
-//   winners written in order from a prefix count.
+//   workgroup memory, or with AUX_PRIVATE (software adapters) in each invocation's private memory
+//   (or listed in order above the lane filter's bound), threshold by bisection, winners written in
+//   order from a prefix count.
 //
 // One workgroup handles one row (grid: rows in x, wrapped into y past u.row_stride). Main and
 // batch selections: a layer of at most SMALL_MAX positions has all its candidates placed by pairwise ranks. Larger
@@ -634,10 +635,22 @@ fn wg_total(t: u32, x: u32) -> u32 {
 const AUX_PRE: u32 = 0u;
 const AUX_SCRATCH: u32 = 1u;
 const AUX_LIST: u32 = 2u;
+const AUX_PRIV: u32 = 3u;
+// 1 = (software adapters) a row's keys of at most SCRATCH (and 4·WG·PRIV_Q) dead features are held
+// in private memory, each invocation its contiguous chunk of vec4s (AUX_PRIV), instead of the
+// workgroup scratch: llvmpipe loads a private array at a uniform index as whole vectors, where a
+// workgroup load loops over the lanes (1 229 dead of 24 576, kAux 256: 160 → 70 ms per 1 024 rows).
+override AUX_PRIVATE: bool = false;
+const PRIV_Q: u32 = 48u;
+var<private> pkeys: array<vec4u, PRIV_Q>;
+// The invocation's first vec4 of the keys and how many it holds.
+var<private> pQ0: u32;
+var<private> pN: u32;
 
 // The keys of entries 4q..4q+3 of a source (0 past len).
 fn aux_keys4(src: u32, base: u32, o: u32, len: u32, q: u32) -> vec4u {
   if (src == AUX_SCRATCH) { return scratch[q]; }
+  if (src == AUX_PRIV) { return pkeys[q - pQ0]; }
   if (src == AUX_LIST) {
     let i = vec4u(4u * q) + vec4u(0u, 1u, 2u, 3u);
     return select(vec4u(0u), candKey4[q], i < vec4u(len));
@@ -650,10 +663,18 @@ fn aux_keys4(src: u32, base: u32, o: u32, len: u32, q: u32) -> vec4u {
   return v;
 }
 
+// The keys of vec4 q0 + j of a source, where q0 is the invocation's first (AUX_PRIV: pQ0): from
+// private memory at the uniform index j.
+fn own_keys4(src: u32, base: u32, o: u32, len: u32, q0: u32, j: u32) -> vec4u {
+  if (src == AUX_PRIV) { return pkeys[j]; }
+  return aux_keys4(src, base, o, len, q0 + j);
+}
+
 // The key of entry i of a source.
 fn aux_key(src: u32, base: u32, o: u32, i: u32) -> u32 {
   if (src == AUX_SCRATCH) { return scratch_at(i); }
   if (src == AUX_LIST) { return cand_key_at(i); }
+  if (src == AUX_PRIV) { return pkeys[i / 4u - pQ0][i % 4u]; }
   let c = candidate(MODE_AUX, base, feat(MODE_AUX, o + i, o), o);
   return select(0u, c.y, c.x != 0u);
 }
@@ -661,6 +682,13 @@ fn aux_key(src: u32, base: u32, o: u32, i: u32) -> u32 {
 // Entries [0, len) of the scratch or the list with a key at or above x, over the workgroup.
 fn count_ge(t: u32, src: u32, len: u32, x: u32) -> u32 {
   var c = 0u;
+  if (src == AUX_PRIV) {
+    for (var j = 0u; j < pN; j++) {
+      let s4 = select(vec4u(0u), vec4u(1u), pkeys[j] >= vec4u(x));
+      c += s4.x + s4.y + s4.z + s4.w;
+    }
+    return wg_total(t, c);
+  }
   for (var q = t; 4u * q < len; q += WG) {
     let s4 = select(vec4u(0u), vec4u(1u), aux_keys4(src, 0u, 0u, len, q) >= vec4u(x));
     c += s4.x + s4.y + s4.z + s4.w;
@@ -749,7 +777,21 @@ fn list_aux_candidates(t: u32, base: u32, o: u32, s: u32, k: u32) -> u32 {
 fn select_aux_layer(t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) {
   var src = AUX_PRE;
   var len = s;
-  if (s <= SCRATCH) {
+  if (AUX_PRIVATE && s <= SCRATCH && s <= 4u * WG * PRIV_Q) {
+    let s4 = (s + 3u) / 4u;
+    let chunk = (s4 + WG - 1u) / WG;
+    pQ0 = min(s4, t * chunk);
+    pN = min(s4, pQ0 + chunk) - pQ0;
+    var nz = 0u;
+    for (var j = 0u; j < pN; j++) {
+      let key = aux_keys4(AUX_PRE, base, o, s, pQ0 + j);
+      pkeys[j] = key;
+      let n4 = select(vec4u(0u), vec4u(1u), key != vec4u(0u));
+      nz += n4.x + n4.y + n4.z + n4.w;
+    }
+    src = AUX_PRIV;
+    bisect_threshold(t, src, len, k, wg_total(t, nz));
+  } else if (s <= SCRATCH) {
     var nz = 0u;
     for (var q = t; 4u * q < s; q += WG) {
       let key = aux_keys4(AUX_PRE, base, o, s, q);
@@ -784,8 +826,8 @@ fn select_aux_layer(t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) {
   // Keys above T are taken outright, and those at T too when takeAllGE; other ties at T (never
   // key 0: not a candidate) are counted.
   let Tv = vec4u(T);
-  for (var q = q0; q < q1; q++) {
-    let v = aux_keys4(src, base, o, len, q);
+  for (var j = 0u; j < q1 - q0; j++) {
+    let v = own_keys4(src, base, o, len, q0, j);
     let g4 = select(vec4u(0u), vec4u(1u), (v > Tv) | ((v == Tv) & vec4<bool>(takeAllGE)));
     let e4 = select(vec4u(0u), vec4u(1u), (v == Tv) & (v != vec4u(0u)) & vec4<bool>(!takeAllGE));
     gt += g4.x + g4.y + g4.z + g4.w;
@@ -809,8 +851,9 @@ fn select_aux_layer(t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) {
   workgroupBarrier();
   var eqBefore = eqScan[t];
   var slot = takeScan[t];
-  for (var i = 4u * q0; i < min(len, 4u * q1); i++) {
-    let key = aux_key(src, base, o, i);
+  for (var e = 0u; 4u * q0 + e < min(len, 4u * q1); e++) {
+    let i = 4u * q0 + e;
+    let key = own_keys4(src, base, o, len, q0, e / 4u)[e % 4u];
     if (key == 0u) { continue; }
     var take = key > T || (takeAllGE && key == T);
     if (!take && key == T && eqBefore < needEq) {

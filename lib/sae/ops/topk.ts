@@ -280,6 +280,8 @@ export function selectKernelFor(
     FIRE_WORDS: fireWords(gpu, layout),
     GATED: layout.gated ? 1 : 0,
     PRE_TEX: preTex ? 1 : 0,
+    // Software adapters keep AuxK's keys in private memory (kernels/topk.wgsl, AUX_PRIVATE).
+    AUX_PRIVATE: gpu.isFallback && entry === "select_aux" ? 1 : 0,
     CMAX_IN: cmaxIn ? 1 : 0,
   };
   return { file: "topk.wgsl", entry, constants };
