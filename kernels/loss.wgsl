@@ -15,6 +15,7 @@
 // Entry column_block_sums4 — the same four columns per invocation, on vec4 views (d and the offsets
 //   multiples of 4; llvmpipe makes one load per lane for a vec4 as for an f32), one pass when not
 //   centered; per column the same operations in the same order, so the same sums.
+//   Bindings 5-7: with LOSS_TEX, a, b, c as matrix textures (see LOSS_TEX below).
 //   Grid: (ceil(d / (4·WG)), NB).
 //   Uses: totalVar (a = xs, bScale = 0, centered); level error (a = x̂s_l, b = xs);
 //   AuxK numerator (a = ê, b = xs, c = x̂s_l: ê − r); AuxK denominator (a = xs, b = x̂s_l,
@@ -93,8 +94,34 @@ fn column_block_sums(@builtin(global_invocation_id) g: vec3u) {
 @group(0) @binding(1) var<storage, read> bm4: array<vec4f>;
 @group(0) @binding(2) var<storage, read> cm4: array<vec4f>;
 
+// With LOSS_TEX (software adapters), column_block_sums4 reads a, b and c through their matrix
+// textures (bindings 5-7; row q of a [rows, d] matrix at texel (j4, q % TEX_ROWS) of layer
+// q / TEX_ROWS, the offsets then multiples of d): llvmpipe gathers a texel fetch across its SIMD
+// lanes, where it loops a storage load over them. Placeholders are bound otherwise.
+override LOSS_TEX: bool = false;
+const TEX_ROWS: u32 = 4096u;
+@group(0) @binding(5) var aT: texture_2d_array<f32>;
+@group(0) @binding(6) var bT: texture_2d_array<f32>;
+@group(0) @binding(7) var cT: texture_2d_array<f32>;
+
+fn texel_a(q: u32, j4: u32) -> vec4f {
+  return textureLoad(aT, vec2i(i32(j4), i32(q % TEX_ROWS)), i32(q / TEX_ROWS), 0);
+}
+fn texel_b(q: u32, j4: u32) -> vec4f {
+  return textureLoad(bT, vec2i(i32(j4), i32(q % TEX_ROWS)), i32(q / TEX_ROWS), 0);
+}
+fn texel_c(q: u32, j4: u32) -> vec4f {
+  return textureLoad(cT, vec2i(i32(j4), i32(q % TEX_ROWS)), i32(q / TEX_ROWS), 0);
+}
+
 // diff for columns 4·j4 .. 4·j4 + 3 (d, aOff, bOff, cOff multiples of 4).
 fn diff4(row: u32, j4: u32) -> vec4f {
+  if (LOSS_TEX) {
+    var x = texel_a(u.aOff / u.d + row, j4);
+    if (u.bScale != 0.0) { x = x - u.bScale * texel_b(u.bOff / u.d + row, j4); }
+    if (u.cScale != 0.0) { x = x + u.cScale * texel_c(u.cOff / u.d + row, j4); }
+    return x;
+  }
   let e = (row * u.d) / 4u + j4;
   var x = a4[u.aOff / 4u + e];
   if (u.bScale != 0.0) { x = x - u.bScale * bm4[u.bOff / 4u + e]; }

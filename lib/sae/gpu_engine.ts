@@ -98,7 +98,7 @@ import {
   textureDecodeOp,
   treeLevels,
 } from "./ops/sparse_decode.ts";
-import { lossBlocksLength, lossTermCount, lossTermsOp } from "./ops/loss.ts";
+import { lossBlocksLength, lossTermCount, lossTermsOp, type LossTextures } from "./ops/loss.ts";
 import { thresholdFilterOp } from "./ops/threshold.ts";
 import {
   batchTopKOp,
@@ -186,6 +186,8 @@ interface BatchBuffers {
   gemmTexViews?: { xs: GPUTextureView; encW: GPUTextureView };
   /** Software adapters: the texture mirror of a pre chunk, which the selections read. */
   preTex?: PreTexture;
+  /** Software adapters: mirrors of recon and of each AuxK ê, which the loss sums read (with xs's). */
+  lossTex?: { levels: MatrixTexture; aux: MatrixTexture[]; views: LossTextures };
   /**
    * Subgroup texture GEMM and one ungated selection layer: the chunk maxima of a pre chunk, which
    * the GEMM writes and the top-k reads instead of a first pass over pre.
@@ -772,6 +774,14 @@ export class GpuEngine implements SaeEngine {
       out.push(product, ...sparse);
     }
     out.mark("AuxK decode");
+    const lossTex = bb.lossTex;
+    if (lossTex) {
+      // The loss sums read recon and ê through textures (software adapters), xs through the GEMM's.
+      out.command((enc) => {
+        encodeMatrixTextureCopy(enc, bb.recon, lossTex.levels);
+        bb.aux.forEach((a, i) => encodeMatrixTextureCopy(enc, a.ehat, lossTex.aux[i]));
+      });
+    }
     out.push(...lossTermsOp(
       gpu,
       {
@@ -781,6 +791,7 @@ export class GpuEngine implements SaeEngine {
         partials: bb.partials,
         blocks: bb.lossBlocks,
         terms: bb.scal,
+        ...(lossTex ? { textures: lossTex.views } : {}),
       },
       { B, d, L: this.#L },
     ));
@@ -947,6 +958,20 @@ export class GpuEngine implements SaeEngine {
       textures: !!this.#decTexView,
     });
     const gemmTex = this.#decTex ? createGemmTextures(gpu, { B, d, n }) : undefined;
+    const gemmTexViews = gemmTex && {
+      xs: matrixTextureView(gemmTex.xs),
+      encW: matrixTextureView(gemmTex.encW),
+    };
+    const lossTex = gemmTexViews && (() => {
+      const levels = createMatrixTexture(gpu, L * B, d, "level reconstructions texture");
+      const aux = this.#groups.map(() => createMatrixTexture(gpu, B, d, "aux recon texture"));
+      const views = {
+        xs: gemmTexViews.xs,
+        levels: matrixTextureView(levels),
+        aux: aux.map(matrixTextureView),
+      };
+      return { levels, aux, views };
+    })();
     this.#batch = {
       B,
       chunkRows,
@@ -994,15 +1019,7 @@ export class GpuEngine implements SaeEngine {
       active: f32(n, "active counts"),
       backward,
       checked: false,
-      ...(gemmTex
-        ? {
-          gemmTex,
-          gemmTexViews: {
-            xs: matrixTextureView(gemmTex.xs),
-            encW: matrixTextureView(gemmTex.encW),
-          },
-        }
-        : {}),
+      ...(gemmTex && gemmTexViews && lossTex ? { gemmTex, gemmTexViews, lossTex } : {}),
       ...(this.#decTex && preTextureSupported(gpu, chunkRows, n)
         ? { preTex: createPreTexture(gpu, chunkRows, n) }
         : {}),
@@ -1235,6 +1252,7 @@ export class GpuEngine implements SaeEngine {
     if (b.batchScratch) { for (const buf of Object.values(b.batchScratch)) buf.destroy(); }
     b.gemmTex?.xs.texture.destroy();
     b.preTex?.texture.destroy();
+    if (b.lossTex) { for (const t of [b.lossTex.levels, ...b.lossTex.aux]) t.texture.destroy(); }
     b.cmax?.destroy();
     b.gemmTex?.encW.texture.destroy();
     this.#batch = undefined;

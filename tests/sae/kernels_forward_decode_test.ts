@@ -18,7 +18,12 @@ import {
   sparseDecodeOp,
   treeLevels,
 } from "../../lib/sae/ops/sparse_decode.ts";
-import { lossBlocksLength, lossTermCount, lossTermsOp } from "../../lib/sae/ops/loss.ts";
+import {
+  lossBlocksLength,
+  lossTermCount,
+  lossTermsOp,
+  type LossTextures,
+} from "../../lib/sae/ops/loss.ts";
 import {
   blockedTextureDecodeOp,
   slotsInFours,
@@ -28,6 +33,7 @@ import { groupSlotsOp, MAX_SLOT_BLOCKS, slotBlocks } from "../../lib/sae/ops/slo
 import {
   createMatrixTexture,
   encodeMatrixTextureCopy,
+  matrixTextureView,
   TEX_ROWS,
 } from "../../lib/sae/ops/matrix_texture.ts";
 
@@ -266,8 +272,9 @@ Deno.test("sparse decode levels match the TS twin (topk, tree, matryoshka, AuxK;
 Deno.test("loss term sums match the TS twin and are bitwise reproducible", async () => {
   const gpu = await testGpu();
   // d % 4 == 0 reads four columns per invocation (column_block_sums4; 260: two workgroups, the
-  // second partial), else one.
-  for (const [B, d, L] of [[37, 48, 1], [130, 63, 3], [70, 260, 2]]) {
+  // second partial), else one. d = 64: also through the inputs' matrix textures (LOSS_TEX), the
+  // 2 × 2 100 level rows crossing the textures' first layer of 4 096.
+  for (const [B, d, L] of [[37, 48, 1], [130, 63, 3], [70, 260, 2], [2100, 64, 2]]) {
     const xs = randn(B * d, B + d);
     const levels = randn(L * B * d, 2 * B + d).map((v, i) => 0.3 * v + xs[i % (B * d)]);
     const ehat = randn(B * d, 3 * B + d).map((v) => 0.2 * v);
@@ -280,14 +287,18 @@ Deno.test("loss term sums match the TS twin and are bitwise reproducible", async
     const blocks = createStorage(gpu, lossBlocksLength(B, d) * 4, "loss blocks");
     const terms = createStorage(gpu, T * 4, "terms");
     const aux = auxLevels.map((level) => ({ ehat: ehatBuf, level }));
-    const run = async () => {
+    const run = async (textures?: LossTextures) => {
       await runOps(
         gpu,
-        lossTermsOp(gpu, { xs: xsBuf, levels: levelsBuf, aux, partials, blocks, terms }, {
-          B,
-          d,
-          L,
-        }),
+        lossTermsOp(gpu, {
+          xs: xsBuf,
+          levels: levelsBuf,
+          aux,
+          partials,
+          blocks,
+          terms,
+          ...(textures ? { textures } : {}),
+        }, { B, d, L }),
         "loss",
       );
       return await readF32(gpu, terms, T);
@@ -303,6 +314,18 @@ Deno.test("loss term sums match the TS twin and are bitwise reproducible", async
     }
     assertClose(got, want, { atol: 1e-6, rtol: 1e-5, label: `terms B=${B} d=${d} L=${L}` });
     assert.deepEqual(await run(), got, "same inputs give bitwise the same sums");
+    if (d % 64 === 0) {
+      const mirrors = [[xsBuf, B], [levelsBuf, L * B], [ehatBuf, B]] as const;
+      const tex = mirrors.map(([buf, rows]) => createMatrixTexture(gpu, rows, d, buf.label));
+      const copies = gpu.device.createCommandEncoder();
+      mirrors.forEach(([buf], i) => encodeMatrixTextureCopy(copies, buf, tex[i]));
+      gpu.device.queue.submit([copies.finish()]);
+      const [xsT, levelsT, ehatT] = tex.map(matrixTextureView);
+      const viaTextures = await run({ xs: xsT, levels: levelsT, aux: aux.map(() => ehatT) });
+      // The same operations in the same order: bitwise the buffers' sums.
+      assert.deepEqual(viaTextures, got, `terms through textures B=${B} d=${d} L=${L}`);
+      for (const t of tex) t.texture.destroy();
+    }
     for (const b of [xsBuf, levelsBuf, ehatBuf, partials, blocks, terms]) b.destroy();
   }
 });

@@ -10,9 +10,12 @@
  *   terms[1 + L + 2a]   = Σ (ê_a − r_a)², r_a = xs − x̂s_{≤level_a}      AuxK numerator of aux entry a
  *   terms[2 + L + 2a]   = Σ (r_a − mean_b r_a)²                          AuxK denominator
  * Main loss = Σ_l terms[1 + l] / terms[0]; auxTerm_a = terms[1 + L + 2a] / terms[2 + L + 2a].
+ * On software adapters the inputs can be read through matrix-texture mirrors (`textures`), with
+ * bitwise the same sums.
  */
 import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
+import { placeholderTexture } from "../../gpu/texture.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 
 /** Invocations per workgroup. */
@@ -28,6 +31,11 @@ const BLOCKS4: Kernel = {
   file: "loss.wgsl",
   entry: "column_block_sums4",
   constants: { WG, ROWS },
+};
+const BLOCKS4_TEX: Kernel = {
+  file: "loss.wgsl",
+  entry: "column_block_sums4",
+  constants: { WG, ROWS, LOSS_TEX: 1 },
 };
 const MERGE: Kernel = { file: "loss.wgsl", entry: "column_merge", constants: { WG, ROWS } };
 const REDUCE: Kernel = { file: "loss.wgsl", entry: "reduce_terms", constants: { WG } };
@@ -64,11 +72,27 @@ export interface LossTermsBuffers {
   blocks: GPUBuffer;
   /** [T] output sums. */
   terms: GPUBuffer;
+  /**
+   * The inputs' matrix-texture mirrors (lib/sae/ops/matrix_texture.ts; xs [B, d], levels [L·B, d],
+   * one [B, d] per AuxK entry), read instead of the buffers (software adapters: a texel fetch
+   * gathers across the SIMD lanes, a storage load loops over them). Needs d % 4 == 0.
+   */
+  textures?: LossTextures;
 }
+
+/** Texture views of `LossTermsBuffers`' inputs, in the same roles. */
+export interface LossTextures {
+  xs: GPUTextureView;
+  levels: GPUTextureView;
+  aux: GPUTextureView[];
+}
+
+/** A column-sum input: its buffer and, when read through textures, its texture view. */
+type Input = [GPUBuffer, GPUTextureView | undefined];
 
 function columnSums(
   gpu: Gpu,
-  [a, b, c]: [GPUBuffer, GPUBuffer, GPUBuffer],
+  inputs: [Input, Input, Input],
   p: {
     B: number;
     d: number;
@@ -99,9 +123,17 @@ function columnSums(
   const groups = Math.ceil(p.d / WG);
   // Four columns per invocation when every view can be read as vec4.
   const by4 = p.d % 4 === 0 && [p.aOff, p.bOff, p.cOff].every((o) => o % 4 === 0);
+  const buffers: (GPUBuffer | GPUTextureView)[] = [...inputs.map(([buf]) => buf), blocks, u];
+  const views = inputs.map(([, view]) => view);
+  const tex = by4 && views.every((v) => v);
+  if (by4) {
+    // The vec4 entry declares the three textures: the inputs' own, or placeholders.
+    const none = placeholderTexture(gpu, "sampled-array");
+    buffers.push(...views.map((v) => (tex ? v! : none)));
+  }
   const blockSums: Dispatch = {
-    kernel: by4 ? BLOCKS4 : BLOCKS,
-    buffers: [a, b, c, blocks, u],
+    kernel: tex ? BLOCKS4_TEX : by4 ? BLOCKS4 : BLOCKS,
+    buffers,
     workgroups: [by4 ? Math.ceil(p.d / (4 * WG)) : groups, Math.ceil(p.B / ROWS)],
   };
   return [
@@ -117,7 +149,10 @@ export function lossTermsOp(
   sizes: { B: number; d: number; L: number },
 ): Dispatch[] {
   const { B, d, L } = sizes;
-  const { xs, levels, partials, blocks } = buffers;
+  const { partials, blocks } = buffers;
+  const tex = buffers.textures;
+  const xs: Input = [buffers.xs, tex?.xs];
+  const levels: Input = [buffers.levels, tex?.levels];
   const to = { blocks, out: partials };
   const base = { B, d, aOff: 0, bOff: 0, cOff: 0, centered: false, bScale: 1, cScale: 0 };
   const out: Dispatch[] = [
@@ -130,10 +165,11 @@ export function lossTermsOp(
   }
   buffers.aux.forEach(({ ehat, level }, i) => {
     const lOff = level * B * d;
+    const e: Input = [ehat, tex?.aux[i]];
     out.push(
       ...columnSums(
         gpu,
-        [ehat, xs, levels],
+        [e, xs, levels],
         { ...base, cOff: lOff, cScale: 1, outRow: 1 + L + 2 * i },
         to,
       ),
