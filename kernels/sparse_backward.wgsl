@@ -126,6 +126,46 @@ fn aux_grad(@builtin(global_invocation_id) g: vec3u) {
   ag_u[ag_p.src * bd + i] = v;
 }
 
+// level_grad4, aux_grad4: level_grad and aux_grad on vec4 views (d % 4 == 0), four elements per
+// load (llvmpipe loops a storage load over its lanes, whatever the width): i counts vec4s of the
+// [B, d] matrices; the same operations per element, so the same values.
+@group(0) @binding(0) var<storage, read> lg_recon4: array<vec4f>;
+@group(0) @binding(1) var<storage, read> lg_xs4: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> lg_u4: array<vec4f>;
+
+@compute @workgroup_size(WG)
+fn level_grad4(@builtin(global_invocation_id) g: vec3u) {
+  let i = g.y * lg_p.row_stride + g.x;
+  let bd = lg_p.B * lg_p.d / 4u;
+  if (i >= bd) { return; }
+  let scale = 2.0 / lg_scal[lg_p.scal_idx];
+  let x = lg_xs4[i];
+  var acc = vec4f(0.0);
+  for (var l = i32(lg_p.L) - 1; l >= 0; l--) {
+    acc += scale * (lg_recon4[u32(l) * bd + i] - x);
+    lg_u4[u32(l) * bd + i] = acc;
+  }
+}
+
+@group(0) @binding(0) var<storage, read> ag_ehat4: array<vec4f>;
+@group(0) @binding(1) var<storage, read> ag_xs4: array<vec4f>;
+@group(0) @binding(2) var<storage, read> ag_recon4: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> ag_u4: array<vec4f>;
+
+@compute @workgroup_size(WG)
+fn aux_grad4(@builtin(global_invocation_id) g: vec3u) {
+  let i = g.y * ag_p.row_stride + g.x;
+  let bd = ag_p.B * ag_p.d / 4u;
+  if (i >= bd) { return; }
+  let denom = ag_scal[ag_p.scal_idx];
+  var v = vec4f(0.0);
+  if (denom > 0.0) {
+    let r = ag_xs4[i] - ag_recon4[ag_p.level * bd + i];
+    v = ag_p.alpha * 2.0 * (ag_ehat4[i] - r) / denom;
+  }
+  ag_u4[ag_p.src * bd + i] = v;
+}
+
 fn layer_of(f: u32, ends_len: u32) -> u32 {
   var l = 0u;
   loop {

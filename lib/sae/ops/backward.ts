@@ -75,6 +75,8 @@ function kernel(entry: string): Kernel {
 }
 const K_LEVEL = kernel("level_grad");
 const K_AUX = kernel("aux_grad");
+const K_LEVEL4 = kernel("level_grad4");
+const K_AUX4 = kernel("aux_grad4");
 const K_DPRE = kernel("entry_dpre");
 const K_DPRE4 = kernel("entry_dpre4");
 const K_DPRE4X4 = kernel("entry_dpre4x4");
@@ -120,6 +122,8 @@ const K_BFINAL: Kernel = { ...kernel("bdec_final"), constants: { WG, BDEC_ROWS }
 const ALL_KERNELS = [
   K_LEVEL,
   K_AUX,
+  K_LEVEL4,
+  K_AUX4,
   K_DPRE,
   K_DPRE4,
   K_DPRE4X4,
@@ -355,9 +359,11 @@ export class SparseBackward {
       if (this.#dense[a]) gated[a].push({ dispatch, dense, rowsPerY, colsPerX });
       return dispatch;
     };
-    const elemGrid = wrapGrid(this.#gpu, Math.ceil((B * d) / WG));
+    // Four elements per invocation where rows are whole vec4s.
+    const vec4 = d % 4 === 0;
+    const elemGrid = wrapGrid(this.#gpu, Math.ceil((B * d) / (vec4 ? 4 : 1) / WG));
     out.push({
-      kernel: K_LEVEL,
+      kernel: vec4 ? K_LEVEL4 : K_LEVEL,
       buffers: [
         bufs.recon,
         bufs.xs,
@@ -369,7 +375,7 @@ export class SparseBackward {
     });
     aux.forEach((g, a) => {
       out.push({
-        kernel: K_AUX,
+        kernel: vec4 ? K_AUX4 : K_AUX,
         buffers: [
           bufs.aux[a].ehat,
           bufs.xs,
