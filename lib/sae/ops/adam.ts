@@ -115,7 +115,6 @@ export function adamTexturedChunks(
   step: AdamStep,
 ): AdamChunk[] {
   const { rows, cols, decoder } = shape;
-  const cols4 = cols / 4;
   const chunks: AdamChunk[] = [];
   for (let row0 = 0; row0 < rows; row0 += tex.scratch.rows) {
     const h = Math.min(tex.scratch.rows, rows - row0);
@@ -124,43 +123,45 @@ export function adamTexturedChunks(
         encodeMatrixTextureCopy(encoder, src, { ...tex.scratch.textures[i], rows: h }, row0)
       );
     };
-    let dispatch: Dispatch;
-    if (decoder) {
-      const grid = wrapGrid(gpu, h);
-      const u = params(
-        gpu,
-        { len: h * cols4, rows: h, cols: cols4, row_stride: grid.stride },
-        step,
-        row0,
-      );
-      dispatch = {
-        kernel: kernel("adam_rows4", workgroupSizes(gpu).rows, true),
-        buffers: bindings(gpu, t, u, 4, tex),
-        workgroups: grid.workgroups,
-      };
-    } else {
-      const WG = workgroupSizes(gpu).dense;
-      const grid = wrapGrid(gpu, Math.ceil((h * cols4) / WG));
-      const u = params(
-        gpu,
-        {
-          len: h * cols4,
-          rows: h,
-          cols: cols4,
-          row_stride: grid.stride * WG,
-        },
-        step,
-        row0,
-      );
-      dispatch = {
-        kernel: kernel("adam_dense4", WG, true),
-        buffers: bindings(gpu, t, u, 4, tex),
-        workgroups: grid.workgroups,
-      };
-    }
+    const chunk = { rows: h, cols: cols / 4, row0, tex };
+    const dispatch = decoder
+      ? rowsDispatch(gpu, t, 4, chunk, step)
+      : denseDispatch(gpu, t, 4, chunk, step);
     chunks.push({ copy, dispatches: [dispatch] });
   }
   return chunks;
+}
+
+/** Rows [row0, row0 + rows) of a tensor of `cols` units per row, and the textures they are read from. */
+interface Span {
+  rows: number;
+  cols: number;
+  row0: number;
+  tex?: AdamTextures;
+}
+
+/** The plain Adam dispatch over a span (one invocation per unit of `vec` floats). */
+function denseDispatch(gpu: Gpu, t: AdamTensor, vec: 1 | 4, s: Span, step: AdamStep): Dispatch {
+  const units = s.rows * s.cols;
+  const WG = workgroupSizes(gpu).dense;
+  const grid = wrapGrid(gpu, Math.ceil(units / WG));
+  const fields = { len: units, rows: s.rows, cols: s.cols, row_stride: grid.stride * WG };
+  return {
+    kernel: kernel(vec === 4 ? "adam_dense4" : "adam_dense", WG, !!s.tex),
+    buffers: bindings(gpu, t, params(gpu, fields, step, s.row0), vec, s.tex),
+    workgroups: grid.workgroups,
+  };
+}
+
+/** The decoder-row dispatch over a span (one workgroup per row). */
+function rowsDispatch(gpu: Gpu, t: AdamTensor, vec: 1 | 4, s: Span, step: AdamStep): Dispatch {
+  const grid = wrapGrid(gpu, s.rows);
+  const fields = { len: s.rows * s.cols, rows: s.rows, cols: s.cols, row_stride: grid.stride };
+  return {
+    kernel: kernel(vec === 4 ? "adam_rows4" : "adam_rows", workgroupSizes(gpu).rows, !!s.tex),
+    buffers: bindings(gpu, t, params(gpu, fields, step, s.row0), vec, s.tex),
+    workgroups: grid.workgroups,
+  };
 }
 
 /** Adam hyper-parameters of one step; t is the 1-based step number (bias correction). */
@@ -195,15 +196,7 @@ function params(
 /** Dispatches of dense Adam on a flat tensor of `len` floats (grad zeroed afterwards). */
 export function adamDenseOp(gpu: Gpu, t: AdamTensor, len: number, step: AdamStep): Dispatch[] {
   const vec = len % 4 === 0 ? 4 : 1; // vec4 loads when the length allows
-  const units = len / vec;
-  const WG = workgroupSizes(gpu).dense;
-  const grid = wrapGrid(gpu, Math.ceil(units / WG));
-  const u = params(gpu, { len: units, rows: 0, cols: 0, row_stride: grid.stride * WG }, step);
-  return [{
-    kernel: kernel(vec === 4 ? "adam_dense4" : "adam_dense", WG),
-    buffers: bindings(gpu, t, u, vec),
-    workgroups: grid.workgroups,
-  }];
+  return [denseDispatch(gpu, t, vec, { rows: 1, cols: len / vec, row0: 0 }, step)];
 }
 
 /**
@@ -218,16 +211,5 @@ export function adamDecoderRowsOp(
   step: AdamStep,
 ): Dispatch[] {
   const vec = cols % 4 === 0 ? 4 : 1; // vec4 loads when the row width allows
-  const grid = wrapGrid(gpu, rows);
-  const u = params(gpu, {
-    len: (rows * cols) / vec,
-    rows,
-    cols: cols / vec,
-    row_stride: grid.stride,
-  }, step);
-  return [{
-    kernel: kernel(vec === 4 ? "adam_rows4" : "adam_rows", workgroupSizes(gpu).rows),
-    buffers: bindings(gpu, t, u, vec),
-    workgroups: grid.workgroups,
-  }];
+  return [rowsDispatch(gpu, t, vec, { rows, cols: cols / vec, row0: 0 }, step)];
 }
