@@ -11,6 +11,8 @@
 //   (mean, then squared deviations) as the reference does. Grid: rows in x, wrapped into y past
 //   `row_stride` workgroups.
 //
+// Entry `standardize4` — the same on vec4 views when d % 4 == 0 (sums in another order).
+//
 // Entry `unstandardize` — out = xhs * (std_b + STD_EPS) + mean_b (x̂ in the raw activation space).
 //   Bindings: 0 xhs  array<f32>  [B, d]   standardised reconstruction
 //             1 out  array<f32>  [B, d]
@@ -69,6 +71,37 @@ fn standardize(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l:
   let sd = sqrt(reduce_partial(t) / f32(u.d));
   let inv = 1.0 / (sd + STD_EPS);
   for (var j = t; j < u.d; j += WG) { xs[base + j] = (x[base + j] - m) * inv; }
+  if (t == 0u) {
+    mean[row] = m;
+    stdv[row] = sd;
+  }
+}
+
+@group(0) @binding(0) var<storage, read> x4: array<vec4f>;
+@group(0) @binding(1) var<storage, read_write> xs4: array<vec4f>;
+
+// standardize on vec4 views (d % 4 == 0): four columns per load (llvmpipe loops a storage load over
+// its lanes, whatever the width); each invocation sums its vec4s, then the same tree.
+@compute @workgroup_size(WG)
+fn standardize4(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let row = w.y * u.row_stride + w.x;
+  if (row >= u.B) { return; } // uniform across the workgroup
+  let t = l.x;
+  let d4 = u.d / 4u;
+  let base = row * d4;
+  var s = vec4f(0.0);
+  for (var j = t; j < d4; j += WG) { s += x4[base + j]; }
+  partial[t] = (s.x + s.y) + (s.z + s.w);
+  let m = reduce_partial(t) / f32(u.d);
+  var q = vec4f(0.0);
+  for (var j = t; j < d4; j += WG) {
+    let c = x4[base + j] - m;
+    q += c * c;
+  }
+  partial[t] = (q.x + q.y) + (q.z + q.w);
+  let sd = sqrt(reduce_partial(t) / f32(u.d));
+  let inv = 1.0 / (sd + STD_EPS);
+  for (var j = t; j < d4; j += WG) { xs4[base + j] = (x4[base + j] - m) * inv; }
   if (t == 0u) {
     mean[row] = m;
     stdv[row] = sd;

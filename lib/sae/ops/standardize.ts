@@ -14,10 +14,10 @@ import { elementwiseWorkgroup, reducingWorkgroup } from "../../gpu/workgroups.ts
 const WG_GPU = 64;
 
 /** `standardize` reduces each row across its workgroup; `unstandardize` is elementwise. */
-function kernel(gpu: Gpu, entry: "standardize" | "unstandardize"): Kernel {
-  const WG = entry === "standardize"
-    ? reducingWorkgroup(gpu, WG_GPU)
-    : elementwiseWorkgroup(gpu, WG_GPU);
+function kernel(gpu: Gpu, entry: "standardize" | "standardize4" | "unstandardize"): Kernel {
+  const WG = entry === "unstandardize"
+    ? elementwiseWorkgroup(gpu, WG_GPU)
+    : reducingWorkgroup(gpu, WG_GPU);
   return { file: "standardize.wgsl", entry, constants: { WG } };
 }
 
@@ -42,7 +42,8 @@ export function standardizeOp(
   const grid = wrapGrid(gpu, sizes.B);
   const u = sharedUniforms(gpu, { B: sizes.B, d: sizes.d, row_stride: grid.stride, pad: 0 });
   return [{
-    kernel: kernel(gpu, "standardize"),
+    // Four columns per load where rows are whole vec4s.
+    kernel: kernel(gpu, sizes.d % 4 === 0 ? "standardize4" : "standardize"),
     buffers: [buffers.x, buffers.xs, buffers.mean, buffers.std, u],
     workgroups: grid.workgroups,
   }];
