@@ -25,6 +25,8 @@
 //   Bindings: 0 list; 1 decW [n, d]; 2 W_d [dcap, d]; 3 u Params.
 // Entry transpose: out[j, b] = in[srcOff + b·d + j] for b < B, j < d (one invocation per element).
 //   Bindings: 0 in; 1 out [d, B]; 2 u Params.
+// Entry transpose_tex4: the same from the rows of a matrix texture from row srcOff, four outputs
+//   per invocation (B % 4 == 0). Bindings: 0 in texture_2d_array; 1 out [d, B] as vec4; 2 u Params.
 // Entry row_sums: s[r] = Σ_b P[r, b] in order (one invocation per r < dcap).
 //   Bindings: 0 P; 1 s [dcap]; 2 u Params.
 // Entry merge: for r < D, j < d, f = the dead feature of rank r: gradDec[f, j] += GD[r, j];
@@ -152,6 +154,36 @@ fn transpose(@builtin(global_invocation_id) gid: vec3u) {
   let j = i / tr_u.B;
   let b = i % tr_u.B;
   tr_out[i] = tr_in[tr_u.srcOff + b * tr_u.d + j];
+}
+
+// With the source's matrix texture (software adapters; B % 4 == 0): out[j, 4c .. 4c + 3] = column j
+// of texture rows srcOff + 4c .. srcOff + 4c + 3 (row q at texel (j / 4, q % TEX_ROWS) of layer
+// q / TEX_ROWS), one vec4 store per invocation and four texel fetches instead of four strided
+// storage loads.
+const TEX_ROWS: u32 = 4096u;
+@group(0) @binding(0) var tr_t: texture_2d_array<f32>;
+@group(0) @binding(1) var<storage, read_write> tr_out4: array<vec4f>;
+
+fn tr_texel(q: u32, j4: u32) -> vec4f {
+  return textureLoad(tr_t, vec2i(i32(j4), i32(q % TEX_ROWS)), i32(q / TEX_ROWS), 0);
+}
+
+@compute @workgroup_size(WG)
+fn transpose_tex4(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * tr_u.rowStride + gid.x;
+  let B4 = tr_u.B / 4u;
+  if (i >= B4 * tr_u.d) { return; }
+  // i walks the output in order, as in transpose.
+  let j = i / B4;
+  let q = tr_u.srcOff + 4u * (i % B4);
+  let j4 = j / 4u;
+  let k = j % 4u;
+  tr_out4[i] = vec4f(
+    tr_texel(q, j4)[k],
+    tr_texel(q + 1u, j4)[k],
+    tr_texel(q + 2u, j4)[k],
+    tr_texel(q + 3u, j4)[k],
+  );
 }
 
 @group(0) @binding(0) var<storage, read> rs_p: array<f32>;

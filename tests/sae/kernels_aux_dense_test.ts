@@ -19,6 +19,11 @@ import type { Gpu } from "../../lib/gpu/device.ts";
 import type { Dispatch } from "../../lib/gpu/kernel.ts";
 import type { GemmTextures } from "../../lib/sae/ops/encoder_gemm.ts";
 import {
+  createMatrixTexture,
+  encodeMatrixTextureCopy,
+  matrixTextureView,
+} from "../../lib/sae/ops/matrix_texture.ts";
+import {
   type DenseAux,
   denseAuxCapacity,
   gatherColsOp,
@@ -130,6 +135,34 @@ Deno.test("aux_dense plan: zero workgroups for the path not taken, D and the cho
     list.destroy();
   }
 });
+
+// transpose_tex4: from the rows of a matrix texture (software adapters), B % 4 == 0; at B = 2 052
+// the rows read (2 052 .. 4 103) cross the texture's first layer of 4 096.
+for (const [B, d, srcRow] of [[8, 64, 16], [2052, 128, 2052]]) {
+  Deno.test(`transpose from a matrix texture matches the TS twin (B=${B} d=${d} from row ${srcRow})`, async () => {
+    const gpu = await testGpu();
+    const rows = srcRow + B + 3;
+    const u = randn(rows * d, B + d);
+    const uBuf = uploadStorage(gpu, u, "u");
+    const tex = createMatrixTexture(gpu, rows, d, "u texture");
+    const enc = gpu.device.createCommandEncoder();
+    encodeMatrixTextureCopy(enc, uBuf, tex);
+    gpu.device.queue.submit([enc.finish()]);
+    const x = scratch(gpu, { B, d, n: 64, base: 0, end: 64, dcap: 4 });
+    const op = transposeOp(gpu, x, uBuf, x.ut, srcRow * d, matrixTextureView(tex));
+    assert.equal(op.kernel.entry, "transpose_tex4");
+    await runOps(gpu, [op], "transpose from texture");
+    const want = new Float32Array(d * B);
+    for (let b = 0; b < B; b++) {
+      for (let j = 0; j < d; j++) want[j * B + b] = u[(srcRow + b) * d + j];
+    }
+    assert.deepEqual(await readF32(gpu, x.ut, d * B), want);
+    for (const b of [x.args, x.argsF, x.a, x.p, x.ut, x.xt, x.s, x.gd, x.ge]) b.destroy();
+    for (const b of [x.zero, x.wd, x.uaux, x.g, x.af, x.wdt]) b.destroy();
+    uBuf.destroy();
+    tex.texture.destroy();
+  });
+}
 
 Deno.test("aux_dense scatters, gathers, transpose, row sums and merge match their TS twins (odd sizes)", async () => {
   const gpu = await testGpu();

@@ -40,6 +40,7 @@ function kernel(entry: string): Kernel {
 const K_PLAN: Kernel = { file: "aux_dense.wgsl", entry: "plan", constants: {} };
 const K_SCATTER = kernel("scatter_dense");
 const K_TRANSPOSE = kernel("transpose");
+const K_TRANSPOSE_TEX4 = kernel("transpose_tex4");
 const K_ROWS = kernel("row_sums");
 const K_MERGE = kernel("merge");
 const K_GATHER = kernel("gather_rows");
@@ -50,6 +51,7 @@ export const DENSE_AUX_KERNELS = [
   K_PLAN,
   K_SCATTER,
   K_TRANSPOSE,
+  K_TRANSPOSE_TEX4,
   K_ROWS,
   K_MERGE,
   K_GATHER,
@@ -186,7 +188,7 @@ function elementwise(
   x: DenseAux,
   kernel: Kernel,
   count: number,
-  buffers: GPUBuffer[],
+  buffers: (GPUBuffer | GPUTextureView)[],
   fields: Partial<Record<string, number>> = {},
 ): Dispatch {
   const grid = wrapGrid(gpu, Math.ceil(count / WG));
@@ -275,14 +277,23 @@ export function scatterDenseOp(
   );
 }
 
-/** out [d, B] = the [B, d] matrix starting at element srcOff of `src`, transposed. */
+/**
+ * out [d, B] = the [B, d] matrix starting at element srcOff of `src`, transposed; with `tex`, read
+ * from the same rows of `src`'s matrix-texture mirror (from row srcOff / d) where B % 4 == 0
+ * (software adapters: texel fetches instead of strided storage loads).
+ */
 export function transposeOp(
   gpu: Gpu,
   x: DenseAux,
   src: GPUBuffer,
   out: GPUBuffer,
   srcOff: number,
+  tex?: GPUTextureView,
 ): Dispatch {
+  if (tex && x.B % 4 === 0) {
+    const srcRow = srcOff / x.d;
+    return elementwise(gpu, x, K_TRANSPOSE_TEX4, (x.B / 4) * x.d, [tex, out], { srcOff: srcRow });
+  }
   return elementwise(gpu, x, K_TRANSPOSE, x.B * x.d, [src, out], { srcOff });
 }
 

@@ -519,8 +519,10 @@ export class SparseBackward {
         }),
         true,
       ));
-      out.push(gate(a, transposeOp(this.#gpu, x, s.u, x.ut, (L + a) * B * d), true));
-      out.push(gate(a, transposeOp(this.#gpu, x, bufs.xs, x.xt, 0), true));
+      // From U's and xs's texture mirrors where the shape has them (U's is copied above).
+      const [uTex, xsTex] = [this.#uTexView, bufs.xsTex];
+      out.push(gate(a, transposeOp(this.#gpu, x, s.u, x.ut, (L + a) * B * d, uTex), true));
+      out.push(gate(a, transposeOp(this.#gpu, x, bufs.xs, x.xt, 0, xsTex), true));
       out.push(gate(a, rowSumsOp(this.#gpu, x), true));
     });
     const featGrid = wrapGrid(this.#gpu, Math.ceil(n / WG));
