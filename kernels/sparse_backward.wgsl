@@ -24,6 +24,7 @@
 // Entry points (one invocation does):
 //   level_grad      one (b, j) element: the suffix sums U[l][b][j] over levels
 //   aux_grad        one (b, j) element of U[src]
+//                   (level_grad4, aux_grad4: four columns through vec4 views, d % 4 == 0)
 //   entry_dpre      one entry: dpre = (val > 0) ? U[src, b] · decW[f] : 0 (entry_dpre4: vec4 loads;
 //                   entry_dpre4x4: four entries of one row of a fixed-source segment, kseg % 4 == 0;
 //                   entry_dpre_g8: eight invocations per entry, for real GPUs)
@@ -40,8 +41,8 @@
 //   bdec_final      one j: gradB[j] = Σ_q rowPartial[q, j] - Σ_chunks partial[c, j]
 //
 // Bindings (in order; the last is the Params uniform):
-//   level_grad        recon, xs, scal, U, p
-//   aux_grad          ehat, xs, recon, scal, U, p
+//   level_grad(4)     recon, xs, scal, U, p
+//   aux_grad(4)       ehat, xs, recon, scal, U, p
 //   entry_dpre(4|4x4|_g8) idx, val, U, decW, layerEnds, dpre [E], p; entry_dpre4 and entry_dpre4x4
 //                     also 7 decT and 8 uT (decW and U as matrix textures, read when ED_TEX)
 //   histogram         idx, val, counts, p
