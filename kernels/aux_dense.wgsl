@@ -23,6 +23,8 @@
 //   5 P [dcap, B]; 6 u Params. A and P must be zero beforehand.
 // Entry gather_rows: W_d[r, j] = decW[f_r, j] for the dead feature f_r of rank r < D, 0 up to dcap.
 //   Bindings: 0 list; 1 decW [n, d]; 2 W_d [dcap, d]; 3 u Params.
+// Entry gather_rows_tex4: the same from decW's matrix texture (binding 1), four columns per
+//   invocation (d % 4 == 0).
 // Entry transpose: out[j, b] = in[srcOff + b·d + j] for b < B, j < d (one invocation per element).
 //   Bindings: 0 in; 1 out [d, B]; 2 u Params.
 // Entry transpose_tex4: the same from the rows of a matrix texture from row srcOff, four outputs
@@ -140,6 +142,26 @@ fn gather_rows(@builtin(global_invocation_id) gid: vec3u) {
   var w = 0.0;
   if (r < D) { w = gr_dec[dead_at(gr_u.n, gr_u.base, r) * d + i % d]; }
   gr_out[i] = w;
+}
+
+// With decW's matrix texture (software adapters; d % 4 == 0): four columns per invocation, the
+// dead row's texel (j / 4, f % TEX_ROWS) of layer f / TEX_ROWS instead of four storage loads.
+@group(0) @binding(1) var gr_t: texture_2d_array<f32>;
+@group(0) @binding(2) var<storage, read_write> gr_out4: array<vec4f>;
+
+@compute @workgroup_size(WG)
+fn gather_rows_tex4(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * gr_u.rowStride + gid.x;
+  let d4 = gr_u.d / 4u;
+  if (i >= gr_u.dcap * d4) { return; }
+  let r = i / d4;
+  let D = rank(gr_u.n, gr_u.base, gr_u.end);
+  var w = vec4f(0.0);
+  if (r < D) {
+    let f = dead_at(gr_u.n, gr_u.base, r);
+    w = textureLoad(gr_t, vec2i(i32(i % d4), i32(f % TEX_ROWS)), i32(f / TEX_ROWS), 0);
+  }
+  gr_out4[i] = w;
 }
 
 @group(0) @binding(0) var<storage, read> tr_in: array<f32>;

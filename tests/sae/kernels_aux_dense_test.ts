@@ -164,6 +164,36 @@ for (const [B, d, srcRow] of [[8, 64, 16], [2052, 128, 2052]]) {
   });
 }
 
+// gather_rows_tex4: the dead decoder rows from decW's matrix texture (software adapters), dead
+// features on both sides of the texture's first layer of 4 096 rows, a group that starts past 0.
+Deno.test("gathering the dead decoder rows from a matrix texture matches the TS twin", async () => {
+  const gpu = await testGpu();
+  const [n, d, base, end] = [4100, 64, 30, 4100];
+  const mask = deadMask(n, 0.02, 77);
+  for (const f of [31, 4095, 4096, 4099]) mask[f] = 1;
+  const listHost = deadListTwin(mask);
+  const group = [...listHost.subarray(1, 1 + listHost[0])].filter((f) => f >= base && f < end);
+  const dcap = Math.ceil(group.length / 4) * 4 + 3;
+  const decW = randn(n * d, 15);
+  const decBuf = uploadStorage(gpu, decW, "decW");
+  const tex = createMatrixTexture(gpu, n, d, "decW texture");
+  const enc = gpu.device.createCommandEncoder();
+  encodeMatrixTextureCopy(enc, decBuf, tex);
+  gpu.device.queue.submit([enc.finish()]);
+  const list = uploadStorage(gpu, listHost, "list");
+  const x = scratch(gpu, { B: 4, d, n, base, end, dcap });
+  writeBuffer(gpu, x.wd, new Float32Array(dcap * d).fill(-9)); // every element must be written
+  const op = gatherRowsOp(gpu, x, { list, decW: decBuf, decTex: matrixTextureView(tex) });
+  assert.equal(op.kernel.entry, "gather_rows_tex4");
+  await runOps(gpu, [op], "gather rows from texture");
+  const want = new Float32Array(dcap * d);
+  group.forEach((f, r) => want.set(decW.subarray(f * d, (f + 1) * d), r * d));
+  assert.deepEqual(await readF32(gpu, x.wd), want);
+  for (const b of [x.args, x.argsF, x.a, x.p, x.ut, x.xt, x.s, x.gd, x.ge]) b.destroy();
+  for (const b of [x.zero, x.wd, x.uaux, x.g, x.af, x.wdt, decBuf, list]) b.destroy();
+  tex.texture.destroy();
+});
+
 Deno.test("aux_dense scatters, gathers, transpose, row sums and merge match their TS twins (odd sizes)", async () => {
   const gpu = await testGpu();
   const cases = [

@@ -44,6 +44,7 @@ const K_TRANSPOSE_TEX4 = kernel("transpose_tex4");
 const K_ROWS = kernel("row_sums");
 const K_MERGE = kernel("merge");
 const K_GATHER = kernel("gather_rows");
+const K_GATHER_TEX4 = kernel("gather_rows_tex4");
 const K_SCATTER_CODES = kernel("scatter_codes");
 const K_GATHER_COLS = kernel("gather_cols");
 /** Every kernel of this module (for pipeline warm-up). */
@@ -55,6 +56,7 @@ export const DENSE_AUX_KERNELS = [
   K_ROWS,
   K_MERGE,
   K_GATHER,
+  K_GATHER_TEX4,
   K_SCATTER_CODES,
   K_GATHER_COLS,
 ];
@@ -325,12 +327,18 @@ export function encodeDenseCopies(enc: GPUCommandEncoder, x: DenseAux, which: "d
   else encodeGemmTextureCopies(enc, x.texP, { xs: x.p, encW: x.xt });
 }
 
-/** x.wd = the decoder rows of the group's dead features by rank, zero past D. */
+/**
+ * x.wd = the decoder rows of the group's dead features by rank, zero past D; with `decTex` (decW's
+ * matrix-texture mirror, software adapters), read from it four columns at a time where d % 4 == 0.
+ */
 export function gatherRowsOp(
   gpu: Gpu,
   x: DenseAux,
-  bufs: { list: GPUBuffer; decW: GPUBuffer },
+  bufs: { list: GPUBuffer; decW: GPUBuffer; decTex?: GPUTextureView },
 ): Dispatch {
+  if (bufs.decTex && x.d % 4 === 0) {
+    return elementwise(gpu, x, K_GATHER_TEX4, (x.dcap * x.d) / 4, [bufs.list, bufs.decTex, x.wd]);
+  }
   return elementwise(gpu, x, K_GATHER, x.dcap * x.d, [bufs.list, bufs.decW, x.wd]);
 }
 

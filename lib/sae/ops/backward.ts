@@ -504,7 +504,8 @@ export class SparseBackward {
       out.push({ command: (enc) => enc.clearBuffer(x.a), label: "dense AuxK clear" });
       out.push({ command: (enc) => enc.clearBuffer(x.p), label: "dense AuxK clear" });
       // The entries' dot products as one GEMM, G = U·W_dᵀ over the dead decoder rows.
-      out.push(gate(a, gatherRowsOp(this.#gpu, x, { list, decW: bufs.decW }), true));
+      const rows = { list, decW: bufs.decW, ...(bufs.decTex ? { decTex: bufs.decTex } : {}) };
+      out.push(gate(a, gatherRowsOp(this.#gpu, x, rows), true));
       out.push({
         command: (enc) => encodeDpreCopies(enc, x, s.u, (L + a) * B * d),
         label: "dense AuxK copies",
