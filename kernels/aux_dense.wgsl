@@ -35,7 +35,7 @@
 //   gradEnc[f, j] += GE[r, j] − s_r·bDec[j]; sum[f] += s_r (j = 0). Runs after the sparse
 //   reduction, which then holds the main entries' sums only.
 //   Bindings: 0 list; 1 GD [dcap, d]; 2 GE [dcap, d]; 3 s; 4 bDec; 5 gradDec; 6 gradEnc; 7 sum;
-//   8 u Params.
+//   8 u Params. Entry merge4: the same four columns per invocation on vec4 views (d % 4 == 0).
 // Forward: the AuxK decode ê = A_f·W_d as one more texture GEMM (instead of the slot-by-slot
 // decode, ~0.4 s per step), its sum cut to the D columns the forward's own plan writes:
 // Entry scatter_codes: one invocation per AuxK slot i = b·ka + s: A_f[b, r] = val (r as above);
@@ -244,6 +244,29 @@ fn merge(@builtin(global_invocation_id) gid: vec3u) {
   mg_gdec[f * d + j] += mg_gd[i];
   mg_genc[f * d + j] += mg_ge[i] - s * mg_bdec[j];
   if (j == 0u) { mg_sum[f] += s; }
+}
+
+// merge on vec4 views (d % 4 == 0): four columns per invocation, one rank lookup for the four;
+// the same operations per element, so the same sums.
+@group(0) @binding(1) var<storage, read> mg_gd4: array<vec4f>;
+@group(0) @binding(2) var<storage, read> mg_ge4: array<vec4f>;
+@group(0) @binding(4) var<storage, read> mg_bdec4: array<vec4f>;
+@group(0) @binding(5) var<storage, read_write> mg_gdec4: array<vec4f>;
+@group(0) @binding(6) var<storage, read_write> mg_genc4: array<vec4f>;
+
+@compute @workgroup_size(WG)
+fn merge4(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.y * mg_u.rowStride + gid.x;
+  let d4 = mg_u.d / 4u;
+  let D = min(rank(mg_u.n, mg_u.base, mg_u.end), mg_u.dcap);
+  if (i >= D * d4) { return; }
+  let r = i / d4;
+  let j4 = i % d4;
+  let f = dead_at(mg_u.n, mg_u.base, r);
+  let s = mg_s[r];
+  mg_gdec4[f * d4 + j4] += mg_gd4[i];
+  mg_genc4[f * d4 + j4] += mg_ge4[i] - s * mg_bdec4[j4];
+  if (j4 == 0u) { mg_sum[f] += s; }
 }
 
 @group(0) @binding(1) var<storage, read> sc_idx: array<u32>;

@@ -199,6 +199,8 @@ Deno.test("aux_dense scatters, gathers, transpose, row sums and merge match thei
   const cases = [
     { B: 37, d: 13, n: 90, base: 11, end: 80, ka: 5, frac: 0.4, segBase: 7 },
     { B: 70, d: 66, n: 301, base: 0, end: 301, ka: 9, frac: 0.2, segBase: 0 },
+    // d % 4 == 0: the merge four columns per invocation (merge4).
+    { B: 20, d: 64, n: 150, base: 5, end: 140, ka: 6, frac: 0.3, segBase: 3 },
   ];
   for (const { B, d, n, base, end, ka, frac, segBase } of cases) {
     const r = rng(B + d + n);

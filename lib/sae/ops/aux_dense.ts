@@ -43,6 +43,7 @@ const K_TRANSPOSE = kernel("transpose");
 const K_TRANSPOSE_TEX4 = kernel("transpose_tex4");
 const K_ROWS = kernel("row_sums");
 const K_MERGE = kernel("merge");
+const K_MERGE4 = kernel("merge4");
 const K_GATHER = kernel("gather_rows");
 const K_GATHER_TEX4 = kernel("gather_rows_tex4");
 const K_SCATTER_CODES = kernel("scatter_codes");
@@ -55,6 +56,7 @@ export const DENSE_AUX_KERNELS = [
   K_TRANSPOSE_TEX4,
   K_ROWS,
   K_MERGE,
+  K_MERGE4,
   K_GATHER,
   K_GATHER_TEX4,
   K_SCATTER_CODES,
@@ -375,7 +377,9 @@ export function mergeOp(
     sum: GPUBuffer;
   },
 ): Dispatch {
-  return elementwise(gpu, x, K_MERGE, x.dcap * x.d, [
+  // Four columns per invocation where rows are whole vec4s.
+  const vec4 = x.d % 4 === 0;
+  return elementwise(gpu, x, vec4 ? K_MERGE4 : K_MERGE, (x.dcap * x.d) / (vec4 ? 4 : 1), [
     bufs.list,
     x.gd,
     x.ge,
