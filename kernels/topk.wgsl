@@ -650,7 +650,6 @@ var<private> pN: u32;
 // The keys of entries 4q..4q+3 of a source (0 past len).
 fn aux_keys4(src: u32, base: u32, o: u32, len: u32, q: u32) -> vec4u {
   if (src == AUX_SCRATCH) { return scratch[q]; }
-  if (src == AUX_PRIV) { return pkeys[q - pQ0]; }
   if (src == AUX_LIST) {
     let i = vec4u(4u * q) + vec4u(0u, 1u, 2u, 3u);
     return select(vec4u(0u), candKey4[q], i < vec4u(len));
@@ -674,7 +673,6 @@ fn own_keys4(src: u32, base: u32, o: u32, len: u32, q0: u32, j: u32) -> vec4u {
 fn aux_key(src: u32, base: u32, o: u32, i: u32) -> u32 {
   if (src == AUX_SCRATCH) { return scratch_at(i); }
   if (src == AUX_LIST) { return cand_key_at(i); }
-  if (src == AUX_PRIV) { return pkeys[i / 4u - pQ0][i % 4u]; }
   let c = candidate(MODE_AUX, base, feat(MODE_AUX, o + i, o), o);
   return select(0u, c.y, c.x != 0u);
 }

@@ -957,12 +957,13 @@ export class GpuEngine implements SaeEngine {
       // forward copied them into (Adam changes the weights only after the backward), U from its own.
       textures: !!this.#decTexView,
     });
-    const gemmTex = this.#decTex ? createGemmTextures(gpu, { B, d, n }) : undefined;
-    const gemmTexViews = gemmTex && {
-      xs: matrixTextureView(gemmTex.xs),
-      encW: matrixTextureView(gemmTex.encW),
-    };
-    const lossTex = gemmTexViews && (() => {
+    // Software adapters: the texture GEMM's mirrors of xs and encW, and those the loss sums read.
+    const textures = this.#decTex && (() => {
+      const gemmTex = createGemmTextures(gpu, { B, d, n });
+      const gemmTexViews = {
+        xs: matrixTextureView(gemmTex.xs),
+        encW: matrixTextureView(gemmTex.encW),
+      };
       const levels = createMatrixTexture(gpu, L * B, d, "level reconstructions texture");
       const aux = this.#groups.map(() => createMatrixTexture(gpu, B, d, "aux recon texture"));
       const views = {
@@ -970,7 +971,7 @@ export class GpuEngine implements SaeEngine {
         levels: matrixTextureView(levels),
         aux: aux.map(matrixTextureView),
       };
-      return { levels, aux, views };
+      return { gemmTex, gemmTexViews, lossTex: { levels, aux, views } };
     })();
     this.#batch = {
       B,
@@ -1019,7 +1020,7 @@ export class GpuEngine implements SaeEngine {
       active: f32(n, "active counts"),
       backward,
       checked: false,
-      ...(gemmTex && gemmTexViews && lossTex ? { gemmTex, gemmTexViews, lossTex } : {}),
+      ...textures,
       ...(this.#decTex && preTextureSupported(gpu, chunkRows, n)
         ? { preTex: createPreTexture(gpu, chunkRows, n) }
         : {}),
