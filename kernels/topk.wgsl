@@ -158,6 +158,12 @@ fn before(q: u32, count: u32, kq: u32, iq: u32, ki: u32, ii: u32) -> u32 {
   return select(0u, 1u, (q < count) & ((kq > ki) | ((kq == ki) & (iq < ii))));
 }
 
+// before for four candidates (ki, ii) at once.
+fn before4(q: u32, count: u32, kq: u32, iq: u32, ki: vec4u, ii: vec4u) -> vec4u {
+  let b = (vec4u(kq) > ki) | ((vec4u(kq) == ki) & (vec4u(iq) < ii));
+  return select(vec4u(0u), vec4u(1u), b & vec4<bool>(q < count));
+}
+
 fn has_fired(f: u32) -> bool {
   let w = f / 32u;
   if (w >= FIRE_WORDS) { return false; }
@@ -265,18 +271,32 @@ fn kept_threshold(t: u32, m: u32, k: u32, top: Top5) -> u32 {
     atomicStore(&hitCount, 0u);
   }
   workgroupBarrier();
+  // Each invocation ranks the keys it kept (positions t·m + j, four at a time against every kept
+  // key as it is read): kept / 4 workgroup loads per invocation instead of m times as many.
   let kept = WG * m;
-  for (var e = t; e < kept; e += WG) {
-    let ke = cand_key_at(e);
-    var rank = 0u;
-    for (var f4 = 0u; 4u * f4 < kept; f4++) {
-      let kv = candKey4[f4];
-      let f = 4u * f4;
-      rank += before(f, kept, kv.x, f, ke, e) + before(f + 1u, kept, kv.y, f + 1u, ke, e) +
-        before(f + 2u, kept, kv.z, f + 2u, ke, e) + before(f + 3u, kept, kv.w, f + 3u, ke, e);
+  let e0 = t * m;
+  let mine = vec4u(top.a, top.b, top.c, top.d);
+  let pos = vec4u(e0) + vec4u(0u, 1u, 2u, 3u);
+  var rank = vec4u(0u);
+  var rank5 = 0u;
+  for (var f4 = 0u; 4u * f4 < kept; f4++) {
+    let kv = candKey4[f4];
+    let f = 4u * f4;
+    rank += before4(f, kept, kv.x, f, mine, pos) + before4(f + 1u, kept, kv.y, f + 1u, mine, pos) +
+      before4(f + 2u, kept, kv.z, f + 2u, mine, pos) + before4(f + 3u, kept, kv.w, f + 3u, mine, pos);
+    if (m > 4u) {
+      rank5 += before(f, kept, kv.x, f, top.e, e0 + 4u) +
+        before(f + 1u, kept, kv.y, f + 1u, top.e, e0 + 4u) +
+        before(f + 2u, kept, kv.z, f + 2u, top.e, e0 + 4u) +
+        before(f + 3u, kept, kv.w, f + 3u, top.e, e0 + 4u);
     }
-    if (rank == k - 1u) { wgU = ke; }
   }
+  let hit = rank == vec4u(k - 1u);
+  if (hit.x) { wgU = mine.x; }
+  if (m > 1u && hit.y) { wgU = mine.y; }
+  if (m > 2u && hit.z) { wgU = mine.z; }
+  if (m > 3u && hit.w) { wgU = mine.w; }
+  if (m > 4u && rank5 == k - 1u) { wgU = top.e; }
   return workgroupUniformLoad(&wgU);
 }
 
@@ -376,10 +396,19 @@ fn collect_hit_chunks(
     if (q < n4) {
       let v = pre_vec(q0 + q);
       let i0 = o + 4u * q;
-      collect(i0, cand_key(mode, v.x, i0, o), T);
-      collect(i0 + 1u, cand_key(mode, v.y, i0 + 1u, o), T);
-      collect(i0 + 2u, cand_key(mode, v.z, i0 + 2u, o), T);
-      collect(i0 + 3u, cand_key(mode, v.w, i0 + 3u, o), T);
+      let k4 = vec4u(
+        cand_key(mode, v.x, i0, o),
+        cand_key(mode, v.y, i0 + 1u, o),
+        cand_key(mode, v.z, i0 + 2u, o),
+        cand_key(mode, v.w, i0 + 3u, o),
+      );
+      // Most vec4s hold no key ≥ T: one test skips the four collects (and their masked atomics).
+      if (any(k4 >= vec4u(T))) {
+        collect(i0, k4.x, T);
+        collect(i0 + 1u, k4.y, T);
+        collect(i0 + 2u, k4.z, T);
+        collect(i0 + 3u, k4.w, T);
+      }
     }
   }
   let C = collected_count(t);
@@ -484,18 +513,25 @@ fn try_fast(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u32) 
 // rank against all others (no barriers); many: bitonic sort. count must be uniform.
 fn place_ordered(mode: u32, t: u32, count: u32, k: u32, outBase: u32) {
   if (count <= RANK_MAX) {
-    for (var c = t; c < count; c += WG) {
-      let ki = cand_key_at(c);
-      let ii = cand_idx_at(c);
-      var rank = 0u;
+    // Each invocation ranks the four candidates of one vec4 at a time, so every workgroup load
+    // serves four of them.
+    for (var c4 = t; 4u * c4 < count; c4 += WG) {
+      let ki = candKey4[c4];
+      let ii = candIdx4[c4];
+      var rank = vec4u(0u);
       for (var q4 = 0u; 4u * q4 < count; q4++) {
         let kv = candKey4[q4];
         let iv = candIdx4[q4];
         let q = 4u * q4;
-        rank += before(q, count, kv.x, iv.x, ki, ii) + before(q + 1u, count, kv.y, iv.y, ki, ii) +
-          before(q + 2u, count, kv.z, iv.z, ki, ii) + before(q + 3u, count, kv.w, iv.w, ki, ii);
+        rank += before4(q, count, kv.x, iv.x, ki, ii) + before4(q + 1u, count, kv.y, iv.y, ki, ii) +
+          before4(q + 2u, count, kv.z, iv.z, ki, ii) + before4(q + 3u, count, kv.w, iv.w, ki, ii);
       }
-      if (rank < k) { place(mode, outBase + rank, ii, max(value_of(ki), 0.0)); }
+      let c = 4u * c4;
+      let ok = (vec4u(c) + vec4u(0u, 1u, 2u, 3u) < vec4u(count)) & (rank < vec4u(k));
+      if (ok.x) { place(mode, outBase + rank.x, ii.x, max(value_of(ki.x), 0.0)); }
+      if (ok.y) { place(mode, outBase + rank.y, ii.y, max(value_of(ki.y), 0.0)); }
+      if (ok.z) { place(mode, outBase + rank.z, ii.z, max(value_of(ki.z), 0.0)); }
+      if (ok.w) { place(mode, outBase + rank.w, ii.w, max(value_of(ki.w), 0.0)); }
     }
   } else {
     sort_candidates(t, count);

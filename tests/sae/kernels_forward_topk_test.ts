@@ -288,6 +288,50 @@ Deno.test("top-k from the GEMM's chunk maxima matches the TS twin (partial last 
   assert.ok(idx.includes(0xffffffff), "rows keep fewer than k codes");
 });
 
+Deno.test("top-k threshold from kept keys: the k-th largest may sit at any kept position of a lane", async () => {
+  // Each invocation keeps the m largest chunk maxima of its strided share (chunk c goes to lane
+  // c % WG); T is the k-th largest kept key. k overstated maxima (above every value of the row)
+  // make T the smallest of them, placed on row r at position r % m of lane 0. Read through them,
+  // no key reaches T and the row keeps no code; a T missed at that position (0: no threshold)
+  // sends the row to the passes over pre, which find the true top k.
+  const device = await testGpu();
+  const n = 6144, k = 32;
+  for (const isFallback of [true, false]) {
+    const gpu = { ...device, isFallback };
+    const wg = selectionWorkgroup(gpu, k);
+    const m0 = Math.ceil(k / wg);
+    const m = m0 > 1 ? m0 + 1 : m0; // kept_per_lane in kernels/topk.wgsl
+    const B = m;
+    const pre = preWithTies(B, n, 4242);
+    let done = 0; // the selection runs in two row chunks, in order
+    const { idx } = await selectFromMaxima(gpu, pre, B, n, k, false, (cmax, rows) => {
+      const nc = cmax.length / rows;
+      for (let r = 0; r < rows; r++) {
+        const j = (done + r) % m;
+        // Lane 0: j larger overstated keys and the smallest (100) at its position j.
+        const chunks: number[] = [];
+        for (let i = 0; i <= j; i++) chunks.push(i * wg);
+        // The other k − j − 1 over lanes 1.., at most m each so that all are kept.
+        for (let lane = 1, i = 0; chunks.length < k; i++) {
+          chunks.push(lane + i * wg);
+          if (i + 1 === m) lane++, i = -1;
+        }
+        const row = cmax.subarray(r * nc, (r + 1) * nc);
+        chunks.forEach((c, i) => (row[c] = i === j ? 100 : 101 + i));
+      }
+      done += rows;
+      return cmax;
+    });
+    for (let r = 0; r < B; r++) {
+      const row = [...idx.subarray(r * k, (r + 1) * k)];
+      assert.ok(
+        row.every((f) => f === 0xffffffff),
+        `WG ${wg}, m ${m}: row ${r} (threshold at kept position ${r % m}) kept codes`,
+      );
+    }
+  }
+});
+
 Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires without its parent", async () => {
   const gpu = await testGpu();
   const cases: { B: number; sizes: number[]; k: number[] }[] = [
