@@ -3,12 +3,14 @@
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
  *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3] [--aux-k 256]
- *                                   [--dead-every 2] [--sparse-aux] [--no-subgroups] [--profile]
+ *                                   [--dead-every 2] [--sparse-aux | --dense-aux] [--no-subgroups]
+ *                                   [--profile]
  *                                   [--back-to-back [--ahead 4]]
  *
  * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144
  * (`--aux-k 0` times the step without AuxK; `--sparse-aux` keeps AuxK's gradient rows on the
  * sparse path, which software adapters otherwise leave for texture GEMMs when few are dead;
+ * `--dense-aux` takes the dense path on GPUs too, with storage GEMMs;
  * `--no-subgroups` runs the texture GEMMs without subgroups, as on adapters that lack them).
  * Half the features (every `--dead-every`-th one: 20 = 5 %, closer to a real run) are marked
  * dead (tokensSinceFired ≥ deadTokens) before every timed step, so the AuxK path does its full
@@ -76,6 +78,7 @@ const { values } = parseArgs({
     ahead: { type: "string", default: String(DEFAULT_STEPS_AHEAD) },
     "dead-every": { type: "string", default: "2" },
     "sparse-aux": { type: "boolean", default: false },
+    "dense-aux": { type: "boolean", default: false },
     "no-subgroups": { type: "boolean", default: false },
   },
 });
@@ -174,7 +177,7 @@ for (const n of widths) {
   const engine = await GpuEngine.create(config, state, {
     gpu,
     profile: values.profile,
-    sparseAuxOnly: values["sparse-aux"],
+    ...(values["sparse-aux"] ? { denseAux: false } : values["dense-aux"] ? { denseAux: true } : {}),
   });
   const phases = new Map<string, number>();
   await engine.step(makeBatch(1), B); // compile + b_dec init, not timed

@@ -81,7 +81,7 @@ import {
 import { groupSlotsOp, type SlotBlocks, slotBlocks } from "./ops/slot_blocks.ts";
 import {
   decodeProductOp,
-  denseAuxSupported,
+  denseAuxGemm,
   encodeDecodeCopies,
   gatherColsOp,
   MAX_GATED,
@@ -125,8 +125,12 @@ export interface GpuEngineOptions {
   profile?: boolean | PhaseTiming;
   /** Bytes of decoder rows per block of the blocked AuxK decode (default SLOT_BLOCK_BYTES; tests). */
   auxBlockBytes?: number;
-  /** Keep AuxK's backward on the sparse path even where the dense one could run (tests, benches). */
-  sparseAuxOnly?: boolean;
+  /**
+   * AuxK's decode and gradient rows by dense products when few features are dead (./ops/aux_dense.ts):
+   * default on software adapters only (texture GEMMs); true also on GPUs (storage GEMMs; not yet
+   * timed against the sparse path there, bench/README.md); false keeps the sparse path everywhere.
+   */
+  denseAux?: boolean;
 }
 
 /** Parameter, moment and gradient buffers (fixed for the engine's life). */
@@ -935,6 +939,7 @@ export class GpuEngine implements SaeEngine {
     const off = layerOffsets(this.config);
     const levelEnds = this.#L === 1 ? [n] : off.slice(1);
     const auxGroups = this.#auxInBackward().map((a) => ({ g: this.#groups[a], a }));
+    const denseGemm = denseAuxGemm(gpu, B, d, this.#opts.denseAux);
     const f32 = (len: number, label: string) => createStorage(gpu, len * 4, label);
     const backward = await SparseBackward.create(gpu, {
       B,
@@ -947,10 +952,8 @@ export class GpuEngine implements SaeEngine {
         level: g.level,
         alpha: g.alpha,
         denomIndex: scalAuxDenom(L, a),
-        // Software adapters: the group's AuxK gradient rows as texture GEMMs when few are dead.
-        ...(this.#decTex && denseAuxSupported(gpu, B, d) && !this.#opts.sparseAuxOnly
-          ? { dense: { base: g.start, end: g.end } }
-          : {}),
+        // The group's AuxK gradient rows as GEMMs when few are dead (by default software adapters).
+        ...(denseGemm ? { dense: { base: g.start, end: g.end, gemm: denseGemm } } : {}),
       })),
       totalVarIndex: SCAL_TOTAL_VAR,
       // Software adapters: the backward gathers decW, encW and xs rows from the textures the

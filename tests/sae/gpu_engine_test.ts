@@ -12,6 +12,7 @@ import { initState, type SaeState, type StepStats, type StepTicket } from "../..
 import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
 import { GpuEngine } from "../../lib/sae/gpu_engine.ts";
 import { subgroupGemmSupported } from "../../lib/sae/ops/encoder_gemm.ts";
+import { denseAuxGemm } from "../../lib/sae/ops/aux_dense.ts";
 import { FIRE_THRESHOLD, UNUSED_SLOT } from "../../lib/sae/reference/constants.ts";
 
 /** Largest |a| of an array: tolerances scale with it. */
@@ -214,10 +215,21 @@ Deno.test("GpuEngine: AuxK decode and gradient rows by dense products (few dead)
   // Also with the blocked AuxK decode (blocks of 8 dead rows), whose dispatches the forward's plan
   // gates: 4 blocks in the dense case; in the sparse case 224, too many to gate, so the forward
   // keeps the slot-by-slot decode without asking the GPU.
-  const runs = cases.flatMap((c) =>
+  const runs: {
+    n: number;
+    dead: (f: number) => boolean;
+    path: string;
+    auxBlockBytes?: number;
+    storage?: boolean;
+  }[] = cases.flatMap((c) =>
     [undefined, 8 * 64 * 4].map((auxBlockBytes) => ({ ...c, auxBlockBytes }))
   );
-  for (const { n, dead, path, auxBlockBytes } of runs) {
+  // As on a GPU (no textures) with the dense path asked for: its products on storage GEMMs; n =
+  // 1 024 with every other feature dead puts 512 dead rows past the GEMM's first workgroup rows,
+  // which the plan's cut to the dead count must keep.
+  runs.push(...cases.map((c) => ({ ...c, storage: true })));
+  runs.push({ n: 1024, dead: (f: number) => f % 2 === 1, path: "dense", storage: true });
+  for (const { n, dead, path, auxBlockBytes, storage } of runs) {
     const config = makeConfig({
       arch: "topk",
       dIn: 64,
@@ -232,16 +244,21 @@ Deno.test("GpuEngine: AuxK decode and gradient rows by dense products (few dead)
     start.tokensSinceFired.fill(0);
     for (let f = 0; f < n; f++) if (dead(f)) start.tokensSinceFired[f] = config.deadTokens;
     const ref = new ReferenceEngine(config, start);
-    const eng = await GpuEngine.create(config, start, { gpu, auxBlockBytes });
-    const twin = await GpuEngine.create(config, start, { gpu, auxBlockBytes });
+    const adapter = storage ? { ...gpu, isFallback: false } : gpu;
+    if (storage) assert.equal(denseAuxGemm(adapter, 64, 64, true), "storage");
+    const opts = { gpu: adapter, auxBlockBytes, ...(storage ? { denseAux: true } : {}) };
+    const eng = await GpuEngine.create(config, start, opts);
+    const twin = await GpuEngine.create(config, start, opts);
     try {
       if (gpu.isFallback) assert.equal(eng.auxDecodeBlocks[0] > 1, auxBlockBytes !== undefined);
       for (let t = 0; t < 2; t++) {
         const x = batch(64, 64, 700 + t);
-        const label = `n=${n}${auxBlockBytes ? " blocked" : ""} step ${t + 1}`;
+        const label = `n=${n}${auxBlockBytes ? " blocked" : ""}${storage ? " storage" : ""} step ${
+          t + 1
+        }`;
         closeStats(await eng.step(x, 64), await ref.step(x, 64), label);
         closeState(await eng.readState(), await ref.readState(), label);
-        const want = gpu.isFallback ? path : "sparse";
+        const want = gpu.isFallback || storage ? path : "sparse";
         assert.deepEqual(await eng.auxGradientPaths(), [want], `${label}: AuxK gradient path`);
         assert.deepEqual(await eng.auxDecodePaths(), [want], `${label}: AuxK decode path`);
         // Bitwise reproducible: a second engine on the same input, stepped with 2 steps in flight.

@@ -17,7 +17,6 @@ import {
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import type { Gpu } from "../../lib/gpu/device.ts";
 import type { Dispatch } from "../../lib/gpu/kernel.ts";
-import type { GemmTextures } from "../../lib/sae/ops/encoder_gemm.ts";
 import {
   createMatrixTexture,
   encodeMatrixTextureCopy,
@@ -39,7 +38,7 @@ import {
 
 const NO_SLOT = 0xffffffff;
 
-/** The dense scratch at any sizes (the kernels here need no texture, so none is made). */
+/** The dense scratch at any sizes, its products on storage GEMMs (no texture is made). */
 function scratch(
   gpu: Gpu,
   s: { B: number; d: number; n: number; base: number; end: number; dcap: number },
@@ -58,20 +57,17 @@ function scratch(
     s: f32(s.dcap),
     gd: f32(s.dcap * s.d),
     ge: f32(s.dcap * s.d),
-    zero: f32(s.B),
+    zero: f32(Math.max(s.B, s.d, s.dcap)),
     wd: f32(s.dcap * s.d),
     uaux: f32(s.B * s.d),
     g: f32(s.B * s.dcap),
-    texG: undefined as unknown as GemmTextures,
-    texA: undefined as unknown as GemmTextures,
-    texP: undefined as unknown as GemmTextures,
     argsF: gpu.device.createBuffer({
       size: (3 * MAX_GATED + 2) * 4,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_SRC,
     }),
     af: f32(s.B * s.dcap),
     wdt: f32(s.d * s.dcap),
-    texF: undefined as unknown as GemmTextures,
+    gemm: "storage",
   };
 }
 

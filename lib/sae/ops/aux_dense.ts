@@ -1,11 +1,14 @@
 /**
  * AuxK's backward over the dead features as dense products (kernels/aux_dense.wgsl), used by the
- * sparse backward on software adapters when few features are dead. With D dead features the AuxK
- * entries' dot products (B·Ka of them, 1 M at B = 4096) are one texture GEMM G = U·W_dᵀ over the
- * dead decoder rows, and the entries, scattered into [Dcap, B] matrices by dead rank, give the two
- * gradients as texture GEMMs of 2·D·B·d FLOPs each (bench/README.md, "Built: …"). Which path runs
- * is decided on the GPU from the dead count (`planOp`), never from the host's estimate, so the
- * weights stay reproducible.
+ * sparse backward when few features are dead. With D dead features the AuxK entries' dot products
+ * (B·Ka of them, 1 M at B = 4096) are one GEMM G = U·W_dᵀ over the dead decoder rows, and the
+ * entries, scattered into [Dcap, B] matrices by dead rank, give the two gradients as GEMMs of
+ * 2·D·B·d FLOPs each (bench/README.md, "Built: …"). Which path runs is decided on the GPU from the
+ * dead count (`planOp`), never from the host's estimate, so the weights stay reproducible.
+ *
+ * The GEMMs are texture GEMMs on software adapters (operands copied into GEMM textures) and the
+ * storage-buffer encoder GEMM elsewhere (`denseAuxGemm`); on GPUs the dense path runs only when
+ * asked for (`GpuEngineOptions.denseAux`) until it has been timed against the sparse path there.
  *
  * Shapes: B rows, d = d_in, n features, group [base, end), Dcap = capacity in dead features.
  */
@@ -17,8 +20,11 @@ import { ArborError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
 import {
   createGemmTextures,
+  defaultGemmVariant,
   encodeGemmTextureCopies,
+  encoderGemmOp,
   type GemmTextures,
+  gemmWorkgroupTile,
   textureGemmBlock,
   textureGemmOp,
   textureGemmTile,
@@ -65,9 +71,24 @@ export const DENSE_AUX_KERNELS = [
 /** `path` values of the plan's grids from which x is cut to the dead count (COLS_CUT in the WGSL). */
 const COLS_CUT = 65536;
 
-/** Whether the dense path can run: texture GEMM widths (B and d multiples of 64). */
-export function denseAuxSupported(gpu: Gpu, B: number, d: number): boolean {
-  return gpu.isFallback && B % 64 === 0 && d % 64 === 0;
+/** How the dense path's products run: texture GEMMs (software adapters) or storage-buffer GEMMs. */
+export type DenseAuxGemm = "texture" | "storage";
+
+/**
+ * The dense path's GEMMs on an adapter for batches of B rows of width d, or undefined where the
+ * sparse path alone runs. By default (`want` undefined): texture GEMMs on software adapters where
+ * B and d are multiples of 64 (texture copies need 256-byte rows), nothing elsewhere. `want` true
+ * takes the dense path wherever it can (storage GEMMs where textures do not fit); false, nowhere.
+ */
+export function denseAuxGemm(
+  gpu: Gpu,
+  B: number,
+  d: number,
+  want?: boolean,
+): DenseAuxGemm | undefined {
+  if (want === false) return undefined;
+  if (gpu.isFallback && B % 64 === 0 && d % 64 === 0) return "texture";
+  return want ? "storage" : undefined;
 }
 
 /** Capacity in dead features for a group of `size` features (0: too small to be worth it). */
@@ -83,6 +104,8 @@ export interface DenseAux {
   base: number;
   end: number;
   dcap: number;
+  /** How the products run; the GEMM textures exist only for "texture". */
+  gemm: DenseAuxGemm;
   /** u32 [3·MAX_GATED + 2]: indirect arguments, then D and the dense flag (STORAGE | INDIRECT). */
   args: GPUBuffer;
   /** [dcap, B] AuxK values and dpre by dead rank. */
@@ -96,31 +119,32 @@ export interface DenseAux {
   /** [dcap, d] the two gradient products. */
   gd: GPUBuffer;
   ge: GPUBuffer;
-  /** [max(B, d)] zeros: the GEMMs' subtracted bias. */
+  /** [max(B, d, dcap)] zeros: the GEMMs' subtracted bias. */
   zero: GPUBuffer;
-  texA: GemmTextures;
-  texP: GemmTextures;
   /** [dcap, d] the dead decoder rows; [B, d] the AuxK residual gradient; [B, dcap] G = U·W_dᵀ. */
   wd: GPUBuffer;
   uaux: GPUBuffer;
   g: GPUBuffer;
-  texG: GemmTextures;
   /** The forward's AuxK decode: its plan's arguments, A_f [B, dcap] and W_dᵀ [d, dcap]. */
   argsF: GPUBuffer;
   af: GPUBuffer;
   wdt: GPUBuffer;
-  texF: GemmTextures;
+  /** Texture GEMMs: the operands of ∇W_dec, ∇W_enc, G and the decode, copied in before each. */
+  tex?: { a: GemmTextures; p: GemmTextures; g: GemmTextures; f: GemmTextures };
 }
 
 /** Allocate the dense path of a group [base, end) of n features for batches of B rows. */
 export function createDenseAux(
   gpu: Gpu,
   sizes: { B: number; d: number; n: number; base: number; end: number },
+  gemm: DenseAuxGemm = "texture",
 ): DenseAux {
   const { B, d, n, base, end } = sizes;
-  if (!(0 <= base && base < end && end <= n) || B % 64 !== 0 || d % 64 !== 0) {
+  const fits = gemm === "storage" || (B % 64 === 0 && d % 64 === 0);
+  if (!(0 <= base && base < end && end <= n) || !fits) {
     throw new ArborError(
-      `dense AuxK: group [${base}, ${end}) of ${n}, B = ${B}, d = ${d}; need B, d multiples of 64`,
+      `dense AuxK: group [${base}, ${end}) of ${n}, B = ${B}, d = ${d}; ` +
+        `texture GEMMs need B, d multiples of 64`,
     );
   }
   const dcap = denseAuxCapacity(end - base);
@@ -131,9 +155,18 @@ export function createDenseAux(
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_SRC,
       label,
     });
+  const tex = gemm === "texture"
+    ? {
+      a: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
+      p: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
+      g: createGemmTextures(gpu, { B, d, n: dcap }),
+      f: createGemmTextures(gpu, { B, d: dcap, n: d }),
+    }
+    : undefined;
   return {
     ...sizes,
     dcap,
+    gemm,
     args: args("dense AuxK args"),
     a: f32(dcap * B, "A"),
     p: f32(dcap * B, "P"),
@@ -143,16 +176,13 @@ export function createDenseAux(
     gd: f32(dcap * d, "∇W_dec rows"),
     ge: f32(dcap * d, "∇W_enc rows"),
     zero: f32(Math.max(B, d, dcap), "zero bias"),
-    texA: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
-    texP: createGemmTextures(gpu, { B: dcap, d: B, n: d }),
     wd: f32(dcap * d, "W_d"),
     uaux: f32(B * d, "U"),
     g: f32(B * dcap, "G"),
-    texG: createGemmTextures(gpu, { B, d, n: dcap }),
     argsF: args("dense AuxK decode args"),
     af: f32(B * dcap, "A_f"),
     wdt: f32(d * dcap, "W_dᵀ"),
-    texF: createGemmTextures(gpu, { B, d: dcap, n: d }),
+    ...(tex ? { tex } : {}),
   };
 }
 
@@ -162,7 +192,7 @@ export function destroyDenseAux(x: DenseAux) {
     b.destroy();
   }
   for (const b of [x.argsF, x.af, x.wdt]) b.destroy();
-  for (const t of [x.texA, x.texP, x.texG, x.texF]) {
+  for (const t of x.tex ? Object.values(x.tex) : []) {
     t.xs.texture.destroy();
     t.encW.texture.destroy();
   }
@@ -203,18 +233,53 @@ function elementwise(
   };
 }
 
-/** The one texture GEMM dispatch pre = xs·encWᵀ over all `rows` of `tex` (zero bias). */
+/** The products: out [rows, N] = X [rows, K] · Wᵀ (W [N, K]); the textures' names in `x.tex`. */
+const PRODUCTS = {
+  dec: (x: DenseAux) => ({ X: x.a, W: x.ut, K: x.B, N: x.d, rows: x.dcap, tex: x.tex?.a }),
+  enc: (x: DenseAux) => ({ X: x.p, W: x.xt, K: x.B, N: x.d, rows: x.dcap, tex: x.tex?.p }),
+  dpre: (x: DenseAux) => ({ X: x.uaux, W: x.wd, K: x.d, N: x.dcap, rows: x.B, tex: x.tex?.g }),
+  decode: (x: DenseAux) => ({ X: x.af, W: x.wdt, K: x.dcap, N: x.d, rows: x.B, tex: x.tex?.f }),
+};
+type Product = keyof typeof PRODUCTS;
+
+/**
+ * The one GEMM dispatch of a product (zero bias): a texture GEMM reading its operands' copies, or
+ * the storage encoder GEMM reading the buffers. `kLimit` (texture GEMMs) stops the sum at the
+ * count it reads; the storage GEMM sums all K, exact where both operands are zero past it.
+ */
 function gemmOp(
   gpu: Gpu,
   x: DenseAux,
-  tex: GemmTextures,
+  which: Product,
   out: GPUBuffer,
-  rows: number,
   kLimit?: { buffer: GPUBuffer; at: number },
 ): Dispatch {
-  const ops = textureGemmOp(gpu, tex, { bDec: x.zero, pre: out, kLimit }, { rows, rowOffset: 0 });
+  const { X, W, K, N, rows, tex } = PRODUCTS[which](x);
+  const ops = tex
+    ? textureGemmOp(gpu, tex, { bDec: x.zero, pre: out, kLimit }, { rows, rowOffset: 0 })
+    : encoderGemmOp(gpu, { xs: X, encW: W, bDec: x.zero, pre: out }, {
+      d: K,
+      n: N,
+      rows,
+      rowOffset: 0,
+    });
   if (ops.length !== 1) throw new ArborError(`dense AuxK: ${ops.length} GEMM dispatches`);
   return ops[0];
+}
+
+/** Output rows (y) and columns (x) per workgroup of a product's GEMM, for `planOp`'s cuts. */
+function gemmTile(gpu: Gpu, x: DenseAux, which: Product): { rows: number; cols: number } {
+  const { K, N } = PRODUCTS[which](x);
+  return x.tex
+    ? textureGemmTile(textureGemmBlock(gpu, N))
+    : gemmWorkgroupTile(defaultGemmVariant(gpu, K));
+}
+
+/** Record the copies of a product's operands into its GEMM textures (none for storage GEMMs). */
+function encodeProductCopies(enc: GPUCommandEncoder, x: DenseAux, which: Product) {
+  const { X, W, tex } = PRODUCTS[which](x);
+  // The texture GEMM's layout: "xs" [rows, K] and "encW" [N, K].
+  if (tex) encodeGemmTextureCopies(enc, tex, { xs: X, encW: W });
 }
 
 /**
@@ -312,21 +377,17 @@ export function rowSumsOp(gpu: Gpu, x: DenseAux): Dispatch {
 
 /** Output rows per workgroup row of `productOp`'s GEMM (its `rowsPerY` for `planOp`). */
 export function productRowsPerY(gpu: Gpu, x: DenseAux): number {
-  return textureGemmTile(textureGemmBlock(gpu, x.d)).rows;
+  return gemmTile(gpu, x, "dec").rows;
 }
 
 /** The GEMM x.gd = x.a · x.utᵀ (x.ge = x.p · x.xtᵀ), after `encodeDenseCopies` of its operands. */
 export function productOp(gpu: Gpu, x: DenseAux, which: "dec" | "enc"): Dispatch {
-  const tex = which === "dec" ? x.texA : x.texP;
-  const out = which === "dec" ? x.gd : x.ge;
-  return gemmOp(gpu, x, tex, out, x.dcap);
+  return gemmOp(gpu, x, which, which === "dec" ? x.gd : x.ge);
 }
 
 /** Record the copies of a product's operands into its textures (A and Uᵀ, or P and xsᵀ). */
 export function encodeDenseCopies(enc: GPUCommandEncoder, x: DenseAux, which: "dec" | "enc") {
-  // The texture GEMM's layout: "xs" [rows, K] and "encW" [N, K], here with K = B.
-  if (which === "dec") encodeGemmTextureCopies(enc, x.texA, { xs: x.a, encW: x.ut });
-  else encodeGemmTextureCopies(enc, x.texP, { xs: x.p, encW: x.xt });
+  encodeProductCopies(enc, x, which);
 }
 
 /**
@@ -346,15 +407,15 @@ export function gatherRowsOp(
 
 /** The GEMM x.g = U·x.wdᵀ [B, dcap] (the AuxK entries' dot products), after `encodeDpreCopies`. */
 export function dpreProductOp(gpu: Gpu, x: DenseAux): Dispatch {
-  return gemmOp(gpu, x, x.texG, x.g, x.B);
+  return gemmOp(gpu, x, "dpre", x.g);
 }
 
 /** Columns of G per workgroup column of `dpreProductOp` (its `colsPerX` for `planOp`). */
 export function dpreColsPerX(gpu: Gpu, x: DenseAux): number {
-  return textureGemmTile(textureGemmBlock(gpu, x.dcap)).cols;
+  return gemmTile(gpu, x, "dpre").cols;
 }
 
-/** Record the copies of U (the [B, d] matrix at element srcOff of `u`) and x.wd into x.texG. */
+/** Copy U (the [B, d] matrix at element srcOff of `u`) into x.uaux, and x.wd with it into x.tex.g. */
 export function encodeDpreCopies(
   enc: GPUCommandEncoder,
   x: DenseAux,
@@ -362,7 +423,7 @@ export function encodeDpreCopies(
   srcOff: number,
 ) {
   enc.copyBufferToBuffer(u, srcOff * 4, x.uaux, 0, x.B * x.d * 4);
-  encodeGemmTextureCopies(enc, x.texG, { xs: x.uaux, encW: x.wd });
+  encodeProductCopies(enc, x, "dpre");
 }
 
 /** Add the dense rows into the sparse gradients (after the sparse reduction). */
@@ -419,15 +480,16 @@ export function gatherColsOp(
   return elementwise(gpu, x, K_GATHER_COLS, x.dcap * x.d, [bufs.list, bufs.decW, x.wdt]);
 }
 
-/** Record the copies of x.af and x.wdt into x.texF (after `scatterCodesOp`, `gatherColsOp`). */
+/** Record the copies of x.af and x.wdt into x.tex.f (after `scatterCodesOp`, `gatherColsOp`). */
 export function encodeDecodeCopies(enc: GPUCommandEncoder, x: DenseAux) {
-  encodeGemmTextureCopies(enc, x.texF, { xs: x.af, encW: x.wdt });
+  encodeProductCopies(enc, x, "decode");
 }
 
 /**
- * The AuxK decode as one GEMM: out [B, d] = x.af · W_d, after `encodeDecodeCopies`; its sum runs
- * over the D dead columns the forward plan wrote into x.argsF (all dcap where the block cannot cut).
+ * The AuxK decode as one GEMM: out [B, d] = x.af · W_d, after `encodeDecodeCopies`; a texture GEMM
+ * sums over the D dead columns the forward plan wrote into x.argsF, a storage GEMM over all dcap
+ * (A_f and W_dᵀ are zero past D).
  */
 export function decodeProductOp(gpu: Gpu, x: DenseAux, out: GPUBuffer): Dispatch {
-  return gemmOp(gpu, x, x.texF, out, x.B, { buffer: x.argsF, at: 3 * MAX_GATED });
+  return gemmOp(gpu, x, "decode", out, { buffer: x.argsF, at: 3 * MAX_GATED });
 }

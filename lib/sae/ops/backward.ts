@@ -14,11 +14,11 @@
  * features, stable scatter) and one workgroup per feature summing its entries in a fixed
  * order. No dense [B, n] matrix exists; the cost is O(entries · d) plus O(n · d) for b_dec.
  *
- * DENSE AuxK (aux groups given `dense`, software adapters): when at most Dcap (≤ 1 536) of the
- * group's features are dead, its AuxK entries' dot products are one texture GEMM over the dead
+ * DENSE AuxK (aux groups given `dense`; by default software adapters): when at most Dcap (≤ 1 536)
+ * of the group's features are dead, its AuxK entries' dot products are one GEMM over the dead
  * decoder rows, and the entries skip the sort: scattered by dead rank into [Dcap, B] matrices,
- * their products with U and xs (texture GEMMs) give the dead features' gradient rows, added after
- * the per-feature sums (./aux_dense.ts). A plan dispatch decides on
+ * their products with U and xs (GEMMs, texture or storage) give the dead features' gradient rows,
+ * added after the per-feature sums (./aux_dense.ts). A plan dispatch decides on
  * the GPU from the dead list and gives the other path's dispatches zero workgroups (indirect
  * dispatch), so the weights do not depend on the host. Still no [B, n] matrix.
  */
@@ -42,6 +42,7 @@ import {
   createDenseAux,
   DENSE_AUX_KERNELS,
   type DenseAux,
+  type DenseAuxGemm,
   destroyDenseAux,
   dpreColsPerX,
   dpreProductOp,
@@ -155,9 +156,10 @@ export interface BackwardAuxGroup {
   denomIndex: number;
   /**
    * The group's features [base, end): when set, its AuxK gradient rows go through the dense
-   * products of ./aux_dense.ts whenever few enough of them are dead (decided on the GPU).
+   * products of ./aux_dense.ts whenever few enough of them are dead (decided on the GPU), on
+   * `gemm` GEMMs (default texture).
    */
-  dense?: { base: number; end: number };
+  dense?: { base: number; end: number; gemm?: DenseAuxGemm };
 }
 
 /**
@@ -272,7 +274,9 @@ export class SparseBackward {
     }
     const self = new SparseBackward(gpu, shape);
     self.#dense = shape.aux.map((g) =>
-      g.dense ? createDenseAux(gpu, { B, d, n, base: g.dense.base, end: g.dense.end }) : undefined
+      g.dense
+        ? createDenseAux(gpu, { B, d, n, base: g.dense.base, end: g.dense.end }, g.dense.gemm)
+        : undefined
     );
     const kernels = [...ALL_KERNELS];
     if (shape.textures) {

@@ -90,6 +90,13 @@ export function gemmKernel(variant: GemmVariant): Kernel {
   return { file: "encoder_gemm.wgsl", entry: "gemm_wide", constants: { WG: WIDE_WG } };
 }
 
+/** Output rows (grid y) and features (grid x) one workgroup of a storage variant computes. */
+export function gemmWorkgroupTile(variant: GemmVariant): { rows: number; cols: number } {
+  if (variant === "tiled") return { rows: TILE, cols: TILE };
+  if (variant === "block4") return { rows: BLOCK_WG * BLOCK_ROWS, cols: BLOCK_COLS };
+  return { rows: WIDE_ROWS, cols: WIDE_WG * WIDE_COLS };
+}
+
 /** Dispatches computing one row chunk of pre = (xs − bDec)·encWᵀ. */
 export function encoderGemmOp(
   gpu: Gpu,
@@ -112,11 +119,8 @@ export function encoderGemmOp(
   }
   if (rows === 0 || n === 0) return [];
   const u = sharedUniforms(gpu, { rows, d, n, rowOffset });
-  const workgroups: [number, number] = variant === "tiled"
-    ? [Math.ceil(n / TILE), Math.ceil(rows / TILE)]
-    : variant === "block4"
-    ? [Math.ceil(n / BLOCK_COLS), Math.ceil(rows / (BLOCK_WG * BLOCK_ROWS))]
-    : [Math.ceil(n / (WIDE_WG * WIDE_COLS)), Math.ceil(rows / WIDE_ROWS)];
+  const tile = gemmWorkgroupTile(variant);
+  const workgroups: [number, number] = [Math.ceil(n / tile.cols), Math.ceil(rows / tile.rows)];
   return [{
     kernel: gemmKernel(variant),
     buffers: [buffers.xs, buffers.encW, buffers.bDec, buffers.pre, u],
