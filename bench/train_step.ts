@@ -246,6 +246,8 @@ for (const n of widths) {
   }
   const sec = total / 1000 / steps;
   const auxBlocks = engine.auxDecodeBlocks[0];
+  // The AuxK path the GPU took in the last step (dense products or sparse sums).
+  const auxPath = auxK > 0 ? (await engine.auxGradientPaths())[0] : undefined;
   engine.destroy();
   console.log(
     `d=${D} n=${n} k=${K} B=${B} auxK=${auxK}${mode} (${Math.ceil(n / deadEvery)} dead${
@@ -257,6 +259,7 @@ for (const n of widths) {
         gflops.toFixed(1)
       } GFLOP/s (${gemmEntry}); ` +
       `step / GEMM = ${(sec * 1000 / ms).toFixed(2)}` +
+      (auxPath ? `; AuxK path ${auxPath}` : "") +
       (auxK > 0 && auxBlocks ? `; AuxK decoded in ${auxBlocks} feature blocks` : ""),
   );
   if (values["back-to-back"]) {

@@ -270,7 +270,7 @@ export class GpuEngine implements SaeEngine {
 
   /**
    * Per AuxK group with a gradient: how the last step summed its AuxK gradient rows — "dense"
-   * (texture GEMMs, few dead), "sparse" (entry by entry) — as the GPU chose; waits for the GPU.
+   * (GEMMs, few dead), "sparse" (entry by entry) — as the GPU chose; waits for the GPU.
    */
   async auxGradientPaths(): Promise<("dense" | "sparse")[]> {
     return await this.#auxPaths("args");
