@@ -24,7 +24,7 @@ const n = 24576, kAux = 256;
 const pre = new Float32Array(rows * n);
 let s = 1;
 for (let i = 0; i < pre.length; i++) {
-  s = (s * 1103515245 + 12345) >>> 0;
+  s = (Math.imul(s, 1103515245) + 12345) >>> 0;
   pre[i] = (s / 2 ** 32 - 0.5) * 2 + Math.sin(i);
 }
 const dead = new Uint32Array(n).map((_, f) => (f % 20 === 0 ? 1 : 0));
