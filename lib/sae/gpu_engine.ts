@@ -802,7 +802,7 @@ export class GpuEngine implements SaeEngine {
     out.mark("loss sums");
   }
 
-  /** The dispatches of a sparse decode: from the decW texture where supported (slot levels), else storage. */
+  /** The dispatches of a sparse decode: from the decW texture where the engine mirrors it, else storage. */
   #decodeOps(
     bufs: { idx: GPUBuffer; val: GPUBuffer; levelBounds: GPUBuffer; out: GPUBuffer },
     sizes: { B: number; K: number; plan: LevelPlan; withBias: boolean },
@@ -810,7 +810,7 @@ export class GpuEngine implements SaeEngine {
     const p = this.#p;
     const full = { ...bufs, bDec: p.bias.param };
     const s = { ...sizes, d: this.#d };
-    if (this.#decTex && sizes.plan.mode === "slot") {
+    if (this.#decTex) {
       return textureDecodeOp(this.#gpu, this.#decTex, full, s);
     }
     return sparseDecodeOp(this.#gpu, { ...full, decW: p.dec.param }, s);

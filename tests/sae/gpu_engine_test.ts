@@ -162,6 +162,11 @@ Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on so
     name: "topk n=516 chunk maxima",
     input: { ...CONFIGS[0][1], layers: [516] },
     auxBlockBytes: undefined,
+  }, {
+    // Matryoshka's levels are feature prefixes: decoded from the decW texture (decode_levels16_tex).
+    name: "matryoshka",
+    input: CONFIGS[2][1],
+    auxBlockBytes: undefined,
   }]);
   for (const { name, input, auxBlockBytes } of cases) {
     const config = makeConfig({ ...input, dIn: 64 });

@@ -37,7 +37,7 @@ import {
   TEX_ROWS,
 } from "../../lib/sae/ops/matrix_texture.ts";
 
-Deno.test("texture decode matches the TS twin (tree levels, AuxK, decW over two texture layers)", async () => {
+Deno.test("texture decode matches the TS twin (tree levels, AuxK, matryoshka, decW over two texture layers)", async () => {
   const gpu = await testGpu();
   const wgsl = await Deno.readTextFile(
     new URL("../../kernels/sparse_decode.wgsl", import.meta.url),
@@ -49,6 +49,26 @@ Deno.test("texture decode matches the TS twin (tree levels, AuxK, decW over two 
     { B: 5, d: 128, n: 77, K: 33, plan: singleLevel(33), bias: false, fours: false },
     { B: 7, d: 64, n: 4100, K: 12, plan: treeLevels([4, 8]), bias: true, fours: true },
     { B: 6, d: 192, n: 300, K: 32, plan: singleLevel(32), bias: false, fours: true },
+    // Matryoshka prefixes (levels by feature; decode_levels16_tex); in the second the last prefix
+    // ends short of n, so the features past it are in no level.
+    {
+      B: 9,
+      d: 64,
+      n: 4100,
+      K: 12,
+      plan: matryoshkaLevels([10, 30, 4060]),
+      bias: true,
+      fours: false,
+    },
+    {
+      B: 5,
+      d: 128,
+      n: 300,
+      K: 33,
+      plan: matryoshkaLevels([40, 60, 60, 100, 10]),
+      bias: false,
+      fours: false,
+    },
   ];
   for (const { B, d, n, K, plan, bias, fours } of cases) {
     assert.equal(slotsInFours(K, plan), fours, `K=${K} bounds ${plan.bounds}`);

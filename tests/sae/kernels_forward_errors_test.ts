@@ -78,12 +78,12 @@ Deno.test("forward ops reject bad sizes with messages that name the field and th
     () =>
       textureDecodeOp(gpu, decT, { idx: b, val: b, bDec: b, levelBounds: b, out: b }, {
         B: 1,
-        d: 64,
+        d: 128,
         K: 2,
         plan: { mode: "feature", bounds: [5, 10] },
         withBias: true,
       }),
-    /needs slot-range levels/,
+    /the texture holds rows of 64, the decode 128/,
   );
   decT.texture.destroy();
   for (const x of [b, layerTable, ...Object.values(scratch)]) x.destroy();

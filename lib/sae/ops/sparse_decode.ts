@@ -151,7 +151,7 @@ export function slotsInFours(K: number, plan: LevelPlan): boolean {
 
 /**
  * The decode that reads decW from its texture mirror `decT` ([n, d], copied from decW after every
- * change). Same outputs as `sparseDecodeOp`; needs d % 64 == 0 and a "slot" level plan.
+ * change). Same outputs as `sparseDecodeOp`, for either level plan; needs d % 64 == 0.
  */
 export function textureDecodeOp(
   gpu: Gpu,
@@ -160,18 +160,20 @@ export function textureDecodeOp(
   sizes: SparseDecodeSizes,
 ): Dispatch[] {
   const { B, d, K, plan } = sizes;
-  if (plan.mode !== "slot" || d !== decT.d) {
+  if (d !== decT.d) {
     throw new ArborError(
-      `sparse decode (texture): needs slot-range levels and the texture's width ${decT.d} (got ` +
-        `${plan.mode} levels, d = ${d}); use sparseDecodeOp`,
+      `sparse decode (texture): the texture holds rows of ${decT.d}, the decode ${d}; use ` +
+        `sparseDecodeOp`,
     );
   }
   if (B === 0) return [];
-  const kernel: Kernel = {
-    file: "sparse_decode.wgsl",
-    entry: slotsInFours(K, plan) ? "decode_slots16_tex4" : "decode_slots16_tex",
-    constants: { WG },
-  };
+  // Slot-range levels keep one running sum per column; feature levels (matryoshka) one per level.
+  const entry = plan.mode === "feature"
+    ? "decode_levels16_tex"
+    : slotsInFours(K, plan)
+    ? "decode_slots16_tex4"
+    : "decode_slots16_tex";
+  const kernel: Kernel = { file: "sparse_decode.wgsl", entry, constants: { WG } };
   return [{
     kernel,
     buffers: [
@@ -186,7 +188,7 @@ export function textureDecodeOp(
         d,
         K,
         L: plan.bounds.length,
-        mode: 0,
+        mode: plan.mode === "feature" ? 1 : 0,
         withBias: sizes.withBias ? 1 : 0,
         block: 0,
         nBlocks: 0,
