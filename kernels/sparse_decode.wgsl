@@ -128,18 +128,20 @@ fn decode_levels4(@builtin(global_invocation_id) g: vec3u, @builtin(local_invoca
 
 // decode_slots16 (mode 0 only, d % 4 == 0; decode_slots16_tex likewise, d % 64 == 0): levels are consecutive slot ranges [bounds[l−1],
 // bounds[l]), so one running sum per column serves every level — written out after each range.
-// One invocation owns the 4 vec4 columns 4j .. 4j + 3 (nl = ceil(d/16) invocations per row),
-// spreading each slot's loads over 16 columns. Grid: (ceil(nl / WG), B).
-// The 16 columns an invocation of the slots16 entries owns: vec4 columns 4j .. 4j + 3 (clamped to
-// the row; the stores skip the clamped ones), and their running sums. Contiguous per invocation, so
-// that one gather of a SIMD group's lanes touches its 8 lanes' cache lines of the decoder row at
+// One invocation owns 4 vec4 columns (nl = ceil(d/16) invocations per row), spreading each slot's
+// loads over 16 columns. Grid: (ceil(nl / WG), B).
+// The 16 columns an invocation of the slots16 entries owns, clamped to the row (the stores skip the
+// clamped ones), and their running sums. With CONTIG (software adapters) vec4 columns 4j .. 4j + 3:
+// one gather of a SIMD group's lanes then touches its 8 lanes' cache lines of the decoder row at
 // once (each slot reads a random row of decW, missing the caches): 360 → 230 ms for the step's
-// 4 096 × 32 slots on llvmpipe, against lanes that own columns j, j + nl, … (2 lines per gather).
+// 4 096 × 32 slots on llvmpipe. Without (GPUs), j, j + nl, j + 2nl, j + 3nl: neighbouring lanes
+// read neighbouring vec4s, which a GPU coalesces.
+override CONTIG: bool = true;
 struct Cols16 { j: vec4u, a0: vec4f, a1: vec4f, a2: vec4f, a3: vec4f }
 
 fn cols16_cols(j: u32, nl: u32, d4: u32) -> vec4u {
-  let j0 = min(4u * j, d4 - 1u);
-  return vec4u(j0, min(4u * j + 1u, d4 - 1u), min(4u * j + 2u, d4 - 1u), min(4u * j + 3u, d4 - 1u));
+  let c = select(vec4u(j, j + nl, j + 2u * nl, j + 3u * nl), vec4u(4u * j) + vec4u(0u, 1u, 2u, 3u), CONTIG);
+  return min(c, vec4u(d4 - 1u));
 }
 
 fn cols16_start(j: u32, nl: u32, d4: u32) -> Cols16 {
@@ -179,10 +181,11 @@ fn cols16_load(j: u32, nl: u32, d4: u32, b: u32) -> Cols16 {
 // Write the running sums as level l of row b.
 fn cols16_store(c: Cols16, l: u32, b: u32, j: u32, nl: u32, d4: u32) {
   let o = (l * u.B + b) * d4;
-  if (4u * j < d4) { out4[o + 4u * j] = c.a0; }
-  if (4u * j + 1u < d4) { out4[o + 4u * j + 1u] = c.a1; }
-  if (4u * j + 2u < d4) { out4[o + 4u * j + 2u] = c.a2; }
-  if (4u * j + 3u < d4) { out4[o + 4u * j + 3u] = c.a3; }
+  let col = select(vec4u(j, j + nl, j + 2u * nl, j + 3u * nl), vec4u(4u * j) + vec4u(0u, 1u, 2u, 3u), CONTIG);
+  if (col.x < d4) { out4[o + col.x] = c.a0; }
+  if (col.y < d4) { out4[o + col.y] = c.a1; }
+  if (col.z < d4) { out4[o + col.z] = c.a2; }
+  if (col.w < d4) { out4[o + col.w] = c.a3; }
 }
 
 @compute @workgroup_size(WG)

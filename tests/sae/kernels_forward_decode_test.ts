@@ -238,7 +238,7 @@ function randomCodes(B: number, K: number, n: number, seed: number) {
 }
 
 Deno.test("sparse decode levels match the TS twin (topk, tree, matryoshka, AuxK; every entry point)", async () => {
-  const gpu = await testGpu();
+  const device = await testGpu();
   const cases: { B: number; d: number; n: number; K: number; plan: LevelPlan; bias: boolean }[] = [
     { B: 9, d: 48, n: 40, K: 5, plan: singleLevel(5), bias: true },
     { B: 70, d: 63, n: 100, K: 10, plan: treeLevels([5, 3, 2]), bias: true },
@@ -255,37 +255,43 @@ Deno.test("sparse decode levels match the TS twin (topk, tree, matryoshka, AuxK;
     { B: 7, d: 52, n: 50, K: 9, plan: treeLevels([1, 2, 3, 3]), bias: false },
     { B: 2, d: 1028, n: 20, K: 300, plan: singleLevel(300), bias: true },
   ];
-  for (const { B, d, n, K, plan, bias } of cases) {
-    const { idx, val } = randomCodes(B, K, n, B * K + d);
-    const decW = randn(n * d, n + d);
-    const bDec = randn(d, 3 * d);
-    const L = plan.bounds.length;
-    const bufs = {
-      idx: uploadStorage(gpu, idx, "idx"),
-      val: uploadStorage(gpu, val, "val"),
-      decW: uploadStorage(gpu, decW, "decW"),
-      bDec: uploadStorage(gpu, bDec, "bDec"),
-      levelBounds: createLevelBounds(gpu, plan),
-      out: createStorage(gpu, L * B * d * 4, "levels"),
-    };
-    await runOps(gpu, sparseDecodeOp(gpu, bufs, { B, d, K, plan, withBias: bias }), "decode");
-    const want = decodeLevelsTwin(
-      idx,
-      val,
-      B,
-      K,
-      decW,
-      bias ? bDec : null,
-      d,
-      plan.mode,
-      plan.bounds,
-    );
-    assertClose(await readF32(gpu, bufs.out, L * B * d), want, {
-      atol: 1e-5,
-      rtol: 1e-5,
-      label: `B=${B} d=${d} K=${K} ${plan.mode} ${plan.bounds}`,
-    });
-    for (const b of Object.values(bufs)) b.destroy();
+  // Software adapters' column layout (contiguous per invocation) and GPUs' (interleaved).
+  for (const isFallback of [true, false]) {
+    const gpu = { ...device, isFallback };
+    for (const { B, d, n, K, plan, bias } of cases) {
+      const { idx, val } = randomCodes(B, K, n, B * K + d);
+      const decW = randn(n * d, n + d);
+      const bDec = randn(d, 3 * d);
+      const L = plan.bounds.length;
+      const bufs = {
+        idx: uploadStorage(gpu, idx, "idx"),
+        val: uploadStorage(gpu, val, "val"),
+        decW: uploadStorage(gpu, decW, "decW"),
+        bDec: uploadStorage(gpu, bDec, "bDec"),
+        levelBounds: createLevelBounds(gpu, plan),
+        out: createStorage(gpu, L * B * d * 4, "levels"),
+      };
+      await runOps(gpu, sparseDecodeOp(gpu, bufs, { B, d, K, plan, withBias: bias }), "decode");
+      const want = decodeLevelsTwin(
+        idx,
+        val,
+        B,
+        K,
+        decW,
+        bias ? bDec : null,
+        d,
+        plan.mode,
+        plan.bounds,
+      );
+      assertClose(await readF32(gpu, bufs.out, L * B * d), want, {
+        atol: 1e-5,
+        rtol: 1e-5,
+        label: `B=${B} d=${d} K=${K} ${plan.mode} ${plan.bounds}${
+          isFallback ? "" : " (GPU layout)"
+        }`,
+      });
+      for (const b of Object.values(bufs)) b.destroy();
+    }
   }
 });
 

@@ -28,12 +28,13 @@ const WG = 64;
 export const MAX_LEVELS = 8;
 const KERNEL: Kernel = { file: "sparse_decode.wgsl", entry: "decode_levels", constants: { WG } };
 const KERNEL4: Kernel = { file: "sparse_decode.wgsl", entry: "decode_levels4", constants: { WG } };
-const KERNEL16: Kernel = { file: "sparse_decode.wgsl", entry: "decode_slots16", constants: { WG } };
-const KERNEL_BLOCKS: Kernel = {
-  file: "sparse_decode.wgsl",
-  entry: "decode_blocks16_tex",
-  constants: { WG },
-};
+/**
+ * A kernel of the 16-columns-per-invocation family: contiguous columns per invocation on software
+ * adapters (CONTIG, for the CPU caches), interleaved across invocations on GPUs (coalescing).
+ */
+function kernel16(gpu: Gpu, entry: string): Kernel {
+  return { file: "sparse_decode.wgsl", entry, constants: { WG, CONTIG: gpu.isFallback ? 1 : 0 } };
+}
 
 /** How slots map to levels: by slot position (topk, batchtopk, tree) or by feature index (matryoshka). */
 export type LevelMode = "slot" | "feature";
@@ -129,7 +130,7 @@ export function sparseDecodeOp(
   if (d % 4 === 0 && plan.mode === "slot") {
     // Levels are slot ranges: one running sum, 16 columns per invocation.
     return [{
-      kernel: KERNEL16,
+      kernel: kernel16(gpu, "decode_slots16"),
       buffers: bound,
       workgroups: [Math.ceil(Math.ceil(d / 16) / WG), B],
     }];
@@ -173,7 +174,7 @@ export function textureDecodeOp(
     : slotsInFours(K, plan)
     ? "decode_slots16_tex4"
     : "decode_slots16_tex";
-  const kernel: Kernel = { file: "sparse_decode.wgsl", entry, constants: { WG } };
+  const kernel = kernel16(gpu, entry);
   return [{
     kernel,
     buffers: [
@@ -224,7 +225,7 @@ export function blockedTextureDecodeOp(
   if (B === 0) return [];
   const view = matrixTextureView(decT);
   return Array.from({ length: upTo }, (_, block) => ({
-    kernel: KERNEL_BLOCKS,
+    kernel: kernel16(gpu, "decode_blocks16_tex"),
     buffers: [
       buffers.idx,
       buffers.val,
