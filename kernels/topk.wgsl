@@ -15,7 +15,9 @@
 //          10 cmax    array<f32>    [rows, ceil(n/64)]  select_topk with CMAX_IN = 1: the largest pre of
 //                                              each 64 consecutive features of each row (written by
 //                                              the encoder GEMM, kernels/encoder_gemm_sg.wgsl); any
-//                                              buffer otherwise (the other entries do not declare it)
+//                                              buffer otherwise (the other entries only declare it)
+//          11 parentsT texture_2d<f32>  rgba32float: with PARENTS_TEX, binding 2's parents, four per
+//                                              texel (see parents_vec); any such texture otherwise
 //   select_aux only:
 //           6 extra   array<u32>    [1 + 2n]   dead-feature list from kernels/dead_list.wgsl: [count,
 //                                              dead feature indices ascending, ranks] (select_batch:
@@ -104,6 +106,30 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> auxIdx: array<u32>;
 @group(0) @binding(8) var<storage, read_write> auxVal: array<f32>;
 @group(0) @binding(9) var preT: texture_2d<f32>;
+// With PARENTS_TEX (software adapters, gated layouts), the parents come from binding 11, an
+// rgba32float texture of PARENT_TEX_W texels per row holding parents 4q .. 4q + 3 at texel
+// (q % PARENT_TEX_W, q / PARENT_TEX_W) (as floats, exact below 2^24): a texel fetch is one SIMD
+// gather on llvmpipe, where a storage load loops over the lanes. Placeholder otherwise.
+override PARENTS_TEX: bool = false;
+const PARENT_TEX_W: u32 = 1024u;
+@group(0) @binding(11) var parentsT: texture_2d<f32>;
+
+// The parents of features 4q .. 4q + 3.
+fn parents_vec(q: u32) -> vec4u {
+  if (PARENTS_TEX) {
+    return vec4u(textureLoad(parentsT, vec2i(i32(q % PARENT_TEX_W), i32(q / PARENT_TEX_W)), 0));
+  }
+  let i = 4u * q;
+  return vec4u(u32(parents[i]), u32(parents[i + 1u]), u32(parents[i + 2u]), u32(parents[i + 3u]));
+}
+
+fn parent_of(i: u32) -> u32 {
+  if (PARENTS_TEX) {
+    let q = i / 4u;
+    return u32(textureLoad(parentsT, vec2i(i32(q % PARENT_TEX_W), i32(q / PARENT_TEX_W)), 0)[i % 4u]);
+  }
+  return u32(parents[i]);
+}
 @group(0) @binding(10) var<storage, read> cmaxIn: array<f32>;
 
 var<workgroup> hist: array<atomic<u32>, 256>;
@@ -178,7 +204,7 @@ fn mark_fired(f: u32) {
 // Parent gate of feature i in a layer starting at o.
 fn eligible(i: u32, o: u32) -> bool {
   if (GATED == 0u) { return true; }
-  let p = u32(parents[i]);
+  let p = parent_of(i);
   return p == o || has_fired(p);
 }
 
@@ -216,6 +242,26 @@ fn pre_at(e: u32) -> f32 {
 }
 
 // Selection key of a candidate with pre value p, 0 (below every real key) when not a candidate.
+// Whether the four features i0 .. i0 + 3 (i0 % 4 == 0, all below n) take part in main mode:
+// their parents are the root or fired (eligible, four at a time, without a branch per feature).
+fn eligible4(i0: u32, o: u32) -> vec4<bool> {
+  if (GATED == 0u) { return vec4<bool>(true); }
+  let p = parents_vec(i0 / 4u);
+  let w = p / 32u;
+  let wc = min(w, vec4u(FIRE_WORDS - 1u));
+  let words = vec4u(atomicLoad(&fired[wc.x]), atomicLoad(&fired[wc.y]), atomicLoad(&fired[wc.z]),
+    atomicLoad(&fired[wc.w]));
+  let on = ((words >> (p % vec4u(32u))) & vec4u(1u)) != vec4u(0u);
+  return (p == vec4u(o)) | (on & (w < vec4u(FIRE_WORDS)));
+}
+
+// The main-mode cand_key of features i0 .. i0 + 3 (as eligible4) with pre values v.
+fn cand_key4_main(v: vec4f, i0: u32, o: u32) -> vec4u {
+  let e = eligible4(i0, o);
+  return vec4u(key_of(select(0.0, v.x, e.x)), key_of(select(0.0, v.y, e.y)),
+    key_of(select(0.0, v.z, e.z)), key_of(select(0.0, v.w, e.w)));
+}
+
 fn cand_key(mode: u32, p: f32, i: u32, o: u32) -> u32 {
   let c = candidate_of(mode, p, i, o);
   return select(0u, c.y, c.x != 0u);
@@ -346,8 +392,15 @@ fn try_chunked(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u3
       if (q < n4) {
         let v = pre_vec(q0 + q);
         let i0 = o + 4u * q;
-        let a = max(cand_key(mode, v.x, i0, o), cand_key(mode, v.y, i0 + 1u, o));
-        cm = max(cm, max(a, max(cand_key(mode, v.z, i0 + 2u, o), cand_key(mode, v.w, i0 + 3u, o))));
+        var k4: vec4u;
+        // (The layer's own offset decides whether features come four per parents texel.)
+        if (mode == MODE_MAIN && o % 4u == 0u) {
+          k4 = cand_key4_main(v, i0, o);
+        } else {
+          k4 = vec4u(cand_key(mode, v.x, i0, o), cand_key(mode, v.y, i0 + 1u, o),
+            cand_key(mode, v.z, i0 + 2u, o), cand_key(mode, v.w, i0 + 3u, o));
+        }
+        cm = max(cm, max(max(k4.x, k4.y), max(k4.z, k4.w)));
       }
     }
     set_scratch(b * WG + t, cm);
@@ -1031,6 +1084,8 @@ fn select_topk(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l:
 
 @compute @workgroup_size(WG)
 fn select_aux(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  // Bound like select_topk's (binding 11 follows it): a static use, never read.
+  _ = &cmaxIn;
   let r = w.y * u.row_stride + w.x;
   if (r >= u.rows) { return; }
   let t = l.x;
@@ -1069,6 +1124,7 @@ fn select_aux(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: 
 
 @compute @workgroup_size(WG)
 fn select_batch(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  _ = &cmaxIn; // as in select_aux
   let r = w.y * u.row_stride + w.x;
   if (r >= u.rows) { return; }
   let row = u.rowOffset + r;

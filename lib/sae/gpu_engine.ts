@@ -68,15 +68,18 @@ import {
 } from "./ops/matrix_texture.ts";
 import {
   createLayerTable,
+  createParentsTexture,
   createPreTexture,
   deadListBuffer,
   encodePreTextureCopy,
+  type ParentsTexture,
   preChunkBytes,
   type PreTexture,
   preTextureSupported,
   selectAuxOp,
   type SelectionLayout,
   selectTopKOp,
+  writeParentsTexture,
 } from "./ops/topk.ts";
 import { groupSlotsOp, type SlotBlocks, slotBlocks } from "./ops/slot_blocks.ts";
 import {
@@ -239,6 +242,8 @@ export class GpuEngine implements SaeEngine {
   lastProfile?: Map<string, number>;
   /** Software adapters (d % 64 = 0, no explicit GEMM variant): decW's texture mirror. */
   #decTex?: MatrixTexture;
+  /** tree on software adapters: the parents' texture mirror the gated selections read. */
+  #parentsTex?: ParentsTexture;
   /** The view of `#decTex` the backward binds (one view, so its bind groups are reused). */
   #decTexView?: GPUTextureView;
   /** With `#decTex`: the textured Adam's scratch, one chunk's grad, m and v (software adapters). */
@@ -337,6 +342,10 @@ export class GpuEngine implements SaeEngine {
       ? matryoshkaLevels(c.layers)
       : singleLevel(this.#K);
     this.#levelBounds = createLevelBounds(gpu, this.#levelPlan);
+    if (c.arch === "tree" && gpu.isFallback) {
+      // Four parents per texel gather instead of a loop over the lanes per storage load.
+      this.#parentsTex = createParentsTexture(gpu, n);
+    }
     if (!opts.gemmVariant && preferTextureGemm(gpu, d)) {
       // Texture paths (GEMM ~1.4×, decode ~3× the storage kernels on llvmpipe).
       this.#decTex = createMatrixTexture(gpu, n, d, "decW texture");
@@ -395,6 +404,7 @@ export class GpuEngine implements SaeEngine {
       const off = layerOffsets(this.config);
       s.parents.forEach((par, l) => flat.set(par, off[l]));
       writeBuffer(gpu, p.parents, flat);
+      if (this.#parentsTex) writeParentsTexture(gpu, this.#parentsTex, flat);
     }
     this.#step = s.step;
     this.#threshold = s.threshold;
@@ -637,6 +647,7 @@ export class GpuEngine implements SaeEngine {
         ...(cmax && tex ? { cmax } : {}),
         layerTable: this.#layerTable,
         parents: p.parents,
+        ...(this.#parentsTex ? { parentsTex: this.#parentsTex } : {}),
         idx: bb.idx,
         val: bb.val,
       };
@@ -1221,6 +1232,7 @@ export class GpuEngine implements SaeEngine {
     this.#levelBounds.destroy();
     for (const b of this.#auxBoundsCache.values()) b.destroy();
     this.#decTex?.texture.destroy();
+    this.#parentsTex?.texture.destroy();
     if (this.#adamScratch) destroyAdamScratch(this.#adamScratch);
     this.#phaseTimer?.destroy();
   }

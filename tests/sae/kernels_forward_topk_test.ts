@@ -5,6 +5,7 @@ import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/bu
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import {
   createLayerTable,
+  createParentsTexture,
   createPreTexture,
   encodePreTextureCopy,
   maxFireWords,
@@ -15,6 +16,7 @@ import {
   selectKernelFor,
   selectTopKOp,
   slotsPerRow,
+  writeParentsTexture,
 } from "../../lib/sae/ops/topk.ts";
 import type { Gpu } from "../../lib/gpu/device.ts";
 import { CHUNK_MAX_FEATURES } from "../../lib/sae/ops/encoder_gemm.ts";
@@ -66,10 +68,14 @@ async function gpuSelect(
   parents?: Int32Array[],
   tex = false,
   cmaxOf?: (chunk: Float32Array, rows: number) => Float32Array,
+  parentsTexture = false,
 ) {
   const K = slotsPerRow(layout);
   const layerTable = createLayerTable(gpu, layout);
   const parentsBuf = parents ? uploadStorage(gpu, concat(parents), "parents") : undefined;
+  // The parents' texture mirror (software adapters' engine), read instead of the buffer.
+  const parentsTex = parents && parentsTexture ? createParentsTexture(gpu, n) : undefined;
+  if (parentsTex) writeParentsTexture(gpu, parentsTex, concat(parents!));
   const idx = createStorage(gpu, B * K * 4, "idx");
   const val = createStorage(gpu, B * K * 4, "val");
   const h = Math.ceil(B / 2);
@@ -91,12 +97,13 @@ async function gpuSelect(
       idx,
       val,
       ...(parentsBuf ? { parents: parentsBuf } : {}),
+      ...(parentsTex ? { parentsTex } : {}),
     };
     await runOps(gpu, selectTopKOp(gpu, buffers, layout, { n, rows, rowOffset }), "select");
     chunk.destroy();
     cmax?.destroy();
   }
-  return { idx, val, layerTable, parentsBuf, K };
+  return { idx, val, layerTable, parentsBuf, parentsTex, K };
 }
 
 function concat(parts: Int32Array[]): Int32Array {
@@ -339,17 +346,26 @@ Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires wi
     { B: 66, sizes: [7, 20, 33, 50], k: [7, 1, 4, 50] },
     { B: 4, sizes: [300, 700], k: [21, 5] },
     { B: 9, sizes: [600, 1024, 514], k: [8, 4, 3] },
+    // Parents past the texture mirror's first row of 4 096.
+    { B: 5, sizes: [2048, 3072], k: [12, 6] },
+    // Layer 1 starts at 130: on odd rows its pre is 4-aligned in the chunk (the chunk filter runs)
+    // while its features are not (their parents are not one vec4 of the parents).
+    { B: 6, sizes: [130, 1200], k: [4, 3] },
   ];
-  for (const { B, sizes, k } of cases) {
+  // The parents from their buffer, and from their texture mirror (the engine's, software adapters).
+  const runs = cases.flatMap((c) =>
+    [false, true].map((parentsTexture) => ({ ...c, parentsTexture }))
+  );
+  for (const { B, sizes, k, parentsTexture } of runs) {
     const n = sizes.reduce((a, b) => a + b, 0);
     const pre = preWithTies(B, n, n + B);
     // Bias up so that many parents fire and gating is exercised both ways.
     for (let i = 0; i < pre.length; i++) pre[i] += 0.3;
     const parents = randomParents(sizes, B + n);
     const layout = { sizes, kPerLayer: k, gated: true };
-    const got = await gpuSelect(gpu, pre, B, n, layout, parents);
+    const got = await gpuSelect(gpu, pre, B, n, layout, parents, false, undefined, parentsTexture);
     const want = selectTreeTwin(pre, B, n, sizes, k, parents);
-    const label = `B=${B} sizes=${sizes} k=${k}`;
+    const label = `B=${B} sizes=${sizes} k=${k}${parentsTexture ? " (parents texture)" : ""}`;
     const idx = await readU32(gpu, got.idx, B * got.K);
     const val = await readF32(gpu, got.val, B * got.K);
     assert.deepEqual(idx, want.idx, `idx ${label}`);
@@ -376,6 +392,7 @@ Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires wi
       }
     }
     got.idx.destroy(), got.val.destroy(), got.layerTable.destroy(), got.parentsBuf?.destroy();
+    got.parentsTex?.texture.destroy();
   }
 });
 
@@ -434,7 +451,8 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     const r = rng(kAux + n);
     const dead = new Uint32Array(n).map(() => (r() < deadP ? 1 : 0));
     const layout = { sizes, kPerLayer: k, gated };
-    const sel = await gpuSelect(gpu, pre, B, n, layout, parents, tex);
+    // Through pre's texture, as the engine on software adapters: the parents' texture mirror too.
+    const sel = await gpuSelect(gpu, pre, B, n, layout, parents, tex, undefined, tex);
     const idx = await readU32(gpu, sel.idx, B * sel.K);
     const val = await readF32(gpu, sel.val, B * sel.K);
     const deadBuf = uploadStorage(gpu, dead, "dead");
@@ -451,6 +469,7 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
       auxIdx,
       auxVal,
       ...(sel.parentsBuf ? { parents: sel.parentsBuf } : {}),
+      ...(sel.parentsTex ? { parentsTex: sel.parentsTex } : {}),
     };
     const want = selectAuxTwin(
       pre,
@@ -491,6 +510,7 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     for (const b of [deadBuf, auxIdx, auxVal, sel.idx, sel.val, sel.layerTable]) b.destroy();
     chunk.destroy();
     sel.parentsBuf?.destroy();
+    sel.parentsTex?.texture.destroy();
   }
 });
 

@@ -163,6 +163,8 @@ export function batchTopKOp(
         unused,
         unused,
         placeholderTexture(gpu, "sampled"),
+        placeholderBuffer(gpu, "read"),
+        placeholderTexture(gpu, "sampled"),
       ],
       workgroups: grid.workgroups,
     });

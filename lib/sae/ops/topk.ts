@@ -230,6 +230,50 @@ export interface SelectBuffers {
    * `selectTopKOp` for one ungated layer (topk, matryoshka) instead of a first pass over pre.
    */
   cmax?: GPUBuffer;
+  /** The parents' texture mirror (`createParentsTexture`), read instead of `parents` if given. */
+  parentsTex?: ParentsTexture;
+}
+
+/** Parents per texture row of a parents texture (PARENT_TEX_W texels of four in the WGSL). */
+const PARENTS_PER_TEX_ROW = 4096;
+
+/** The tree parents [n] as an rgba32float texture, four per texel (kernels/topk.wgsl PARENTS_TEX). */
+export interface ParentsTexture {
+  texture: GPUTexture;
+  view: GPUTextureView;
+  n: number;
+}
+
+/**
+ * A parents texture for n features (software adapters: the gated selections then fetch four
+ * parents per texel gather instead of looping over the lanes for storage loads).
+ */
+export function createParentsTexture(gpu: Gpu, n: number): ParentsTexture {
+  const rows = Math.max(1, Math.ceil(n / PARENTS_PER_TEX_ROW));
+  const texture = gpu.device.createTexture({
+    label: "parents texture",
+    size: kernelTextureExtent(gpu, PARENTS_PER_TEX_ROW / 4, rows),
+    format: "rgba32float",
+    usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+  });
+  return { texture, view: texture.createView(), n };
+}
+
+/** Write the flat parents [n] (global indices, the layer's offset = its root) into the texture. */
+export function writeParentsTexture(gpu: Gpu, t: ParentsTexture, parents: Int32Array) {
+  if (parents.length !== t.n) {
+    throw new ArborError(`parents texture: ${parents.length} parents for a texture of ${t.n}`);
+  }
+  const rows = Math.max(1, Math.ceil(t.n / PARENTS_PER_TEX_ROW));
+  // Exact as floats below 2^24 (far past any dictionary here); the padding is never read.
+  const data = new Float32Array(rows * PARENTS_PER_TEX_ROW);
+  data.set(parents);
+  gpu.device.queue.writeTexture(
+    { texture: t.texture },
+    data,
+    { bytesPerRow: PARENTS_PER_TEX_ROW * 4, rowsPerImage: rows },
+    [PARENTS_PER_TEX_ROW / 4, rows, 1],
+  );
 }
 
 /** Sizes of a selection on one row chunk. */
@@ -274,6 +318,7 @@ export function selectKernelFor(
   k = Math.max(...layout.kPerLayer),
   candidates = Infinity,
   cmaxIn = false,
+  parentsTex = false,
 ): Kernel {
   const constants = {
     WG: selectionWorkgroup(gpu, k, candidates),
@@ -283,6 +328,7 @@ export function selectKernelFor(
     // Software adapters keep AuxK's keys in private memory (kernels/topk.wgsl, AUX_PRIVATE).
     AUX_PRIVATE: gpu.isFallback && entry === "select_aux" ? 1 : 0,
     CMAX_IN: cmaxIn ? 1 : 0,
+    PARENTS_TEX: parentsTex ? 1 : 0,
   };
   return { file: "topk.wgsl", entry, constants };
 }
@@ -297,6 +343,11 @@ function preTexBinding(gpu: Gpu, buffers: SelectBuffers, sizes: SelectSizes): GP
     );
   }
   return t.view;
+}
+
+/** The parents texture to bind (the buffers' mirror, else a dummy). */
+function parentsTexBinding(gpu: Gpu, buffers: { parentsTex?: ParentsTexture }): GPUTextureView {
+  return buffers.parentsTex?.view ?? placeholderTexture(gpu, "sampled");
 }
 
 /**
@@ -334,6 +385,7 @@ export function selectTopKOp(
       undefined,
       undefined,
       !!cmax,
+      !!buffers.parentsTex,
     ),
     buffers: [
       buffers.pre,
@@ -347,6 +399,7 @@ export function selectTopKOp(
       unused,
       preTexBinding(gpu, buffers, sizes),
       cmax ?? placeholderBuffer(gpu, "read"),
+      parentsTexBinding(gpu, buffers),
     ],
     workgroups: grid.workgroups,
   }];
@@ -400,6 +453,8 @@ export function selectAuxOp(
         !!buffers.preTex,
         sizes.kAux,
         sizes.deadBound,
+        false,
+        !!buffers.parentsTex,
       ),
       buffers: [
         buffers.pre,
@@ -412,6 +467,8 @@ export function selectAuxOp(
         buffers.auxIdx,
         buffers.auxVal,
         preTexBinding(gpu, buffers, sizes),
+        placeholderBuffer(gpu, "read"),
+        parentsTexBinding(gpu, buffers),
       ],
       workgroups: grid.workgroups,
     },
