@@ -2,11 +2,14 @@
  * Whole training step on the GPU engine: tokens/s of a TopK step with AuxK running, and the
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
- *   deno run -A bench/train_step.ts [--n 24576,6144] [--batch 4096] [--steps 3] [--aux-k 256]
+ *   deno run -A bench/train_step.ts [--n 24576,6144 | --preset NAME] [--batch 4096] [--steps 3] [--aux-k 256]
  *                                   [--dead-every 2] [--sparse-aux | --dense-aux] [--no-subgroups]
  *                                   [--profile]
  *                                   [--back-to-back [--ahead 4]]
  *
+ * `--preset` times one of lib/tree/presets.ts (e.g. tree-4layer-l0-32, matryoshka-4layer-l0-32: the
+ * Tree SAE and Matryoshka at the paper's shapes) instead of TopK at each `--n`; the GEMM figure is
+ * then the encoder GEMM over its whole dictionary. `--help` prints this text.
  * Shape defaults to the issue's: d = 768, k = 32, B = 4096, auxK = 256, n = 24576 and 6144
  * (`--aux-k 0` times the step without AuxK; `--sparse-aux` keeps AuxK's gradient rows on the
  * sparse path, which software adapters otherwise leave for texture GEMMs when few are dead;
@@ -55,6 +58,7 @@ import {
   textureGemmOp,
 } from "../lib/sae/ops/encoder_gemm.ts";
 import { releaseUniforms } from "../lib/sae/ops/grid.ts";
+import { getPreset } from "../lib/tree/presets.ts";
 
 /** GPT-2 small residual width, the issue's benchmark shape. */
 const D = 768;
@@ -80,9 +84,27 @@ const { values } = parseArgs({
     "sparse-aux": { type: "boolean", default: false },
     "dense-aux": { type: "boolean", default: false },
     "no-subgroups": { type: "boolean", default: false },
+    preset: { type: "string" },
+    help: { type: "boolean", default: false },
   },
 });
-const widths = values.n.split(",").map(Number);
+if (values.help) {
+  // The header comment of this file is its help.
+  const text = await Deno.readTextFile(new URL(import.meta.url));
+  const doc = text.slice(text.indexOf("/**") + 3, text.indexOf("*/"));
+  console.log(doc.split("\n").map((l) => l.replace(/^ \* ?/, "")).join("\n").trim());
+  Deno.exit(0);
+}
+let preset: ReturnType<typeof getPreset> | undefined;
+try {
+  preset = values.preset ? getPreset(values.preset) : undefined;
+} catch (e) {
+  console.error(`bench/train_step.ts: ${(e as Error).message}`);
+  Deno.exit(2);
+}
+const widths = preset
+  ? [preset.layers.reduce((a, b) => a + b, 0)]
+  : values.n.split(",").map(Number);
 const B = Number(values.batch);
 const steps = Number(values.steps);
 const auxK = Number(values["aux-k"]);
@@ -160,7 +182,20 @@ const ahead = Number(values.ahead);
 const mode = values["back-to-back"] ? `, back to back, ${ahead} ahead` : "";
 
 for (const n of widths) {
-  const config = makeConfig({ arch: "topk", dIn: D, layers: [n], k: K, auxK, seed: 1 });
+  const config = makeConfig(
+    preset
+      ? {
+        arch: preset.arch,
+        dIn: D,
+        layers: preset.layers,
+        k: preset.k,
+        kPerLayer: preset.kPerLayer,
+        auxAlpha: preset.auxAlpha,
+        auxK,
+        seed: 1,
+      }
+      : { arch: "topk", dIn: D, layers: [n], k: K, auxK, seed: 1 },
+  );
   const state = initState(config);
   for (let f = 0; f < n; f += deadEvery) state.tokensSinceFired[f] = config.deadTokens;
   // Back to back, the dead half stays dead: with its encoder rows scaled by DEAD_ROW_SCALE its
@@ -250,7 +285,9 @@ for (const n of widths) {
   const auxPath = auxK > 0 ? (await engine.auxGradientPaths())[0] : undefined;
   engine.destroy();
   console.log(
-    `d=${D} n=${n} k=${K} B=${B} auxK=${auxK}${mode} (${Math.ceil(n / deadEvery)} dead${
+    `${preset ? `${values.preset}: ` : ""}d=${D} n=${n} k=${config.k} B=${B} auxK=${auxK}${mode} (${
+      Math.ceil(n / deadEvery)
+    } dead${
       values["back-to-back"] ? ` at first, ${(dead * 100).toFixed(1)} % after the last step` : ""
     }, aux term ${aux.toFixed(3)}): ` +
       `step ${(sec * 1000).toFixed(0)} ms = ${(B / sec).toFixed(0)} tokens/s ` +
