@@ -9,20 +9,20 @@
 # 2. bench/train_step.ts with --profile (AuxK 256, then AuxK off), then --back-to-back with 0, 2 and
 #    4 steps ahead (AuxK 256 and off), and bench/encoder_gemm_bench.ts;
 #    and (part "dense") the dense AuxK path on storage GEMMs (--dense-aux) against the sparse path
-#    GPUs take by default, at 5 % dead;
+#    GPUs take by default, at 5 % dead; (part "presets") the Tree SAE and Matryoshka at 5 % dead;
 # 3. bench/torch_train_step.py, the PyTorch twin of the step, when python3 has torch.
 # DENO names the Deno binary (default: deno); DENO_WEBGPU_BACKEND defaults to vulkan. Each part
 # has its own time limit so one hang cannot eat the others; logs go to LOG_DIR, a summary to stdout.
-# PARTS picks the parts to run (default: "tests wait step noaux b2b dense gemm torch"), to fit a short lease;
-# "wait" is bench/readback_wait.ts (how long mapAsync and submit hold the host while the GPU works).
+# PARTS picks the parts to run (default: "tests wait step noaux b2b dense presets gemm torch"), to
+# fit a short lease; "wait" is bench/readback_wait.ts (how long mapAsync and submit hold the host while the GPU works).
 set -u
-parts=" ${PARTS:-tests wait step noaux b2b dense gemm torch} "
+parts=" ${PARTS:-tests wait step noaux b2b dense presets gemm torch} "
 want() { [[ $parts == *" $1 "* ]]; }
 for p in $parts; do
   case $p in
-    tests | wait | step | noaux | b2b | dense | gemm | torch) ;;
+    tests | wait | step | noaux | b2b | dense | presets | gemm | torch) ;;
     *)
-      echo "bench/real_gpu.sh: unknown part '$p' in PARTS (known: tests wait step noaux b2b dense gemm torch)" >&2
+      echo "bench/real_gpu.sh: unknown part '$p' in PARTS (known: tests wait step noaux b2b dense presets gemm torch)" >&2
       exit 2
       ;;
   esac
@@ -89,6 +89,13 @@ if want dense; then
     \"$deno\" run -A bench/train_step.ts --steps 200 --back-to-back --dead-every 20 --n \$n \$f; \
     done; done"
   grep -v '^adapter' "$out/dense_aux.log"
+fi
+# The Tree SAE and Matryoshka at the paper's main shape (n = 24 576, L0 = 32), back to back.
+if want presets; then
+  part presets 200 sh -c "for p in tree-4layer-l0-32 matryoshka-4layer-l0-32; do \
+    \"$deno\" run -A bench/train_step.ts --steps 200 --back-to-back --dead-every 20 --preset \$p; \
+    done"
+  grep -v '^adapter' "$out/presets.log"
 fi
 if want gemm; then
   part encoder_gemm 120 "$deno" run -A bench/encoder_gemm_bench.ts --reps 3
