@@ -14,7 +14,8 @@
 # DENO names the Deno binary (default: deno); DENO_WEBGPU_BACKEND defaults to vulkan. Each part
 # has its own time limit so one hang cannot eat the others; logs go to LOG_DIR, a summary to stdout.
 # PARTS picks the parts to run (default: "tests wait step noaux b2b dense presets gemm torch"), to
-# fit a short lease; "wait" is bench/readback_wait.ts (how long mapAsync and submit hold the host while the GPU works).
+# fit a short lease; "wait" is bench/readback_wait.ts (how long mapAsync and submit hold the host
+# while the GPU works).
 set -u
 parts=" ${PARTS:-tests wait step noaux b2b dense presets gemm torch} "
 want() { [[ $parts == *" $1 "* ]]; }
