@@ -611,11 +611,16 @@ export class GpuEngine implements SaeEngine {
       chunks.push({ pre, rows, rowOffset: r0 });
       // The chunk maxima serve selectTopKOp below (not BatchTopK's training selection). With
       // them the top-k reads a few chunks of pre, from its buffer as well: the texture mirror is
-      // for AuxK's selection then, and the GEMM writes it instead of the buffer.
+      // for AuxK's selection then.
       const cmax = batchTopK ? undefined : bb.cmax;
       const auxRuns = mode === "train" && kAux.some((k) => k > 0);
       const preTex = cmax && tex && !auxRuns ? undefined : bb.preTex;
-      const preOut = cmax && tex && preTex ? preTex.view : undefined;
+      // Where the selections read pre through the texture only, the subgroup GEMM writes it there
+      // instead of into the buffer (no copy): the tree, and the others while AuxK runs. BatchTopK's
+      // training selection reads the buffer.
+      const preOut = tex && preTex && !batchTopK && gemmWritesChunkMax(textureGemmBlock(gpu, n))
+        ? preTex.view
+        : undefined;
       if (tex) {
         const outs = { bDec: p.bias.param, pre, ...(cmax ? { cmax } : {}) };
         out.push(

@@ -167,6 +167,11 @@ Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on so
     name: "matryoshka",
     input: CONFIGS[2][1],
     auxBlockBytes: undefined,
+  }, {
+    // n = 128: the gated selections read pre through its texture, which the GEMM writes directly.
+    name: "tree n=128 pre texture",
+    input: { ...CONFIGS[3][1], layers: [16, 48, 64] },
+    auxBlockBytes: undefined,
   }]);
   for (const { name, input, auxBlockBytes } of cases) {
     const config = makeConfig({ ...input, dIn: 64 });
@@ -186,7 +191,8 @@ Deno.test("GpuEngine on the texture paths (d = 64: texture GEMM and decode on so
         closeState(await eng.readState(), await ref.readState(), `${name} d=64 step ${t + 1}`);
       }
       if (gpu.isFallback) {
-        assert.equal(eng.readsPreTexture, config.layers[0] === 128, `${name}: pre texture`);
+        const n = config.layers.reduce((x, y) => x + y, 0);
+        assert.equal(eng.readsPreTexture, n === 128, `${name}: pre texture`);
         assert.equal(
           eng.readsChunkMaxima,
           subgroupGemmSupported(gpu) && config.arch !== "tree",
