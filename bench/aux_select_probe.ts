@@ -7,6 +7,7 @@
  *
  * Prints the wall time of four runs (the first includes warm-up).
  */
+import { helpFromHeader } from "./_help.ts";
 import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
@@ -17,6 +18,8 @@ import {
   encodePreTextureCopy,
   selectAuxOp,
 } from "../lib/sae/ops/topk.ts";
+
+await helpFromHeader(import.meta.url);
 const gpu = await getGpu();
 const rows = Number(Deno.args[0] ?? 1024);
 /** Features and AuxK slots of the benchmark shape. */

@@ -8,12 +8,15 @@
  *
  * Prints the wall time of four runs (the first includes warm-up).
  */
+import { helpFromHeader } from "./_help.ts";
 import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
 import { createMatrixTexture, encodeMatrixTextureCopy } from "../lib/sae/ops/matrix_texture.ts";
 import { createLevelBounds, singleLevel, textureDecodeOp } from "../lib/sae/ops/sparse_decode.ts";
+
+await helpFromHeader(import.meta.url);
 const gpu = await getGpu();
 const B = Number(Deno.args[0] ?? 4096);
 /** Features, width and active slots of the benchmark shape. */

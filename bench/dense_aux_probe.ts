@@ -10,6 +10,7 @@
  *
  * Random operands (values do not change the cost). Not used by the engine yet.
  */
+import { helpFromHeader } from "./_help.ts";
 import { parseArgs } from "node:util";
 import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
@@ -19,6 +20,8 @@ import {
   encodeGemmTextureCopies,
   textureGemmOp,
 } from "../lib/sae/ops/encoder_gemm.ts";
+
+await helpFromHeader(import.meta.url);
 
 const { values } = parseArgs({
   options: { dp: { type: "string", default: "1280,320" }, reps: { type: "string", default: "3" } },

@@ -14,6 +14,7 @@
  * Checks first (a sampled row of pre against a float64 dot product), then times; prints a
  * markdown table to paste into bench/README.md. Never run from tests.
  */
+import { helpFromHeader } from "./_help.ts";
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { getGpu } from "../lib/gpu/device.ts";
@@ -44,6 +45,8 @@ import {
   treeLevels,
 } from "../lib/sae/ops/sparse_decode.ts";
 import { createMatrixTexture, encodeMatrixTextureCopy } from "../lib/sae/ops/matrix_texture.ts";
+
+await helpFromHeader(import.meta.url);
 
 /** Sparse decode of B rows × K = 32 slots in 4 tree levels (storage and texture paths). */
 async function benchDecode(gpu: Gpu, n: number, reps: number): Promise<string[]> {

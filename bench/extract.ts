@@ -12,6 +12,7 @@
  *    get it on a connected machine with `arbor extract --model gpt2 ...` once, or download those
  *    files from https://huggingface.co/openai-community/gpt2), end-to-end extract at resid_pre.5.
  */
+import { helpFromHeader } from "./_help.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { getGpu } from "../lib/gpu/device.ts";
@@ -21,6 +22,8 @@ import { parseHook } from "../lib/lm/hooks.ts";
 import { Gpt2Model } from "../lib/lm/model.ts";
 import type { Gpt2Config } from "../lib/lm/config.ts";
 import type { Gpt2Weights } from "../lib/lm/weights.ts";
+
+await helpFromHeader(import.meta.url);
 
 const FIXTURE = new URL("../fixtures/tiny-gpt2", import.meta.url).pathname;
 const CONTEXT = 128;

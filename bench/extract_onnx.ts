@@ -14,11 +14,14 @@
  *    full logits [windows·128, 50257] f32 in host memory at the end; median of `reps` after a
  *    warm-up, as tokens/s.
  */
+import { helpFromHeader } from "./_help.ts";
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { getGpu } from "../lib/gpu/device.ts";
 import { loadGpt2Model } from "../lib/lm/load.ts";
 import { readSafetensors } from "../lib/format/safetensors.ts";
+
+await helpFromHeader(import.meta.url);
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const FIXTURE = join(ROOT, "fixtures/tiny-gpt2");

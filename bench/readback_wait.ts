@@ -10,12 +10,15 @@
  * the GPU runs; if it blocks for about --ms, every readback drains the whole queue. Also times a
  * second heavy submit made while the first still runs. Never run from tests.
  */
+import { helpFromHeader } from "./_help.ts";
 import { parseArgs } from "node:util";
 import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
 import { releaseUniforms } from "../lib/sae/ops/grid.ts";
 import { createLevelBounds, sparseDecodeOp, treeLevels } from "../lib/sae/ops/sparse_decode.ts";
+
+await helpFromHeader(import.meta.url);
 
 const { values } = parseArgs({
   args: Deno.args,

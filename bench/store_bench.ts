@@ -8,10 +8,13 @@
  * shards are in the OS page cache: the figures measure Arbor's own cost (read call,
  * CRC-32 check, batch assembly), not the disk. Results go in bench/README.md.
  */
+import { helpFromHeader } from "./_help.ts";
 import { ActivationWriter } from "../lib/store/writer.ts";
 import { ActivationReader, toGpu } from "../lib/store/reader.ts";
 import type { Dtype } from "../lib/store/manifest.ts";
 import { getGpu } from "../lib/gpu/device.ts";
+
+await helpFromHeader(import.meta.url);
 
 /** Row width: GPT-2 small's residual stream. */
 const D = 768;

@@ -10,6 +10,7 @@
  *
  * Prints the wall time of four runs (the first includes warm-up).
  */
+import { helpFromHeader } from "./_help.ts";
 import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
@@ -24,6 +25,8 @@ import {
 } from "../lib/sae/ops/topk.ts";
 import { initParents } from "../lib/sae/reference/init.ts";
 import { Rng } from "../lib/util/rng.ts";
+
+await helpFromHeader(import.meta.url);
 const gpu = await getGpu();
 const rows = Number(Deno.args[0] ?? 1024);
 const tree = Deno.args[1] === "tree";

@@ -36,6 +36,7 @@
  * trip each). Results go in bench/README.md under
  * "Training step".
  */
+import { helpFromHeader } from "./_help.ts";
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { getGpu } from "../lib/gpu/device.ts";
@@ -59,6 +60,8 @@ import {
 } from "../lib/sae/ops/encoder_gemm.ts";
 import { releaseUniforms } from "../lib/sae/ops/grid.ts";
 import { getPreset } from "../lib/tree/presets.ts";
+
+await helpFromHeader(import.meta.url);
 
 /** GPT-2 small residual width, the issue's benchmark shape. */
 const D = 768;
@@ -85,16 +88,8 @@ const { values } = parseArgs({
     "dense-aux": { type: "boolean", default: false },
     "no-subgroups": { type: "boolean", default: false },
     preset: { type: "string" },
-    help: { type: "boolean", default: false },
   },
 });
-if (values.help) {
-  // The header comment of this file is its help.
-  const text = await Deno.readTextFile(new URL(import.meta.url));
-  const doc = text.slice(text.indexOf("/**") + 3, text.indexOf("*/"));
-  console.log(doc.split("\n").map((l) => l.replace(/^ \* ?/, "")).join("\n").trim());
-  Deno.exit(0);
-}
 let preset: ReturnType<typeof getPreset> | undefined;
 try {
   preset = values.preset ? getPreset(values.preset) : undefined;
