@@ -8,34 +8,21 @@
  * Prints the wall time of four runs (the first includes warm-up).
  */
 import { helpFromHeader } from "./_help.ts";
+import { randomPre, uploadPreWithTexture } from "./_probe.ts";
 import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
-import {
-  createLayerTable,
-  createPreTexture,
-  encodePreTextureCopy,
-  selectAuxOp,
-} from "../lib/sae/ops/topk.ts";
+import { createLayerTable, selectAuxOp } from "../lib/sae/ops/topk.ts";
 
 await helpFromHeader(import.meta.url);
 const gpu = await getGpu();
 const rows = Number(Deno.args[0] ?? 1024);
 /** Features and AuxK slots of the benchmark shape. */
 const n = 24576, kAux = 256;
-const pre = new Float32Array(rows * n);
-let s = 1;
-for (let i = 0; i < pre.length; i++) {
-  s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-  pre[i] = (s / 2 ** 32 - 0.5) * 2 + Math.sin(i);
-}
+const pre = randomPre(rows, n);
 const dead = new Uint32Array(n).map((_, f) => (f % 20 === 0 ? 1 : 0));
-const preBuf = uploadStorage(gpu, pre, "pre");
-const tex = createPreTexture(gpu, rows, n);
-const enc0 = gpu.device.createCommandEncoder();
-encodePreTextureCopy(enc0, preBuf, tex, rows);
-gpu.device.queue.submit([enc0.finish()]);
+const { preBuf, tex } = uploadPreWithTexture(gpu, pre, rows, n);
 const layout = { sizes: [n], kPerLayer: [32], gated: false };
 const bufs = {
   pre: preBuf,

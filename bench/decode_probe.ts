@@ -9,6 +9,7 @@
  * Prints the wall time of four runs (the first includes warm-up).
  */
 import { helpFromHeader } from "./_help.ts";
+import { lcg } from "./_probe.ts";
 import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
@@ -26,11 +27,8 @@ const decT = createMatrixTexture(gpu, n, d, "decW texture");
 const enc0 = gpu.device.createCommandEncoder();
 encodeMatrixTextureCopy(enc0, decW, decT);
 gpu.device.queue.submit([enc0.finish()]);
-let s = 3;
-const idx = new Uint32Array(B * K).map(() => {
-  s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-  return s % n;
-});
+const next = lcg(3);
+const idx = new Uint32Array(B * K).map(() => next() % n);
 const val = new Float32Array(B * K).map((_, i) => 1 + (i % 7));
 const plan = singleLevel(K);
 const ops = textureDecodeOp(gpu, decT, {

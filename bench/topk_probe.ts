@@ -11,6 +11,7 @@
  * Prints the wall time of four runs (the first includes warm-up).
  */
 import { helpFromHeader } from "./_help.ts";
+import { randomPre, uploadPreWithTexture } from "./_probe.ts";
 import { getGpu } from "../lib/gpu/device.ts";
 import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
@@ -18,8 +19,6 @@ import { timeGpu } from "../lib/gpu/timer.ts";
 import {
   createLayerTable,
   createParentsTexture,
-  createPreTexture,
-  encodePreTextureCopy,
   selectTopKOp,
   writeParentsTexture,
 } from "../lib/sae/ops/topk.ts";
@@ -32,12 +31,7 @@ const rows = Number(Deno.args[0] ?? 1024);
 const tree = Deno.args[1] === "tree";
 /** Features and active slots of the benchmark shape; features per chunk maximum. */
 const n = 24576, k = 32, chunk = 64;
-const pre = new Float32Array(rows * n);
-let s = 1;
-for (let i = 0; i < pre.length; i++) {
-  s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-  pre[i] = (s / 2 ** 32 - 0.5) * 2 + Math.sin(i);
-}
+const pre = randomPre(rows, n);
 const nc = n / chunk;
 const cmax = new Float32Array(rows * nc).fill(-Infinity);
 for (let r = 0; r < rows; r++) {
@@ -46,11 +40,7 @@ for (let r = 0; r < rows; r++) {
     cmax[c] = Math.max(cmax[c], pre[r * n + i]);
   }
 }
-const preBuf = uploadStorage(gpu, pre, "pre");
-const tex = createPreTexture(gpu, rows, n);
-const enc0 = gpu.device.createCommandEncoder();
-encodePreTextureCopy(enc0, preBuf, tex, rows);
-gpu.device.queue.submit([enc0.finish()]);
+const { preBuf, tex } = uploadPreWithTexture(gpu, pre, rows, n);
 /** The Tree SAE preset tree-4layer-l0-32 (lib/tree/presets.ts). */
 const treeSizes = [1536, 3072, 9216, 10752], treeK = [21, 5, 4, 2];
 const layout = tree

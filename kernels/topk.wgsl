@@ -123,11 +123,9 @@ fn parents_vec(q: u32) -> vec4u {
   return vec4u(u32(parents[i]), u32(parents[i + 1u]), u32(parents[i + 2u]), u32(parents[i + 3u]));
 }
 
+// The parent of feature i.
 fn parent_of(i: u32) -> u32 {
-  if (PARENTS_TEX) {
-    let q = i / 4u;
-    return u32(textureLoad(parentsT, vec2i(i32(q % PARENT_TEX_W), i32(q / PARENT_TEX_W)), 0)[i % 4u]);
-  }
+  if (PARENTS_TEX) { return parents_vec(i / 4u)[i % 4u]; }
   return u32(parents[i]);
 }
 @group(0) @binding(10) var<storage, read> cmaxIn: array<f32>;

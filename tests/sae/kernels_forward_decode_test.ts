@@ -10,6 +10,7 @@ import {
 import { deadListOp } from "../../lib/sae/ops/topk.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
+import type { Gpu } from "../../lib/gpu/device.ts";
 import {
   createLevelBounds,
   type LevelPlan,
@@ -36,6 +37,38 @@ import {
   matrixTextureView,
   TEX_ROWS,
 } from "../../lib/sae/ops/matrix_texture.ts";
+
+/** The decoded levels in `out` equal decodeLevelsTwin's within 1e-5. */
+async function assertDecodeTwin(
+  gpu: Gpu,
+  out: GPUBuffer,
+  c: {
+    idx: Uint32Array;
+    val: Float32Array;
+    B: number;
+    K: number;
+    decW: Float32Array;
+    bDec: Float32Array;
+    bias: boolean;
+    d: number;
+    plan: LevelPlan;
+  },
+  opts: { label: string },
+) {
+  const want = decodeLevelsTwin(
+    c.idx,
+    c.val,
+    c.B,
+    c.K,
+    c.decW,
+    c.bias ? c.bDec : null,
+    c.d,
+    c.plan.mode,
+    c.plan.bounds,
+  );
+  const got = await readF32(gpu, out, c.plan.bounds.length * c.B * c.d);
+  assertClose(got, want, { atol: 1e-5, rtol: 1e-5, label: opts.label });
+}
 
 Deno.test("texture decode matches the TS twin (tree levels, AuxK, matryoshka, decW over two texture layers)", async () => {
   const gpu = await testGpu();
@@ -91,20 +124,7 @@ Deno.test("texture decode matches the TS twin (tree levels, AuxK, matryoshka, de
     const dispatches = textureDecodeOp(gpu, decT, bufs, { B, d, K, plan, withBias: bias });
     assert.equal(dispatches.length, 1);
     await runOps(gpu, dispatches, "texture decode");
-    const want = decodeLevelsTwin(
-      idx,
-      val,
-      B,
-      K,
-      decW,
-      bias ? bDec : null,
-      d,
-      plan.mode,
-      plan.bounds,
-    );
-    assertClose(await readF32(gpu, bufs.out, L * B * d), want, {
-      atol: 1e-5,
-      rtol: 1e-5,
+    await assertDecodeTwin(gpu, bufs.out, { idx, val, B, K, decW, bDec, bias, d, plan }, {
       label: `texture B=${B} d=${d} K=${K}`,
     });
     for (const b of [...Object.values(bufs), decBuf]) b.destroy();
@@ -272,20 +292,7 @@ Deno.test("sparse decode levels match the TS twin (topk, tree, matryoshka, AuxK;
         out: createStorage(gpu, L * B * d * 4, "levels"),
       };
       await runOps(gpu, sparseDecodeOp(gpu, bufs, { B, d, K, plan, withBias: bias }), "decode");
-      const want = decodeLevelsTwin(
-        idx,
-        val,
-        B,
-        K,
-        decW,
-        bias ? bDec : null,
-        d,
-        plan.mode,
-        plan.bounds,
-      );
-      assertClose(await readF32(gpu, bufs.out, L * B * d), want, {
-        atol: 1e-5,
-        rtol: 1e-5,
+      await assertDecodeTwin(gpu, bufs.out, { idx, val, B, K, decW, bDec, bias, d, plan }, {
         label: `B=${B} d=${d} K=${K} ${plan.mode} ${plan.bounds}${
           isFallback ? "" : " (GPU layout)"
         }`,
