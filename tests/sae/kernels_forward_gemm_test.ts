@@ -1,6 +1,9 @@
 import { assertClose, randn, testGpu } from "../_util.ts";
 import { encodeTwin, standardizeTwin } from "./kernels_forward_twins.ts";
-import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import { createStorage, placeholderBuffer, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import { sharedUniforms } from "../../lib/gpu/shared_uniforms.ts";
+import { matrixTextureView } from "../../lib/sae/ops/matrix_texture.ts";
+import { relative } from "node:path";
 import { kernelTextureExtent, placeholderTexture } from "../../lib/gpu/texture.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import { standardizeOp, unstandardizeOp } from "../../lib/sae/ops/standardize.ts";
@@ -17,7 +20,11 @@ import {
   textureGemmOp,
   textureGemmTile,
 } from "../../lib/sae/ops/encoder_gemm.ts";
-import { encoderGemmSgWgsl, encoderGemmWgsl } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
+import {
+  encoderGemmSgBlockWgsl,
+  encoderGemmSgWgsl,
+  encoderGemmWgsl,
+} from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
 import { preTextureSupported } from "../../lib/sae/ops/topk.ts";
 import assert from "node:assert/strict";
 
@@ -280,4 +287,57 @@ Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the
     tex.xs.texture.destroy(), tex.encW.texture.destroy();
   }
   assert.equal(preOutRuns, blocks.includes("sg") ? 1 : 0, "preOut checked where subgroups run");
+});
+
+Deno.test("the subgroup GEMM generated at other blocks and steps per iteration (bench/gemm_block_probe.ts) matches the TS twin", async () => {
+  const gpu = await testGpu();
+  assert.throws(() => encoderGemmSgBlockWgsl(16, 64, 3), /J = 3 unsupported/);
+  if (!subgroupGemmSupported(gpu)) return; // the probe's blocks need subgroups of ≥ 8 lanes
+  const dir = await Deno.makeTempDir({ prefix: "arbor_sg_blocks" });
+  const kernelsDir = new URL("../../kernels/", import.meta.url).pathname;
+  // d = 128: 32 steps of 4, so J = 2 and 4 loop over 16 and 8 iterations; B and n leave every
+  // block partly out of range.
+  const B = 37, d = 128, n = 50, WG = 16;
+  const xs = randn(B * d, 3), encW = randn(n * d, 4).map((v) => v / 8);
+  const bDec = randn(d, 5).map((v) => 0.1 * v);
+  const want = encodeTwin(xs, encW, bDec, B, d, n);
+  const bufs = {
+    xs: uploadStorage(gpu, xs, "xs"),
+    encW: uploadStorage(gpu, encW, "encW"),
+    bDec: uploadStorage(gpu, bDec, "bDec"),
+  };
+  const tex = createGemmTextures(gpu, { B, d, n });
+  const encoder = gpu.device.createCommandEncoder();
+  encodeGemmTextureCopies(encoder, tex, bufs);
+  gpu.device.queue.submit([encoder.finish()]);
+  const pre = createStorage(gpu, B * n * 4, "pre");
+  for (const [R, C, J] of [[2, 16, 2], [3, 8, 4], [1, 24, 1]]) {
+    const path = `${dir}/sg_${R}x${C}x${J}.wgsl`;
+    await Deno.writeTextFile(path, encoderGemmSgBlockWgsl(R, C, J));
+    await runOps(gpu, [{
+      kernel: {
+        file: relative(kernelsDir, path),
+        entry: "gemm_block4_tex_sg",
+        constants: { WG, CMAX: 0, PRE_OUT: 0 },
+      },
+      buffers: [
+        matrixTextureView(tex.xs),
+        matrixTextureView(tex.encW),
+        bufs.bDec,
+        pre,
+        sharedUniforms(gpu, { rows: B, d, n, rowOffset: 0 }),
+        placeholderBuffer(gpu, "write"),
+        placeholderTexture(gpu, "storage"),
+      ],
+      workgroups: [Math.ceil(n / C), Math.ceil(B / (WG * R))],
+    }], `subgroup GEMM ${R}x${C}x${J}`);
+    assertClose(await readF32(gpu, pre, B * n), want, {
+      atol: 1e-4,
+      rtol: 1e-4,
+      label: `subgroup GEMM ${R} × ${C}, ${J} steps`,
+    });
+  }
+  tex.xs.texture.destroy(), tex.encW.texture.destroy(), pre.destroy();
+  for (const b of Object.values(bufs)) b.destroy();
+  await Deno.remove(dir, { recursive: true });
 });

@@ -365,7 +365,7 @@ function maxTree(terms: string[]): string {
 function chunkMaxLines(rows: number[], cols: number[]): string[] {
   return [
     "  if (CMAX == 1u) {",
-    `    let nc = (u.n + ${SG_COLS - 1}u) / ${SG_COLS}u;`,
+    `    let nc = (u.n + ${cols.length - 1}u) / ${cols.length}u;`,
     ...rows.map((m) =>
       `    if (r0 + ${m}u < u.rows) { cmax[(r0 + ${m}u) * nc + w.x] = ${
         maxTree(cols.map((c) => `c${m}_${c}`))
@@ -376,12 +376,19 @@ function chunkMaxLines(rows: number[], cols: number[]): string[] {
 }
 
 /**
- * The subgroup texture entry: encoder texels fetched once per subgroup and broadcast. With `kLimit`
- * (`gemm_block4_tex_sg_k`) the sum stops after kl[KL_AT] columns of d, rounded up to 4.
+ * The subgroup texture entry: encoder texels fetched once per subgroup and broadcast; blocks of R
+ * rows × C features per invocation, J steps of 4 along d per loop iteration (the shipped kernel:
+ * SG_ROWS × SG_COLS, J = 1; other shapes for bench/gemm_block_probe.ts). With `kLimit`
+ * (`gemm_block4_tex_sg_k`, J = 1 only) the sum stops after kl[KL_AT] columns of d, rounded up to 4.
  */
-function sgEntry(kLimit = false): string {
-  const R = SG_ROWS, C = SG_COLS, S = SG_LANES, G = C / S;
+function sgEntry(kLimit = false, R = SG_ROWS, C = SG_COLS, J = 1): string {
+  // d / 4 is a multiple of 16 (texture copies need d % 64 == 0), so of J; kLimit's d4 is not.
+  if (16 % J !== 0 || (kLimit && J !== 1)) throw new Error(`sgEntry: J = ${J} unsupported`);
+  const S = SG_LANES, G = C / S;
   const rows = [...Array(R).keys()], cols = [...Array(C).keys()], groups = [...Array(G).keys()];
+  const steps = [...Array(J).keys()];
+  // Names of step t's values (no suffix when the loop takes one step of 4 at a time).
+  const q = (t: number) => J === 1 ? "" : `_${t}`;
   const lines = [
     "",
     "@compute @workgroup_size(WG)",
@@ -399,14 +406,22 @@ function sgEntry(kLimit = false): string {
     // Lanes ≥ S (wider subgroups) fetch texels nobody reads; min() keeps them in range.
     ...groups.flatMap((g) => texelLines(`b${g}`, `b${g}f`, `min(f0 + ${S * g}u + s, u.n - 1u)`)),
     ...accumulatorLines(rows, cols),
-    "  for (var j = 0u; j < d4; j++) {",
-    "    let bj = bDec4[j];",
-    "    let ij = i32(j);",
-    ...groups.map((g) => `    let v${g} = textureLoad(encT, vec2i(ij, b${g}y), b${g}z, 0);`),
-    ...cols.map((c) => `    let w${c} = subgroupBroadcast(v${Math.floor(c / S)}, ${c % S}u);`),
+    `  for (var j = 0u; j < d4; j${J === 1 ? "++" : ` += ${J}u`}) {`,
+    ...steps.flatMap((t) => [
+      `    let bj${q(t)} = bDec4[j${J === 1 ? "" : ` + ${t}u`}];`,
+      `    let ij${q(t)} = i32(j${J === 1 ? "" : ` + ${t}u`});`,
+      ...groups.map((g) =>
+        `    let v${g}${q(t)} = textureLoad(encT, vec2i(ij${q(t)}, b${g}y), b${g}z, 0);`
+      ),
+      ...cols.map((c) =>
+        `    let w${c}${q(t)} = subgroupBroadcast(v${Math.floor(c / S)}${q(t)}, ${c % S}u);`
+      ),
+    ]),
     ...rows.flatMap((m) => [
-      `    let x${m} = textureLoad(xsT, vec2i(ij, a${m}y), a${m}z, 0) - bj;`,
-      ...cols.map((c) => `    c${m}_${c} += dot(x${m}, w${c});`),
+      ...steps.map((t) =>
+        `    let x${m}${q(t)} = textureLoad(xsT, vec2i(ij${q(t)}, a${m}y), a${m}z, 0) - bj${q(t)};`
+      ),
+      ...cols.map((c) => macLine(`c${m}_${c}`, steps.map((t) => [`x${m}${q(t)}`, `w${c}${q(t)}`]))),
     ]),
     "  }",
     ...(kLimit ? storeLines(rows, cols) : [
@@ -425,6 +440,16 @@ function sgEntry(kLimit = false): string {
 /** The full text of kernels/encoder_gemm_sg.wgsl. */
 export function encoderGemmSgWgsl(): string {
   return SG_HEADER + sgEntry() + sgEntry(true);
+}
+
+/** A module like kernels/encoder_gemm_sg.wgsl with R × C blocks and J steps per iteration (probes). */
+export function encoderGemmSgBlockWgsl(R: number, C: number, J = 1): string {
+  return SG_HEADER + sgEntry(false, R, C, J);
+}
+
+/** One accumulator update c += Σ_t x_t·w_t over the unrolled steps (dot products added). */
+function macLine(c: string, terms: string[][]): string {
+  return `    ${c} += ${terms.map(([x, w]) => `dot(${x}, ${w})`).join(" + ")};`;
 }
 
 /** The full text of kernels/encoder_gemm.wgsl. */
