@@ -4,9 +4,10 @@
  * read through its texture mirror (as when AuxK runs). The chunk maxima are made on the host.
  * With `tree`: the Tree SAE's gated per-layer top-k instead (preset tree-4layer-l0-32: layers
  * [1536, 3072, 9216, 10752], k [21, 5, 4, 2], the balanced initial tree), from pre's texture, the
- * parents from their texture mirror (`storage`: from their buffer).
+ * parents from their texture mirror (`storage`: from their buffer), the layers after the first
+ * from the child lists (`scan`: by a pass over each layer), as the engine runs it.
  *
- *   deno run -A bench/topk_probe.ts [rows=1024] [tree [storage]]
+ *   deno run -A bench/topk_probe.ts [rows=1024] [tree [storage] [scan]]
  *
  * Prints the wall time of four runs (the first includes warm-up).
  */
@@ -17,6 +18,7 @@ import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
 import {
+  childLists,
   createLayerTable,
   createParentsTexture,
   selectTopKOp,
@@ -50,13 +52,21 @@ const parents = tree ? initParents(treeSizes, new Rng(1)) : [];
 const flat = new Int32Array(n);
 parents.reduce((o, p) => (flat.set(p, o), o + p.length), 0);
 // The parents' texture mirror, as the engine keeps on software adapters (`storage`: without it).
-const parentsTex = tree && Deno.args[2] !== "storage" ? createParentsTexture(gpu, n) : undefined;
+const parentsTex = tree && !Deno.args.includes("storage")
+  ? createParentsTexture(gpu, n)
+  : undefined;
 if (parentsTex) writeParentsTexture(gpu, parentsTex, flat);
 const bufs = {
   pre: preBuf,
   preTex: tex,
   ...(tree
-    ? { parents: uploadStorage(gpu, flat, "parents"), ...(parentsTex ? { parentsTex } : {}) }
+    ? {
+      parents: uploadStorage(gpu, flat, "parents"),
+      ...(parentsTex ? { parentsTex } : {}),
+      ...(Deno.args.includes("scan")
+        ? {}
+        : { children: uploadStorage(gpu, childLists(flat), "children") }),
+    }
     : { cmax: uploadStorage(gpu, cmax, "cmax") }),
   layerTable: createLayerTable(gpu, layout),
   idx: createStorage(gpu, rows * k * 4, "idx"),

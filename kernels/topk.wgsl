@@ -18,10 +18,12 @@
 //                                              buffer otherwise (the other entries only declare it)
 //          11 parentsT texture_2d<f32>  rgba32float: with PARENTS_TEX, binding 2's parents, four per
 //                                              texel (see parents_vec); any such texture otherwise
+//           6 extra   array<u32>               select_aux: [1 + 2n] dead-feature list from
+//                                              kernels/dead_list.wgsl: [count, dead feature indices
+//                                              ascending, ranks]; select_batch: batch info;
+//                                              select_topk with CHILD_LISTS = 1: [2n + 1] the tree's
+//                                              children by parent (see CHILD_LISTS)
 //   select_aux only:
-//           6 extra   array<u32>    [1 + 2n]   dead-feature list from kernels/dead_list.wgsl: [count,
-//                                              dead feature indices ascending, ranks] (select_batch:
-//                                              batch info)
 //           7 auxIdx  array<u32>    [B, KA]    AuxK slots (KA = u.kAux), 0xFFFFFFFF = unused
 //           8 auxVal  array<f32>    [B, KA]
 //
@@ -1058,6 +1060,93 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
   place_ordered(mode, t, count, k, outBase);
 }
 
+// 1 = select_topk reads the tree's children by parent at binding 6 (gated layouts; see
+// childLists in lib/sae/ops/topk.ts): [n + 1] start of each parent value's run, then the n
+// features ordered by parent, ascending within a run. A gated layer after the first whose row has
+// at most CHILD_MAX eligible features (children of the layer's root or of a feature an earlier
+// layer fired) is then selected from those alone, plus its first k ineligible features (score 0;
+// the rest of its zeros rank after them, ties going to the lower index), instead of by a pass
+// over the whole layer: the cost follows the fired parents' children, not the layer's size.
+override CHILD_LISTS: u32 = 0u;
+// Most eligible features of a row that the child-list path takes (its pairwise ranks cost
+// count² / WG; beyond, the pass over the layer).
+const CHILD_MAX: u32 = 128u;
+
+// Positions [lo, hi) in binding 6's list of the children of parent value p that lie in [o, o + s).
+fn child_run(p: u32, o: u32, s: u32) -> vec2u {
+  let list = u.n + 1u;
+  var a = extra[p];
+  var b = extra[p + 1u];
+  let end = b;
+  loop {
+    if (a >= b) { break; }
+    let m = (a + b) / 2u;
+    if (extra[list + m] < o) { a = m + 1u; } else { b = m; }
+  }
+  let lo = a;
+  b = end;
+  loop {
+    if (a >= b) { break; }
+    let m = (a + b) / 2u;
+    if (extra[list + m] < o + s) { a = m + 1u; } else { b = m; }
+  }
+  return vec2u(lo, a);
+}
+
+// The children in layer (o, s) of slot q's feature if it fired (slots [rowBase, outBase) hold the
+// row's earlier layers), or of the layer's root for q == outBase.
+fn fired_run(q: u32, o: u32, s: u32, outBase: u32) -> vec2u {
+  if (q == outBase) { return child_run(o, o, s); }
+  if (val[q] >= FIRE_THRESHOLD) { return child_run(idx[q], o, s); }
+  return vec2u(0u);
+}
+
+// The child-list selection of a gated layer (see CHILD_LISTS); false, with nothing written, when
+// the row has more than CHILD_MAX eligible features there. All invocations must call it.
+fn select_children(t: u32, r: u32, o: u32, s: u32, k: u32, rowBase: u32, outBase: u32) -> bool {
+  // The earlier layers' slots, written by other invocations' place(), are read below.
+  storageBarrier();
+  if (t == 0u) { atomicStore(&candCount, 0u); }
+  workgroupBarrier();
+  var mine = 0u;
+  for (var q = rowBase + t; q <= outBase; q += WG) {
+    let run = fired_run(q, o, s, outBase);
+    mine += run.y - run.x;
+  }
+  atomicAdd(&candCount, mine);
+  workgroupBarrier();
+  if (t == 0u) {
+    wgU = atomicLoad(&candCount);
+    atomicStore(&candCount, 0u);
+  }
+  let eligibleCount = workgroupUniformLoad(&wgU);
+  if (eligibleCount > CHILD_MAX) { return false; }
+  let base = r * u.n;
+  for (var q = rowBase + t; q <= outBase; q += WG) {
+    let run = fired_run(q, o, s, outBase);
+    for (var c = run.x; c < run.y; c++) {
+      let f = extra[u.n + 1u + c];
+      set_cand(atomicAdd(&candCount, 1u), f, key_of(pre_at(base + f)));
+    }
+  }
+  workgroupBarrier();
+  if (t == 0u) {
+    // The first ineligible features in index order: every other one ties with them at score 0
+    // and loses on its index.
+    let want = eligibleCount + min(k, s - eligibleCount);
+    var pos = eligibleCount;
+    for (var i = o; i < o + s && pos < want; i++) {
+      if (!eligible(i, o)) {
+        set_cand(pos, i, key_of(0.0));
+        pos++;
+      }
+    }
+    wgU = pos;
+  }
+  place_ordered(MODE_MAIN, t, workgroupUniformLoad(&wgU), k, outBase);
+  return true;
+}
+
 fn clear_fired(t: u32) {
   for (var w = t; w < FIRE_WORDS; w += WG) { atomicStore(&fired[w], 0u); }
   workgroupBarrier();
@@ -1076,6 +1165,10 @@ fn select_topk(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l:
   }
   for (var layer = 0u; layer < u.L; layer++) {
     let lay = layers[layer];
+    // The first layer's parents are all the root: every feature is eligible there.
+    if (CHILD_LISTS == 1u && GATED != 0u && layer > 0u) {
+      if (select_children(t, r, lay.x, lay.y, lay.z, rowBase, rowBase + lay.w)) { continue; }
+    }
     select_layer(MODE_MAIN, t, r, lay.x, lay.y, lay.z, rowBase + lay.w);
   }
 }

@@ -67,6 +67,7 @@ import {
   matrixTextureView,
 } from "./ops/matrix_texture.ts";
 import {
+  childLists,
   createLayerTable,
   createParentsTexture,
   createPreTexture,
@@ -145,6 +146,8 @@ interface ParamBuffers {
   since: GPUBuffer;
   /** tree: i32 [n] parent of every feature (global index; root of layer l = o_l); else 1 dummy. */
   parents: GPUBuffer;
+  /** tree: u32 [2n + 1] the children by parent (`childLists`), which the selection reads. */
+  children?: GPUBuffer;
 }
 
 /** Per-batch-size buffers (re-made when B changes). */
@@ -323,6 +326,9 @@ export class GpuEngine implements SaeEngine {
       bias: tensor(d, "bDec"),
       since: createStorage(gpu, n * 4, "tokensSinceFired"),
       parents: createStorage(gpu, Math.max(1, n) * 4, "parents"),
+      ...(config.arch === "tree"
+        ? { children: createStorage(gpu, (2 * n + 1) * 4, "children by parent") }
+        : {}),
     };
     const c = config;
     this.#layout = c.arch === "tree"
@@ -404,6 +410,7 @@ export class GpuEngine implements SaeEngine {
       const off = layerOffsets(this.config);
       s.parents.forEach((par, l) => flat.set(par, off[l]));
       writeBuffer(gpu, p.parents, flat);
+      writeBuffer(gpu, p.children!, childLists(flat));
       if (this.#parentsTex) writeParentsTexture(gpu, this.#parentsTex, flat);
     }
     this.#step = s.step;
@@ -653,6 +660,7 @@ export class GpuEngine implements SaeEngine {
         layerTable: this.#layerTable,
         parents: p.parents,
         ...(this.#parentsTex ? { parentsTex: this.#parentsTex } : {}),
+        ...(p.children ? { children: p.children } : {}),
         idx: bb.idx,
         val: bb.val,
       };
@@ -1232,6 +1240,7 @@ export class GpuEngine implements SaeEngine {
     for (const t of [p.enc, p.dec, p.bias]) for (const b of Object.values(t)) b.destroy();
     p.since.destroy();
     p.parents.destroy();
+    p.children?.destroy();
     this.#layerTable.destroy();
     this.#batchLayerTable?.destroy();
     this.#levelBounds.destroy();

@@ -4,6 +4,7 @@ import { selectAuxTwin, selectTreeTwin } from "./kernels_forward_twins.ts";
 import { createStorage, readF32, readU32, uploadStorage } from "../../lib/gpu/buffer.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
 import {
+  childLists,
   createLayerTable,
   createParentsTexture,
   createPreTexture,
@@ -69,10 +70,15 @@ async function gpuSelect(
   tex = false,
   cmaxOf?: (chunk: Float32Array, rows: number) => Float32Array,
   parentsTexture = false,
+  children = false,
 ) {
   const K = slotsPerRow(layout);
   const layerTable = createLayerTable(gpu, layout);
   const parentsBuf = parents ? uploadStorage(gpu, concat(parents), "parents") : undefined;
+  // The children by parent (the engine's, tree): gated layers after the first from them.
+  const childBuf = parents && children
+    ? uploadStorage(gpu, childLists(concat(parents)), "children")
+    : undefined;
   // The parents' texture mirror (software adapters' engine), read instead of the buffer.
   const parentsTex = parents && parentsTexture ? createParentsTexture(gpu, n) : undefined;
   if (parentsTex) writeParentsTexture(gpu, parentsTex, concat(parents!));
@@ -98,11 +104,13 @@ async function gpuSelect(
       val,
       ...(parentsBuf ? { parents: parentsBuf } : {}),
       ...(parentsTex ? { parentsTex } : {}),
+      ...(childBuf ? { children: childBuf } : {}),
     };
     await runOps(gpu, selectTopKOp(gpu, buffers, layout, { n, rows, rowOffset }), "select");
     chunk.destroy();
     cmax?.destroy();
   }
+  childBuf?.destroy();
   return { idx, val, layerTable, parentsBuf, parentsTex, K };
 }
 
@@ -341,7 +349,13 @@ Deno.test("top-k threshold from kept keys: the k-th largest may sit at any kept 
 
 Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires without its parent", async () => {
   const gpu = await testGpu();
-  const cases: { B: number; sizes: number[]; k: number[] }[] = [
+  const cases: {
+    B: number;
+    sizes: number[];
+    k: number[];
+    rootShare?: number;
+    deepBias?: number;
+  }[] = [
     { B: 17, sizes: [40, 63, 100], k: [5, 3, 2] },
     { B: 66, sizes: [7, 20, 33, 50], k: [7, 1, 4, 50] },
     { B: 4, sizes: [300, 700], k: [21, 5] },
@@ -351,21 +365,51 @@ Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires wi
     // Layer 1 starts at 130: on odd rows its pre is 4-aligned in the chunk (the chunk filter runs)
     // while its features are not (their parents are not one vec4 of the parents).
     { B: 6, sizes: [130, 1200], k: [4, 3] },
+    // With child lists: layer 1 has ~400 eligible features per fired parent, past CHILD_MAX (the
+    // pass over the layer decides); a third of the deeper layers' features hang from their root.
+    { B: 5, sizes: [4, 2000], k: [4, 5] },
+    { B: 11, sizes: [64, 300, 900], k: [10, 6, 9], rootShare: 1 / 3 },
+    // Few eligible features, most of them negative, under k: the first ineligible ones fill the
+    // layer's slots with 0, ahead of the negative ones.
+    { B: 8, sizes: [50, 40, 3000], k: [2, 30, 40], deepBias: -1 },
   ];
-  // The parents from their buffer, and from their texture mirror (the engine's, software adapters).
+  // The parents from their buffer, and from their texture mirror (the engine's, software
+  // adapters); the gated layers after the first by a pass over the layer, and from child lists.
   const runs = cases.flatMap((c) =>
-    [false, true].map((parentsTexture) => ({ ...c, parentsTexture }))
+    [false, true].flatMap((parentsTexture) =>
+      [false, true].map((children) => ({ ...c, parentsTexture, children }))
+    )
   );
-  for (const { B, sizes, k, parentsTexture } of runs) {
+  for (const { B, sizes, k, parentsTexture, children, rootShare = 0, deepBias = 0.3 } of runs) {
     const n = sizes.reduce((a, b) => a + b, 0);
     const pre = preWithTies(B, n, n + B);
-    // Bias up so that many parents fire and gating is exercised both ways.
-    for (let i = 0; i < pre.length; i++) pre[i] += 0.3;
+    // Bias up so that many parents fire and gating is exercised both ways (the later layers by
+    // deepBias).
+    for (let i = 0; i < pre.length; i++) pre[i] += i % n < sizes[0] ? 0.3 : deepBias;
     const parents = randomParents(sizes, B + n);
+    const pick = rng(n + 7);
+    for (let l = 1, o = sizes[0]; l < sizes.length; o += sizes[l++]) {
+      parents[l].forEach((_, i) => {
+        if (pick() < rootShare) parents[l][i] = o;
+      });
+    }
     const layout = { sizes, kPerLayer: k, gated: true };
-    const got = await gpuSelect(gpu, pre, B, n, layout, parents, false, undefined, parentsTexture);
+    const got = await gpuSelect(
+      gpu,
+      pre,
+      B,
+      n,
+      layout,
+      parents,
+      false,
+      undefined,
+      parentsTexture,
+      children,
+    );
     const want = selectTreeTwin(pre, B, n, sizes, k, parents);
-    const label = `B=${B} sizes=${sizes} k=${k}${parentsTexture ? " (parents texture)" : ""}`;
+    const label = `B=${B} sizes=${sizes} k=${k}${parentsTexture ? " (parents texture)" : ""}${
+      children ? " (child lists)" : ""
+    }`;
     const idx = await readU32(gpu, got.idx, B * got.K);
     const val = await readF32(gpu, got.val, B * got.K);
     assert.deepEqual(idx, want.idx, `idx ${label}`);

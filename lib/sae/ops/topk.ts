@@ -232,6 +232,27 @@ export interface SelectBuffers {
   cmax?: GPUBuffer;
   /** The parents' texture mirror (`createParentsTexture`), read instead of `parents` if given. */
   parentsTex?: ParentsTexture;
+  /**
+   * The tree's children by parent (`childLists` of the same parents, [2n + 1] u32; rewrite it with
+   * them): `selectTopKOp` then selects each gated layer after the first from the children of the
+   * row's fired parents where they are few, instead of passing over the whole layer.
+   */
+  children?: GPUBuffer;
+}
+
+/**
+ * The children of every parent value for `SelectBuffers.children`: [n + 1] start of each value's
+ * run, then the n features ordered by parent, ascending within a run (kernels/topk.wgsl
+ * CHILD_LISTS). Flat parents as the kernels take them: global indices, a layer's offset = its root.
+ */
+export function childLists(parents: Int32Array): Uint32Array {
+  const n = parents.length;
+  const out = new Uint32Array(2 * n + 1);
+  for (const p of parents) out[p + 1]++;
+  for (let p = 0; p < n; p++) out[p + 1] += out[p];
+  const next = out.slice(0, n);
+  for (let f = 0; f < n; f++) out[n + 1 + next[parents[f]]++] = f;
+  return out;
 }
 
 /** Parents per texture row of a parents texture (PARENT_TEX_W texels of four in the WGSL). */
@@ -319,6 +340,7 @@ export function selectKernelFor(
   candidates = Infinity,
   cmaxIn = false,
   parentsTex = false,
+  childLists = false,
 ): Kernel {
   const constants = {
     WG: selectionWorkgroup(gpu, k, candidates),
@@ -329,6 +351,7 @@ export function selectKernelFor(
     AUX_PRIVATE: gpu.isFallback && entry === "select_aux" ? 1 : 0,
     CMAX_IN: cmaxIn ? 1 : 0,
     PARENTS_TEX: parentsTex ? 1 : 0,
+    CHILD_LISTS: childLists ? 1 : 0,
   };
   return { file: "topk.wgsl", entry, constants };
 }
@@ -376,6 +399,14 @@ export function selectTopKOp(
         `${sizes.n} features need ${sizes.rows * Math.ceil(sizes.n / CHUNK_MAX_FEATURES) * 4}`,
     );
   }
+  // The child lists serve gated layers after the first (the first's parents are all the root).
+  const children = layout.gated && layout.sizes.length > 1 ? buffers.children : undefined;
+  if (children && children.size < (2 * sizes.n + 1) * 4) {
+    throw new ArborError(
+      `tree selection: the child lists "${children.label}" hold ${children.size} bytes; ` +
+        `${sizes.n} features need childLists(parents), ${(2 * sizes.n + 1) * 4} bytes`,
+    );
+  }
   return [{
     kernel: selectKernelFor(
       gpu,
@@ -386,6 +417,7 @@ export function selectTopKOp(
       undefined,
       !!cmax,
       !!buffers.parentsTex,
+      !!children,
     ),
     buffers: [
       buffers.pre,
@@ -394,7 +426,7 @@ export function selectTopKOp(
       buffers.idx,
       buffers.val,
       u,
-      placeholderBuffer(gpu, "read"),
+      children ?? placeholderBuffer(gpu, "read"),
       unused,
       unused,
       preTexBinding(gpu, buffers, sizes),
