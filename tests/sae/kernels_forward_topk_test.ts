@@ -374,13 +374,15 @@ Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires wi
     { B: 8, sizes: [50, 40, 3000], k: [2, 30, 40], deepBias: -1 },
   ];
   // The parents from their buffer, and from their texture mirror (the engine's, software
-  // adapters); the gated layers after the first by a pass over the layer, and from child lists.
+  // adapters); the gated layers after the first by a pass over the layer, and from child lists,
+  // those also in a GPU's workgroup of 64 (with the parents' buffer, as on GPUs).
   const runs = cases.flatMap((c) =>
     [false, true].flatMap((parentsTexture) =>
-      [false, true].map((children) => ({ ...c, parentsTexture, children }))
-    )
+      [false, true].map((children) => ({ ...c, parentsTexture, children, gpuWg: false }))
+    ).concat([{ ...c, parentsTexture: false, children: true, gpuWg: true }])
   );
-  for (const { B, sizes, k, parentsTexture, children, rootShare = 0, deepBias = 0.3 } of runs) {
+  for (const run of runs) {
+    const { B, sizes, k, parentsTexture, children, gpuWg, rootShare = 0, deepBias = 0.3 } = run;
     const n = sizes.reduce((a, b) => a + b, 0);
     const pre = preWithTies(B, n, n + B);
     // Bias up so that many parents fire and gating is exercised both ways (the later layers by
@@ -395,7 +397,7 @@ Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires wi
     }
     const layout = { sizes, kPerLayer: k, gated: true };
     const got = await gpuSelect(
-      gpu,
+      gpuWg ? { ...gpu, isFallback: false } : gpu,
       pre,
       B,
       n,
@@ -409,7 +411,7 @@ Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires wi
     const want = selectTreeTwin(pre, B, n, sizes, k, parents);
     const label = `B=${B} sizes=${sizes} k=${k}${parentsTexture ? " (parents texture)" : ""}${
       children ? " (child lists)" : ""
-    }`;
+    }${gpuWg ? " (GPU workgroup)" : ""}`;
     const idx = await readU32(gpu, got.idx, B * got.K);
     const val = await readF32(gpu, got.val, B * got.K);
     assert.deepEqual(idx, want.idx, `idx ${label}`);
