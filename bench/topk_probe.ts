@@ -4,8 +4,9 @@
  * read through its texture mirror (as when AuxK runs). The chunk maxima are made on the host.
  * With `tree`: the Tree SAE's gated per-layer top-k instead (preset tree-4layer-l0-32: layers
  * [1536, 3072, 9216, 10752], k [21, 5, 4, 2], the balanced initial tree), from pre's texture, the
- * parents from their texture mirror (`storage`: from their buffer), the layers after the first
- * from the child lists (`scan`: by a pass over each layer), as the engine runs it.
+ * parents from their texture mirror (`storage`: from their buffer), the first layer from the chunk
+ * maxima and the layers after it from the child lists (`scan`: by a pass over each layer), as the
+ * engine runs it.
  *
  *   deno run -A bench/topk_probe.ts [rows=1024] [tree [storage] [scan]]
  *
@@ -59,6 +60,8 @@ if (parentsTex) writeParentsTexture(gpu, parentsTex, flat);
 const bufs = {
   pre: preBuf,
   preTex: tex,
+  // The tree's first layer, whole chunks, starts from them as well (`scan`: a pass over it).
+  ...(tree && Deno.args.includes("scan") ? {} : { cmax: uploadStorage(gpu, cmax, "cmax") }),
   ...(tree
     ? {
       parents: uploadStorage(gpu, flat, "parents"),
@@ -67,7 +70,7 @@ const bufs = {
         ? {}
         : { children: uploadStorage(gpu, childLists(flat), "children") }),
     }
-    : { cmax: uploadStorage(gpu, cmax, "cmax") }),
+    : {}),
   layerTable: createLayerTable(gpu, layout),
   idx: createStorage(gpu, rows * k * 4, "idx"),
   val: createStorage(gpu, rows * k * 4, "val"),

@@ -71,7 +71,7 @@ const RANK_MAX: u32 = 512u;
 // 256 rows take 171 ms on lavapipe, against 13 ms through the filter; 64 measured best).
 const SMALL_MAX: u32 = 64u;
 
-// 1 = select_topk reads chunk maxima from binding 10 (one ungated layer only: try_cmax).
+// 1 = select_topk reads chunk maxima from binding 10 for its first layer (try_cmax).
 override CMAX_IN: u32 = 0u;
 // Features per chunk of binding 10.
 const CMAX_COLS: u32 = 64u;
@@ -470,14 +470,16 @@ fn collect_hit_chunks(
   return true;
 }
 
-// try_chunked with the chunk maxima the encoder GEMM wrote (CMAX_IN = 1; one ungated layer
-// [0, n), so a chunk key is key_of of its maximum): chunk c is features [64c, 64c + 64) of row r.
-// The first read of pre is gone; the second reads the ~k hit chunks (16 vec4s each). Same
-// outcomes and fallbacks as try_chunked; it needs n % 4 == 0 and at least k chunks.
-fn try_cmax(t: u32, r: u32, k: u32, outBase: u32) -> bool {
-  let nc = (u.n + CMAX_COLS - 1u) / CMAX_COLS;
-  if (k > 4u * WG || nc < k || u.n % 4u != 0u) { return false; }
-  let cb = r * nc;
+// try_chunked with the chunk maxima the encoder GEMM wrote (CMAX_IN = 1) for the first layer
+// [0, s), ungated (one layer: s = n) or gated with the root for every parent (the tree's first
+// layer; s % 64 == 0), so a chunk key is key_of of its maximum: chunk c is features
+// [64c, 64c + 64) of row r. The first read of pre is gone; the second reads the ~k hit chunks (16
+// vec4s each). Same outcomes and fallbacks as try_chunked; it needs n % 4 == 0, s % 4 == 0 and at
+// least k chunks.
+fn try_cmax(t: u32, r: u32, s: u32, k: u32, outBase: u32) -> bool {
+  let nc = (s + CMAX_COLS - 1u) / CMAX_COLS;
+  if (k > 4u * WG || nc < k || u.n % 4u != 0u || s % 4u != 0u) { return false; }
+  let cb = r * ((u.n + CMAX_COLS - 1u) / CMAX_COLS);
   var top = Top5(0u, 0u, 0u, 0u, 0u);
   for (var c = t; c < nc; c += WG) { keep(&top, key_of(cmaxIn[cb + c])); }
   let T = kept_threshold(t, kept_per_lane(k), k, top);
@@ -491,8 +493,8 @@ fn try_cmax(t: u32, r: u32, k: u32, outBase: u32) -> bool {
   }
   let H = hit_chunks(t);
   if (H > CHUNK_CAP) { return false; }
-  let n4 = u.n / 4u;
-  return collect_hit_chunks(MODE_MAIN, t, r * n4, 0u, n4, CMAX_COLS / 4u, false, H, T, k, outBase);
+  return collect_hit_chunks(MODE_MAIN, t, r * (u.n / 4u), 0u, s / 4u, CMAX_COLS / 4u, false, H, T, k,
+    outBase);
 }
 
 // Lane filter (threshold filter + exact rank): each invocation keeps the top m keys of its strided
@@ -1106,27 +1108,33 @@ fn fired_run(q: u32, o: u32, s: u32, outBase: u32) -> vec2u {
 fn select_children(t: u32, r: u32, o: u32, s: u32, k: u32, rowBase: u32, outBase: u32) -> bool {
   // The earlier layers' slots, written by other invocations' place(), are read below.
   storageBarrier();
-  if (t == 0u) { atomicStore(&candCount, 0u); }
-  workgroupBarrier();
   var mine = 0u;
   for (var q = rowBase + t; q <= outBase; q += WG) {
     let run = fired_run(q, o, s, outBase);
     mine += run.y - run.x;
   }
-  atomicAdd(&candCount, mine);
+  // Each invocation's first candidate position: an exclusive prefix over the invocations.
+  eqScan[t] = mine;
   workgroupBarrier();
   if (t == 0u) {
-    wgU = atomicLoad(&candCount);
-    atomicStore(&candCount, 0u);
+    var total = 0u;
+    for (var j = 0u; j < WG; j++) {
+      let c = eqScan[j];
+      eqScan[j] = total;
+      total += c;
+    }
+    wgU = total;
   }
   let eligibleCount = workgroupUniformLoad(&wgU);
   if (eligibleCount > CHILD_MAX) { return false; }
   let base = r * u.n;
+  var pos = eqScan[t];
   for (var q = rowBase + t; q <= outBase; q += WG) {
     let run = fired_run(q, o, s, outBase);
     for (var c = run.x; c < run.y; c++) {
       let f = extra[u.n + 1u + c];
-      set_cand(atomicAdd(&candCount, 1u), f, key_of(pre_at(base + f)));
+      set_cand(pos, f, key_of(pre_at(base + f)));
+      pos++;
     }
   }
   workgroupBarrier();
@@ -1159,11 +1167,12 @@ fn select_topk(@builtin(workgroup_id) w: vec3u, @builtin(local_invocation_id) l:
   let t = l.x;
   clear_fired(t);
   let rowBase = (u.rowOffset + r) * u.K;
+  var first = 0u;
   if (CMAX_IN == 1u) {
     let lay = layers[0];
-    if (lay.y >= SMALL_MAX && try_cmax(t, r, lay.z, rowBase + lay.w)) { return; }
+    if (lay.y >= SMALL_MAX && try_cmax(t, r, lay.y, lay.z, rowBase + lay.w)) { first = 1u; }
   }
-  for (var layer = 0u; layer < u.L; layer++) {
+  for (var layer = first; layer < u.L; layer++) {
     let lay = layers[layer];
     // The first layer's parents are all the root: every feature is eligible there.
     if (CHILD_LISTS == 1u && GATED != 0u && layer > 0u) {

@@ -68,6 +68,7 @@ import {
 } from "./ops/matrix_texture.ts";
 import {
   childLists,
+  chunkMaximaServe,
   createLayerTable,
   createParentsTexture,
   createPreTexture,
@@ -199,8 +200,9 @@ interface BatchBuffers {
   /** Software adapters: mirrors of recon and of each AuxK ê, which the loss sums read (with xs's). */
   lossTex?: { levels: MatrixTexture; aux: MatrixTexture[]; views: LossTextures };
   /**
-   * Subgroup texture GEMM and one ungated selection layer: the chunk maxima of a pre chunk, which
-   * the GEMM writes and the top-k reads instead of a first pass over pre.
+   * Subgroup texture GEMM and a first selection layer the chunk maxima serve (`chunkMaximaServe`):
+   * the chunk maxima of a pre chunk, which the GEMM writes and the top-k reads instead of a first
+   * pass over pre.
    */
   cmax?: GPUBuffer;
 }
@@ -265,7 +267,7 @@ export class GpuEngine implements SaeEngine {
 
   /**
    * Whether the last batch's top-k reads the chunk maxima the encoder GEMM writes (subgroup
-   * texture GEMM, one ungated selection layer).
+   * texture GEMM, a first selection layer they serve).
    */
   get readsChunkMaxima(): boolean {
     return this.#batch?.cmax !== undefined;
@@ -1052,7 +1054,7 @@ export class GpuEngine implements SaeEngine {
         ? { preTex: createPreTexture(gpu, chunkRows, n) }
         : {}),
       ...(this.#decTex && gemmWritesChunkMax(textureGemmBlock(gpu, n)) &&
-          !this.#layout.gated && this.#layout.sizes.length === 1
+          chunkMaximaServe(this.#layout)
         ? { cmax: f32(chunkMaxLength(chunkRows, n), "pre chunk maxima") }
         : {}),
     };

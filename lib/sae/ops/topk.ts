@@ -102,6 +102,15 @@ export function checkPreBuffer(pre: GPUBuffer, rows: number, n: number) {
   }
 }
 
+/**
+ * Whether the encoder GEMM's chunk maxima (`SelectBuffers.cmax`) can serve a layout's first layer,
+ * where a chunk key is then the key of its maximum: one ungated layer, or a gated layout (the
+ * tree, whose first layer has the root for every parent) whose first layer is whole chunks.
+ */
+export function chunkMaximaServe(layout: SelectionLayout): boolean {
+  return layout.gated ? layout.sizes[0] % CHUNK_MAX_FEATURES === 0 : layout.sizes.length === 1;
+}
+
 /** Slots per row of a layout: K = Σ k_l. */
 export function slotsPerRow(layout: SelectionLayout): number {
   return layout.kPerLayer.reduce((a, b) => a + b, 0);
@@ -227,7 +236,8 @@ export interface SelectBuffers {
   val: GPUBuffer;
   /**
    * [rows, ceil(n / 64)] chunk maxima of pre (the subgroup encoder GEMM's cmax), read by
-   * `selectTopKOp` for one ungated layer (topk, matryoshka) instead of a first pass over pre.
+   * `selectTopKOp` for the first layer where `chunkMaximaServe` (topk, matryoshka, the tree's
+   * first layer) instead of a first pass over pre.
    */
   cmax?: GPUBuffer;
   /** The parents' texture mirror (`createParentsTexture`), read instead of `parents` if given. */
@@ -391,8 +401,7 @@ export function selectTopKOp(
   const parents = layout.gated ? buffers.parents : placeholderBuffer(gpu, "read");
   if (!parents) throw new ArborError("tree selection: the gated layout needs a parents buffer");
   const unused = placeholderBuffer(gpu, "write");
-  // Chunk maxima serve one ungated layer only (a chunk key is then the key of its maximum).
-  const cmax = !layout.gated && layout.sizes.length === 1 ? buffers.cmax : undefined;
+  const cmax = chunkMaximaServe(layout) ? buffers.cmax : undefined;
   if (cmax && cmax.size < sizes.rows * Math.ceil(sizes.n / CHUNK_MAX_FEATURES) * 4) {
     throw new ArborError(
       `top-k: the chunk maxima "${cmax.label}" hold ${cmax.size} bytes; ${sizes.rows} rows of ` +
