@@ -59,23 +59,32 @@ async function preChunk(gpu: Gpu, pre: Float32Array, rows: number, n: number, te
   return { pre: buf, preTex, destroy: () => (buf.destroy(), preTex.texture.destroy()) };
 }
 
-/** Run the selection on the GPU in two row chunks (pre read from textures with `tex`); idx, val [B, K]. */
+/** How `gpuSelect` feeds the selection. */
+interface SelectInputs {
+  /** Tree parents per layer (gated layouts). */
+  parents?: Int32Array[];
+  /** Read pre through its texture mirror. */
+  tex?: boolean;
+  /** The chunk maxima of a pre chunk, read instead of a first pass (CMAX_IN). */
+  cmaxOf?: (chunk: Float32Array, rows: number) => Float32Array;
+  /** Read the parents through their texture mirror (the engine's, software adapters). */
+  parentsTexture?: boolean;
+  /** Pass the children by parent (the engine's, tree): later gated layers from them. */
+  children?: boolean;
+}
+
+/** Run the selection on the GPU in two row chunks; idx, val [B, K]. */
 async function gpuSelect(
   gpu: Gpu,
   pre: Float32Array,
   B: number,
   n: number,
   layout: SelectionLayout,
-  parents?: Int32Array[],
-  tex = false,
-  cmaxOf?: (chunk: Float32Array, rows: number) => Float32Array,
-  parentsTexture = false,
-  children = false,
+  { parents, tex = false, cmaxOf, parentsTexture = false, children = false }: SelectInputs = {},
 ) {
   const K = slotsPerRow(layout);
   const layerTable = createLayerTable(gpu, layout);
   const parentsBuf = parents ? uploadStorage(gpu, concat(parents), "parents") : undefined;
-  // The children by parent (the engine's, tree): gated layers after the first from them.
   const childBuf = parents && children
     ? uploadStorage(gpu, childLists(concat(parents)), "children")
     : undefined;
@@ -199,7 +208,7 @@ async function topkCases(gpu: Gpu) {
   for (const [B, n, k, tex] of runs) {
     const pre = preWithTies(B, n, B * n + k);
     const layout = { sizes: [n], kPerLayer: [k], gated: false };
-    const got = await gpuSelect(gpu, pre, B, n, layout, undefined, tex === 1);
+    const got = await gpuSelect(gpu, pre, B, n, layout, { tex: tex === 1 });
     const want = selectTreeTwin(pre, B, n, [n], [k], null);
     const label = `B=${B} n=${n} k=${k}${tex ? " (pre texture)" : ""}`;
     assert.deepEqual(await readU32(gpu, got.idx, B * k), want.idx, `idx ${label}`);
@@ -239,16 +248,10 @@ async function selectFromMaxima(
   maxima = (cmax: Float32Array, _rows: number) => cmax,
 ) {
   const layout = { sizes: [n], kPerLayer: [k], gated: false };
-  const got = await gpuSelect(
-    gpu,
-    pre,
-    B,
-    n,
-    layout,
-    undefined,
+  const got = await gpuSelect(gpu, pre, B, n, layout, {
     tex,
-    (chunk, rows) => maxima(chunkMaxTwin(chunk, rows, n), rows),
-  );
+    cmaxOf: (chunk, rows) => maxima(chunkMaxTwin(chunk, rows, n), rows),
+  });
   const idx = await readU32(gpu, got.idx, B * k), val = await readF32(gpu, got.val, B * k);
   got.idx.destroy(), got.val.destroy(), got.layerTable.destroy();
   return { idx, val, want: selectTreeTwin(pre, B, n, [n], [k], null) };
@@ -396,18 +399,11 @@ Deno.test("tree-gated per-layer top-k matches the TS twin, and no child fires wi
       });
     }
     const layout = { sizes, kPerLayer: k, gated: true };
-    const got = await gpuSelect(
-      gpuWg ? { ...gpu, isFallback: false } : gpu,
-      pre,
-      B,
-      n,
-      layout,
+    const got = await gpuSelect(gpuWg ? { ...gpu, isFallback: false } : gpu, pre, B, n, layout, {
       parents,
-      false,
-      undefined,
       parentsTexture,
       children,
-    );
+    });
     const want = selectTreeTwin(pre, B, n, sizes, k, parents);
     const label = `B=${B} sizes=${sizes} k=${k}${parentsTexture ? " (parents texture)" : ""}${
       children ? " (child lists)" : ""
@@ -498,7 +494,7 @@ Deno.test("AuxK selection among dead features matches the TS twin (gated and not
     const dead = new Uint32Array(n).map(() => (r() < deadP ? 1 : 0));
     const layout = { sizes, kPerLayer: k, gated };
     // Through pre's texture, as the engine on software adapters: the parents' texture mirror too.
-    const sel = await gpuSelect(gpu, pre, B, n, layout, parents, tex, undefined, tex);
+    const sel = await gpuSelect(gpu, pre, B, n, layout, { parents, tex, parentsTexture: tex });
     const idx = await readU32(gpu, sel.idx, B * sel.K);
     const val = await readF32(gpu, sel.val, B * sel.K);
     const deadBuf = uploadStorage(gpu, dead, "dead");
