@@ -6,8 +6,9 @@
  * K = Σ k_l slots per row (layer-major, descending value, ties → lower index).
  *   pre [rows, n] (a row chunk: batch rows rowOffset..rowOffset+rows−1; allocate preChunkBytes(rows, n)
  *   since it is read as vec4), parents [n] i32 (layer l's
- *   entries at o_l.., value o_l = root), idx [B, K] u32 (0xFFFFFFFF = unused), val [B, K] f32,
- *   dead [n] u32 (non-zero = dead), auxIdx [B, kAux] u32, auxVal [B, kAux] f32.
+ *   entries at o_l.., value o_l = root), children [2n + 1] u32 (`childLists` of the parents),
+ *   idx [B, K] u32 (0xFFFFFFFF = unused), val [B, K] f32, dead [n] u32 (non-zero = dead),
+ *   auxIdx [B, kAux] u32, auxVal [B, kAux] f32.
  * topk / matryoshka: one ungated layer {sizes: [n], kPerLayer: [k]}.
  */
 import type { Gpu } from "../../gpu/device.ts";
