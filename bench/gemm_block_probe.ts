@@ -16,13 +16,14 @@ import { parseArgs } from "node:util";
 import { relative } from "node:path";
 import process from "node:process";
 import { getGpu } from "../lib/gpu/device.ts";
-import { createStorage, placeholderBuffer, readF32, uploadStorage } from "../lib/gpu/buffer.ts";
-import { placeholderTexture } from "../lib/gpu/texture.ts";
-import { sharedUniforms } from "../lib/gpu/shared_uniforms.ts";
+import { createStorage, readF32, uploadStorage } from "../lib/gpu/buffer.ts";
 import { type Dispatch, encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
-import { createGemmTextures, encodeGemmTextureCopies } from "../lib/sae/ops/encoder_gemm.ts";
-import { matrixTextureView } from "../lib/sae/ops/matrix_texture.ts";
+import {
+  createGemmTextures,
+  encodeGemmTextureCopies,
+  sgBlockOp,
+} from "../lib/sae/ops/encoder_gemm.ts";
 import { encoderGemmSgBlockWgsl } from "../lib/sae/ops/encoder_gemm_wgsl.ts";
 import { lcg } from "./_probe.ts";
 
@@ -37,7 +38,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
   },
 });
-const D = 768, WG = 16;
+const D = 768;
 const rows = Number(values.rows), n = Number(values.n), rounds = Number(values.rounds);
 // "16x64", or "16x64x2" (two steps of 4 along d per loop iteration).
 const blocks = values.blocks!.split(",").map((b) => {
@@ -66,23 +67,7 @@ for (const { R, C, J } of blocks) {
   const name = `${R}x${C}x${J}`;
   const path = `${dir}/sg_${name}.wgsl`;
   await Deno.writeTextFile(path, encoderGemmSgBlockWgsl(R, C, J));
-  const dispatch: Dispatch = {
-    kernel: {
-      file: relative(kernelsDir, path),
-      entry: "gemm_block4_tex_sg",
-      constants: { WG, CMAX: 0, PRE_OUT: 0 },
-    },
-    buffers: [
-      matrixTextureView(tex.xs),
-      matrixTextureView(tex.encW),
-      bDec,
-      pre,
-      sharedUniforms(gpu, { rows, d: D, n, rowOffset: 0 }),
-      placeholderBuffer(gpu, "write"),
-      placeholderTexture(gpu, "storage"),
-    ],
-    workgroups: [Math.ceil(n / C), Math.ceil(rows / (WG * R))],
-  };
+  const dispatch = sgBlockOp(gpu, tex, { bDec, pre }, { file: relative(kernelsDir, path), R, C });
   const t0 = performance.now();
   const pipe = await getPipeline(gpu, dispatch.kernel);
   const run = () => timeGpu(gpu, (enc) => encodeDispatches(gpu, enc, [dispatch], [pipe]));

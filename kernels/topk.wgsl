@@ -709,6 +709,24 @@ fn radix_threshold(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32) {
   }
 }
 
+// Invocation t's exclusive prefix of x over the workgroup in invocation order (a serial pass by
+// invocation 0 through eqScan); the total is left in wgU. All invocations must call it.
+fn exclusive_prefix(t: u32, x: u32) -> u32 {
+  eqScan[t] = x;
+  workgroupBarrier();
+  if (t == 0u) {
+    var run = 0u;
+    for (var j = 0u; j < WG; j++) {
+      let e = eqScan[j];
+      eqScan[j] = run;
+      run += e;
+    }
+    wgU = run;
+  }
+  workgroupBarrier();
+  return eqScan[t];
+}
+
 // The sum over the workgroup of every invocation's x (uniform): a tree of log2(WG) steps (one
 // invocation summing all WG entries made every bisection step a serial chain on GPUs).
 fn wg_total(t: u32, x: u32) -> u32 {
@@ -1023,19 +1041,8 @@ fn select_layer(mode: u32, t: u32, r: u32, o: u32, s: u32, k: u32, outBase: u32)
       if (c.x != 0u && c.y == T) { eq++; }
     }
   }
-  eqScan[t] = eq;
   if (t == 0u) { atomicStore(&candCount, 0u); }
-  workgroupBarrier();
-  if (t == 0u) {
-    var run = 0u;
-    for (var j = 0u; j < WG; j++) {
-      let e = eqScan[j];
-      eqScan[j] = run;
-      run += e;
-    }
-  }
-  workgroupBarrier();
-  var eqBefore = eqScan[t];
+  var eqBefore = exclusive_prefix(t, eq);
   for (var i = c0; i < c1; i++) {
     let c = candidate(mode, base, feat(mode, i, o), o);
     if (c.x == 0u) { continue; }
@@ -1114,22 +1121,11 @@ fn select_children(t: u32, r: u32, o: u32, s: u32, k: u32, rowBase: u32, outBase
     let run = fired_run(q, o, s, outBase);
     mine += run.y - run.x;
   }
-  // Each invocation's first candidate position: an exclusive prefix over the invocations.
-  eqScan[t] = mine;
-  workgroupBarrier();
-  if (t == 0u) {
-    var total = 0u;
-    for (var j = 0u; j < WG; j++) {
-      let c = eqScan[j];
-      eqScan[j] = total;
-      total += c;
-    }
-    wgU = total;
-  }
+  // Each invocation's first candidate position.
+  var pos = exclusive_prefix(t, mine);
   let eligibleCount = workgroupUniformLoad(&wgU);
   if (eligibleCount > CHILD_MAX) { return false; }
   let base = r * u.n;
-  var pos = eqScan[t];
   for (var q = rowBase + t; q <= outBase; q += WG) {
     let run = fired_run(q, o, s, outBase);
     for (var c = run.x; c < run.y; c++) {

@@ -1,8 +1,7 @@
 import { assertClose, randn, testGpu } from "../_util.ts";
 import { encodeTwin, standardizeTwin } from "./kernels_forward_twins.ts";
-import { createStorage, placeholderBuffer, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
-import { sharedUniforms } from "../../lib/gpu/shared_uniforms.ts";
-import { matrixTextureView } from "../../lib/sae/ops/matrix_texture.ts";
+import { createStorage, readF32, uploadStorage } from "../../lib/gpu/buffer.ts";
+import type { Gpu } from "../../lib/gpu/device.ts";
 import { relative } from "node:path";
 import { kernelTextureExtent, placeholderTexture } from "../../lib/gpu/texture.ts";
 import { runOps } from "../../lib/sae/ops/grid.ts";
@@ -14,6 +13,7 @@ import {
   encodeGemmTextureCopies,
   encoderGemmOp,
   type GemmVariant,
+  sgBlockOp,
   subgroupGemmSupported,
   type TextureGemmBlock,
   textureGemmBlock,
@@ -27,6 +27,24 @@ import {
 } from "../../lib/sae/ops/encoder_gemm_wgsl.ts";
 import { preTextureSupported } from "../../lib/sae/ops/topk.ts";
 import assert from "node:assert/strict";
+
+/** xs, encW and bDec uploaded, and xs and encW copied into the texture GEMM's textures. */
+function gemmInputs(
+  gpu: Gpu,
+  host: { xs: Float32Array; encW: Float32Array; bDec: Float32Array },
+  sizes: { B: number; d: number; n: number },
+) {
+  const bufs = {
+    xs: uploadStorage(gpu, host.xs, "xs"),
+    encW: uploadStorage(gpu, host.encW, "encW"),
+    bDec: uploadStorage(gpu, host.bDec, "bDec"),
+  };
+  const tex = createGemmTextures(gpu, sizes);
+  const encoder = gpu.device.createCommandEncoder();
+  encodeGemmTextureCopies(encoder, tex, bufs);
+  gpu.device.queue.submit([encoder.finish()]);
+  return { bufs, tex };
+}
 
 Deno.test("kernels/encoder_gemm.wgsl and encoder_gemm_sg.wgsl are what their generator writes", async () => {
   for (
@@ -166,15 +184,7 @@ Deno.test("texture GEMM blocks (32 × 32, 32 × 64, subgroup 16 × 64) match the
     const encW = randn(n * d, n + 1).map((v) => v / 8);
     const bDec = randn(d, 5).map((v) => 0.1 * v);
     const want = encodeTwin(xs, encW, bDec, B, d, n);
-    const bufs = {
-      xs: uploadStorage(gpu, xs, "xs"),
-      encW: uploadStorage(gpu, encW, "encW"),
-      bDec: uploadStorage(gpu, bDec, "bDec"),
-    };
-    const tex = createGemmTextures(gpu, { B, d, n });
-    const encoder = gpu.device.createCommandEncoder();
-    encodeGemmTextureCopies(encoder, tex, bufs);
-    gpu.device.queue.submit([encoder.finish()]);
+    const { bufs, tex } = gemmInputs(gpu, { xs, encW, bDec }, { B, d, n });
     const rowOffset = Math.floor(B / 3), rows = B - rowOffset;
     const pre = createStorage(gpu, rows * n * 4, "pre");
     await runOps(
@@ -297,40 +307,20 @@ Deno.test("the subgroup GEMM generated at other blocks and steps per iteration (
   const kernelsDir = new URL("../../kernels/", import.meta.url).pathname;
   // d = 128: 32 steps of 4, so J = 2 and 4 loop over 16 and 8 iterations; B and n leave every
   // block partly out of range.
-  const B = 37, d = 128, n = 50, WG = 16;
+  const B = 37, d = 128, n = 50;
   const xs = randn(B * d, 3), encW = randn(n * d, 4).map((v) => v / 8);
   const bDec = randn(d, 5).map((v) => 0.1 * v);
   const want = encodeTwin(xs, encW, bDec, B, d, n);
-  const bufs = {
-    xs: uploadStorage(gpu, xs, "xs"),
-    encW: uploadStorage(gpu, encW, "encW"),
-    bDec: uploadStorage(gpu, bDec, "bDec"),
-  };
-  const tex = createGemmTextures(gpu, { B, d, n });
-  const encoder = gpu.device.createCommandEncoder();
-  encodeGemmTextureCopies(encoder, tex, bufs);
-  gpu.device.queue.submit([encoder.finish()]);
+  const { bufs, tex } = gemmInputs(gpu, { xs, encW, bDec }, { B, d, n });
   const pre = createStorage(gpu, B * n * 4, "pre");
   for (const [R, C, J] of [[2, 16, 2], [3, 8, 4], [1, 24, 1]]) {
     const path = `${dir}/sg_${R}x${C}x${J}.wgsl`;
     await Deno.writeTextFile(path, encoderGemmSgBlockWgsl(R, C, J));
-    await runOps(gpu, [{
-      kernel: {
-        file: relative(kernelsDir, path),
-        entry: "gemm_block4_tex_sg",
-        constants: { WG, CMAX: 0, PRE_OUT: 0 },
-      },
-      buffers: [
-        matrixTextureView(tex.xs),
-        matrixTextureView(tex.encW),
-        bufs.bDec,
-        pre,
-        sharedUniforms(gpu, { rows: B, d, n, rowOffset: 0 }),
-        placeholderBuffer(gpu, "write"),
-        placeholderTexture(gpu, "storage"),
-      ],
-      workgroups: [Math.ceil(n / C), Math.ceil(B / (WG * R))],
-    }], `subgroup GEMM ${R}x${C}x${J}`);
+    await runOps(
+      gpu,
+      [sgBlockOp(gpu, tex, { bDec: bufs.bDec, pre }, { file: relative(kernelsDir, path), R, C })],
+      `subgroup GEMM ${R}x${C}x${J}`,
+    );
     assertClose(await readF32(gpu, pre, B * n), want, {
       atol: 1e-4,
       rtol: 1e-4,

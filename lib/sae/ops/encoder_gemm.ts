@@ -341,3 +341,34 @@ export function textureGemmOp(
     workgroups: [Math.ceil(n / tile.cols), Math.ceil(rows / tile.rows)],
   }];
 }
+
+/**
+ * The dispatch of a subgroup texture GEMM module generated at another block (R rows × C features
+ * per invocation, `encoderGemmSgBlockWgsl`) and written to `file` (a path relative to kernels/),
+ * over every row of `tex`: for bench/gemm_block_probe.ts and its test.
+ */
+export function sgBlockOp(
+  gpu: Gpu,
+  tex: GemmTextures,
+  buffers: { bDec: GPUBuffer; pre: GPUBuffer },
+  block: { file: string; R: number; C: number },
+): Dispatch {
+  const { B: rows, d, n } = tex;
+  return {
+    kernel: {
+      file: block.file,
+      entry: "gemm_block4_tex_sg",
+      constants: { WG: BLOCK_WG, CMAX: 0, PRE_OUT: 0 },
+    },
+    buffers: [
+      matrixTextureView(tex.xs),
+      matrixTextureView(tex.encW),
+      buffers.bDec,
+      buffers.pre,
+      sharedUniforms(gpu, { rows, d, n, rowOffset: 0 }),
+      placeholderBuffer(gpu, "write"),
+      placeholderTexture(gpu, "storage"),
+    ],
+    workgroups: [Math.ceil(n / block.C), Math.ceil(rows / (BLOCK_WG * block.R))],
+  };
+}
