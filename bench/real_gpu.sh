@@ -6,8 +6,9 @@
 # 1. the GPU-facing tests (every kernel against its TypeScript twin, whole engine steps against the
 #    reference engine) on this machine's adapter: a real GPU runs workgroups truly in parallel and
 #    catches races a software adapter hides;
-# 2. bench/train_step.ts with --profile (AuxK 256, then AuxK off), then --back-to-back with 0, 2 and
-#    4 steps ahead (AuxK 256 and off), and bench/encoder_gemm_bench.ts;
+# 2. bench/train_step.ts with --profile --back-to-back (phases at working clocks; AuxK 256 at 5 %
+#    dead, then AuxK off), then --back-to-back with 0, 2 and 4 steps ahead (AuxK 256 and off), and
+#    bench/encoder_gemm_bench.ts;
 #    and (part "dense") the dense AuxK path on storage GEMMs (--dense-aux) against the sparse path
 #    GPUs take by default, at 5 % dead; (part "presets") the Tree SAE and Matryoshka at 5 % dead;
 # 3. bench/torch_train_step.py, the PyTorch twin of the step, when python3 has torch.
@@ -15,7 +16,7 @@
 # has its own time limit so one hang cannot eat the others; logs go to LOG_DIR, a summary to stdout.
 # PARTS picks the parts to run (default: "tests wait step noaux b2b dense presets gemm torch"), to
 # fit a short lease; "wait" is bench/readback_wait.ts (how long mapAsync and submit hold the host
-# while the GPU works).
+# while the GPU works). TESTS_LIMIT is the tests' time limit in seconds (default 300).
 set -u
 parts=" ${PARTS:-tests wait step noaux b2b dense presets gemm torch} "
 want() { [[ $parts == *" $1 "* ]]; }
@@ -53,7 +54,7 @@ for f in tests/{gpu,sae,tree,train,eval}/*_test.ts tests/lm/kernels_test.ts; do
 done
 if want tests; then
   echo "== ${#tests[@]} test files"
-  part tests 240 "$deno" test -A --no-check --node-modules-dir=none "${tests[@]}"
+  part tests "${TESTS_LIMIT:-300}" "$deno" test -A --no-check --node-modules-dir=none "${tests[@]}"
   grep -E "^(ok|FAILED) \||=> |error:" "$out/tests.log" | tail -n 25
 fi
 # SM clock and power once a second during the benchmarks (NVIDIA only), to read the clocks the steps ran at.
@@ -67,11 +68,11 @@ if want wait; then
   cat "$out/readback_wait.log"
 fi
 if want step; then
-  part train_step 150 "$deno" run -A bench/train_step.ts --profile --steps 5
+  part train_step 150 "$deno" run -A bench/train_step.ts --profile --back-to-back --steps 200 --dead-every 20
   cat "$out/train_step.log"
 fi
 if want noaux; then
-  part train_step_noaux 90 "$deno" run -A bench/train_step.ts --profile --steps 5 --aux-k 0
+  part train_step_noaux 90 "$deno" run -A bench/train_step.ts --profile --back-to-back --steps 200 --aux-k 0
   cat "$out/train_step_noaux.log"
 fi
 # Steps as the trainer runs them (2 or 4 ahead; 4 is its default), and one at a time: what keeping the GPU fed is

@@ -31,9 +31,10 @@
  * scaled down so that it stays dead and AuxK does its full work in every step (the last step's
  * dead fraction is printed), and how much of each step the host spent in `enqueueStep` and awaiting
  * statistics. `--profile` also prints the GPU time of each phase of the step (mean over the timed
- * steps): timestamp queries between phases on real GPUs; on software adapters, whose timestamps
- * lag their dispatches, each phase is submitted alone and timed by the host (a few ms of round
- * trip each). Results go in bench/README.md under
+ * steps; with `--back-to-back`, over 5 steps profiled after the timed run, each submitted behind 19
+ * others so that a real GPU runs it at working clocks): timestamp queries between phases on real
+ * GPUs; on software adapters, whose timestamps lag their dispatches, each phase is submitted alone
+ * and timed by the host (a few ms of round trip each). Results go in bench/README.md under
  * "Training step".
  */
 import { helpFromHeader } from "./_help.ts";
@@ -73,6 +74,9 @@ const DEAD_ROW_SCALE = 0.01;
 const GEMM_PASS_MS = 100;
 /** GEMM timing: GPU time over which passes continue, so that a real GPU reaches working clocks. */
 const GEMM_TIMING_MS = 1000;
+/** `--profile --back-to-back`: steps profiled after the timed run, and unprofiled steps queued before each. */
+const PROFILE_STEPS = 5;
+const PROFILE_BEHIND = 19;
 
 const { values } = parseArgs({
   options: {
@@ -121,6 +125,38 @@ function makeBatch(seed: number): Float32Array {
     x[i] = (s / 2 ** 32 - 0.5) * 4;
   }
   return x;
+}
+
+/**
+ * `--profile --back-to-back`: PROFILE_STEPS profiled steps, each submitted behind PROFILE_BEHIND
+ * unprofiled ones kept `ahead` in flight, so the GPU runs it at the clocks of a training run (a
+ * profiled step drains the queue; alone, after an upload, a real GPU ran it at idle clocks).
+ * Adds each phase's mean to `phases`; returns the number of steps profiled.
+ */
+async function profileBehind(
+  engine: GpuEngine,
+  batches: Float32Array[],
+  B: number,
+  ahead: number,
+  phases: Map<string, number>,
+): Promise<number> {
+  let j = 0;
+  const next = () => batches[j++ % batches.length];
+  for (let r = 0; r < PROFILE_STEPS; r++) {
+    const queue: StepTicket[] = [];
+    for (let i = 0; i < PROFILE_BEHIND; i++) {
+      queue.push(await engine.enqueueStep(next(), B));
+      while (queue.length && (queue.length > ahead || queue[0].ready)) await queue.shift()!.stats();
+    }
+    engine.setProfile(true);
+    await engine.enqueueStep(next(), B);
+    engine.setProfile(false);
+    for (const [label, ms] of engine.lastProfile ?? []) {
+      phases.set(label, (phases.get(label) ?? 0) + ms / PROFILE_STEPS);
+    }
+    while (queue.length) await queue.shift()!.stats();
+  }
+  return PROFILE_STEPS;
 }
 
 /** Time the encoder GEMM over the batch; returns [best ms, kernel entry point]. */
@@ -206,7 +242,8 @@ for (const n of widths) {
   const gflops = (2 * B * D * n) / (ms / 1000) / 1e9;
   const engine = await GpuEngine.create(config, state, {
     gpu,
-    profile: values.profile,
+    // Back to back, only the profiled steps after the timed run are profiled (profileBehind).
+    profile: values.profile && !values["back-to-back"],
     ...(values["sparse-aux"] ? { denseAux: false } : values["dense-aux"] ? { denseAux: true } : {}),
   });
   const phases = new Map<string, number>();
@@ -224,12 +261,17 @@ for (const n of widths) {
   let dead = 0;
   // --back-to-back: time spent in enqueueStep (recording and submitting) and awaiting statistics.
   let hostMs = 0, waitMs = 0;
+  // --back-to-back: enqueueStep's host time by part (GpuEngine.hostMs), ms per step.
+  let parts = "";
+  // Steps the phase means are over.
+  let profiled = steps;
   const batches = Array.from({ length: steps }, (_, s) => makeBatch(2 + s));
   if (values["back-to-back"]) {
     // As the trainer runs them: `ahead` later steps are submitted before a step's statistics are awaited.
     await engine.writeState(st);
     if (!gpu.isFallback) { for (let w = 0; w < 2; w++) await engine.encode(batches[0], B); }
     await gpu.device.queue.onSubmittedWorkDone();
+    const h0 = { ...engine.hostMs };
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     const queue: StepTicket[] = [];
@@ -249,10 +291,15 @@ for (const n of widths) {
     waitMs += performance.now() - w0;
     total = performance.now() - t0;
     best = total / steps;
+    const h = engine.hostMs;
+    parts = `record ${((h.record - h0.record) / steps).toFixed(1)}, readbacks ${
+      ((h.readbacks - h0.readbacks) / steps).toFixed(1)
+    }, submit ${((h.submit - h0.submit) / steps).toFixed(1)}`;
     const c = process.cpuUsage(c0);
     cpu = (c.user + c.system) / 1e6;
     aux = last!.auxLoss[0];
     dead = last!.deadFraction[0];
+    if (values.profile) profiled = await profileBehind(engine, batches, B, ahead, phases);
   }
   for (let s = 0; s < steps && !values["back-to-back"]; s++) {
     await engine.writeState(st);
@@ -296,14 +343,16 @@ for (const n of widths) {
   );
   if (values["back-to-back"]) {
     console.log(
-      `  per step: ${(hostMs / steps).toFixed(1)} ms in enqueueStep (record + submit), ` +
+      `  per step: ${(hostMs / steps).toFixed(1)} ms in enqueueStep (${parts}), ` +
         `${(waitMs / steps).toFixed(1)} ms awaiting statistics`,
     );
   }
   if (phases.size) {
     const gpuTotal = [...phases.values()].reduce((a, b) => a + b, 0);
     console.log(
-      `  GPU time per phase (mean of ${steps} steps, ${
+      `  GPU time per phase (mean of ${profiled} steps${
+        values["back-to-back"] ? `, each behind ${PROFILE_BEHIND} back-to-back steps` : ""
+      }, ${
         defaultPhaseTiming(gpu) === "wall" ? "wall time per submitted phase" : "GPU timestamps"
       }; all phases ${gpuTotal.toFixed(1)} ms):`,
     );

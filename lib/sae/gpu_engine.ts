@@ -112,7 +112,7 @@ import {
   type PreChunk,
 } from "./ops/batch_topk.ts";
 import { ArborError } from "../errors.ts";
-import { PhaseTimer, type PhaseTiming } from "../gpu/phase_timer.ts";
+import { defaultPhaseTiming, PhaseTimer, type PhaseTiming } from "../gpu/phase_timer.ts";
 
 /** Options of `GpuEngine.create`. */
 export interface GpuEngineOptions {
@@ -132,8 +132,8 @@ export interface GpuEngineOptions {
   auxBlockBytes?: number;
   /**
    * AuxK's decode and gradient rows by dense products when few features are dead (./ops/aux_dense.ts):
-   * default on software adapters only (texture GEMMs); true also on GPUs (storage GEMMs; not yet
-   * timed against the sparse path there, bench/README.md); false keeps the sparse path everywhere.
+   * default on software adapters only (texture GEMMs); true also on GPUs (storage GEMMs: slower
+   * than the sparse path on an H200, bench/README.md); false keeps the sparse path everywhere.
    */
   denseAux?: boolean;
 }
@@ -245,6 +245,12 @@ export class GpuEngine implements SaeEngine {
   #unread: { step: number; start: () => void; cancel: () => void }[] = [];
   /** With `profile`: GPU milliseconds per phase of the last training step. */
   lastProfile?: Map<string, number>;
+  /**
+   * Host milliseconds spent in `enqueueStep`'s submits since the engine was made: recording the
+   * commands, starting earlier steps' readbacks (Deno's mapAsync holds the host until the GPU has
+   * done all submitted work) and `queue.submit`.
+   */
+  readonly hostMs: HostTimes = { record: 0, readbacks: 0, submit: 0 };
   /** Software adapters (d % 64 = 0, no explicit GEMM variant): decW's texture mirror. */
   #decTex?: MatrixTexture;
   /** tree on software adapters: the parents' texture mirror the gated selections read. */
@@ -419,11 +425,25 @@ export class GpuEngine implements SaeEngine {
     this.#threshold = s.threshold;
   }
 
+  /**
+   * Profile the steps enqueued from now on as the `profile` option does (`false` stops). A
+   * profiled step waits for its own statistics before `enqueueStep` returns, so a caller that
+   * keeps steps in flight profiles one now and then, behind steps already queued: the GPU then
+   * runs it at working clocks (bench/train_step.ts `--profile --back-to-back`).
+   */
+  setProfile(profile: boolean | PhaseTiming) {
+    this.#opts = { ...this.#opts, profile };
+  }
+
   /** The phase timer when profiling (created on first use), else undefined. */
   #timer(): PhaseTimer | undefined {
     if (!this.#opts.profile) return undefined;
-    const timing = this.#opts.profile === true ? undefined : this.#opts.profile;
-    return this.#phaseTimer ??= new PhaseTimer(this.#gpu, timing);
+    const timing = this.#opts.profile === true ? defaultPhaseTiming(this.#gpu) : this.#opts.profile;
+    if (this.#phaseTimer?.timing !== timing) {
+      this.#phaseTimer?.destroy();
+      this.#phaseTimer = new PhaseTimer(this.#gpu, timing);
+    }
+    return this.#phaseTimer;
   }
 
   /** One optimiser step on x [B, d]: everything on the GPU in one submit, one readback. */
@@ -532,6 +552,7 @@ export class GpuEngine implements SaeEngine {
       gpu,
       bb.checked ? undefined : "SAE training step",
       () => this.#startReadbacks(),
+      this.hostMs,
     );
     bb.checked = true;
     this.#unread.push({ step: t, start: readback.start, cancel: readback.cancel });
@@ -1306,6 +1327,13 @@ function scalLength(L: number, A: number): number {
   return lossTermCount(L, A);
 }
 
+/** Host milliseconds of a step's submit, by part (`GpuEngine.hostMs`). */
+export interface HostTimes {
+  record: number;
+  readbacks: number;
+  submit: number;
+}
+
 /**
  * One submit's GPU work in order: kernel dispatches and other encoder commands
  * (clears, copies, the backward pass). `submit` compiles, records into one command encoder,
@@ -1340,13 +1368,14 @@ class Recording {
 
   /**
    * Record everything into one encoder and submit; inside error scopes named `label` if given.
-   * `beforeSubmit` runs between recording and submitting.
+   * `beforeSubmit` runs between recording and submitting; `times` gathers the host's time in each.
    */
-  async submit(gpu: Gpu, label?: string, beforeSubmit?: () => void) {
+  async submit(gpu: Gpu, label?: string, beforeSubmit?: () => void, times?: HostTimes) {
     const dispatches = this.#items.filter((x): x is Dispatch => typeof x !== "function");
     const pipelines = new Map<Dispatch, GPUComputePipeline>();
     for (const d of dispatches) pipelines.set(d, await getPipeline(gpu, d.kernel));
     const record = () => {
+      const t0 = performance.now();
       let encoder = gpu.device.createCommandEncoder({ label: label ?? "SAE step" });
       let run: Dispatch[] = [];
       const flush = () => {
@@ -1361,9 +1390,16 @@ class Recording {
       }
       flush();
       const commands = encoder.finish();
+      const t1 = performance.now();
       beforeSubmit?.();
+      const t2 = performance.now();
       if (this.timer) return this.timer.submit(commands);
       gpu.device.queue.submit([commands]);
+      if (times) {
+        times.record += t1 - t0;
+        times.readbacks += t2 - t1;
+        times.submit += performance.now() - t2;
+      }
     };
     // A wall-clock timer submits its phases one at a time: awaited after the error scopes, which
     // hold its first submit.

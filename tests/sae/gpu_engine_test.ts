@@ -556,6 +556,48 @@ for (const timing of ["wall", "timestamps"] as const) {
   });
 }
 
+Deno.test("GpuEngine setProfile profiles only the steps enqueued while on, behind steps in flight; hostMs gathers the submits' host time", async () => {
+  const gpu = await testGpu();
+  const config = makeConfig(CONFIGS[0][1]);
+  const start = stateWithDead(config);
+  const plain = await GpuEngine.create(config, start, { gpu });
+  const eng = await GpuEngine.create(config, start, { gpu });
+  try {
+    const xs = [1, 2, 3, 4].map((i) => batch(41, D, 60 + i));
+    const want: StepStats[] = [];
+    for (const x of xs) want.push(await plain.step(x, 41));
+    const first = await eng.enqueueStep(xs[0], 41);
+    assert.equal(eng.lastProfile, undefined);
+    assert.ok(eng.hostMs.record > 0 && eng.hostMs.submit > 0, "host time of the first submit");
+    eng.setProfile("wall");
+    const second = await eng.enqueueStep(xs[1], 41);
+    assert.ok(
+      first.ready && second.ready,
+      "a profiled step returns with its and earlier statistics in",
+    );
+    const wall = eng.lastProfile!;
+    assert.ok(wall.has("encoder GEMM") && wall.has("dead tracking"), `${[...wall.keys()]}`);
+    eng.setProfile(false);
+    const third = await eng.enqueueStep(xs[2], 41);
+    await third.stats();
+    assert.equal(eng.lastProfile, wall, "an unprofiled step leaves the last profile as it was");
+    eng.setProfile("timestamps");
+    const fourth = await eng.enqueueStep(xs[3], 41);
+    // Read through a fresh reference: assert.equal above narrowed eng.lastProfile's type.
+    const stamped = (eng as { lastProfile?: Map<string, number> }).lastProfile!;
+    assert.notEqual(stamped, wall);
+    assert.deepEqual([...stamped.keys()], [...wall.keys()]);
+    const got = await Promise.all([first, second, third, fourth].map((t) => t.stats()));
+    got.forEach((g, i) => assert.deepEqual(g, want[i], `step ${i + 1} stats`));
+    const [a, b] = [await eng.readState(), await plain.readState()];
+    assert.deepEqual(a.encW, b.encW);
+    assert.deepEqual(a.decW, b.decW);
+  } finally {
+    plain.destroy();
+    eng.destroy();
+  }
+});
+
 Deno.test("GpuEngine enqueueStep: steps in flight give the same stats and weights as one at a time", async () => {
   const gpu = await testGpu();
   // deadTokens 64 with batches of 41 rows: features die and revive from step to step, so the
