@@ -12,7 +12,7 @@ import {
   type SaeConfig,
 } from "../lib/sae/config.ts";
 import type { SaeState } from "../lib/sae/engine.ts";
-import { storeSource } from "../lib/train/batch_source.ts";
+import { workerStoreSource } from "../lib/train/worker_source.ts";
 import {
   type CheckpointInfo,
   loadCheckpoint,
@@ -479,11 +479,13 @@ export async function runTrain(
   }
   info.data = data;
   const batch = progress?.batchSize ?? plan.batch!;
-  const source = await storeSource(data, {
+  // Read ahead on another thread: the GPU engine's steps are shorter than reading a batch.
+  const source = await workerStoreSource(data, {
     batchSize: batch,
     seed: config!.seed,
     expectDIn: state ? config!.dIn : undefined,
     cursor: progress?.cursor ?? undefined,
+    notice: say,
   });
   const hook = source.provenance.hook;
   if (typeof hook === "string") info.hook_name = hook;

@@ -80,6 +80,17 @@ export interface EncodeResult {
 }
 
 /**
+ * A training batch's rows, row-major [B, d]: f32 values, or f16 as the activation store holds
+ * them. Engines with `enqueueStep` take either (the GPU engine widens f16 on the GPU).
+ */
+export type BatchValues = Float32Array | Float16Array;
+
+/** f32 values of a batch (f16 widened on the host; f32 returned as is). */
+export function batchValuesF32(x: BatchValues): Float32Array {
+  return x instanceof Float32Array ? x : new Float32Array(x);
+}
+
+/**
  * An SAE engine. Batches are raw activations x [B, d] (row-major f32); the engine
  * standardises per token. The first step (state.step = 0) sets bDec to the geometric
  * median of the standardised batch before the forward pass.
@@ -96,7 +107,7 @@ export interface SaeEngine {
    * enqueue the next before this one's statistics arrive (same weights as `step`). Callers await
    * each call before the next; the engine's other methods wait for the steps in flight.
    */
-  enqueueStep?(x: Float32Array, B: number): Promise<StepTicket>;
+  enqueueStep?(x: BatchValues, B: number): Promise<StepTicket>;
   /** Inference codes for x [B, d] (batchtopk: threshold θ; tree: gated). */
   encode(x: Float32Array, B: number): Promise<EncodeResult>;
   /** Inference reconstruction of x [B, d] in the raw (unstandardised) space. */

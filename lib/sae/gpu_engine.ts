@@ -12,6 +12,8 @@
 import type { SaeConfig } from "./config.ts";
 import { layerOffsets, numFeatures, numLevels, slotsPerRow } from "./config.ts";
 import {
+  type BatchValues,
+  batchValuesF32,
   checkStateShapes,
   cloneState,
   type EncodeResult,
@@ -32,6 +34,7 @@ import {
 import type { Gpu } from "../gpu/device.ts";
 import { getGpu } from "../gpu/device.ts";
 import { createStorage, readF32, readU32, writeBuffer } from "../gpu/buffer.ts";
+import { unpackF16Op } from "../gpu/unpack_f16.ts";
 import { type Dispatch, encodeDispatches, getPipeline, withErrorScope } from "../gpu/kernel.ts";
 import { releaseUniforms } from "./ops/grid.ts";
 import { SparseBackward } from "./ops/backward.ts";
@@ -156,6 +159,8 @@ interface BatchBuffers {
   B: number;
   chunkRows: number;
   x: GPUBuffer;
+  /** [B·d] f16 batch as uploaded, widened into x on the GPU (made by the first f16 batch). */
+  xHalf?: GPUBuffer;
   xs: GPUBuffer;
   mean: GPUBuffer;
   std: GPUBuffer;
@@ -447,7 +452,7 @@ export class GpuEngine implements SaeEngine {
   }
 
   /** One optimiser step on x [B, d]: everything on the GPU in one submit, one readback. */
-  async step(x: Float32Array, B: number): Promise<StepStats> {
+  async step(x: BatchValues, B: number): Promise<StepStats> {
     return await (await this.enqueueStep(x, B)).stats();
   }
 
@@ -458,7 +463,7 @@ export class GpuEngine implements SaeEngine {
    * Await each `enqueueStep` before calling it again; every other method first waits for the
    * steps in flight. The weights are the same as with `step` one at a time.
    */
-  async enqueueStep(x: Float32Array, B: number): Promise<StepTicket> {
+  async enqueueStep(x: BatchValues, B: number): Promise<StepTicket> {
     if (this.#recording) {
       throw new ArborError(
         "GpuEngine: a step is being recorded; await enqueueStep before the next",
@@ -472,16 +477,22 @@ export class GpuEngine implements SaeEngine {
     }
   }
 
-  async #enqueue(x: Float32Array, B: number): Promise<StepTicket> {
+  async #enqueue(x: BatchValues, B: number): Promise<StepTicket> {
     checkBatch(x, B, this.#d);
     const gpu = this.#gpu;
     if (this.#step === 0) {
       // b_dec init (DESIGN §4): geometric median of the first standardised batch, on the host.
-      const { xs } = standardize(x, B, this.#d);
+      const { xs } = standardize(batchValuesF32(x), B, this.#d);
       writeBuffer(gpu, this.#p.bias.param, geometricMedian(xs, B, this.#d));
     }
     const bb = await this.#batchBuffers(B);
-    writeBuffer(gpu, bb.x, x);
+    // f16 batches go up as they are (half the bytes) and are widened on the GPU: widening on the
+    // host cost more than a whole step on an H200 (lib/train/batch_source.ts).
+    const half = x instanceof Float16Array;
+    if (half) {
+      bb.xHalf ??= createStorage(gpu, Math.ceil(B * this.#d / 2) * 4, "batch x (f16)");
+      writeBuffer(gpu, bb.xHalf, x);
+    } else writeBuffer(gpu, bb.x, x);
     const deadBound = this.#deadBounds();
     const kAux = deadBound.map((c) => Math.min(this.config.auxK, c));
     const n = this.#n;
@@ -503,6 +514,7 @@ export class GpuEngine implements SaeEngine {
         }),
       );
     } else rec.command((enc) => enc.clearBuffer(bb.dead));
+    if (half) rec.push(unpackF16Op(gpu, bb.xHalf!, bb.x, B * d));
     rec.push(...standardizeOp(gpu, { x: bb.x, xs: bb.xs, mean: bb.mean, std: bb.std }, { B, d }));
     rec.mark("standardize");
     this.#forward(rec, bb, "train", kAux, deadBound);
@@ -1278,6 +1290,7 @@ export class GpuEngine implements SaeEngine {
     const b = this.#batch;
     if (!b) return;
     b.backward.destroy();
+    b.xHalf?.destroy();
     for (
       const buf of [
         b.x,

@@ -220,7 +220,7 @@ export class ReferenceEngine implements SaeEngine {
 }
 
 /** Reject a batch whose length does not match B·d (a bug in the caller, named clearly). */
-export function checkBatch(x: Float32Array, B: number, d: number) {
+export function checkBatch(x: { length: number }, B: number, d: number) {
   if (!(Number.isInteger(B) && B >= 1) || x.length !== B * d) {
     throw new ArborError(`SAE batch: got ${x.length} floats for B = ${B} rows of d_in = ${d}`);
   }

@@ -144,13 +144,17 @@ export class ActivationReader {
     return rows * this.rowBytes + (withTokens ? rows * TOKEN_ROW_BYTES : 0);
   }
 
-  /** Read shard `i` (and its token file unless `withTokens` is false), verifying size and checksum. */
-  async loadShard(i: number, withTokens = this.hasTokens): Promise<LoadedShard> {
+  /**
+   * Read shard `i` (and its token file unless `withTokens` is false), verifying size and checksum;
+   * into the start of `into` when it is large enough (a consumed shard's buffer, recycled).
+   */
+  async loadShard(i: number, withTokens = this.hasTokens, into?: Uint8Array): Promise<LoadedShard> {
     const s = this.manifest.shards[i];
     const bytes = await readChecked(
       join(this.dir, s.file),
       s.tokens * this.rowBytes,
       this.#verify ? s.checksum : null,
+      into,
     );
     let tokens: Uint32Array | null = null;
     if (withTokens && s.tokens_file) {
@@ -222,6 +226,7 @@ async function readChecked(
   path: string,
   want: number,
   checksum: string | null,
+  into?: Uint8Array,
 ): Promise<Uint8Array> {
   let file: Deno.FsFile;
   try {
@@ -235,8 +240,9 @@ async function readChecked(
     throw new DataError(`${path}: cannot read (${(e as Error).message}); check permissions`);
   }
   // One buffer of the known size filled by large reads: ~1.4× faster than Deno.readFile,
-  // which grows its buffer as it goes.
-  const bytes = new Uint8Array(want);
+  // which grows its buffer as it goes. A recycled buffer (`into`) is faster again: a fresh one's
+  // pages are faulted in as the read fills them (a 64 MiB shard: 95–104 against 44–48 ms).
+  const bytes = into && into.length >= want ? into.subarray(0, want) : new Uint8Array(want);
   let size: number;
   try {
     size = (await file.stat()).size;
@@ -270,9 +276,14 @@ async function readChecked(
 
 /** A batch's rows as f32 on the host (widens f16; returns f32 data as is). */
 export function batchF32(batch: Batch): Float32Array {
-  if (batch.x instanceof Float32Array) return batch.x;
+  const x = batchValues(batch);
+  return x instanceof Float32Array ? x : new Float32Array(x);
+}
+
+/** A batch's rows as numbers without copying: f32 as is, f16 bits viewed as a Float16Array. */
+export function batchValues(batch: Batch): Float32Array | Float16Array {
   const x = batch.x;
-  return new Float32Array(new Float16Array(x.buffer, x.byteOffset, x.length));
+  return x instanceof Float32Array ? x : new Float16Array(x.buffer, x.byteOffset, x.length);
 }
 
 /**

@@ -7,8 +7,8 @@
  */
 import { join } from "node:path";
 import { ArborError, DataError } from "../errors.ts";
-import type { SaeEngine, StepStats, StepTicket } from "../sae/engine.ts";
-import type { BatchSource, SourceBatch } from "./batch_source.ts";
+import { batchValuesF32, type SaeEngine, type StepStats, type StepTicket } from "../sae/engine.ts";
+import { type BatchSource, firstNonFinite, type SourceBatch } from "./batch_source.ts";
 import { type CheckpointInfo, saveCheckpoint, type TrainerProgress } from "./checkpoint.ts";
 
 /** File (in the output folder) that receives one JSON object per log line. */
@@ -261,9 +261,10 @@ class Run {
     let ticket: StepTicket;
     if (engine.enqueueStep) ticket = await engine.enqueueStep(batch.x, batch.rows);
     else {
-      const done = Promise.resolve(await engine.step(batch.x, batch.rows));
+      const done = Promise.resolve(await engine.step(batchValuesF32(batch.x), batch.rows));
       ticket = { stats: () => done, ready: true };
     }
+    batch.release?.(); // uploaded (or used) by now
     this.#queuedSteps++;
     this.#queuedTokens += batch.rows;
     return { batch, step: this.#step + this.#queuedSteps, ticket };
@@ -415,18 +416,16 @@ class Run {
 /** Reject NaN/±Inf in a batch, naming the source and the token position. */
 export function checkFinite(batch: SourceBatch, name: string, tokensBefore: number) {
   const x = batch.x;
-  for (let i = 0; i < x.length; i++) {
-    if (!Number.isFinite(x[i])) {
-      const d = x.length / batch.rows;
-      const row = Math.floor(i / d);
-      throw new DataError(
-        `${name}: non-finite value ${x[i]} in the training data (token ${
-          tokensBefore + row
-        } of the run, ` +
-          `column ${i % d}); clean or re-extract the activations`,
-      );
-    }
-  }
+  const i = batch.nonFinite ?? firstNonFinite(x);
+  if (i < 0) return;
+  const d = x.length / batch.rows;
+  const row = Math.floor(i / d);
+  throw new DataError(
+    `${name}: non-finite value ${x[i]} in the training data (token ${
+      tokensBefore + row
+    } of the run, ` +
+      `column ${i % d}); clean or re-extract the activations`,
+  );
 }
 
 function stdoutSink(): ProgressSink {

@@ -598,6 +598,36 @@ Deno.test("GpuEngine setProfile profiles only the steps enqueued while on, behin
   }
 });
 
+Deno.test("GpuEngine takes f16 batches (widened on the GPU): the same stats and weights as their f32 values", async () => {
+  const gpu = await testGpu();
+  // d = 25 with 41 rows: an odd number of f16 values (the upload's last word half used).
+  const cases: [SaeConfigInput, number[]][] = [
+    [{ ...CONFIGS[0][1], dIn: 25 }, [41, 41, 30]],
+    [CONFIGS[3][1], [29, 29]],
+  ];
+  for (const [input, sizes] of cases) {
+    const config = makeConfig(input);
+    const start = stateWithDead(config);
+    const wide = await GpuEngine.create(config, start, { gpu });
+    const half = await GpuEngine.create(config, start, { gpu });
+    try {
+      for (let i = 0; i < sizes.length; i++) {
+        const x16 = new Float16Array(batch(sizes[i], config.dIn, 70 + i));
+        const want = await wide.step(new Float32Array(x16), sizes[i]);
+        const got = await half.step(x16, sizes[i]);
+        assert.deepEqual(got, want, `${config.arch} step ${i + 1} stats`);
+      }
+      const [a, b] = [await half.readState(), await wide.readState()];
+      assert.deepEqual(a.bDec, b.bDec, "b_dec (set from the first batch)");
+      assert.deepEqual(a.encW, b.encW);
+      assert.deepEqual(a.decW, b.decW);
+    } finally {
+      wide.destroy();
+      half.destroy();
+    }
+  }
+});
+
 Deno.test("GpuEngine enqueueStep: steps in flight give the same stats and weights as one at a time", async () => {
   const gpu = await testGpu();
   // deadTokens 64 with batches of 41 rows: features die and revive from step to step, so the

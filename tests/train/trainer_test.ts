@@ -5,10 +5,13 @@ import { randn } from "../_util.ts";
 import { makeConfig, type SaeConfig } from "../../lib/sae/config.ts";
 import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
 import { GpuEngine } from "../../lib/sae/gpu_engine.ts";
-import { arraySource } from "../../lib/train/batch_source.ts";
+import { arraySource, storeSource } from "../../lib/train/batch_source.ts";
+import { ActivationWriter } from "../../lib/store/writer.ts";
+import { ActivationReader, batchF32 } from "../../lib/store/reader.ts";
 import { treeTrainerHook } from "../../lib/tree/trainer_hook.ts";
 import { loadCheckpoint } from "../../lib/train/checkpoint.ts";
 import {
+  checkFinite,
   DEFAULT_STEPS_AHEAD,
   formatDuration,
   type ProgressSink,
@@ -164,6 +167,71 @@ Deno.test("NaN in the data: clear error naming the source and token, no checkpoi
       /acts\/: non-finite value NaN in the training data \(token 19 of the run, column 1\)/,
     );
     assert.ok(![...Deno.readDirSync(dir)].some((e) => e.name.endsWith(".safetensors")));
+  });
+});
+
+Deno.test("checkFinite reads exponent bits: NaN and ±Inf found in f32 and f16 batches, finite extremes pass", () => {
+  const rows = 2, d = 3;
+  const finite32 = [3.4e38, -3.4e38, 1e-45, -0, 0, 1];
+  const finite16 = [65504, -65504, 6e-8, -0, 0, 1];
+  for (
+    const [name, make, finite] of [
+      ["f32", (v: number[]) => new Float32Array(v), finite32],
+      ["f16", (v: number[]) => new Float16Array(v), finite16],
+    ] as const
+  ) {
+    checkFinite({ x: make(finite), rows, cursor: null }, "data/", 0);
+    for (const [bad, at] of [[NaN, 4], [Infinity, 0], [-Infinity, 5]]) {
+      const v = [...finite];
+      v[at] = bad;
+      assert.throws(
+        () => checkFinite({ x: make(v), rows, cursor: null }, "data/", 10),
+        new RegExp(
+          `data/: non-finite value ${bad} in the training data \\(token ${
+            10 + Math.floor(at / d)
+          } ` +
+            `of the run, column ${at % d}\\)`,
+        ),
+        `${name}: ${bad} at ${at}`,
+      );
+    }
+  }
+});
+
+Deno.test("checkFinite on f16: an odd count's last value and a view at an odd offset are read too", () => {
+  const odd = new Float16Array([1, 2, 3, 4, 5, 6, NaN]);
+  assert.throws(() => checkFinite({ x: odd, rows: 1, cursor: null }, "d/", 0), /column 6\)/);
+  const shifted = new Float16Array(new Float16Array([0, 1, 2, Infinity, 4]).buffer, 2, 4);
+  assert.throws(
+    () => checkFinite({ x: shifted, rows: 2, cursor: null }, "d/", 0),
+    /token 1 .*column 0\)/,
+  );
+  checkFinite(
+    { x: new Float16Array(new Float16Array([NaN, 1, 2]).buffer, 2, 2), rows: 1, cursor: null },
+    "d/",
+    0,
+  );
+});
+
+Deno.test("storeSource hands f16 stores' batches over as f16, the values the reader reads", async () => {
+  await withDir(async (dir) => {
+    const w = await ActivationWriter.create(dir, { dIn: D, dtype: "f16", provenance: {} });
+    await w.append(DATA);
+    await w.close();
+    const src = await storeSource(dir, { batchSize: B, seed: 3 });
+    const reader = await ActivationReader.open(dir);
+    const stream = reader.batches({ batchSize: B, order: "shuffle", seed: 3, epochs: Infinity });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const got = (await src.next())!;
+        const want = (await stream.nextBatch())!;
+        assert.ok(got.x instanceof Float16Array, "f16 as stored");
+        assert.deepEqual(new Float32Array(got.x), batchF32(want), `batch ${i}`);
+      }
+    } finally {
+      await src.close();
+      await stream.close();
+    }
   });
 });
 
