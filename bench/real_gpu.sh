@@ -11,20 +11,21 @@
 #    bench/encoder_gemm_bench.ts;
 #    and (part "dense") the dense AuxK path on storage GEMMs (--dense-aux) against the sparse path
 #    GPUs take by default, at 5 % dead; (part "presets") the Tree SAE and Matryoshka at 5 % dead;
+#    (part "train") `train` end to end on a synthetic f16 store;
 # 3. bench/torch_train_step.py, the PyTorch twin of the step, when python3 has torch.
 # DENO names the Deno binary (default: deno); DENO_WEBGPU_BACKEND defaults to vulkan. Each part
 # has its own time limit so one hang cannot eat the others; logs go to LOG_DIR, a summary to stdout.
-# PARTS picks the parts to run (default: "tests wait step noaux b2b dense presets gemm torch"), to
+# PARTS picks the parts to run (default: "tests wait step noaux b2b dense presets train gemm torch"), to
 # fit a short lease; "wait" is bench/readback_wait.ts (how long mapAsync and submit hold the host
 # while the GPU works). TESTS_LIMIT is the tests' time limit in seconds (default 300).
 set -u
-parts=" ${PARTS:-tests wait step noaux b2b dense presets gemm torch} "
+parts=" ${PARTS:-tests wait step noaux b2b dense presets train gemm torch} "
 want() { [[ $parts == *" $1 "* ]]; }
 for p in $parts; do
   case $p in
-    tests | wait | step | noaux | b2b | dense | presets | gemm | torch) ;;
+    tests | wait | step | noaux | b2b | dense | presets | train | gemm | torch) ;;
     *)
-      echo "bench/real_gpu.sh: unknown part '$p' in PARTS (known: tests wait step noaux b2b dense presets gemm torch)" >&2
+      echo "bench/real_gpu.sh: unknown part '$p' in PARTS (known: tests wait step noaux b2b dense presets train gemm torch)" >&2
       exit 2
       ;;
   esac
@@ -98,6 +99,22 @@ if want presets; then
     \"$deno\" run -A bench/train_step.ts --steps 200 --back-to-back --dead-every 20 --preset \$p; \
     done"
   grep -v '^adapter' "$out/presets.log"
+fi
+# The trainer end to end (`train` on an f16 store: the input read ahead in a worker, f16 batches
+# widened on the GPU): TopK at n = 24 576, k = 32, B = 4096, no feature dead yet (AuxK idle), 500
+# steps; the steady rate from metrics.jsonl (its tokens_per_s counts from the start, compile
+# included), to set against part "noaux"'s engine-only figure. The store stays in /tmp (630 MB).
+if want train; then
+  e2e=/tmp/arbor_e2e
+  part train_e2e 300 sh -c "\"$deno\" run -A cli/main.ts synth --out $e2e/data --d-in 768 --tokens 204800 \
+    --dtype f16 --overwrite -q && \"$deno\" run -A cli/main.ts train --data $e2e/data --out $e2e/run \
+    --arch topk --n-features 24576 --k 32 --max-tokens 2048000 --log-every 50 --checkpoint-every 0 \
+    --overwrite -q"
+  "$deno" eval 'const l = Deno.readTextFileSync(Deno.args[0]).trim().split("\n").map((x) => JSON.parse(x));
+    const [a, b] = [l[1], l.at(-1)];
+    const t = (r) => r.tokens / r.tokens_per_s;
+    console.log(`train end to end: steps ${a.step}..${b.step}: ${((b.tokens - a.tokens) / (t(b) - t(a))).toFixed(0)} tokens/s`);' \
+    "$e2e/run/metrics.jsonl" 2>&1 | tee -a "$out/train_e2e.log"
 fi
 if want gemm; then
   part encoder_gemm 120 "$deno" run -A bench/encoder_gemm_bench.ts --reps 3
