@@ -2,14 +2,15 @@
  * The activation store read ahead on another thread: `storeSource`'s batches (same rows, order
  * and cursors), read, shuffled and checked for NaN/±Inf in a Worker (./store_worker.ts) while
  * the trainer's thread records steps and waits for the GPU, which Deno's `mapAsync` does by
- * holding that thread. Read in the trainer's thread, a 4 096 × 768 f16 batch cost it ~19 ms per
- * step on this project's 2-core VM (shard reads, the shuffle's row copies, the NaN check: see
- * bench/README.md), more than an H200's whole step (11 ms).
+ * holding that thread. Read in the trainer's thread, a 4 096 × 768 f16 batch cost it 13–14 ms per
+ * step on this project's 2-core VM (shard reads, the shuffle's row copies, the NaN check;
+ * bench/train_input.ts), more than an H200's whole step (11 ms); read ahead, 2–3 ms.
  */
 import { ArborError, DataError, GpuError } from "../errors.ts";
 import {
   openStore,
   type SourceBatch,
+  storeFields,
   type StoreSource,
   storeSource,
   type StoreSourceOptions,
@@ -119,10 +120,7 @@ export async function workerStoreSource(
     return await inThread(`its worker did not start: ${how.crashed}`);
   }
   return {
-    dIn: reader.dIn,
-    name: dir,
-    totalTokens: reader.totalTokens,
-    provenance: reader.manifest.provenance,
+    ...storeFields(dir, reader),
     async next() {
       while (!items.length) await new Promise<void>((r) => waiting = r);
       const item = items[0];
@@ -130,7 +128,7 @@ export async function workerStoreSource(
       if (item === null) return null;
       if (item instanceof Error) throw item;
       items.shift();
-      worker.postMessage({ type: "take" });
+      if (!closed) worker.postMessage({ type: "take" });
       return item;
     },
     recycle,
