@@ -850,20 +850,9 @@ fn list_aux_candidates(t: u32, base: u32, o: u32, s: u32, k: u32) -> u32 {
   let c1 = min(s, (t + 1u) * chunk);
   var hits = 0u;
   for (var i = c0; i < c1; i++) { hits += select(0u, 1u, aux_key(AUX_PRE, base, o, i) >= T0); }
-  takeScan[t] = hits;
-  workgroupBarrier();
-  if (t == 0u) {
-    var run = 0u;
-    for (var j = 0u; j < WG; j++) {
-      let h = takeScan[j];
-      takeScan[j] = run;
-      run += h;
-    }
-    wgU = run;
-  }
+  var p = exclusive_prefix(t, hits);
   let C = workgroupUniformLoad(&wgU);
   if (C > MAX_C) { return 0xffffffffu; }
-  var p = takeScan[t];
   for (var i = c0; i < c1; i++) {
     let key = aux_key(AUX_PRE, base, o, i);
     if (key >= T0) {

@@ -282,7 +282,7 @@ export function textureGemmOp(
   sizes: { rows: number; rowOffset: number },
   block: TextureGemmBlock = textureGemmBlock(gpu, tex.n),
 ): Dispatch[] {
-  const { d, n } = tex;
+  const { n } = tex;
   const { rows, rowOffset } = sizes;
   if (block !== BLOCK_COLS && !gpu.isFallback) {
     // Their 1 024–2 048 accumulators per invocation suit llvmpipe's SIMD lanes, not a GPU's
@@ -330,16 +330,26 @@ export function textureGemmOp(
     : [cmax ?? placeholderBuffer(gpu, "write"), preOut ?? placeholderTexture(gpu, "storage")];
   return [{
     kernel: textureGemmKernel(block, kl?.at, !!cmax, !!preOut),
-    buffers: [
-      matrixTextureView(tex.xs),
-      matrixTextureView(tex.encW),
-      buffers.bDec,
-      buffers.pre,
-      sharedUniforms(gpu, { rows, d, n, rowOffset }),
-      ...extra,
-    ],
+    buffers: [...textureGemmBindings(gpu, tex, buffers, rows, rowOffset), ...extra],
     workgroups: [Math.ceil(n / tile.cols), Math.ceil(rows / tile.rows)],
   }];
+}
+
+/** Bindings 0–4 of every texture GEMM entry: xs and encW textures, bDec, pre, the sizes. */
+function textureGemmBindings(
+  gpu: Gpu,
+  tex: GemmTextures,
+  buffers: { bDec: GPUBuffer; pre: GPUBuffer },
+  rows: number,
+  rowOffset: number,
+): (GPUBuffer | GPUTextureView)[] {
+  return [
+    matrixTextureView(tex.xs),
+    matrixTextureView(tex.encW),
+    buffers.bDec,
+    buffers.pre,
+    sharedUniforms(gpu, { rows, d: tex.d, n: tex.n, rowOffset }),
+  ];
 }
 
 /**
@@ -353,7 +363,7 @@ export function sgBlockOp(
   buffers: { bDec: GPUBuffer; pre: GPUBuffer },
   block: { file: string; R: number; C: number },
 ): Dispatch {
-  const { B: rows, d, n } = tex;
+  const { B: rows, n } = tex;
   return {
     kernel: {
       file: block.file,
@@ -361,11 +371,7 @@ export function sgBlockOp(
       constants: { WG: BLOCK_WG, CMAX: 0, PRE_OUT: 0 },
     },
     buffers: [
-      matrixTextureView(tex.xs),
-      matrixTextureView(tex.encW),
-      buffers.bDec,
-      buffers.pre,
-      sharedUniforms(gpu, { rows, d, n, rowOffset: 0 }),
+      ...textureGemmBindings(gpu, tex, buffers, rows, 0),
       placeholderBuffer(gpu, "write"),
       placeholderTexture(gpu, "storage"),
     ],
