@@ -23,27 +23,39 @@ export interface SourceBatch {
   release?(): void;
 }
 
+/** Words per block of the branch-free scan in `firstNonFinite`. */
+const SCAN_BLOCK = 1024;
+
 /**
- * Index of the first NaN or ±Inf in x, or -1: an exponent of all ones, read from the bits (a
- * 4 096 × 768 f16 batch: ~6 ms through Number.isFinite on this project's 2-core VM, ~2 ms this way).
+ * Index of the first NaN or ±Inf in x, or -1: an exponent of all ones, read from the bits. Blocks
+ * of u32 words are scanned without branches — shifted right by one, an exponent field of all ones
+ * plus one carries into the bit above it — and the first flagged block value by value (a 4 096 ×
+ * 768 f16 batch on this project's 2-core VM: ~6 ms through Number.isFinite, ~4 ms testing each
+ * value's bits, ~1.7 ms this way).
  */
 export function firstNonFinite(x: BatchValues): number {
-  if (x instanceof Float16Array) {
-    // Two values per u32 word where aligned (half the loop), then one at a time from the first hit.
-    let from = 0;
-    if (x.byteOffset % 4 === 0) {
-      const w = new Uint32Array(x.buffer, x.byteOffset, x.length >> 1);
-      for (; from < w.length; from++) {
-        const v = w[from];
-        if ((v & 0x7c00) === 0x7c00 || (v & 0x7c000000) === 0x7c000000) break;
-      }
-      from *= 2;
+  const f16 = x instanceof Float16Array;
+  // Per word: f16 two exponent fields (bits 10–14 and 26–30), f32 one (bits 23–30).
+  const [mask, one, carry] = f16
+    ? [0x3e003e00, 0x02000200, 0x40004000]
+    : [0x3fc00000, 0x00400000, 0x40000000];
+  let from = 0;
+  if (x.byteOffset % 4 === 0) {
+    const w = new Uint32Array(x.buffer, x.byteOffset, f16 ? x.length >> 1 : x.length);
+    for (; from < w.length; from += SCAN_BLOCK) {
+      const end = Math.min(from + SCAN_BLOCK, w.length);
+      let acc = 0;
+      for (let i = from; i < end; i++) acc |= ((w[i] >>> 1) & mask) + one;
+      if ((acc & carry) !== 0) break;
     }
+    from = Math.min(from, w.length) * (f16 ? 2 : 1);
+  }
+  if (f16) {
     const u = new Uint16Array(x.buffer, x.byteOffset, x.length);
     for (let i = from; i < u.length; i++) if ((u[i] & 0x7c00) === 0x7c00) return i;
   } else {
     const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
-    for (let i = 0; i < u.length; i++) if ((u[i] & 0x7f800000) === 0x7f800000) return i;
+    for (let i = from; i < u.length; i++) if ((u[i] & 0x7f800000) === 0x7f800000) return i;
   }
   return -1;
 }

@@ -5,7 +5,7 @@ import { randn } from "../_util.ts";
 import { makeConfig, type SaeConfig } from "../../lib/sae/config.ts";
 import { ReferenceEngine } from "../../lib/sae/reference_engine.ts";
 import { GpuEngine } from "../../lib/sae/gpu_engine.ts";
-import { arraySource, storeSource } from "../../lib/train/batch_source.ts";
+import { arraySource, firstNonFinite, storeSource } from "../../lib/train/batch_source.ts";
 import { ActivationWriter } from "../../lib/store/writer.ts";
 import { ActivationReader, batchF32 } from "../../lib/store/reader.ts";
 import { treeTrainerHook } from "../../lib/tree/trainer_hook.ts";
@@ -211,6 +211,35 @@ Deno.test("checkFinite on f16: an odd count's last value and a view at an odd of
     "d/",
     0,
   );
+});
+
+Deno.test("firstNonFinite equals a value-by-value scan on random bit patterns (f16, f32; block edges, odd offsets)", () => {
+  let seed = 12345;
+  const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
+  const plain = (x: Float16Array | Float32Array) => x.findIndex((v) => !Number.isFinite(v));
+  for (let trial = 0; trial < 60; trial++) {
+    const f16 = trial % 2 === 0;
+    const len = [1, 7, 2048, 2049, 4101, 6000][trial % 6];
+    const bits = f16 ? new Uint16Array(len + 1) : new Uint32Array(len);
+    for (let i = 0; i < bits.length; i++) bits[i] = next() & (f16 ? 0xffff : 0xffffffff);
+    // Mostly finite (an exponent of all ones is rare in random bits; clear most of them), with
+    // a non-finite value at a random place in two trials of three.
+    for (let i = 0; i < bits.length; i++) {
+      if (f16 && (bits[i] & 0x7c00) === 0x7c00) bits[i] &= 0xfbff;
+      if (!f16 && (bits[i] & 0x7f800000) === 0x7f800000) bits[i] &= 0xff7fffff;
+    }
+    if (trial % 3 !== 0) {
+      const at = next() % bits.length;
+      bits[at] |= f16 ? 0x7c00 : 0x7f800000;
+    }
+    // f16 views at byte offset 0 and 2 (the unaligned one takes the value-by-value scan).
+    const views = f16
+      ? [new Float16Array(bits.buffer, 0, len), new Float16Array(bits.buffer, 2, len)]
+      : [new Float32Array(bits.buffer)];
+    for (const x of views) {
+      assert.equal(firstNonFinite(x), plain(x), `trial ${trial} len ${len} offset ${x.byteOffset}`);
+    }
+  }
 });
 
 Deno.test("storeSource hands f16 stores' batches over as f16, the values the reader reads", async () => {
