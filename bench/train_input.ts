@@ -5,11 +5,12 @@
  * does (a blocking wait). Per batch: the next batch, the NaN check, then the step; the batch's
  * buffer is given back as the trainer does after its upload.
  *
- *   deno run -A bench/train_input.ts [--rows 200000] [--batch 4096] [--step-ms 11,0]
+ *   deno run -A bench/train_input.ts [--rows 700000] [--batch 4096] [--step-ms 11,0]
  *
- * Writes a temporary store of `--rows` rows of d = 768 (64 MiB shards), times 100 batches after 20
- * untimed, alternating the two sources for each S, and prints ms per step and what the input
- * adds to S. S = 11 is an H200's TopK step at n = 24 576 (bench/README.md); S = 0 gives the input's
+ * Writes a temporary store of `--rows` rows of d = 768 (64 MiB shards; 1.1 GB at the default),
+ * times 150 batches after 20 untimed, alternating the two sources for each S, and prints ms per
+ * step and what the input adds to S. A new epoch starts with a shard read cold (nothing
+ * prefetched across the epoch's end): with few shards per epoch those reads weigh more. S = 11 is an H200's TopK step at n = 24 576 (bench/README.md); S = 0 gives the input's
  * own rate. Results go in bench/README.md under "Store".
  */
 import { helpFromHeader } from "./_help.ts";
@@ -26,12 +27,12 @@ const D = 768;
 /** Rows per `append` while writing the store. */
 const CHUNK = 8192;
 /** Batches timed, after WARM untimed ones (the first shard loads). */
-const TIMED = 100;
+const TIMED = 150;
 const WARM = 20;
 
 const { values } = parseArgs({
   options: {
-    rows: { type: "string", default: "200000" },
+    rows: { type: "string", default: "700000" },
     batch: { type: "string", default: "4096" },
     "step-ms": { type: "string", default: "11,0" },
   },

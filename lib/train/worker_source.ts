@@ -2,9 +2,9 @@
  * The activation store read ahead on another thread: `storeSource`'s batches (same rows, order
  * and cursors), read, shuffled and checked for NaN/±Inf in a Worker (./store_worker.ts) while
  * the trainer's thread records steps and waits for the GPU, which Deno's `mapAsync` does by
- * holding that thread. Read in the trainer's thread, a 4 096 × 768 f16 batch cost it 13–14 ms per
+ * holding that thread. Read in the trainer's thread, a 4 096 × 768 f16 batch cost it 9–10 ms per
  * step on this project's 2-core VM (shard reads, the shuffle's row copies, the NaN check;
- * bench/train_input.ts), more than an H200's whole step (11 ms); read ahead, 2–3 ms.
+ * bench/train_input.ts), about an H200's whole step (11 ms); read ahead, ~1 ms.
  */
 import { ArborError, DataError, GpuError } from "../errors.ts";
 import {
