@@ -1,4 +1,4 @@
-/** Tests of `arbor train` (cli/train.ts) on small stored datasets with the reference engine. */
+/** Tests of `arbor train` (cli/train.ts) on small stored datasets, mostly with the reference engine. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { randn, testGpu } from "../_util.ts";
@@ -269,6 +269,51 @@ Deno.test("GPU engine: on a software adapter train announces the slow first step
     assert.equal(code, 0, lines.join("\n"));
     const notice = lines.some((l) => l.startsWith("the first step compiles the GPU kernels"));
     assert.equal(notice, gpu.isFallback, lines.join("\n"));
+  });
+});
+
+Deno.test("GPU engine: train on an f16 store equals train on its values stored as f32, bit for bit", async () => {
+  await testGpu();
+  await withDir(async (dir) => {
+    // The f16 batches reach the engine as f16 (read ahead in a worker) and are widened on the GPU;
+    // the f32 store holds the same values already widened.
+    const d = 8, rows = 96;
+    const values = randn(rows * d, 4).map((v, i) => v + (i % 4));
+    const stores: Record<string, string> = {};
+    for (const dtype of ["f16", "f32"] as const) {
+      const w = await ActivationWriter.create(join(dir, dtype), {
+        dIn: d,
+        dtype,
+        shardTokens: rows / 2,
+        provenance: { model: "test" },
+      });
+      await w.append(dtype === "f16" ? values : new Float32Array(new Float16Array(values)));
+      await w.close();
+      stores[dtype] = join(dir, dtype);
+    }
+    const argv = BASE.map((a) => (a === "reference" ? "gpu" : a));
+    for (const dtype of ["f16", "f32"]) {
+      const { code, lines } = await train([
+        ...argv,
+        "--data",
+        stores[dtype],
+        "--out",
+        join(dir, `out_${dtype}`),
+        "--max-tokens",
+        "160",
+        "--dead-tokens",
+        "32",
+      ]);
+      assert.equal(code, 0, lines.join("\n"));
+    }
+    const [a, b] = [
+      await loadCheckpoint(join(dir, "out_f16")),
+      await loadCheckpoint(join(dir, "out_f32")),
+    ];
+    assert.equal(a.state.step, 10);
+    assert.deepEqual(a.state.encW, b.state.encW);
+    assert.deepEqual(a.state.decW, b.state.decW);
+    assert.deepEqual(a.state.bDec, b.state.bDec);
   });
 });
 
