@@ -3,7 +3,7 @@
  * achieved encoder-GEMM GFLOP/s alone on the same shape, naming the adapter.
  *
  *   deno run -A bench/train_step.ts [--n 24576,6144 | --preset NAME] [--batch 4096] [--steps 3] [--aux-k 256]
- *                                   [--dead-every 2] [--sparse-aux | --dense-aux] [--no-subgroups]
+ *                                   [--dead-every 2] [--sparse-aux | --dense-aux] [--no-subgroups] [--f16]
  *                                   [--profile]
  *                                   [--back-to-back [--ahead 4]]
  *
@@ -14,7 +14,9 @@
  * (`--aux-k 0` times the step without AuxK; `--sparse-aux` keeps AuxK's gradient rows on the
  * sparse path, which software adapters otherwise leave for texture GEMMs when few are dead;
  * `--dense-aux` takes the dense path on GPUs too, with storage GEMMs;
- * `--no-subgroups` runs the texture GEMMs without subgroups, as on adapters that lack them).
+ * `--no-subgroups` runs the texture GEMMs without subgroups, as on adapters that lack them;
+ * `--f16` hands the steps f16 batches, as `train` does from an f16 store: uploaded as f16 and
+ * widened on the GPU).
  * Half the features (every `--dead-every`-th one: 20 = 5 %, closer to a real run) are marked
  * dead (tokensSinceFired ≥ deadTokens) before every timed step, so the AuxK path does its full
  * work (256 aux slots per token while at least 256 are dead). The first step compiles the pipelines and sets b_dec
@@ -46,7 +48,7 @@ import { type Dispatch, encodeDispatches, getPipeline } from "../lib/gpu/kernel.
 import { timeGpu } from "../lib/gpu/timer.ts";
 import { defaultPhaseTiming } from "../lib/gpu/phase_timer.ts";
 import { makeConfig } from "../lib/sae/config.ts";
-import { initState, type StepStats, type StepTicket } from "../lib/sae/engine.ts";
+import { type BatchValues, initState, type StepStats, type StepTicket } from "../lib/sae/engine.ts";
 import { GpuEngine } from "../lib/sae/gpu_engine.ts";
 import { DEFAULT_STEPS_AHEAD } from "../lib/train/trainer.ts";
 import {
@@ -91,6 +93,7 @@ const { values } = parseArgs({
     "sparse-aux": { type: "boolean", default: false },
     "dense-aux": { type: "boolean", default: false },
     "no-subgroups": { type: "boolean", default: false },
+    f16: { type: "boolean", default: false },
     preset: { type: "string" },
   },
 });
@@ -135,7 +138,7 @@ function makeBatch(seed: number): Float32Array {
  */
 async function profileBehind(
   engine: GpuEngine,
-  batches: Float32Array[],
+  batches: BatchValues[],
   B: number,
   ahead: number,
   phases: Map<string, number>,
@@ -210,7 +213,8 @@ async function gemmMs(n: number, encW: Float32Array): Promise<[number, string]> 
 }
 
 const ahead = Number(values.ahead);
-const mode = values["back-to-back"] ? `, back to back, ${ahead} ahead` : "";
+const mode = (values["back-to-back"] ? `, back to back, ${ahead} ahead` : "") +
+  (values.f16 ? ", f16 batches" : "");
 
 for (const n of widths) {
   const config = makeConfig(
@@ -266,6 +270,8 @@ for (const n of widths) {
   // Steps the phase means are over.
   let profiled = steps;
   const batches = Array.from({ length: steps }, (_, s) => makeBatch(2 + s));
+  // What the steps get: the batches, or with --f16 their f16 roundings (inference takes f32).
+  const stepBatches: BatchValues[] = values.f16 ? batches.map((b) => new Float16Array(b)) : batches;
   if (values["back-to-back"]) {
     // As the trainer runs them: `ahead` later steps are submitted before a step's statistics are awaited.
     await engine.writeState(st);
@@ -278,7 +284,7 @@ for (const n of widths) {
     let last: StepStats | undefined;
     for (let s = 0; s < steps; s++) {
       const e0 = performance.now();
-      queue.push(await engine.enqueueStep(batches[s], B));
+      queue.push(await engine.enqueueStep(stepBatches[s], B));
       const e1 = performance.now();
       hostMs += e1 - e0;
       while (queue.length && (queue.length > ahead || queue[0].ready)) {
@@ -299,7 +305,7 @@ for (const n of widths) {
     cpu = (c.user + c.system) / 1e6;
     aux = last!.auxLoss[0];
     dead = last!.deadFraction[0];
-    if (values.profile) profiled = await profileBehind(engine, batches, B, ahead, phases);
+    if (values.profile) profiled = await profileBehind(engine, stepBatches, B, ahead, phases);
   }
   for (let s = 0; s < steps && !values["back-to-back"]; s++) {
     await engine.writeState(st);
@@ -309,7 +315,7 @@ for (const n of widths) {
     await gpu.device.queue.onSubmittedWorkDone();
     const c0 = process.cpuUsage();
     const t0 = performance.now();
-    const stats = await engine.step(batches[s], B);
+    const stats = await engine.step(stepBatches[s], B);
     aux = stats.auxLoss[0];
     dead = stats.deadFraction[0];
     const dt = performance.now() - t0;
