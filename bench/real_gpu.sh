@@ -102,8 +102,9 @@ if want presets; then
 fi
 # The trainer end to end (`train` on an f16 store: the input read ahead in a worker, f16 batches
 # widened on the GPU): TopK at n = 24 576, k = 32, B = 4096, no feature dead yet (AuxK idle), 500
-# steps; the steady rate from metrics.jsonl (its tokens_per_s counts from the start, compile
-# included), to set against part "noaux"'s engine-only figure. The store stays in /tmp (630 MB).
+# steps; the steady rate from metrics.jsonl after its first line (each line's tokens_per_s is the
+# rate since the line before; the first includes the kernel compiles), to set against part
+# "noaux"'s engine-only figure. The store stays in /tmp (630 MB).
 if want train; then
   e2e=/tmp/arbor_e2e
   part train_e2e 300 sh -c "\"$deno\" run -A cli/main.ts synth --out $e2e/data --d-in 768 --tokens 204800 \
@@ -111,9 +112,10 @@ if want train; then
     --arch topk --n-features 24576 --k 32 --max-tokens 2048000 --log-every 50 --checkpoint-every 0 \
     --overwrite -q"
   "$deno" eval 'const l = Deno.readTextFileSync(Deno.args[0]).trim().split("\n").map((x) => JSON.parse(x));
-    const [a, b] = [l[1], l.at(-1)];
-    const t = (r) => r.tokens / r.tokens_per_s;
-    console.log(`train end to end: steps ${a.step}..${b.step}: ${((b.tokens - a.tokens) / (t(b) - t(a))).toFixed(0)} tokens/s`);' \
+    let s = 0;
+    for (let i = 1; i < l.length; i++) s += (l[i].tokens - l[i - 1].tokens) / l[i].tokens_per_s;
+    const [a, b] = [l[0], l.at(-1)];
+    console.log(`train end to end: steps ${a.step}..${b.step}: ${((b.tokens - a.tokens) / s).toFixed(0)} tokens/s`);' \
     "$e2e/run/metrics.jsonl" 2>&1 | tee -a "$out/train_e2e.log"
 fi
 if want gemm; then

@@ -199,8 +199,9 @@ class Run {
   #queuedSteps = 0;
   #queuedTokens = 0;
   #last: StepStats | null = null;
-  #startTokens = 0;
-  #startTime = 0;
+  /** Tokens seen and the time at the previous log line (the run's start before the first). */
+  #rateTokens = 0;
+  #rateTime = 0;
   #lineOpen = false;
 
   constructor(o: TrainOptions) {
@@ -237,8 +238,8 @@ class Run {
       append: true,
       create: true,
     });
-    this.#startTokens = this.#progress.tokensSeen;
-    this.#startTime = performance.now();
+    this.#rateTokens = this.#progress.tokensSeen;
+    this.#rateTime = performance.now();
   }
 
   done(): boolean {
@@ -385,9 +386,18 @@ class Run {
     while (done < bytes.length) done += await this.#metrics!.write(bytes.subarray(done));
   }
 
+  /**
+   * Tokens per second since the previous log line (the first: since the run started, the first
+   * step's kernel compiles included). A rate since the start would show those compiles for long
+   * after: on a GPU they take seconds, a step milliseconds.
+   */
   #tokensPerSecond(): number {
-    const seconds = (performance.now() - this.#startTime) / 1000;
-    return seconds > 0 ? (this.#progress.tokensSeen - this.#startTokens) / seconds : 0;
+    const now = performance.now();
+    const seconds = (now - this.#rateTime) / 1000;
+    const rate = seconds > 0 ? (this.#progress.tokensSeen - this.#rateTokens) / seconds : 0;
+    this.#rateTime = now;
+    this.#rateTokens = this.#progress.tokensSeen;
+    return rate;
   }
 
   #showProgress(s: StepStats, rate: number) {

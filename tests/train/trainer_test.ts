@@ -157,6 +157,35 @@ Deno.test("abort (SIGINT) stops after the current step with a checkpoint", async
   });
 });
 
+Deno.test("metrics: tokens_per_s is the rate since the previous line, so a slow first step weighs on the first line only", async () => {
+  await withDir(async (dir) => {
+    const ref = new ReferenceEngine(TOPK);
+    let calls = 0;
+    // The first step stands for the GPU's kernel compiles: 400 ms, the others a few ms.
+    const engine = {
+      config: ref.config,
+      description: ref.description,
+      step: async (x: Float32Array, rows: number) => {
+        if (calls++ === 0) await new Promise((r) => setTimeout(r, 400));
+        return await ref.step(x, rows);
+      },
+      encode: (x: Float32Array, rows: number) => ref.encode(x, rows),
+      reconstruct: (x: Float32Array, rows: number) => ref.reconstruct(x, rows),
+      readState: () => ref.readState(),
+      writeState: (st: Parameters<ReferenceEngine["writeState"]>[0]) => ref.writeState(st),
+      destroy: () => ref.destroy(),
+    };
+    await train({ ...options(TOPK, dir, 6 * B), engine, checkpointEvery: 0 });
+    const lines = (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split("\n")
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => l.step), [2, 4, 6]);
+    const [first, second] = lines.map((l) => l.tokens_per_s);
+    assert.ok(first < (2 * B) / 0.4, `first line ${first}: the 400 ms step in it`);
+    // Since the start, the second line would be at most twice the first.
+    assert.ok(second > 4 * first, `second line ${second} against the first ${first}`);
+  });
+});
+
 Deno.test("NaN in the data: clear error naming the source and token, no checkpoint written", async () => {
   await withDir(async (dir) => {
     const bad = DATA.slice();
