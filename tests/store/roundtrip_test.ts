@@ -220,3 +220,55 @@ Deno.test("f16 shards hold exactly lib/util/f16.ts's rounding, including ties, s
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a new epoch's first shard is read during the last one (a one-shard dataset once); each row once per epoch, memory bounded", async () => {
+  const dir = await tempDir();
+  try {
+    const d = 16;
+    for (const [name, rows, shardTokens] of [["one", 300, 512], ["five", 300, 64]] as const) {
+      const w = await ActivationWriter.create(`${dir}/${name}`, {
+        dIn: d,
+        dtype: "f32",
+        shardTokens,
+        provenance: {},
+        tokens: true,
+      });
+      await w.append(taggedRows(0, rows, d), tagTokens(0, rows));
+      await w.close();
+      const reader = await ActivationReader.open(`${dir}/${name}`);
+      const shards = reader.manifest.shards.length;
+      const loads: number[] = [];
+      const load = reader.loadShard.bind(reader);
+      reader.loadShard = (i, withTokens, into) => {
+        loads.push(i);
+        return load(i, withTokens, into);
+      };
+      for (const order of ["sequential", "shuffle"] as const) {
+        loads.length = 0;
+        const stream = reader.batches({ batchSize: 50, order, seed: 4, epochs: 3 });
+        const seen: number[][] = [[], [], []];
+        let loadsAtEpochEnd = -1;
+        for await (const b of stream) {
+          seen[b.epoch].push(...b.tokens!.tokenIds);
+          // The epoch's last batch is out: the next epoch's first shard is read already.
+          if (b.epoch === 0 && seen[0].length === rows) loadsAtEpochEnd = loads.length;
+        }
+        for (const s of seen) {
+          assert.deepEqual([...s].sort((a, b) => a - b), [...Array(rows).keys()]);
+        }
+        if (shards === 1) {
+          assert.equal(loads.length, 1, `${order}: a one-shard dataset is read once`);
+        } else {
+          assert.equal(loadsAtEpochEnd, shards + 1, `${order}: next epoch's first shard early`);
+          assert.equal(loads.length, 3 * shards, `${order}: each shard once per epoch`);
+        }
+        const shardBytes = Math.max(...reader.manifest.shards.map((_, i) => reader.shardBytes(i)));
+        const windowBytes = order === "shuffle" ? shardTokens * (d * 4 + 12) : 0;
+        assert.ok(stream.maxHeldBytes() <= 2 * shardBytes + windowBytes, `${order} held`);
+        assert.equal(stream.heldBytes(), 0);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
