@@ -7,6 +7,7 @@ import type { SaeConfig } from "./config.ts";
 import { numFeatures } from "./config.ts";
 import { ArborError } from "../errors.ts";
 import { initParams } from "./reference/init.ts";
+import type { BatchValues } from "../util/f16.ts";
 
 /** What one training step reports (values of the batch just trained on, before the update). */
 export interface StepStats {
@@ -79,16 +80,9 @@ export interface EncodeResult {
   K: number;
 }
 
-/**
- * A training batch's rows, row-major [B, d]: f32 values, or f16 as the activation store holds
- * them. Engines with `enqueueStep` take either (the GPU engine widens f16 on the GPU).
- */
-export type BatchValues = Float32Array | Float16Array;
-
-/** f32 values of a batch (f16 widened on the host; f32 returned as is). */
-export function batchValuesF32(x: BatchValues): Float32Array {
-  return x instanceof Float32Array ? x : new Float32Array(x);
-}
+// A training batch's rows (lib/util/f16.ts): engines with `enqueueStep` take f16 too (the GPU
+// engine widens it on the GPU).
+export { type BatchValues, batchValuesF32 } from "../util/f16.ts";
 
 /**
  * An SAE engine. Batches are raw activations x [B, d] (row-major f32); the engine

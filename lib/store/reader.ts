@@ -33,6 +33,7 @@ import {
 } from "./manifest.ts";
 import { type Batch, type BatchOptions, BatchStream } from "./batch_stream.ts";
 import type { TokenInfo } from "./writer.ts";
+import { type BatchValues, batchValuesF32 } from "../util/f16.ts";
 
 /** Options of `ActivationReader.open`. */
 export interface OpenOptions {
@@ -276,12 +277,11 @@ async function readChecked(
 
 /** A batch's rows as f32 on the host (widens f16; returns f32 data as is). */
 export function batchF32(batch: Batch): Float32Array {
-  const x = batchValues(batch);
-  return x instanceof Float32Array ? x : new Float32Array(x);
+  return batchValuesF32(batchValues(batch));
 }
 
 /** A batch's rows as numbers without copying: f32 as is, f16 bits viewed as a Float16Array. */
-export function batchValues(batch: Batch): Float32Array | Float16Array {
+export function batchValues(batch: Batch): BatchValues {
   const x = batch.x;
   return x instanceof Float32Array ? x : new Float16Array(x.buffer, x.byteOffset, x.length);
 }

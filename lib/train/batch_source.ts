@@ -6,7 +6,7 @@
  */
 import { ArborError } from "../errors.ts";
 import { ActivationReader, batchValues } from "../store/reader.ts";
-import type { BatchValues } from "../sae/engine.ts";
+import type { BatchValues } from "../util/f16.ts";
 import type { BatchStream, ReadCursor } from "../store/batch_stream.ts";
 
 /** One batch of raw activations. */

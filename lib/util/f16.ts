@@ -59,3 +59,11 @@ export function fromF16(bits: Uint16Array): Float32Array {
   for (let i = 0; i < bits.length; i++) out[i] = f16BitsToF32(bits[i]);
   return out;
 }
+
+/** Rows of activations, row-major: f32 values, or f16 as an f16 activation store holds them. */
+export type BatchValues = Float32Array | Float16Array;
+
+/** f32 values of a batch (f16 widened on the host; f32 returned as is). */
+export function batchValuesF32(x: BatchValues): Float32Array {
+  return x instanceof Float32Array ? x : new Float32Array(x);
+}
