@@ -4,7 +4,7 @@
  *
  *   deno run -A bench/train_step.ts [--n 24576,6144 | --preset NAME] [--batch 4096] [--steps 3] [--aux-k 256]
  *                                   [--dead-every 2] [--sparse-aux | --dense-aux] [--no-subgroups] [--f16]
- *                                   [--profile]
+ *                                   [--profile [--dispatches]]
  *                                   [--back-to-back [--ahead 4]]
  *
  * `--preset` times one of lib/tree/presets.ts (e.g. tree-4layer-l0-32, matryoshka-4layer-l0-32: the
@@ -36,7 +36,10 @@
  * steps; with `--back-to-back`, over 5 steps profiled after the timed run, each submitted behind 19
  * others so that a real GPU runs it at working clocks): timestamp queries between phases on real
  * GPUs; on software adapters, whose timestamps lag their dispatches, each phase is submitted alone
- * and timed by the host (a few ms of round trip each). Results go in bench/README.md under
+ * and timed by the host (a few ms of round trip each), with the process's CPU time beside it (CPU
+ * time / wall time = the cores the phase kept busy: lavapipe hands each of its threads a fixed,
+ * contiguous share of a dispatch's workgroups, so uneven shares leave cores idle). `--dispatches`
+ * times every dispatch apart, as "<phase>: <kernel entry>". Results go in bench/README.md under
  * "Training step".
  */
 import { helpFromHeader } from "./_help.ts";
@@ -87,6 +90,7 @@ const { values } = parseArgs({
     steps: { type: "string", default: "3" },
     "aux-k": { type: "string", default: "256" },
     profile: { type: "boolean", default: false },
+    dispatches: { type: "boolean", default: false },
     "back-to-back": { type: "boolean", default: false },
     ahead: { type: "string", default: String(DEFAULT_STEPS_AHEAD) },
     "dead-every": { type: "string", default: "2" },
@@ -248,9 +252,12 @@ for (const n of widths) {
     gpu,
     // Back to back, only the profiled steps after the timed run are profiled (profileBehind).
     profile: values.profile && !values["back-to-back"],
+    profileDispatches: values.dispatches,
     ...(values["sparse-aux"] ? { denseAux: false } : values["dense-aux"] ? { denseAux: true } : {}),
   });
   const phases = new Map<string, number>();
+  /** Wall-timed profiles: CPU ms per phase (cores busy = CPU / wall). */
+  const phaseCpu = new Map<string, number>();
   await engine.step(makeBatch(1), B); // compile + b_dec init, not timed
   // A batch revives most features; re-mark half of them dead before every timed step (untimed)
   // so AuxK keeps its full 256 slots per token.
@@ -323,6 +330,9 @@ for (const n of widths) {
     for (const [label, ms] of engine.lastProfile ?? []) {
       phases.set(label, (phases.get(label) ?? 0) + ms / steps);
     }
+    for (const [label, ms] of engine.lastProfileCpu ?? []) {
+      phaseCpu.set(label, (phaseCpu.get(label) ?? 0) + ms / steps);
+    }
     cpu += (c.user + c.system) / 1e6;
     total += dt;
     best = Math.min(best, dt);
@@ -363,7 +373,10 @@ for (const n of widths) {
       }; all phases ${gpuTotal.toFixed(1)} ms):`,
     );
     for (const [label, ms] of phases) {
-      console.log(`    ${label.padEnd(28)} ${ms.toFixed(2).padStart(10)} ms`);
+      const cpu = phaseCpu.get(label);
+      // Under a millisecond (the round trip taken off) the ratio says nothing.
+      const cores = cpu === undefined || ms < 1 ? "" : ` (${(cpu / ms).toFixed(2)} cores busy)`;
+      console.log(`    ${label.padEnd(28)} ${ms.toFixed(2).padStart(10)} ms${cores}`);
     }
   }
 }

@@ -5,14 +5,26 @@
  * - "wall": each phase is finished as a command buffer of its own; `submit` then submits them one
  *   at a time, the host timing each until the queue reports it done. For software adapters, whose
  *   timestamps do not wait for the dispatches before them (lavapipe put a 10 s GEMM's time in the
- *   phases after it: bench/README.md, eighth session). Each phase then includes one submit and one
- *   completion round trip of the host (a few ms), so short phases read high.
+ *   phases after it: bench/README.md, eighth session). The round trip of an empty submit (~11 ms
+ *   on lavapipe through Deno) is taken off each phase. The process's CPU
+ *   time over each phase is kept too (`readCpu`): on a software adapter, whose threads do the
+ *   dispatches while the host waits, CPU time / wall time is how many cores the phase kept busy.
  */
+import process from "node:process";
 import { GpuError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 
-/** Most marks one timer records (one timestamp each, plus the start). */
-const MAX_MARKS = 255;
+/** Most marks one timer records (one timestamp each, plus the start; per-dispatch marks need many). */
+const MAX_MARKS = 4095;
+/** Empty submits timed per step (wall timing); the fastest is taken off every phase. */
+const EMPTY_ROUND_TRIPS = 3;
+/** First character of a dispatch's mark: named after the phase mark that follows it (`dispatchMark`). */
+const DISPATCH = "\u0000";
+
+/** The label of a per-dispatch mark for kernel `entry`; `read` names it "<phase>: <entry>". */
+export function dispatchMark(entry: string): string {
+  return DISPATCH + entry;
+}
 
 /** How a `PhaseTimer` measures. */
 export type PhaseTiming = "timestamps" | "wall";
@@ -36,6 +48,8 @@ export class PhaseTimer {
   #held: GPUCommandBuffer[] = [];
   /** Wall timing: milliseconds per phase, filled by `submit`. */
   #wallMs: number[] = [];
+  /** Wall timing: the process's CPU milliseconds (user + system) per phase. */
+  #cpuMs: number[] = [];
 
   /** A timer on `gpu`; throws when "timestamps" is asked of an adapter without timestamp queries. */
   constructor(gpu: Gpu, timing: PhaseTiming = defaultPhaseTiming(gpu)) {
@@ -56,6 +70,7 @@ export class PhaseTimer {
     this.#labels = [];
     this.#held = [];
     this.#wallMs = [];
+    this.#cpuMs = [];
     return this.#stamp(encoder, 0);
   }
 
@@ -94,13 +109,31 @@ export class PhaseTimer {
     this.#held = [];
     queue.submit([before]);
     await queue.onSubmittedWorkDone();
+    // What a submit and its completion cost with nothing in it, taken off every phase.
+    const empty = { wall: Infinity, cpu: Infinity };
+    for (let i = 0; i < EMPTY_ROUND_TRIPS; i++) {
+      const t = await this.#roundTrip(this.#gpu.device.createCommandEncoder().finish());
+      empty.wall = Math.min(empty.wall, t.wall);
+      empty.cpu = Math.min(empty.cpu, t.cpu);
+    }
     for (const phase of phases) {
-      const t0 = performance.now();
-      queue.submit([phase]);
-      await queue.onSubmittedWorkDone();
-      this.#wallMs.push(performance.now() - t0);
+      const t = await this.#roundTrip(phase);
+      this.#wallMs.push(Math.max(0, t.wall - empty.wall));
+      this.#cpuMs.push(Math.max(0, t.cpu - empty.cpu));
     }
     queue.submit([last]);
+  }
+
+  /** Submit one command buffer and wait for it: wall and process CPU milliseconds. */
+  async #roundTrip(commands: GPUCommandBuffer): Promise<{ wall: number; cpu: number }> {
+    const { queue } = this.#gpu.device;
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    queue.submit([commands]);
+    await queue.onSubmittedWorkDone();
+    const wall = performance.now() - t0;
+    const c = process.cpuUsage(c0);
+    return { wall, cpu: (c.user + c.system) / 1000 };
   }
 
   /** After `submit`: milliseconds per label (phases with one label summed). */
@@ -110,8 +143,28 @@ export class PhaseTimer {
       const t = await this.#readTimestamps();
       ms = t.slice(1).map((x, i) => x - t[i]);
     }
+    return this.#byLabel(ms);
+  }
+
+  /** After `submit` with wall timing: the process's CPU milliseconds per label (empty with timestamps). */
+  readCpu(): Map<string, number> {
+    return this.#querySet ? new Map() : this.#byLabel(this.#cpuMs);
+  }
+
+  /** Sum per label; dispatch marks take the label of the phase mark after them as a prefix. */
+  #byLabel(ms: number[]): Map<string, number> {
     const out = new Map<string, number>();
-    this.#labels.forEach((label, i) => out.set(label, (out.get(label) ?? 0) + ms[i]));
+    const names = [...this.#labels];
+    let pending: number[] = [];
+    names.forEach((label, i) => {
+      if (label.startsWith(DISPATCH)) pending.push(i);
+      else {
+        for (const j of pending) names[j] = `${label}: ${names[j].slice(1)}`;
+        pending = [];
+      }
+    });
+    for (const j of pending) names[j] = names[j].slice(1);
+    names.forEach((label, i) => out.set(label, (out.get(label) ?? 0) + ms[i]));
     return out;
   }
 

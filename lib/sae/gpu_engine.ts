@@ -115,7 +115,12 @@ import {
   type PreChunk,
 } from "./ops/batch_topk.ts";
 import { ArborError } from "../errors.ts";
-import { defaultPhaseTiming, PhaseTimer, type PhaseTiming } from "../gpu/phase_timer.ts";
+import {
+  defaultPhaseTiming,
+  dispatchMark,
+  PhaseTimer,
+  type PhaseTiming,
+} from "../gpu/phase_timer.ts";
 
 /** Options of `GpuEngine.create`. */
 export interface GpuEngineOptions {
@@ -131,6 +136,11 @@ export interface GpuEngineOptions {
    * software adapters); a `PhaseTiming` forces one.
    */
   profile?: boolean | PhaseTiming;
+  /**
+   * With `profile`: time each dispatch apart as "<phase>: <kernel entry>" (commands between
+   * dispatches, such as copies, stay under the phase's own name). Many more marks: a diagnostic.
+   */
+  profileDispatches?: boolean;
   /** Bytes of decoder rows per block of the blocked AuxK decode (default SLOT_BLOCK_BYTES; tests). */
   auxBlockBytes?: number;
   /**
@@ -250,6 +260,8 @@ export class GpuEngine implements SaeEngine {
   #unread: { step: number; start: () => void; cancel: () => void }[] = [];
   /** With `profile`: GPU milliseconds per phase of the last training step. */
   lastProfile?: Map<string, number>;
+  /** With `profile` timed by wall time: the process's CPU milliseconds per phase of that step. */
+  lastProfileCpu?: Map<string, number>;
   /**
    * Host milliseconds spent in `enqueueStep`'s submits since the engine was made: recording the
    * commands, starting earlier steps' readbacks (Deno's mapAsync holds the host until the GPU has
@@ -498,7 +510,7 @@ export class GpuEngine implements SaeEngine {
     const n = this.#n;
     const d = this.#d;
     const p = this.#p;
-    const rec = new Recording(this.#timer());
+    const rec = new Recording(this.#timer(), !!this.#opts.profileDispatches);
     rec.command((enc) => {
       enc.clearBuffer(bb.counts);
       enc.clearBuffer(bb.active);
@@ -583,6 +595,7 @@ export class GpuEngine implements SaeEngine {
       this.#startReadbacks();
       await stats;
       this.lastProfile = await rec.timer.read();
+      this.lastProfileCpu = rec.timer.readCpu();
     }
     // Only this step's and earlier readbacks: starting a later step's would wait for it too.
     const startReadbacks = () => this.#startReadbacks(t);
@@ -1358,8 +1371,12 @@ class Recording {
   /** When set, `mark` records phase marks into it (timestamps, or a split for wall timing). */
   readonly timer?: PhaseTimer;
 
-  constructor(timer?: PhaseTimer) {
+  /** Time every dispatch apart (see `GpuEngineOptions.profileDispatches`). */
+  readonly perDispatch: boolean;
+
+  constructor(timer?: PhaseTimer, perDispatch = false) {
     this.timer = timer;
+    this.perDispatch = perDispatch;
     if (timer) this.#items.push((enc) => timer.begin(enc));
   }
 
@@ -1369,9 +1386,16 @@ class Recording {
     if (timer) this.#items.push((enc) => timer.mark(enc, label));
   }
 
-  /** Append kernel dispatches. */
+  /** Append kernel dispatches (with `perDispatch`, each followed by a mark named after its entry). */
   push(...dispatches: Dispatch[]) {
-    this.#items.push(...dispatches);
+    const timer = this.timer;
+    if (!timer || !this.perDispatch) {
+      this.#items.push(...dispatches);
+      return;
+    }
+    for (const d of dispatches) {
+      this.#items.push(d, (enc) => timer.mark(enc, dispatchMark(d.kernel.entry)));
+    }
   }
 
   /** Append an arbitrary encoder command (returning the encoder to go on with, if it changed). */

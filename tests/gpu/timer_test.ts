@@ -3,14 +3,19 @@
  * (software adapters: the wall clock, since their timestamps once read 0 ms for a 0.3 s decode in a
  * bench); PhaseTimer names phases in order and sums them per label, both ways of timing, and wall
  * timing puts a phase's work in that phase (lavapipe's timestamps did not: bench/README.md,
- * eighth session).
+ * eighth session), less an empty submit's round trip; dispatch marks take their phase's name.
  */
 import assert from "node:assert/strict";
 import { testGpu } from "../_util.ts";
 import type { Gpu } from "../../lib/gpu/device.ts";
 import { createStorage, uniforms } from "../../lib/gpu/buffer.ts";
 import { type Dispatch, encodeDispatches, getPipeline } from "../../lib/gpu/kernel.ts";
-import { defaultPhaseTiming, PhaseTimer, type PhaseTiming } from "../../lib/gpu/phase_timer.ts";
+import {
+  defaultPhaseTiming,
+  dispatchMark,
+  PhaseTimer,
+  type PhaseTiming,
+} from "../../lib/gpu/phase_timer.ts";
 import { timeGpu } from "../../lib/gpu/timer.ts";
 import { releaseUniforms } from "../../lib/sae/ops/grid.ts";
 
@@ -84,6 +89,53 @@ Deno.test("PhaseTimer: phases in order, summed per label; wall timing puts the w
         // Two runs of the work, each taking `alone` ms, and nothing in between.
         assert.ok(busy >= 1.5 * alone, `wall: busy ${busy} ms, one run alone ${alone} ms`);
         assert.ok(empty < 0.5 * alone, `wall: empty ${empty} ms, one run alone ${alone} ms`);
+      }
+      timer.destroy();
+    }
+  } finally {
+    release();
+  }
+});
+
+Deno.test("PhaseTimer: dispatch marks are named after the phase that follows; wall timing keeps CPU time per phase", async () => {
+  const gpu = await testGpu();
+  const { record, release } = await unpackWork(gpu);
+  try {
+    await timeGpu(gpu, record); // compile
+    const timings: PhaseTiming[] = gpu.hasTimestamps ? ["wall", "timestamps"] : ["wall"];
+    for (const timing of timings) {
+      const timer = new PhaseTimer(gpu, timing);
+      let enc = timer.begin(gpu.device.createCommandEncoder());
+      record(enc);
+      enc = timer.mark(enc, dispatchMark("unpack"));
+      enc = timer.mark(enc, "first");
+      record(enc);
+      enc = timer.mark(enc, dispatchMark("unpack"));
+      record(enc);
+      enc = timer.mark(enc, dispatchMark("again"));
+      enc = timer.mark(enc, "second");
+      enc = timer.mark(enc, dispatchMark("tail"));
+      await timer.submit(enc.finish());
+      await gpu.device.queue.onSubmittedWorkDone();
+      const phases = await timer.read();
+      assert.deepEqual([...phases.keys()], [
+        "first: unpack",
+        "first",
+        "second: unpack",
+        "second: again",
+        "second",
+        "tail",
+      ]);
+      const cpu = timer.readCpu();
+      if (timing === "timestamps") assert.equal(cpu.size, 0);
+      else {
+        assert.deepEqual([...cpu.keys()], [...phases.keys()]);
+        for (const [label, ms] of cpu) assert.ok(Number.isFinite(ms) && ms >= 0, `${label}: ${ms}`);
+        // On a software adapter the process's threads do the work: the busy phases cost CPU time.
+        if (gpu.isFallback) {
+          const busy = cpu.get("first: unpack")! + cpu.get("second: unpack")!;
+          assert.ok(busy > 0.5 * (phases.get("first: unpack")! + phases.get("second: unpack")!));
+        }
       }
       timer.destroy();
     }

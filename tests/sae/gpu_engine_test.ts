@@ -556,6 +556,30 @@ for (const timing of ["wall", "timestamps"] as const) {
   });
 }
 
+Deno.test("GpuEngine profileDispatches: every dispatch timed as '<phase>: <entry>', CPU time beside wall time", async () => {
+  const gpu = await testGpu();
+  const config = makeConfig(CONFIGS[3][1]);
+  const eng = await GpuEngine.create(config, stateWithDead(config), {
+    gpu,
+    maxChunkRows: 16,
+    profile: "wall",
+    profileDispatches: true,
+  });
+  try {
+    await eng.step(batch(41, D, 8), 41);
+    const labels = [...eng.lastProfile!.keys()];
+    assert.deepEqual([...eng.lastProfileCpu!.keys()], labels);
+    for (const phase of ["standardize", "encoder GEMM", "top-k", "adam: decoder rows"]) {
+      assert.ok(
+        labels.some((l) => l.startsWith(`${phase}: `) && l.length > phase.length + 2),
+        `no dispatch of ${phase}: ${labels}`,
+      );
+    }
+  } finally {
+    eng.destroy();
+  }
+});
+
 Deno.test("GpuEngine setProfile profiles only the steps enqueued while on, behind steps in flight; hostMs gathers the submits' host time", async () => {
   const gpu = await testGpu();
   const config = makeConfig(CONFIGS[0][1]);
