@@ -493,14 +493,25 @@ fn scatter(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: 
 @group(0) @binding(9) var<storage, read_write> rf_sum: array<f32>;
 @group(0) @binding(10) var<uniform> rf_p: Params;
 
+// The feature of per-feature workgroup i (of ceil(n / SPREAD)·SPREAD). lavapipe hands each of its
+// threads one contiguous share of a dispatch's workgroups, and the entries crowd into some features
+// (a Tree SAE's first layer holds two thirds of them): with SPREAD > 1, workgroup i takes feature
+// (i mod q)·SPREAD + i / q, q = ceil(n / SPREAD), so every contiguous share of the grid samples the
+// whole range. A permutation of the padded range (features ≥ n return), so the sums are unchanged.
+override SPREAD: u32 = 1u;
+fn rf_feature(i: u32) -> u32 {
+  let q = (rf_p.n + SPREAD - 1u) / SPREAD;
+  return (i % q) * SPREAD + i / q;
+}
+
 // Per-feature segmented reduction: rows of features that have no entry are not touched
 // (the optimizer leaves gradient buffers zeroed), only their dpre sum is cleared.
-// Grid: x = column blocks of WG columns, y·z = features (feature = z·row_stride + y). Invocation t
+// Grid: x = column blocks of WG columns, y·z = features (feature = rf_feature(z·row_stride + y)). Invocation t
 // of block c owns column j = c·WG + t and walks the feature's entries in order.
 // The encoder part uses Σ dpre·(xs − bDec) = Σ dpre·xs − (Σ dpre)·bDec.
 @compute @workgroup_size(WG)
 fn reduce_features(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let f = wg.z * rf_p.row_stride + wg.y;
+  let f = rf_feature(wg.z * rf_p.row_stride + wg.y);
   if (f >= rf_p.n) { return; }
   let lo = rf_start[f];
   let hi = rf_start[f + 1u];
@@ -529,7 +540,7 @@ fn reduce_features(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_i
 }
 
 // reduce_features4: reduce_features on vec4 views (d a multiple of 4). Grid: x·y = features
-// (feature = y·row_stride + x), z = column blocks, so every feature is done for one block of
+// (feature = rf_feature(y·row_stride + x)), z = column blocks, so every feature is done for one block of
 // 4·WG columns before the next block: U's and xs's column block stays in cache while the
 // features' entries jump between rows. Invocation t of block c owns columns 4·(c·WG + t) .. +3.
 @group(0) @binding(4) var<storage, read> rf_u4: array<vec4f>;
@@ -540,7 +551,7 @@ fn reduce_features(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_i
 
 @compute @workgroup_size(WG)
 fn reduce_features4(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let f = wg.y * rf_p.row_stride + wg.x;
+  let f = rf_feature(wg.y * rf_p.row_stride + wg.x);
   if (f >= rf_p.n) { return; }
   let lo = rf_start[f];
   let hi = rf_start[f + 1u];
@@ -592,7 +603,7 @@ fn rf_xs_at(i: u32, t: vec2i, j: u32) -> vec4f {
 
 @compute @workgroup_size(WG)
 fn reduce_features16(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let f = wg.y * rf_p.row_stride + wg.x;
+  let f = rf_feature(wg.y * rf_p.row_stride + wg.x);
   if (f >= rf_p.n) { return; }
   let lo = rf_start[f];
   let hi = rf_start[f + 1u];

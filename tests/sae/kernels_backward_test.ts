@@ -187,6 +187,7 @@ async function runGpu(
   data: ReturnType<typeof makeData>,
   dpre: DpreLayout = "lanes",
   textures = false,
+  spread?: number,
 ) {
   const { B, d } = c;
   const n = c.layers.reduce((a, b) => a + b, 0);
@@ -208,6 +209,7 @@ async function runGpu(
     totalVarIndex: 0,
     dpre,
     textures,
+    spread,
   });
   const up = (x: Float32Array | Uint32Array, label: string) => uploadStorage(gpu, x, label);
   const bufs = {
@@ -410,6 +412,34 @@ for (const c of CASES) {
     );
   }
 }
+
+Deno.test("sparse backward: the per-feature sums' grid interleaved 1, 3, 7 or 64 ways gives the same gradients bitwise", async () => {
+  const gpu = await testGpu();
+  // reduce_features (d = 39, a 3-level tree), reduce_features4 (d = 36), reduce_features16 (d = 64
+  // over 4 110 features, also from textures; d = 800 in two column blocks). Feature counts 61, 4 110
+  // and 23: not multiples of 3, 7 or 64, and fewer than 64·q, so some workgroups get no feature.
+  for (const c of [CASES[3], CASES[5], CASES[6], CASES[9]]) {
+    const data = makeData(c);
+    const want = denseReference(c, data);
+    for (const [dpre, textures] of LAYOUTS(c.d)) {
+      const runs = [];
+      for (const spread of [1, 3, 7, 64]) {
+        runs.push(await runGpu(gpu, c, data, dpre, textures, spread));
+      }
+      close(runs[0].gradDec, want.gradDec, "grad decW");
+      close(runs[0].gradEnc, want.gradEnc, "grad encW");
+      for (const r of runs.slice(1)) {
+        assert.deepEqual(r.gradDec, runs[0].gradDec);
+        assert.deepEqual(r.gradEnc, runs[0].gradEnc);
+        assert.deepEqual(r.gradB, runs[0].gradB);
+      }
+    }
+  }
+  await assert.rejects(
+    () => runGpu(gpu, CASES[3], makeData(CASES[3]), "lanes", false, 0),
+    /spread 0/,
+  );
+});
 
 Deno.test("sparse backward is deterministic: sorted entries are in (block, segment, row) order and repeat bitwise", async () => {
   const gpu = await testGpu();

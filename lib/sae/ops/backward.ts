@@ -29,6 +29,7 @@ import { createStorage, uploadStorage } from "../../gpu/buffer.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
 import { GpuError } from "../../errors.ts";
 import { wrapGrid } from "./grid.ts";
+import { dispatchSpread, spreadGroups } from "../../gpu/workgroups.ts";
 import type { PhaseTimer } from "../../gpu/phase_timer.ts";
 import { placeholderTexture } from "../../gpu/texture.ts";
 import {
@@ -125,6 +126,12 @@ const K_BPART = kernel("bdec_partial");
 const K_BPART_TEX: Kernel = { ...K_BPART, constants: { WG, BQ_TEX: 1 } };
 const K_BROWS: Kernel = { ...kernel("bdec_rows"), constants: { WG, BDEC_ROWS } };
 const K_BFINAL: Kernel = { ...kernel("bdec_final"), constants: { WG, BDEC_ROWS } };
+/** The per-feature sums' kernel for a vector width and read path, its grid interleaved `spread` ways. */
+function reduceKernel(vec: number, tex: boolean, spread: number): Kernel {
+  const base = vec === 16 ? (tex ? K_REDUCE16_TEX : K_REDUCE16) : vec === 4 ? K_REDUCE4 : K_REDUCE;
+  return spread === 1 ? base : { ...base, constants: { ...base.constants, SPREAD: spread } };
+}
+/** Kernels compiled up front besides the per-feature sums (`reduceKernel`). */
 const ALL_KERNELS = [
   K_LEVEL,
   K_AUX,
@@ -139,9 +146,6 @@ const ALL_KERNELS = [
   K_SCAN,
   K_SCAN_GPU,
   K_SCATTER,
-  K_REDUCE,
-  K_REDUCE4,
-  K_REDUCE16,
   K_BPART,
   K_BROWS,
   K_BFINAL,
@@ -199,6 +203,11 @@ export interface BackwardShape {
    * reduce_features16 and bdec_partial read them. Needs d % 64 == 0 (matrixTextureSupported).
    */
   textures?: boolean;
+  /**
+   * How many ways the per-feature sums interleave their grid (kernels/sparse_backward.wgsl,
+   * SPREAD); default `dispatchSpread(gpu)`. Any value gives the same sums.
+   */
+  spread?: number;
 }
 
 /** Buffers of one backward pass (bound per call, so the engine may swap them). */
@@ -248,10 +257,13 @@ export class SparseBackward {
   #uTexView?: GPUTextureView;
   /** Per aux group: its dense path's scratch, where the shape asks for one. */
   #dense: (DenseAux | undefined)[] = [];
+  /** Interleaving of the per-feature sums' grid (`BackwardShape.spread`). */
+  #spread: number;
 
   private constructor(gpu: Gpu, shape: BackwardShape) {
     this.#gpu = gpu;
     this.shape = shape;
+    this.#spread = shape.spread ?? dispatchSpread(gpu);
     const { B, n, k } = shape;
     const maxBlocks = Math.max(1, Math.floor(MAX_CURSOR_ENTRIES / n));
     const nBlocks = Math.max(1, Math.min(Math.ceil(B / MIN_ROWS_PER_BLOCK), maxBlocks));
@@ -279,18 +291,22 @@ export class SparseBackward {
           `adapter's storage binding limit; use a smaller batch`,
       );
     }
+    if (shape.spread !== undefined && !(Number.isInteger(shape.spread) && shape.spread >= 1)) {
+      throw new GpuError(`sparse backward: spread ${shape.spread} must be a positive integer`);
+    }
     const self = new SparseBackward(gpu, shape);
     self.#dense = shape.aux.map((g) =>
       g.dense
         ? createDenseAux(gpu, { B, d, n, base: g.dense.base, end: g.dense.end }, g.dense.gemm)
         : undefined
     );
-    const kernels = [...ALL_KERNELS];
+    const spread = self.#spread;
+    const kernels = [...ALL_KERNELS, ...[1, 4, 16].map((v) => reduceKernel(v, false, spread))];
     if (shape.textures) {
       if (!matrixTextureSupported(d)) {
         throw new GpuError(`sparse backward: matrix textures need d % 64 == 0 (d = ${d})`);
       }
-      kernels.push(K_DPRE4_TEX, K_DPRE4X4_TEX, K_REDUCE16_TEX, K_BPART_TEX);
+      kernels.push(K_DPRE4_TEX, K_DPRE4X4_TEX, reduceKernel(16, true, spread), K_BPART_TEX);
       self.#uTex = createMatrixTexture(gpu, S * B, d, "backward U texture");
       self.#uTexView = matrixTextureView(self.#uTex);
     }
@@ -568,14 +584,15 @@ export class SparseBackward {
         workgroups: p.blockGrid.workgroups,
       }, false));
     });
-    const perFeature = wrapGrid(this.#gpu, n);
+    const spread = this.#spread;
+    const perFeature = wrapGrid(this.#gpu, spreadGroups(n, spread));
     // vec4 loads when rows allow; four vec4s per invocation when d % 16 == 0.
     const vec = d % 16 === 0 ? 16 : d % 4 === 0 ? 4 : 1;
     const colBlocks = Math.ceil(
       d / vec / (vec === 16 ? REDUCE16_WG : vec === 4 ? REDUCE4_WG : WG),
     );
     out.push({
-      kernel: vec === 16 ? (tex ? K_REDUCE16_TEX : K_REDUCE16) : vec === 4 ? K_REDUCE4 : K_REDUCE,
+      kernel: reduceKernel(vec, tex, spread),
       buffers: [
         s.start,
         s.key,
