@@ -4,7 +4,10 @@
  * texture mirror as the engine does on software adapters. The random rows miss the CPU caches, as
  * a real step's do (made-up indices that repeat few rows time the kernel at half its real cost).
  *
- *   deno run -A bench/decode_probe.ts [rows=4096]
+ *   deno run -A bench/decode_probe.ts [rows=4096] [matryoshka]
+ *
+ * `matryoshka` decodes the four prefix levels of `matryoshka-4layer-l0-32` instead (levels by
+ * feature: decode_levels16_tex).
  *
  * Prints the wall time of four runs (the first includes warm-up).
  */
@@ -15,7 +18,13 @@ import { createStorage, uploadStorage } from "../lib/gpu/buffer.ts";
 import { encodeDispatches, getPipeline } from "../lib/gpu/kernel.ts";
 import { timeGpu } from "../lib/gpu/timer.ts";
 import { createMatrixTexture, encodeMatrixTextureCopy } from "../lib/sae/ops/matrix_texture.ts";
-import { createLevelBounds, singleLevel, textureDecodeOp } from "../lib/sae/ops/sparse_decode.ts";
+import {
+  createLevelBounds,
+  matryoshkaLevels,
+  singleLevel,
+  textureDecodeOp,
+} from "../lib/sae/ops/sparse_decode.ts";
+import { getPreset } from "../lib/tree/presets.ts";
 
 await helpFromHeader(import.meta.url);
 const gpu = await getGpu();
@@ -30,13 +39,15 @@ gpu.device.queue.submit([enc0.finish()]);
 const next = lcg(3);
 const idx = new Uint32Array(B * K).map(() => next() % n);
 const val = new Float32Array(B * K).map((_, i) => 1 + (i % 7));
-const plan = singleLevel(K);
+const plan = Deno.args[1] === "matryoshka"
+  ? matryoshkaLevels(getPreset("matryoshka-4layer-l0-32").layers)
+  : singleLevel(K);
 const ops = textureDecodeOp(gpu, decT, {
   idx: uploadStorage(gpu, idx, "idx"),
   val: uploadStorage(gpu, val, "val"),
   bDec: createStorage(gpu, d * 4, "bDec"),
   levelBounds: createLevelBounds(gpu, plan),
-  out: createStorage(gpu, B * d * 4, "recon"),
+  out: createStorage(gpu, plan.bounds.length * B * d * 4, "recon"),
 }, { B, d, K, plan, withBias: true });
 const pipes = await Promise.all(ops.map((o) => getPipeline(gpu, o.kernel)));
 for (let r = 0; r < 4; r++) {

@@ -262,12 +262,22 @@ fn decode_slots16_tex4(@builtin(global_invocation_id) g: vec3u) {
 
 // decode_levels16_tex: any levels (mode 1: matryoshka's feature prefixes, too) with decW read
 // through its texture (d % 64 == 0). An invocation owns the 16 contiguous columns of cols16_cols
-// and keeps, per level and column, the sum of the slots of that level (in slot order); level l's
-// output is the bias plus the sums of levels 0..l. Against decode_levels4 (one vec4 per lane from
-// storage, every slot added into every level at or above its own): each slot's decoder row is
-// gathered 16 columns per lane from the texture and added once, 1.2 s → 0.44 s on llvmpipe for a
-// real step's random rows (B = 4 096, k = 32, four levels). The sums are grouped by level, so they
-// round differently from decode_levels4's. Grid: (ceil(nl / WG), B).
+// and keeps one running sum per level (LEVELS of them, the host's L: an override, so the unused
+// ones compile away). Each slot's decoder row is gathered once, 16 columns per lane, and added
+// into the sum of every level at or above the slot's own (a weight of v or 0 per level: no
+// indexed private array, which llvmpipe spills per lane: 479–503 → 369–387 ms for 4 096 rows of
+// matryoshka-4layer-l0-32, bench/decode_probe.ts). Level l's sum is the bias plus its slots in slot
+// order, as decode_levels4 adds them. Grid: (ceil(nl / WG), B).
+override LEVELS: u32 = MAX_LEVELS;
+
+// Add w · (t0, t1, t2, t3) to the 16 columns' sums.
+fn cols16_add4(c: ptr<function, Cols16>, w: f32, t0: vec4f, t1: vec4f, t2: vec4f, t3: vec4f) {
+  (*c).a0 += w * t0;
+  (*c).a1 += w * t1;
+  (*c).a2 += w * t2;
+  (*c).a3 += w * t3;
+}
+
 @compute @workgroup_size(WG)
 fn decode_levels16_tex(@builtin(global_invocation_id) g: vec3u) {
   let b = g.y;
@@ -275,11 +285,16 @@ fn decode_levels16_tex(@builtin(global_invocation_id) g: vec3u) {
   let nl = (d4 + 3u) / 4u;
   let j = g.x;
   if (b >= u.B || j >= nl) { return; }
-  let jj = cols16_cols(j, nl, d4);
-  var a0: array<vec4f, MAX_LEVELS>;
-  var a1: array<vec4f, MAX_LEVELS>;
-  var a2: array<vec4f, MAX_LEVELS>;
-  var a3: array<vec4f, MAX_LEVELS>;
+  let c = cols16_start(j, nl, d4);
+  let jj = c.j;
+  var c0 = c;
+  var c1 = c;
+  var c2 = c;
+  var c3 = c;
+  var c4 = c;
+  var c5 = c;
+  var c6 = c;
+  var c7 = c;
   for (var s = 0u; s < u.K; s++) {
     let f = idx[b * u.K + s];
     let v = val[b * u.K + s];
@@ -288,19 +303,27 @@ fn decode_levels16_tex(@builtin(global_invocation_id) g: vec3u) {
     if (lev >= u.L) { continue; }
     let y = i32(f % TEX_ROWS);
     let z = i32(f / TEX_ROWS);
-    a0[lev] += v * textureLoad(decT, vec2i(i32(jj.x), y), z, 0);
-    a1[lev] += v * textureLoad(decT, vec2i(i32(jj.y), y), z, 0);
-    a2[lev] += v * textureLoad(decT, vec2i(i32(jj.z), y), z, 0);
-    a3[lev] += v * textureLoad(decT, vec2i(i32(jj.w), y), z, 0);
+    let t0 = textureLoad(decT, vec2i(i32(jj.x), y), z, 0);
+    let t1 = textureLoad(decT, vec2i(i32(jj.y), y), z, 0);
+    let t2 = textureLoad(decT, vec2i(i32(jj.z), y), z, 0);
+    let t3 = textureLoad(decT, vec2i(i32(jj.w), y), z, 0);
+    cols16_add4(&c0, select(0.0, v, lev == 0u), t0, t1, t2, t3);
+    if (LEVELS > 1u) { cols16_add4(&c1, select(0.0, v, lev <= 1u), t0, t1, t2, t3); }
+    if (LEVELS > 2u) { cols16_add4(&c2, select(0.0, v, lev <= 2u), t0, t1, t2, t3); }
+    if (LEVELS > 3u) { cols16_add4(&c3, select(0.0, v, lev <= 3u), t0, t1, t2, t3); }
+    if (LEVELS > 4u) { cols16_add4(&c4, select(0.0, v, lev <= 4u), t0, t1, t2, t3); }
+    if (LEVELS > 5u) { cols16_add4(&c5, select(0.0, v, lev <= 5u), t0, t1, t2, t3); }
+    if (LEVELS > 6u) { cols16_add4(&c6, select(0.0, v, lev <= 6u), t0, t1, t2, t3); }
+    if (LEVELS > 7u) { cols16_add4(&c7, select(0.0, v, lev <= 7u), t0, t1, t2, t3); }
   }
-  var c = cols16_start(j, nl, d4);
-  for (var q = 0u; q < u.L; q++) {
-    c.a0 += a0[q];
-    c.a1 += a1[q];
-    c.a2 += a2[q];
-    c.a3 += a3[q];
-    cols16_store(c, q, b, j, nl, d4);
-  }
+  cols16_store(c0, 0u, b, j, nl, d4);
+  if (LEVELS > 1u && u.L > 1u) { cols16_store(c1, 1u, b, j, nl, d4); }
+  if (LEVELS > 2u && u.L > 2u) { cols16_store(c2, 2u, b, j, nl, d4); }
+  if (LEVELS > 3u && u.L > 3u) { cols16_store(c3, 3u, b, j, nl, d4); }
+  if (LEVELS > 4u && u.L > 4u) { cols16_store(c4, 4u, b, j, nl, d4); }
+  if (LEVELS > 5u && u.L > 5u) { cols16_store(c5, 5u, b, j, nl, d4); }
+  if (LEVELS > 6u && u.L > 6u) { cols16_store(c6, 6u, b, j, nl, d4); }
+  if (LEVELS > 7u && u.L > 7u) { cols16_store(c7, 7u, b, j, nl, d4); }
 }
 
 // decode_blocks16_tex: block u.block of a single-level texture decode over rows regrouped by block

@@ -102,6 +102,18 @@ Deno.test("texture decode matches the TS twin (tree levels, AuxK, matryoshka, de
       bias: false,
       fours: false,
     },
+    // The most levels the kernel keeps (MAX_LEVELS = 8) and one: its per-level sums are compiled
+    // for the plan's L.
+    {
+      B: 6,
+      d: 64,
+      n: 300,
+      K: 17,
+      plan: matryoshkaLevels([3, 5, 8, 13, 21, 34, 55, 161]),
+      bias: true,
+      fours: false,
+    },
+    { B: 4, d: 64, n: 200, K: 9, plan: matryoshkaLevels([200]), bias: true, fours: false },
   ];
   for (const { B, d, n, K, plan, bias, fours } of cases) {
     assert.equal(slotsInFours(K, plan), fours, `K=${K} bounds ${plan.bounds}`);

@@ -174,7 +174,11 @@ export function textureDecodeOp(
     : slotsInFours(K, plan)
     ? "decode_slots16_tex4"
     : "decode_slots16_tex";
-  const kernel = kernel16(gpu, entry);
+  const base = kernel16(gpu, entry);
+  // decode_levels16_tex keeps one running sum per level: compiled for this plan's L.
+  const kernel = plan.mode === "feature"
+    ? { ...base, constants: { ...base.constants, LEVELS: plan.bounds.length } }
+    : base;
   return [{
     kernel,
     buffers: [
