@@ -241,7 +241,6 @@ fn pre_at(e: u32) -> f32 {
   return pre_vec(e / 4u)[e % 4u];
 }
 
-// Selection key of a candidate with pre value p, 0 (below every real key) when not a candidate.
 // Whether the four features i0 .. i0 + 3 (i0 % 4 == 0, all below n) take part in main mode:
 // their parents are the root or fired (eligible, four at a time, without a branch per feature).
 fn eligible4(i0: u32, o: u32) -> vec4<bool> {
@@ -262,6 +261,7 @@ fn cand_key4_main(v: vec4f, i0: u32, o: u32) -> vec4u {
     key_of(select(0.0, v.z, e.z)), key_of(select(0.0, v.w, e.w)));
 }
 
+// Selection key of a candidate with pre value p, 0 (below every real key) when not a candidate.
 fn cand_key(mode: u32, p: f32, i: u32, o: u32) -> u32 {
   let c = candidate_of(mode, p, i, o);
   return select(0u, c.y, c.x != 0u);
@@ -414,7 +414,7 @@ fn try_chunked(mode: u32, t: u32, base: u32, o: u32, s: u32, k: u32, outBase: u3
       set_scratch(CHUNK_CAP + atomicAdd(&hitCount, 1u), b * WG + t);
     }
   }
-  return collect_hit_chunks(mode, t, q0, o, n4, G, true, hit_chunks(t), T, k, outBase);
+  return collect_hit_chunks(mode, t, q0, o, n4, G, true, false, hit_chunks(t), T, k, outBase);
 }
 
 // The number of chunks the hit list was offered (hitCount, uniform over the workgroup), once every
@@ -428,8 +428,12 @@ fn hit_chunks(t: u32) -> u32 {
 // The chunk filters' second read: the per vec4s of each of the hit chunks listed from
 // scratch[CHUNK_CAP] (H of them, ≤ CHUNK_CAP), spread over the invocations, collecting every
 // key ≥ T; chunk c is vec4s q = (c / WG)·WG·per + c % WG + WG·i when strided (try_chunked's blocks),
-// else per·c + i, of the layer starting at vec4 q0 (feature o). Then places the candidates, or
-// returns false, having written nothing, when more than MAX_C keys reach T.
+// else per·c + i, of the layer starting at vec4 q0 (feature o). `rootParents` (main mode: every
+// parent of the layer is the root, as in a tree's first layer) skips the parent gate, which would
+// pass every feature after a parent lookup each (tree-4layer-l0-32's top-k on lavapipe, 1 024
+// rows: 123–137 → 114–121 ms, bench/topk_probe.ts).
+// Then places the candidates, or returns false, having written nothing, when more than MAX_C keys
+// reach T.
 fn collect_hit_chunks(
   mode: u32,
   t: u32,
@@ -438,6 +442,7 @@ fn collect_hit_chunks(
   n4: u32,
   per: u32,
   strided: bool,
+  rootParents: bool,
   H: u32,
   T: u32,
   k: u32,
@@ -449,12 +454,15 @@ fn collect_hit_chunks(
     if (q < n4) {
       let v = pre_vec(q0 + q);
       let i0 = o + 4u * q;
-      let k4 = vec4u(
-        cand_key(mode, v.x, i0, o),
-        cand_key(mode, v.y, i0 + 1u, o),
-        cand_key(mode, v.z, i0 + 2u, o),
-        cand_key(mode, v.w, i0 + 3u, o),
-      );
+      var k4 = vec4u(key_of(v.x), key_of(v.y), key_of(v.z), key_of(v.w));
+      if (!rootParents) {
+        k4 = vec4u(
+          cand_key(mode, v.x, i0, o),
+          cand_key(mode, v.y, i0 + 1u, o),
+          cand_key(mode, v.z, i0 + 2u, o),
+          cand_key(mode, v.w, i0 + 3u, o),
+        );
+      }
       // Most vec4s hold no key ≥ T: one test skips the four collects (and their masked atomics).
       if (any(k4 >= vec4u(T))) {
         collect(i0, k4.x, T);
@@ -493,7 +501,7 @@ fn try_cmax(t: u32, r: u32, s: u32, k: u32, outBase: u32) -> bool {
   }
   let H = hit_chunks(t);
   if (H > CHUNK_CAP) { return false; }
-  return collect_hit_chunks(MODE_MAIN, t, r * (u.n / 4u), 0u, s / 4u, CMAX_COLS / 4u, false, H, T, k,
+  return collect_hit_chunks(MODE_MAIN, t, r * (u.n / 4u), 0u, s / 4u, CMAX_COLS / 4u, false, true, H, T, k,
     outBase);
 }
 
