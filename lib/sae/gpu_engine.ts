@@ -197,7 +197,7 @@ interface BatchBuffers {
   scal: GPUBuffer;
   /** [T, d] scratch of the loss reductions. */
   partials: GPUBuffer;
-  /** Block-sum scratch of the loss reductions (lossBlocksLength floats). */
+  /** Block-sum scratch of the loss reductions (lossBlocksLength floats: a region per term). */
   lossBlocks: GPUBuffer;
   /** u32 [n] 1 = dead (AuxK candidates), computed on the GPU each step (dead_mask). */
   dead: GPUBuffer;
@@ -1089,7 +1089,10 @@ export class GpuEngine implements SaeEngine {
         : {}),
       scal: f32(scalLength(L, this.#groups.length), "loss scalars"),
       partials: f32(lossTermCount(L, this.#groups.length) * d, "loss partial sums"),
-      lossBlocks: f32(lossBlocksLength(B, d), "loss block sums"),
+      lossBlocks: f32(
+        lossBlocksLength(B, d, lossTermCount(L, this.#groups.length)),
+        "loss block sums",
+      ),
       dead: f32(n, "dead mask"),
       counts: f32(n, "fire counts"),
       active: f32(n, "active counts"),

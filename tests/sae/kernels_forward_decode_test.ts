@@ -318,18 +318,26 @@ Deno.test("loss term sums match the TS twin and are bitwise reproducible", async
   const gpu = await testGpu();
   // d % 4 == 0 reads four columns per invocation (column_block_sums4; 260: two workgroups, the
   // second partial), else one. d = 64: also through the inputs' matrix textures (LOSS_TEX), the
-  // 2 × 2 100 level rows crossing the textures' first layer of 4 096.
-  for (const [B, d, L] of [[37, 48, 1], [130, 63, 3], [70, 260, 2], [2100, 64, 2]]) {
+  // 2 × 2 100 level rows crossing the textures' first layer of 4 096. A Tree SAE's terms: four
+  // levels with an AuxK entry each; and 8 of both, the most one dispatch takes (25 terms in all).
+  const cases: [number, number, number, number[]][] = [
+    [37, 48, 1, [0, 0]],
+    [130, 63, 3, [0, 2]],
+    [70, 260, 2, [0, 1]],
+    [2100, 64, 2, [0, 1]],
+    [90, 64, 4, [0, 1, 2, 3]],
+    [41, 36, 8, [0, 1, 2, 3, 4, 5, 6, 7]],
+  ];
+  for (const [B, d, L, auxLevels] of cases) {
     const xs = randn(B * d, B + d);
     const levels = randn(L * B * d, 2 * B + d).map((v, i) => 0.3 * v + xs[i % (B * d)]);
     const ehat = randn(B * d, 3 * B + d).map((v) => 0.2 * v);
-    const auxLevels = [0, L - 1];
     const T = lossTermCount(L, auxLevels.length);
     const xsBuf = uploadStorage(gpu, xs, "xs");
     const levelsBuf = uploadStorage(gpu, levels, "levels");
     const ehatBuf = uploadStorage(gpu, ehat, "ehat");
     const partials = createStorage(gpu, T * d * 4, "partials");
-    const blocks = createStorage(gpu, lossBlocksLength(B, d) * 4, "loss blocks");
+    const blocks = createStorage(gpu, lossBlocksLength(B, d, T) * 4, "loss blocks");
     const terms = createStorage(gpu, T * 4, "terms");
     const aux = auxLevels.map((level) => ({ ehat: ehatBuf, level }));
     const run = async (textures?: LossTextures) => {
@@ -373,4 +381,11 @@ Deno.test("loss term sums match the TS twin and are bitwise reproducible", async
     }
     for (const b of [xsBuf, levelsBuf, ehatBuf, partials, blocks, terms]) b.destroy();
   }
+  const one = createStorage(gpu, 16, "one");
+  // Levels and AuxK entries share a dispatch of at most 16 terms.
+  const aux = Array.from({ length: 7 }, () => ({ ehat: one, level: 0 }));
+  const tooMany = { xs: one, levels: one, aux, partials: one, blocks: one, terms: one };
+  assert.throws(() => lossTermsOp(gpu, tooMany, { B: 1, d: 4, L: 10 }), /at most 16 of both/);
+  lossTermsOp(gpu, tooMany, { B: 1, d: 4, L: 9 });
+  one.destroy();
 });

@@ -120,7 +120,7 @@ Deno.test("tree forward pass on the GPU agrees with lib/sae/reference (codes exa
   const auxBounds = createLevelBounds(gpu, singleLevel(kAux));
   const T = lossTermCount(L, 1);
   const partials = createStorage(gpu, T * d * 4, "partials"),
-    blocks = createStorage(gpu, lossBlocksLength(B, d) * 4, "loss blocks"),
+    blocks = createStorage(gpu, lossBlocksLength(B, d, T) * 4, "loss blocks"),
     terms = createStorage(gpu, T * 4, "terms");
   await runOps(gpu, [
     ...selectAuxOp(

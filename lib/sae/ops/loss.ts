@@ -17,6 +17,7 @@ import type { Gpu } from "../../gpu/device.ts";
 import type { Dispatch, Kernel } from "../../gpu/kernel.ts";
 import { placeholderTexture } from "../../gpu/texture.ts";
 import { sharedUniforms } from "../../gpu/shared_uniforms.ts";
+import { ArborError } from "../../errors.ts";
 
 /** Invocations per workgroup. */
 const WG = 64;
@@ -45,9 +46,14 @@ export function lossTermCount(L: number, auxCount: number): number {
   return 1 + L + 2 * auxCount;
 }
 
-/** Floats of `lossTermsOp`'s block scratch for B rows of width d: [ceil(B / ROWS), d, 2]. */
-export function lossBlocksLength(B: number, d: number): number {
-  return 2 * Math.ceil(B / ROWS) * d;
+/** Most terms one block-sums dispatch takes (MAX_DISPATCH_TERMS in the WGSL). */
+const MAX_DISPATCH_TERMS = 16;
+/** Most terms in all (the merge's centered flags are the bits of one u32). */
+const MAX_TERMS = 32;
+
+/** Floats of `lossTermsOp`'s block scratch for B rows of width d and T terms: [T, ceil(B / ROWS), d, 2]. */
+export function lossBlocksLength(B: number, d: number, T: number): number {
+  return 2 * T * Math.ceil(B / ROWS) * d;
 }
 
 /** One AuxK entry: its ê buffer and the level whose residual it reconstructs. */
@@ -68,7 +74,7 @@ export interface LossTermsBuffers {
   aux: AuxTermInput[];
   /** [T, d] scratch, T = lossTermCount(L, aux.length). */
   partials: GPUBuffer;
-  /** Block-sum scratch of lossBlocksLength(B, d) floats (reused by every term in turn). */
+  /** Block-sum scratch of lossBlocksLength(B, d, T) floats, a region per term. */
   blocks: GPUBuffer;
   /** [T] output sums. */
   terms: GPUBuffer;
@@ -90,39 +96,49 @@ export interface LossTextures {
 /** A column-sum input: its buffer and, when read through textures, its texture view. */
 type Input = [GPUBuffer, GPUTextureView | undefined];
 
-function columnSums(
+/**
+ * One term of a block-sums dispatch: e = a − bScale·bm + cScale·c, its three inputs read at element
+ * offsets aOff, bOff, cOff (bm and c only where their scale is not 0); its sums go to term t.
+ */
+interface Term {
+  t: number;
+  aOff: number;
+  bOff: number;
+  cOff: number;
+  centered: boolean;
+  bScale: number;
+  cScale: number;
+}
+
+/** The block-sums dispatch of `terms`, which all read the inputs a, bm, c. */
+function blockSums(
   gpu: Gpu,
   inputs: [Input, Input, Input],
-  p: {
-    B: number;
-    d: number;
-    aOff: number;
-    bOff: number;
-    cOff: number;
-    outRow: number;
-    centered: boolean;
-    bScale: number;
-    cScale: number;
-  },
-  { blocks, out }: { blocks: GPUBuffer; out: GPUBuffer },
-): Dispatch[] {
-  const u = sharedUniforms(gpu, {
-    B: p.B,
-    d: p.d,
-    aOff: p.aOff,
-    bOff: p.bOff,
-    cOff: p.cOff,
-    outRow: p.outRow,
-    centered: p.centered ? 1 : 0,
-    pad0: 0,
-    bScale: p.bScale,
-    cScale: p.cScale,
-    pad1: 0,
-    pad2: 0,
-  }, ["bScale", "cScale", "pad1", "pad2"]);
-  const groups = Math.ceil(p.d / WG);
+  terms: Term[],
+  p: { B: number; d: number },
+  blocks: GPUBuffer,
+): Dispatch {
+  const nb = Math.ceil(p.B / ROWS);
+  const fields: Record<string, number> = { B: p.B, d: p.d, nb, pad0: 0 };
+  const floats: string[] = [];
+  for (let z = 0; z < MAX_DISPATCH_TERMS; z++) {
+    const t = terms[z];
+    Object.assign(fields, {
+      [`aOff${z}`]: t?.aOff ?? 0,
+      [`bOff${z}`]: t?.bOff ?? 0,
+      [`cOff${z}`]: t?.cOff ?? 0,
+      [`t${z}`]: t?.t ?? 0,
+      [`bScale${z}`]: t?.bScale ?? 0,
+      [`cScale${z}`]: t?.cScale ?? 0,
+      [`centered${z}`]: t?.centered ? 1 : 0,
+      [`unused${z}`]: 0,
+    });
+    floats.push(`bScale${z}`, `cScale${z}`);
+  }
+  const u = sharedUniforms(gpu, fields, floats);
   // Four columns per invocation when every view can be read as vec4.
-  const by4 = p.d % 4 === 0 && [p.aOff, p.bOff, p.cOff].every((o) => o % 4 === 0);
+  const by4 = p.d % 4 === 0 &&
+    terms.every((t) => [t.aOff, t.bOff, t.cOff].every((o) => o % 4 === 0));
   const buffers: (GPUBuffer | GPUTextureView)[] = [...inputs.map(([buf]) => buf), blocks, u];
   const views = inputs.map(([, view]) => view);
   const tex = by4 && views.every((v) => v);
@@ -131,57 +147,65 @@ function columnSums(
     const none = placeholderTexture(gpu, "sampled-array");
     buffers.push(...views.map((v) => (tex ? v! : none)));
   }
-  const blockSums: Dispatch = {
+  return {
     kernel: tex ? BLOCKS4_TEX : by4 ? BLOCKS4 : BLOCKS,
     buffers,
-    workgroups: [by4 ? Math.ceil(p.d / (4 * WG)) : groups, Math.ceil(p.B / ROWS)],
+    workgroups: [Math.ceil(p.d / ((by4 ? 4 : 1) * WG)), nb, terms.length],
   };
-  return [
-    blockSums,
-    { kernel: MERGE, buffers: [blocks, out, u], workgroups: [groups] },
-  ];
 }
 
-/** Dispatches computing every loss term sum (layout in the module doc) into `terms`. */
+/**
+ * Dispatches computing every loss term sum (layout in the module doc) into `terms`: the block sums
+ * of totalVar; of the level errors with the AuxK denominators (both read x̂s_l and xs); of each
+ * AuxK numerator; then one merge and one reduction over all terms.
+ */
 export function lossTermsOp(
   gpu: Gpu,
   buffers: LossTermsBuffers,
   sizes: { B: number; d: number; L: number },
 ): Dispatch[] {
   const { B, d, L } = sizes;
+  const A = buffers.aux.length;
+  const T = lossTermCount(L, A);
+  if (L + A > MAX_DISPATCH_TERMS || T > MAX_TERMS) {
+    throw new ArborError(
+      `loss sums: ${L} levels and ${A} AuxK entries; at most ${MAX_DISPATCH_TERMS} of both ` +
+        `together`,
+    );
+  }
   const { partials, blocks } = buffers;
   const tex = buffers.textures;
   const xs: Input = [buffers.xs, tex?.xs];
   const levels: Input = [buffers.levels, tex?.levels];
-  const to = { blocks, out: partials };
-  const base = { B, d, aOff: 0, bOff: 0, cOff: 0, centered: false, bScale: 1, cScale: 0 };
+  const plain = { aOff: 0, bOff: 0, cOff: 0, centered: false, bScale: 1, cScale: 0 };
+  const p = { B, d };
+  // totalVar: xs about its batch mean.
   const out: Dispatch[] = [
-    ...columnSums(gpu, [xs, xs, xs], { ...base, outRow: 0, centered: true, bScale: 0 }, to),
+    blockSums(gpu, [xs, xs, xs], [{ ...plain, t: 0, centered: true, bScale: 0 }], p, blocks),
   ];
-  for (let l = 0; l < L; l++) {
-    out.push(
-      ...columnSums(gpu, [levels, xs, xs], { ...base, aOff: l * B * d, outRow: 1 + l }, to),
-    );
+  // x̂s_l − xs per level; each AuxK denominator as x̂s_l − xs about its batch mean (= r with its
+  // sign flipped: the same squares, bitwise). Alternated, so that each contiguous share of the
+  // grid (a software adapter's thread) gets as many of the centered terms, which read twice.
+  const levelTerms: Term[] = [];
+  for (let i = 0; i < Math.max(L, A); i++) {
+    if (i < L) levelTerms.push({ ...plain, t: 1 + i, aOff: i * B * d });
+    if (i < A) {
+      const aOff = buffers.aux[i].level * B * d;
+      levelTerms.push({ ...plain, t: 2 + L + 2 * i, aOff, centered: true });
+    }
   }
+  out.push(blockSums(gpu, [levels, xs, xs], levelTerms, p, blocks));
+  // Each AuxK numerator: ê − (xs − x̂s_l).
   buffers.aux.forEach(({ ehat, level }, i) => {
-    const lOff = level * B * d;
     const e: Input = [ehat, tex?.aux[i]];
-    out.push(
-      ...columnSums(
-        gpu,
-        [e, xs, levels],
-        { ...base, cOff: lOff, cScale: 1, outRow: 1 + L + 2 * i },
-        to,
-      ),
-      ...columnSums(
-        gpu,
-        [xs, levels, xs],
-        { ...base, bOff: lOff, centered: true, outRow: 2 + L + 2 * i },
-        to,
-      ),
-    );
+    const numerator = { ...plain, t: 1 + L + 2 * i, cOff: level * B * d, cScale: 1 };
+    out.push(blockSums(gpu, [e, xs, levels], [numerator], p, blocks));
   });
-  const T = lossTermCount(L, buffers.aux.length);
+  // Centered: totalVar and every AuxK denominator.
+  let centered = 1;
+  buffers.aux.forEach((_, i) => centered |= 1 << (2 + L + 2 * i));
+  const um = sharedUniforms(gpu, { B, d, nb: Math.ceil(B / ROWS), centered: centered >>> 0 });
+  out.push({ kernel: MERGE, buffers: [blocks, partials, um], workgroups: [Math.ceil(d / WG), T] });
   const u = sharedUniforms(gpu, { d, T, pad0: 0, pad1: 0 });
   out.push({ kernel: REDUCE, buffers: [partials, buffers.terms, u], workgroups: [T] });
   return out;
