@@ -10,7 +10,8 @@
 #    dead, then AuxK off), then --back-to-back with 0, 2 and 4 steps ahead (AuxK 256 and off), and
 #    bench/encoder_gemm_bench.ts;
 #    and (part "dense") the dense AuxK path on storage GEMMs (--dense-aux) against the sparse path
-#    GPUs take by default, at 5 % dead; (part "presets") the Tree SAE and Matryoshka at 5 % dead;
+#    GPUs take by default, at 5 % dead; (part "presets") the Tree SAE and Matryoshka at 5 % dead,
+#    profiled;
 #    (part "train") `train` end to end on a synthetic f16 store;
 # 3. bench/torch_train_step.py, the PyTorch twin of the step, when python3 has torch.
 # DENO names the Deno binary (default: deno); DENO_WEBGPU_BACKEND defaults to vulkan. Each part
@@ -93,10 +94,11 @@ if want dense; then
     done; done"
   grep -v '^adapter' "$out/dense_aux.log"
 fi
-# The Tree SAE and Matryoshka at the paper's main shape (n = 24 576, L0 = 32), back to back.
+# The Tree SAE and Matryoshka at the paper's main shape (n = 24 576, L0 = 32), back to back, with
+# their phases at working clocks (their own kernels: the tree's top-k, the loss sums of 4 levels).
 if want presets; then
   part presets 200 sh -c "for p in tree-4layer-l0-32 matryoshka-4layer-l0-32; do \
-    \"$deno\" run -A bench/train_step.ts --steps 200 --back-to-back --dead-every 20 --preset \$p; \
+    \"$deno\" run -A bench/train_step.ts --steps 200 --back-to-back --profile --dead-every 20 --preset \$p; \
     done"
   grep -v '^adapter' "$out/presets.log"
 fi
