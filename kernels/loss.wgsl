@@ -45,6 +45,11 @@ override ROWS: u32 = 64;
 
 // Most terms one column_block_sums dispatch takes: 8 level errors and 8 AuxK denominators.
 const MAX_DISPATCH_TERMS: u32 = 16u;
+// Inputs the dispatch's terms read: 1 (a), 2 (a, bm) or 3. A pipeline constant, so that the reads
+// no term makes compile away: llvmpipe may run a branch's reads with no lane taking it (the Tree
+// SAE's loss sums at B = 4 096, d = 768 through textures: best of 5, 157–188 → 128–147 ms; TopK's
+// unchanged, within a noisy VM's spread).
+override READS: u32 = 3u;
 
 struct ColParams {
   B: u32, d: u32, nb: u32, pad0: u32,
@@ -84,8 +89,8 @@ fn term_desc(z: u32) -> Term {
 fn diff(t: Term, row: u32, j: u32) -> f32 {
   let e = row * u.d + j;
   var x = a[t.aOff + e];
-  if (t.bScale != 0.0) { x = x - t.bScale * bm[t.bOff + e]; }
-  if (t.cScale != 0.0) { x = x + t.cScale * cm[t.cOff + e]; }
+  if (READS > 1u && t.bScale != 0.0) { x = x - t.bScale * bm[t.bOff + e]; }
+  if (READS > 2u && t.cScale != 0.0) { x = x + t.cScale * cm[t.cOff + e]; }
   return x;
 }
 
@@ -143,14 +148,14 @@ fn texel_c(q: u32, j4: u32) -> vec4f {
 fn diff4(t: Term, row: u32, j4: u32) -> vec4f {
   if (LOSS_TEX) {
     var x = texel_a(t.aOff / u.d + row, j4);
-    if (t.bScale != 0.0) { x = x - t.bScale * texel_b(t.bOff / u.d + row, j4); }
-    if (t.cScale != 0.0) { x = x + t.cScale * texel_c(t.cOff / u.d + row, j4); }
+    if (READS > 1u && t.bScale != 0.0) { x = x - t.bScale * texel_b(t.bOff / u.d + row, j4); }
+    if (READS > 2u && t.cScale != 0.0) { x = x + t.cScale * texel_c(t.cOff / u.d + row, j4); }
     return x;
   }
   let e = (row * u.d) / 4u + j4;
   var x = a4[t.aOff / 4u + e];
-  if (t.bScale != 0.0) { x = x - t.bScale * bm4[t.bOff / 4u + e]; }
-  if (t.cScale != 0.0) { x = x + t.cScale * cm4[t.cOff / 4u + e]; }
+  if (READS > 1u && t.bScale != 0.0) { x = x - t.bScale * bm4[t.bOff / 4u + e]; }
+  if (READS > 2u && t.cScale != 0.0) { x = x + t.cScale * cm4[t.cOff / 4u + e]; }
   return x;
 }
 

@@ -147,8 +147,11 @@ function blockSums(
     const none = placeholderTexture(gpu, "sampled-array");
     buffers.push(...views.map((v) => (tex ? v! : none)));
   }
+  // The inputs any term reads (READS): the others' reads compile away.
+  const reads = terms.some((t) => t.cScale !== 0) ? 3 : terms.some((t) => t.bScale !== 0) ? 2 : 1;
+  const kernel = tex ? BLOCKS4_TEX : by4 ? BLOCKS4 : BLOCKS;
   return {
-    kernel: tex ? BLOCKS4_TEX : by4 ? BLOCKS4 : BLOCKS,
+    kernel: { ...kernel, constants: { ...kernel.constants, READS: reads } },
     buffers,
     workgroups: [Math.ceil(p.d / ((by4 ? 4 : 1) * WG)), nb, terms.length],
   };
