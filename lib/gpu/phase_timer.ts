@@ -6,9 +6,9 @@
  *   at a time, the host timing each until the queue reports it done. For software adapters, whose
  *   timestamps do not wait for the dispatches before them (lavapipe put a 10 s GEMM's time in the
  *   phases after it: bench/README.md, eighth session). The round trip of an empty submit (~11 ms
- *   on lavapipe through Deno) is taken off each phase. The process's CPU
- *   time over each phase is kept too (`readCpu`): on a software adapter, whose threads do the
- *   dispatches while the host waits, CPU time / wall time is how many cores the phase kept busy.
+ *   on lavapipe through Deno) is taken off each phase. The process's CPU time over each phase is
+ *   kept too (`readCpu`): on a software adapter, whose threads do the dispatches while the host
+ *   waits, CPU time / wall time is how many cores the phase kept busy.
  */
 import process from "node:process";
 import { GpuError } from "../errors.ts";

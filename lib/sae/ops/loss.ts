@@ -3,8 +3,8 @@
  * errors and the AuxK numerator/denominator, as sums the host (or a later kernel) divides.
  *
  * Shapes: B rows, d = d_in, L levels. xs [B, d], levels [L, B, d] (x̂s_{≤l}), ehat [B, d] (AuxK ê
- * of one aux layer), partials [T, d] and blocks [NB, d, 2] scratch (NB = ceil(B / 64) row blocks),
- * terms [T] output with the layout of `lossTermLayout`:
+ * of one aux layer), partials [T, d] and blocks [T, NB, d, 2] scratch (NB = ceil(B / 64) row
+ * blocks), terms [T] output in this layout (T = `lossTermCount`):
  *   terms[0]            = totalVar = Σ_b Σ_j (xs − mean_b xs)²
  *   terms[1 + l]        = Σ_b Σ_j (x̂s_{≤l} − xs)²                       for l < L
  *   terms[1 + L + 2a]   = Σ (ê_a − r_a)², r_a = xs − x̂s_{≤level_a}      AuxK numerator of aux entry a
