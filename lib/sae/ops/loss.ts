@@ -46,10 +46,11 @@ export function lossTermCount(L: number, auxCount: number): number {
   return 1 + L + 2 * auxCount;
 }
 
-/** Most terms one block-sums dispatch takes (MAX_DISPATCH_TERMS in the WGSL). */
+/**
+ * Most terms one block-sums dispatch takes (MAX_DISPATCH_TERMS in the WGSL). L + A ≤ 16 with L ≥ 1
+ * keeps T = 1 + L + 2A ≤ 32, so the merge's centered flags fit the bits of one u32.
+ */
 const MAX_DISPATCH_TERMS = 16;
-/** Most terms in all (the merge's centered flags are the bits of one u32). */
-const MAX_TERMS = 32;
 
 /** Floats of `lossTermsOp`'s block scratch for B rows of width d and T terms: [T, ceil(B / ROWS), d, 2]. */
 export function lossBlocksLength(B: number, d: number, T: number): number {
@@ -170,7 +171,7 @@ export function lossTermsOp(
   const { B, d, L } = sizes;
   const A = buffers.aux.length;
   const T = lossTermCount(L, A);
-  if (L + A > MAX_DISPATCH_TERMS || T > MAX_TERMS) {
+  if (L + A > MAX_DISPATCH_TERMS) {
     throw new ArborError(
       `loss sums: ${L} levels and ${A} AuxK entries; at most ${MAX_DISPATCH_TERMS} of both ` +
         `together`,
