@@ -10,7 +10,7 @@
 #    dead, then AuxK off), then --back-to-back with 0, 2 and 4 steps ahead (AuxK 256 and off), and
 #    bench/encoder_gemm_bench.ts;
 #    and (part "dense") the dense AuxK path on storage GEMMs (--dense-aux) against the sparse path
-#    GPUs take by default, at 5 % dead; (part "presets") the Tree SAE and Matryoshka at 5 % dead,
+#    GPUs take by default, at 5 % dead, then the dense path profiled per dispatch; (part "presets") the Tree SAE and Matryoshka at 5 % dead,
 #    profiled;
 #    (part "train") `train` end to end on a synthetic f16 store;
 # 3. bench/torch_train_step.py, the PyTorch twin of the step, when python3 has torch.
@@ -93,6 +93,11 @@ if want dense; then
     \"$deno\" run -A bench/train_step.ts --steps 200 --back-to-back --dead-every 20 --n \$n \$f; \
     done; done"
   grep -v '^adapter' "$out/dense_aux.log"
+  # Each dense dispatch at working clocks: whether the gradient GEMMs (few output tiles, K = B) are
+  # worth splitting along K.
+  part dense_aux_profile 120 "$deno" run -A bench/train_step.ts --steps 50 --back-to-back \
+    --dead-every 20 --n 24576 --dense-aux --profile --dispatches
+  grep -E '^d=|gemm|reduce_features|AuxK' "$out/dense_aux_profile.log"
 fi
 # The Tree SAE and Matryoshka at the paper's main shape (n = 24 576, L0 = 32), back to back, with
 # their phases at working clocks (their own kernels: the tree's top-k, the loss sums of 4 levels).
