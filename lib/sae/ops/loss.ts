@@ -183,10 +183,15 @@ export function lossTermsOp(
   const levels: Input = [buffers.levels, tex?.levels];
   const plain = { aOff: 0, bOff: 0, cOff: 0, centered: false, bScale: 1, cScale: 0 };
   const p = { B, d };
+  const out: Dispatch[] = [];
+  // Every term, for the merge's centered flags.
+  const all: Term[] = [];
+  const sums = (inputs: [Input, Input, Input], terms: Term[]) => {
+    all.push(...terms);
+    out.push(blockSums(gpu, inputs, terms, p, blocks));
+  };
   // totalVar: xs about its batch mean.
-  const out: Dispatch[] = [
-    blockSums(gpu, [xs, xs, xs], [{ ...plain, t: 0, centered: true, bScale: 0 }], p, blocks),
-  ];
+  sums([xs, xs, xs], [{ ...plain, t: 0, centered: true, bScale: 0 }]);
   // x̂s_l − xs per level; each AuxK denominator as x̂s_l − xs about its batch mean (= r with its
   // sign flipped: the same squares, bitwise). Alternated, so that each contiguous share of the
   // grid (a software adapter's thread) gets as many of the centered terms, which read twice.
@@ -198,16 +203,15 @@ export function lossTermsOp(
       levelTerms.push({ ...plain, t: 2 + L + 2 * i, aOff, centered: true });
     }
   }
-  out.push(blockSums(gpu, [levels, xs, xs], levelTerms, p, blocks));
+  sums([levels, xs, xs], levelTerms);
   // Each AuxK numerator: ê − (xs − x̂s_l).
   buffers.aux.forEach(({ ehat, level }, i) => {
     const e: Input = [ehat, tex?.aux[i]];
     const numerator = { ...plain, t: 1 + L + 2 * i, cOff: level * B * d, cScale: 1 };
-    out.push(blockSums(gpu, [e, xs, levels], [numerator], p, blocks));
+    sums([e, xs, levels], [numerator]);
   });
   // Centered: totalVar and every AuxK denominator.
-  let centered = 1;
-  buffers.aux.forEach((_, i) => centered |= 1 << (2 + L + 2 * i));
+  const centered = all.reduce((m, t) => t.centered ? m | (1 << t.t) : m, 0);
   const um = sharedUniforms(gpu, { B, d, nb: Math.ceil(B / ROWS), centered: centered >>> 0 });
   out.push({ kernel: MERGE, buffers: [blocks, partials, um], workgroups: [Math.ceil(d / WG), T] });
   const u = sharedUniforms(gpu, { d, T, pad0: 0, pad1: 0 });
